@@ -1,0 +1,73 @@
+"""Atomic file and directory writes: readers see the old content or the new, never half."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_directory"]
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent
+    if not parent.exists():
+        raise FileNotFoundError(
+            f"Cannot write {path}: the folder {parent} does not exist. Create it first."
+        )
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(
+            f"Cannot write {path}: the folder {parent} is not writable. "
+            "Choose another output path."
+        )
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place on success.
+
+    On any exception (including ``KeyboardInterrupt``) the temporary file is
+    removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    _check_parent(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary directory; swap it in for ``path`` on success.
+
+    An existing directory at ``path`` is replaced only after the new one is
+    complete, so an interrupted write leaves the previous directory intact.
+    """
+    target = Path(path)
+    _check_parent(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,53 @@
+"""Exception and warning classes shared by every lesionboost module.
+
+Every error raised on purpose by lesionboost subclasses :class:`LesionBoostError`
+*and* the builtin exception a user would naturally catch (``ValueError``,
+``KeyError``, ``OSError``, ``ImportError``), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LesionBoostError",
+    "SchemaError",
+    "ModelFileError",
+    "ImageStoreError",
+    "MissingImageError",
+    "OptionalDependencyError",
+    "DataWarning",
+]
+
+
+class LesionBoostError(Exception):
+    """Base class of every error lesionboost raises on purpose."""
+
+
+class SchemaError(LesionBoostError, ValueError):
+    """Metadata does not follow the SLICE-3D column contract.
+
+    The message names the file (when there is one), the column, the first
+    offending rows and what to do about it.
+    """
+
+
+class ModelFileError(LesionBoostError, ValueError):
+    """A saved model directory is missing, tampered with, truncated or incompatible."""
+
+
+class ImageStoreError(LesionBoostError, OSError):
+    """An image file cannot be opened as a SLICE-3D HDF5 image store."""
+
+
+class MissingImageError(LesionBoostError, KeyError):
+    """An ``isic_id`` has no image in the store."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the sentence readable
+        return str(self.args[0]) if self.args else ""
+
+
+class OptionalDependencyError(LesionBoostError, ImportError):
+    """An optional dependency needed for the requested feature is not installed."""
+
+
+class DataWarning(UserWarning):
+    """Input data is usable but suspicious (out-of-range values, unknown levels, dropped columns)."""
