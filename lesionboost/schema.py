@@ -299,14 +299,16 @@ def validate(
         )
     if kind == "auto":
         kind = "train" if "target" in present else "test"
-    required = TRAIN_COLUMNS if kind == "train" else TEST_COLUMNS
+    # Training needs the label; the other train-only columns are optional because
+    # they are never used as features.
+    required = list(TEST_COLUMNS) + (["target"] if kind == "train" else [])
     missing = [c for c in required if c not in present]
     if missing:
         unexpected = [c for c in present if c not in TRAIN_COLUMNS]
         hint = ""
         if len(present) == 1 and any(sep in present[0] for sep in (";", "\t", "|")):
             hint = " The file looks delimited by something other than a comma; save it as CSV."
-        elif kind == "train" and missing == ["target"]:
+        elif kind == "train" and "target" in missing:
             hint = (
                 " It has no 'target' column: this looks like a test file. "
                 "Training needs train-metadata.csv."
@@ -314,8 +316,9 @@ def validate(
         raise SchemaError(
             f"Missing required column(s){where}: {_preview(missing)}"
             + (f"; unexpected column(s): {_preview(unexpected)}" if unexpected else "")
-            + f". A SLICE-3D {kind} file needs the {len(required)} Kaggle columns "
-            f"(see lesionboost.schema.{'TRAIN' if kind == 'train' else 'TEST'}_COLUMNS).{hint}"
+            + f". A SLICE-3D {kind} file needs the 44 test columns of the Kaggle files"
+            + (" plus 'target'" if kind == "train" else "")
+            + f" (see lesionboost.schema.TEST_COLUMNS).{hint}"
         )
     if kind == "test":
         leaks = [c for c in LEAK_COLUMNS if c in present]
