@@ -1,0 +1,232 @@
+"""The lazy polars plan behind :class:`lesionboost.LesionFeaturizer`.
+
+Stages of the single plan (each a ``with_columns`` on the previous one):
+
+1. select and clean the inputs (numerics to Float64 with NaN/inf as null,
+   categoricals to strings);
+2. derived lesion attributes;
+3. group sizes of every grouping in use;
+4. z-scores, percentile ranks and counts, all window expressions (``over``);
+5. outlier summaries, which read the patient z-scores;
+6. the output selection, cast to Float32 / Int32 in the documented order.
+
+Window expressions over the same keys inside one ``with_columns`` share their
+group computation in polars, which is why stages 4 and 5 are kept apart and why
+the per-column count of non-missing values is used only for columns that can
+hold nulls in the frame at hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import polars as pl
+
+from ._features_derived import DERIVED_FEATURES, OUTLIER_COLUMNS
+from .schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+
+__all__ = ["GROUPINGS", "output_names", "build_plan", "z_name", "rank_name"]
+
+#: Grouping name -> partition keys.
+GROUPINGS: dict[str, tuple[str, ...]] = {
+    "patient": ("patient_id",),
+    "patient_location": ("patient_id", "tbp_lv_location_simple"),
+    "patient_site": ("patient_id", "anatom_site_general"),
+}
+
+#: Feature group -> the groupings it produces z-scores and ranks for.
+_GROUP_GROUPINGS: dict[str, tuple[str, ...]] = {
+    "patient": ("patient",),
+    "region": ("patient_location", "patient_site"),
+}
+
+COUNT_FEATURES: tuple[str, ...] = (
+    "n_lesions_patient",
+    "n_lesions_patient_site",
+    "n_lesions_patient_location",
+    "area_sum_patient",
+    "area_sum_patient_site",
+)
+OUTLIER_FEATURES: tuple[str, ...] = (
+    "ud_count_abs_z_gt",
+    "ud_max_abs_z",
+    "ud_std_abs_z",
+    "outlier_score",
+)
+_AREA = "tbp_lv_areaMM2"
+
+
+def z_name(column: str, grouping: str) -> str:
+    """Name of the z-score of ``column`` within ``grouping``."""
+    return f"{column}__z_{grouping}"
+
+
+def rank_name(column: str, grouping: str) -> str:
+    """Name of the percentile rank of ``column`` within ``grouping``."""
+    return f"{column}__rank_{grouping}"
+
+
+def _size_name(grouping: str) -> str:
+    return f"__n_{grouping}"
+
+
+def _numeric_columns(groups: Sequence[str], extra: Sequence[str]) -> list[str]:
+    columns = [*NUMERIC_COLUMNS, *extra]
+    if "derived" in groups:
+        columns += [d.name for d in DERIVED_FEATURES]
+    return columns
+
+
+def _ranked(columns: Sequence[str], extra: Sequence[str], rank_columns: str) -> list[str]:
+    if rank_columns == "all":
+        return list(columns)
+    if rank_columns == "raw":
+        return [c for c in columns if c in NUMERIC_COLUMNS or c in extra]
+    return []
+
+
+def _groupings(groups: Sequence[str]) -> list[str]:
+    return [g for group in groups for g in _GROUP_GROUPINGS.get(group, ())]
+
+
+def output_names(*, groups: Sequence[str], extra: Sequence[str], rank_columns: str) -> list[str]:
+    """Output columns for the given parameters, in order (independent of the data)."""
+    numeric = _numeric_columns(groups, extra)
+    names = [*NUMERIC_COLUMNS, *extra, *CATEGORICAL_COLUMNS]
+    names += [d.name for d in DERIVED_FEATURES] if "derived" in groups else []
+    ranked = _ranked(numeric, extra, rank_columns)
+    for grouping in _groupings(groups):
+        names += [z_name(c, grouping) for c in numeric]
+        names += [rank_name(c, grouping) for c in ranked]
+    if "counts" in groups:
+        names += COUNT_FEATURES
+    if "outlier" in groups:
+        names += OUTLIER_FEATURES
+    return names
+
+
+def _nullable(frame: pl.DataFrame, columns: Iterable[str]) -> set[str]:
+    """Raw numeric columns holding a null, NaN or inf in ``frame``."""
+    columns = list(columns)
+    if not columns or frame.height == 0:
+        return set()
+    probes = []
+    for name in columns:
+        col = pl.col(name)
+        if frame.schema[name].is_float():
+            probes.append((col.is_null() | ~col.is_finite()).any().alias(name))
+        else:
+            probes.append(col.is_null().any().alias(name))
+    flags = frame.select(probes).row(0, named=True)
+    return {name for name, flag in flags.items() if flag}
+
+
+def _z(column: str, grouping: str, *, nullable: bool, eps: float) -> pl.Expr:
+    keys = GROUPINGS[grouping]
+    x = pl.col(column)
+    # Sample SD is null for a group with one value: z is defined as 0 there.
+    z = ((x - x.mean().over(keys)) / (x.std().over(keys) + eps)).fill_null(0.0)
+    if nullable:
+        z = pl.when(x.is_not_null()).then(z)
+    return z.alias(z_name(column, grouping))
+
+
+def _rank(column: str, grouping: str, *, nullable: bool) -> pl.Expr:
+    keys = GROUPINGS[grouping]
+    x = pl.col(column)
+    n = x.count().over(keys) if nullable else pl.col(_size_name(grouping))
+    rank = pl.when(n > 1).then((x.rank("average").over(keys) - 1.0) / (n - 1.0)).otherwise(0.5)
+    if nullable:
+        rank = pl.when(x.is_not_null()).then(rank)
+    return rank.alias(rank_name(column, grouping))
+
+
+def _clean_numeric(name: str) -> pl.Expr:
+    x = pl.col(name).cast(pl.Float64)
+    return pl.when(x.is_finite()).then(x).alias(name)
+
+
+def _category_codes(name: str, levels: Sequence[str]) -> pl.Expr:
+    text = pl.col(name)
+    codes = text.replace_strict(
+        list(levels), list(range(2, len(levels) + 2)), default=1, return_dtype=pl.Int32
+    )
+    return pl.when(text.is_null()).then(pl.lit(0, dtype=pl.Int32)).otherwise(codes).alias(name)
+
+
+def build_plan(
+    frame: pl.DataFrame,
+    *,
+    groups: Sequence[str],
+    extra: Sequence[str],
+    rank_columns: str,
+    eps: float,
+    z_threshold: float,
+    category_maps: Mapping[str, Sequence[str]],
+) -> pl.LazyFrame:
+    """The lazy query computing every output column of :func:`output_names`."""
+    raw = [*NUMERIC_COLUMNS, *extra]
+    nullable = _nullable(frame, raw)
+    plan = frame.lazy().select(
+        pl.col("patient_id").cast(pl.String),
+        *[_clean_numeric(c) for c in raw],
+        *[pl.col(c).cast(pl.String) for c in CATEGORICAL_COLUMNS],
+    )
+    if "derived" in groups:
+        plan = plan.with_columns(d.polars() for d in DERIVED_FEATURES)
+        nullable |= {d.name for d in DERIVED_FEATURES if nullable.intersection(d.inputs())}
+
+    numeric = _numeric_columns(groups, extra)
+    ranked = set(_ranked(numeric, extra, rank_columns))
+    groupings = _groupings(groups)
+    outlier = "outlier" in groups
+    # The outlier summaries need patient z-scores even when "patient" is not output.
+    z_groupings = groupings if (not outlier or "patient" in groupings) else ["patient", *groupings]
+    size_groupings = set(GROUPINGS) if "counts" in groups else set(z_groupings)
+    plan = plan.with_columns(
+        pl.len().over(GROUPINGS[g]).cast(pl.Float64).alias(_size_name(g))
+        for g in GROUPINGS
+        if g in size_groupings
+    )
+
+    window: list[pl.Expr] = []
+    for grouping in z_groupings:
+        window += [_z(c, grouping, nullable=c in nullable, eps=eps) for c in numeric]
+        if grouping in groupings:
+            window += [
+                _rank(c, grouping, nullable=c in nullable) for c in numeric if c in ranked
+            ]
+    if "counts" in groups:
+        area = pl.col(_AREA)
+        window += [
+            pl.col(_size_name("patient")).alias("n_lesions_patient"),
+            pl.col(_size_name("patient_site")).alias("n_lesions_patient_site"),
+            pl.col(_size_name("patient_location")).alias("n_lesions_patient_location"),
+            area.sum().over(GROUPINGS["patient"]).alias("area_sum_patient"),
+            area.sum().over(GROUPINGS["patient_site"]).alias("area_sum_patient_site"),
+        ]
+    if window:
+        plan = plan.with_columns(window)
+
+    if outlier:
+        absz = [pl.col(z_name(c, "patient")).abs() for c in numeric]
+        key = [pl.col(z_name(c, "patient")) for c in OUTLIER_COLUMNS]
+        mean_abs = pl.mean_horizontal(absz)
+        mean_sq = pl.mean_horizontal([a * a for a in absz])
+        plan = plan.with_columns(
+            pl.sum_horizontal([(a > z_threshold).cast(pl.Float64) for a in absz]).alias(
+                "ud_count_abs_z_gt"
+            ),
+            pl.max_horizontal(absz).alias("ud_max_abs_z"),
+            (mean_sq - mean_abs * mean_abs).clip(lower_bound=0.0).sqrt().alias("ud_std_abs_z"),
+            (pl.sum_horizontal([k * k for k in key]) / len(key)).sqrt().alias("outlier_score"),
+        )
+
+    names = output_names(groups=groups, extra=extra, rank_columns=rank_columns)
+    categorical = set(CATEGORICAL_COLUMNS)
+    return plan.select(
+        _category_codes(name, category_maps[name])
+        if name in categorical
+        else pl.col(name).cast(pl.Float32)
+        for name in names
+    )

@@ -1,0 +1,367 @@
+"""One adapter per GBDT library: defaults, training, prediction and native files.
+
+:class:`~lesionboost.ensemble.GBDTEnsembleClassifier` talks to LightGBM,
+XGBoost and CatBoost only through the adapters in :data:`MEMBERS`, which
+all take the same input: a C-ordered ``float32`` matrix with ``NaN`` for
+missing values, whose categorical columns (``cat_idx``) hold non-negative
+integer codes. Each adapter turns that matrix into its library's native data
+object (numpy for LightGBM, a ``DMatrix`` with ``feature_types="c"`` for
+XGBoost, a polars-backed ``Pool`` with ``Int32`` columns for CatBoost, which
+rejects floats and nulls in categorical columns).
+
+:mod:`lesionboost.persist` maps the member kind strings stored in a model's
+manifest to these adapters; nothing else decides which code loads a file.
+CatBoost is imported only inside :meth:`_CatBoost.fit` and
+:meth:`_CatBoost.load`, so ``import lesionboost`` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._imports import import_optional
+
+__all__ = ["MEMBERS", "MEMBER_KINDS", "resolve_threads"]
+
+#: The member kinds, in the order the ensemble trains and blends them.
+MEMBER_KINDS: tuple[str, ...] = ("lightgbm", "xgboost", "catboost")
+
+
+def resolve_threads(n_jobs: int | None) -> int | None:
+    """joblib-style ``n_jobs`` -> a thread count; ``None`` keeps each library's default."""
+    if n_jobs is None:
+        return None
+    cpus = os.cpu_count() or 1
+    if n_jobs < 0:
+        return max(1, cpus + 1 + n_jobs)
+    return int(n_jobs)
+
+
+class _Member:
+    """Base adapter: parameter merging shared by the three libraries."""
+
+    kind = ""
+    suffix = ""
+    defaults: dict[str, Any] = {}
+    round_keys: tuple[str, ...] = ()
+    seed_keys: tuple[str, ...] = ()
+    thread_keys: tuple[str, ...] = ()
+
+    def params(
+        self, user: Mapping[str, Any] | None, *, device: str, n_jobs: int | None
+    ) -> tuple[dict[str, Any], int]:
+        """Merge user parameters over the defaults; return (params, boosting rounds)."""
+        user = dict(user or {})
+        for key in (*self.seed_keys, *self.thread_keys):
+            if key in user:
+                owner = "random_state" if key in self.seed_keys else "n_jobs"
+                raise ValueError(
+                    f"{self.kind}_params sets {key!r}; set {owner!r} on the ensemble instead "
+                    "so every member and bag stays consistent."
+                )
+        given = [key for key in self.round_keys if key in user]
+        if len(given) > 1:
+            raise ValueError(
+                f"{self.kind}_params sets the number of boosting rounds twice ({given}); "
+                "keep only 'n_estimators'."
+            )
+        merged = {**self.defaults, **self.device_params(device), **user}
+        rounds = merged.pop("n_estimators")
+        for key in self.round_keys:
+            if key in merged:
+                rounds = merged.pop(key)
+        if not isinstance(rounds, (int, np.integer)) or isinstance(rounds, bool) or rounds < 1:
+            raise ValueError(
+                f"{self.kind}_params: the number of boosting rounds must be an integer >= 1, "
+                f"got {rounds!r}."
+            )
+        threads = resolve_threads(n_jobs)
+        if threads is not None:
+            merged[self.thread_keys[0]] = threads
+        return merged, int(rounds)
+
+    def device_params(self, device: str) -> dict[str, Any]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def pos_weight(self, params: Mapping[str, Any]) -> float:
+        """The positive-class weight the booster trains with (shifts its log-odds)."""
+        return float(params.get("scale_pos_weight", 1.0))
+
+
+# --------------------------------------------------------------------------- LightGBM
+class _LightGBM(_Member):
+    kind = "lightgbm"
+    suffix = ".txt"
+    # greysky's tuned public-notebook values (FACTS.md 4.7) plus the native
+    # categorical settings from gunesevitan; deterministic + row-wise histograms
+    # make CPU training reproducible for a fixed seed and thread count.
+    defaults: dict[str, Any] = {
+        "objective": "binary",
+        "n_estimators": 200,
+        "learning_rate": 0.0323,
+        "max_depth": 4,
+        "num_leaves": 103,
+        "lambda_l1": 0.0876,
+        "lambda_l2": 0.00397,
+        "feature_fraction": 0.833,
+        "feature_fraction_bynode": 0.403,
+        "bagging_fraction": 0.774,
+        "bagging_freq": 4,
+        "min_data_in_leaf": 85,
+        "scale_pos_weight": 2.80,
+        "max_cat_threshold": 32,
+        "cat_l2": 10.0,
+        "cat_smooth": 10.0,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbosity": -1,
+    }
+    round_keys = (
+        "n_estimators", "num_iterations", "num_iteration", "n_iter", "num_tree", "num_trees",
+        "num_round", "num_rounds", "nrounds", "num_boost_round", "max_iter",
+    )
+    seed_keys = ("seed", "random_seed", "random_state")
+    thread_keys = ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs")
+
+    def device_params(self, device: str) -> dict[str, Any]:
+        # The PyPI wheels carry no CUDA learner; users with an OpenCL build can pass
+        # lightgbm_params={"device_type": "gpu"} (user params win over this mapping).
+        return {"device_type": "cuda"} if device == "cuda" else {}
+
+    def fit(self, params, rounds, X, y, cat_idx, seed):  # type: ignore[no-untyped-def]
+        import lightgbm as lgb
+
+        params = {**params, "seed": int(seed)}
+        dataset = lgb.Dataset(
+            X, label=y, categorical_feature=list(cat_idx), params=params, free_raw_data=True
+        )
+        try:
+            return lgb.train(params, dataset, num_boost_round=rounds)
+        except lgb.basic.LightGBMError as exc:
+            if "CUDA" in str(exc) or "GPU" in str(exc):
+                raise ValueError(
+                    f"LightGBM could not train on the GPU ({exc}). This LightGBM build has no "
+                    "CUDA learner: use device='cpu', pass lightgbm_params={'device_type': "
+                    "'gpu'} for an OpenCL build, or drop 'lightgbm' from members."
+                ) from exc
+            raise
+
+    def prepare(self, X, cat_idx, threads):  # type: ignore[no-untyped-def]
+        return X
+
+    def _kwargs(self, threads: int | None) -> dict[str, Any]:
+        return {"num_threads": threads} if threads is not None else {}
+
+    def margin(self, booster, data, threads):  # type: ignore[no-untyped-def]
+        return np.asarray(booster.predict(data, raw_score=True, **self._kwargs(threads)))
+
+    def contributions(self, booster, data, threads):  # type: ignore[no-untyped-def]
+        out = booster.predict(data, pred_contrib=True, **self._kwargs(threads))
+        return np.asarray(out)[:, :-1]  # last column is the bias
+
+    def save(self, booster, path: Path) -> None:  # type: ignore[no-untyped-def]
+        path.write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
+
+    def load(self, blob: bytes, threads: int | None):  # type: ignore[no-untyped-def]
+        import lightgbm as lgb
+
+        return lgb.Booster(model_str=blob.decode("utf-8"))
+
+
+# --------------------------------------------------------------------------- XGBoost
+class _XGBoost(_Member):
+    kind = "xgboost"
+    suffix = ".ubj"
+    # greysky's tuned values (FACTS.md 4.7); 200 rounds instead of the
+    # library's 100 because the learning rate is moderate.
+    defaults: dict[str, Any] = {
+        "objective": "binary:logistic",
+        "tree_method": "hist",
+        "n_estimators": 200,
+        "learning_rate": 0.0850,
+        "lambda": 8.88,
+        "alpha": 0.678,
+        "max_depth": 6,
+        "subsample": 0.601,
+        "colsample_bytree": 0.844,
+        "colsample_bylevel": 0.548,
+        "colsample_bynode": 0.993,
+        "scale_pos_weight": 3.29,
+        "verbosity": 0,
+    }
+    round_keys = ("n_estimators", "num_boost_round")
+    seed_keys = ("seed", "random_state")
+    thread_keys = ("nthread", "n_jobs")
+
+    def device_params(self, device: str) -> dict[str, Any]:
+        return {"device": "cuda" if device == "cuda" else "cpu"}
+
+    def _dmatrix(self, X, y, cat_idx, threads):  # type: ignore[no-untyped-def]
+        import xgboost as xgb
+
+        types = None
+        if len(cat_idx):
+            types = ["q"] * X.shape[1]
+            for index in cat_idx:
+                types[index] = "c"
+        return xgb.DMatrix(
+            X,
+            label=y,
+            missing=np.nan,
+            feature_types=types,
+            enable_categorical=bool(len(cat_idx)),
+            nthread=threads if threads is not None else -1,
+        )
+
+    def fit(self, params, rounds, X, y, cat_idx, seed):  # type: ignore[no-untyped-def]
+        import xgboost as xgb
+
+        threads = params.get("nthread")
+        dtrain = self._dmatrix(X, y, cat_idx, threads)
+        try:
+            booster = xgb.train({**params, "seed": int(seed)}, dtrain, num_boost_round=rounds)
+        except xgb.core.XGBoostError as exc:
+            if "CUDA" in str(exc) or "cuda" in str(exc):
+                raise ValueError(
+                    f"XGBoost could not train on the GPU ({exc}). The xgboost-cpu wheel has no "
+                    "CUDA support: `pip install xgboost` (the full wheel) or use device='cpu'."
+                ) from exc
+            raise
+        # Data arrives as host numpy: predict on the CPU even after CUDA training,
+        # which avoids a device-mismatch fallback and keeps predictions reproducible.
+        booster.set_param({"device": "cpu"})
+        return booster
+
+    def prepare(self, X, cat_idx, threads):  # type: ignore[no-untyped-def]
+        return self._dmatrix(X, None, cat_idx, threads)
+
+    def margin(self, booster, data, threads):  # type: ignore[no-untyped-def]
+        if threads is not None:
+            booster.set_param({"nthread": threads})
+        return np.asarray(booster.predict(data, output_margin=True), dtype=np.float64)
+
+    def contributions(self, booster, data, threads):  # type: ignore[no-untyped-def]
+        if threads is not None:
+            booster.set_param({"nthread": threads})
+        return np.asarray(booster.predict(data, pred_contribs=True))[:, :-1]
+
+    def save(self, booster, path: Path) -> None:  # type: ignore[no-untyped-def]
+        path.write_bytes(bytes(booster.save_raw(raw_format="ubj")))
+
+    def load(self, blob: bytes, threads: int | None):  # type: ignore[no-untyped-def]
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(bytearray(blob))  # UBJSON parser; never unpickles
+        booster.set_param({"device": "cpu"})
+        return booster
+
+
+# --------------------------------------------------------------------------- CatBoost
+class _CatBoost(_Member):
+    kind = "catboost"
+    suffix = ".cbm"
+    # greysky's tuned values (FACTS.md 4.7). CatBoost's subsample needs an
+    # explicit Bernoulli bootstrap; allow_writing_files=False stops it from
+    # creating catboost_info/ in the working directory.
+    defaults: dict[str, Any] = {
+        "loss_function": "Logloss",
+        "n_estimators": 200,
+        "depth": 7,
+        "learning_rate": 0.0694,
+        "scale_pos_weight": 2.61,
+        "l2_leaf_reg": 6.22,
+        "bootstrap_type": "Bernoulli",
+        "subsample": 0.625,
+        "min_data_in_leaf": 24,
+        "allow_writing_files": False,
+        "logging_level": "Silent",
+    }
+    round_keys = ("n_estimators", "iterations", "num_boost_round", "num_trees")
+    seed_keys = ("random_seed", "random_state")
+    thread_keys = ("thread_count", "n_jobs")
+
+    def device_params(self, device: str) -> dict[str, Any]:
+        return {"task_type": "GPU"} if device == "cuda" else {}
+
+    def params(self, user, *, device, n_jobs):  # type: ignore[no-untyped-def]
+        merged, rounds = super().params(user, device=device, n_jobs=n_jobs)
+        merged["allow_writing_files"] = False  # never litter the working directory
+        return merged, rounds
+
+    def _pool(self, X, y, cat_idx):  # type: ignore[no-untyped-def]
+        import polars as pl
+
+        catboost = import_optional("catboost", purpose="the CatBoost ensemble member")
+        names = [f"f{i}" for i in range(X.shape[1])]
+        frame = pl.from_numpy(X, schema=names, orient="row")
+        cat_names = [names[i] for i in cat_idx]
+        if cat_names:
+            # CatBoost wants integer (or string) categories and no missing values.
+            frame = frame.with_columns(
+                pl.col(cat_names).fill_nan(-1.0).fill_null(-1.0).cast(pl.Int32)
+            )
+        return catboost.Pool(frame, label=y, cat_features=cat_names or None)
+
+    def fit(self, params, rounds, X, y, cat_idx, seed):  # type: ignore[no-untyped-def]
+        catboost = import_optional("catboost", purpose="the CatBoost ensemble member")
+        model = catboost.CatBoost({**params, "iterations": rounds, "random_seed": int(seed)})
+        model.fit(self._pool(X, y, cat_idx))
+        return model
+
+    def prepare(self, X, cat_idx, threads):  # type: ignore[no-untyped-def]
+        return self._pool(X, None, cat_idx)
+
+    def margin(self, booster, data, threads):  # type: ignore[no-untyped-def]
+        return np.asarray(
+            booster.predict(
+                data,
+                prediction_type="RawFormulaVal",
+                thread_count=threads if threads is not None else -1,
+            ),
+            dtype=np.float64,
+        )
+
+    def contributions(self, booster, data, threads):  # type: ignore[no-untyped-def]
+        values = booster.get_feature_importance(
+            data, type="ShapValues", thread_count=threads if threads is not None else -1
+        )
+        return np.asarray(values)[:, :-1]
+
+    def save(self, booster, path: Path) -> None:  # type: ignore[no-untyped-def]
+        booster.save_model(str(path), format="cbm")
+
+    def load(self, blob: bytes, threads: int | None):  # type: ignore[no-untyped-def]
+        catboost = import_optional("catboost", purpose="loading a CatBoost ensemble member")
+        model = catboost.CatBoost()
+        model.load_model(blob=blob, format="cbm")
+        return model
+
+
+#: member kind -> adapter; the only place a kind string is turned into code.
+MEMBERS: dict[str, _Member] = {
+    "lightgbm": _LightGBM(),
+    "xgboost": _XGBoost(),
+    "catboost": _CatBoost(),
+}
+
+
+def library_versions(kinds: Sequence[str]) -> dict[str, str]:
+    """Installed versions of the libraries behind ``kinds`` (for manifests and reports)."""
+    import importlib.metadata
+
+    versions = {}
+    for kind in kinds:
+        dist = {"xgboost": ("xgboost", "xgboost-cpu")}.get(kind, (kind,))
+        for name in dist:
+            try:
+                versions[kind] = importlib.metadata.version(name)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return versions

@@ -1,0 +1,425 @@
+"""Calibration tables of the SLICE-3D simulator: fitted once, stored as numbers.
+
+The simulator must run without the real data, so everything it learned from the
+benign rows of the real sample lives in ``_simulate_tables.json`` next to this
+module: quantile tables, normal-score regression coefficients, between- and
+within-patient correlation matrices, body-position tables, missingness rates by
+centre and the vocabularies of the train-only columns. They are derived
+statistics, never rows.
+
+Refit them (and the risk coefficients, see :mod:`lesionboost._simulate_riskfit`)
+from a copy of the real file with::
+
+    python -m lesionboost._simulate_calibration --refit \
+        --sample ../shared/slice3d/train-metadata-sample.csv
+
+How the lesion columns are modelled (all on benign rows): every *free* column
+(the ones the exact relations of the data do not fix, e.g. ``Lext`` and
+``deltaL`` but not ``L = Lext + deltaL``) is mapped to a normal score through its
+empirical distribution. The scores are regressed on tile type, body site, centre,
+age and sex (ridge); the residuals are split into a patient random effect and a
+lesion-level part with the classical one-way MANOVA moment estimators. The
+simulator reverses the chain: Gaussian draws -> normal scores -> empirical
+quantiles -> derived columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+__all__ = [
+    "CENTRES",
+    "FREE_COLUMNS",
+    "SITES",
+    "design_matrix",
+    "fit_tables",
+    "load_tables",
+    "quantile_lookup",
+]
+
+logger = logging.getLogger(__name__)
+
+TABLES_PATH = Path(__file__).with_name("_simulate_tables.json")
+
+#: The 7 training centres: (attribution, rows, positives, licence, share of white tiles).
+#: Public counts of the full Kaggle file (FACTS.md section 2.4); licence = f(centre).
+CENTRES: tuple[tuple[str, int, int, str, float], ...] = (
+    ("Memorial Sloan Kettering Cancer Center", 129_068, 174, "CC-BY", 0.88),
+    ("Department of Dermatology, Hospital Clínic de Barcelona", 105_724, 72, "CC-BY-NC", 0.0),
+    ("University Hospital of Basel", 65_218, 13, "CC-BY-NC", 0.004),
+    (
+        "Frazer Institute, The University of Queensland, Dermatology Research Centre",
+        51_768,
+        81,
+        "CC-BY",
+        0.04,
+    ),
+    ("ACEMID MIA", 28_665, 33, "CC-0", 0.0),
+    ("ViDIR Group, Department of Dermatology, Medical University of Vienna", 12_640, 14, "CC-BY-NC", 0.0),
+    (
+        "Department of Dermatology, University of Athens, Andreas Syggros Hospital of Skin and "
+        "Venereal Diseases, Alexander Stratigos, Konstantinos Liopyris",
+        7_976,
+        6,
+        "CC-BY",
+        0.0,
+    ),
+)
+
+#: Body sites in the order used by the design matrix; ``None`` = location "Unknown".
+SITES: tuple[str | None, ...] = (
+    "posterior torso",
+    "anterior torso",
+    "head/neck",
+    "lower extremity",
+    "upper extremity",
+    None,
+)
+
+#: Free lesion columns: (name, tabulation transform, zero-inflated). Everything else
+#: in the file is computed from these by the exact relations of the data.
+FREE_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("clin_size_long_diam_mm", "log", False),
+    ("minor_ratio", "identity", False),  # minorAxisMM / clin_size_long_diam_mm, <= 1
+    ("area_ratio", "identity", False),  # areaMM2 / (pi/4 * clin_size * minorAxis)
+    ("tbp_lv_area_perim_ratio", "log", False),
+    ("tbp_lv_Lext", "identity", False),
+    ("tbp_lv_Aext", "identity", False),
+    ("tbp_lv_Bext", "identity", False),
+    ("tbp_lv_deltaL", "identity", False),
+    ("tbp_lv_deltaA", "identity", False),
+    ("tbp_lv_deltaB", "identity", False),
+    ("deltaLB_excess", "log", False),  # deltaLB - sqrt(deltaL^2 + deltaB^2), > 0
+    ("tbp_lv_deltaLBnorm", "log", False),
+    ("tbp_lv_stdL", "log", False),
+    ("tbp_lv_stdLExt", "log", False),
+    ("tbp_lv_color_std_mean", "identity", True),
+    ("tbp_lv_norm_color", "identity", True),
+    ("tbp_lv_radial_color_std_max", "identity", True),
+    ("tbp_lv_norm_border", "identity", False),
+    ("tbp_lv_symm_2axis", "identity", False),
+    ("tbp_lv_eccentricity", "identity", False),
+    ("tbp_lv_nevi_confidence", "log10", False),
+)
+FREE_NAMES: tuple[str, ...] = tuple(name for name, _, _ in FREE_COLUMNS)
+
+# Probability grid of the stored quantile tables (finer in the tails).
+_PROBS = np.unique(
+    np.concatenate([np.linspace(0, 1, 251), [0.0005, 0.001, 0.002, 0.998, 0.999, 0.9995]])
+)
+_POSITION_LEVELS = 41
+_MIN_ROWS_PER_LOCATION = 40
+_RIDGE = 8.0  # prior strength in rows: small centres borrow from the pooled mean
+_AGE_CENTRE, _AGE_SCALE = 58.0, 13.6
+
+_FORWARD = {"identity": lambda v: v, "log": np.log, "log10": np.log10}
+_INVERSE = {"identity": lambda v: v, "log": np.exp, "log10": lambda v: np.power(10.0, v)}
+
+
+# --------------------------------------------------------------------------- design
+def design_matrix(
+    white: np.ndarray,
+    site: np.ndarray,
+    centre: np.ndarray,
+    age: np.ndarray,
+    male: np.ndarray,
+) -> np.ndarray:
+    """Covariates of the normal-score regression (shared by the fit and the simulator).
+
+    Parameters are per-row arrays: ``white`` 0/1, ``site`` index into :data:`SITES`,
+    ``centre`` index into :data:`CENTRES`, ``age`` in years (NaN = missing) and
+    ``male`` 1/0/0.5 (0.5 = missing).
+    """
+    n = len(white)
+    columns = [np.ones(n), np.asarray(white, dtype=float)]
+    columns += [(site == k).astype(float) for k in range(1, len(SITES))]
+    columns += [(centre == k).astype(float) for k in range(1, len(CENTRES))]
+    age_z = (np.nan_to_num(np.asarray(age, dtype=float), nan=_AGE_CENTRE) - _AGE_CENTRE) / _AGE_SCALE
+    columns += [age_z, np.asarray(male, dtype=float) - 0.5]
+    return np.column_stack(columns)
+
+
+# --------------------------------------------------------------------------- lookups
+def quantile_lookup(table: dict[str, Any], u: np.ndarray) -> np.ndarray:
+    """Map uniforms ``u`` through a stored quantile table (interpolated in its transform)."""
+    values = np.interp(u, table.get("probs", _PROBS), table["values"])
+    return _INVERSE[table["transform"]](values)
+
+
+def _table(values: np.ndarray, transform: str, probs: np.ndarray = _PROBS) -> dict[str, Any]:
+    moved = _FORWARD[transform](np.asarray(values, dtype=float))
+    table: dict[str, Any] = {
+        "transform": transform,
+        "values": [float(f"{v:.6g}") for v in np.quantile(moved, probs)],
+    }
+    if probs is not _PROBS:  # the default grid is implied, which keeps the file small
+        table["probs"] = [round(float(p), 6) for p in probs]
+    return table
+
+
+def _normal_scores(values: np.ndarray) -> np.ndarray:
+    ranks = stats.rankdata(values, method="average")
+    return stats.norm.ppf((ranks - 0.5) / len(values))
+
+
+def _nearest_psd(matrix: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    sym = (matrix + matrix.T) / 2
+    values, vectors = np.linalg.eigh(sym)
+    return (vectors * np.clip(values, floor, None)) @ vectors.T
+
+
+# --------------------------------------------------------------------------- fit
+def _free_frame(benign: pl.DataFrame) -> pl.DataFrame:
+    size, minor = pl.col("clin_size_long_diam_mm"), pl.col("tbp_lv_minorAxisMM")
+    return benign.with_columns(
+        minor_ratio=minor / size,
+        area_ratio=pl.col("tbp_lv_areaMM2") / (math.pi / 4 * size * minor),
+        deltaLB_excess=pl.col("tbp_lv_deltaLB")
+        - (pl.col("tbp_lv_deltaL") ** 2 + pl.col("tbp_lv_deltaB") ** 2).sqrt(),
+    )
+
+
+def _covariates(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    centre_index = {name: k for k, (name, *_rest) in enumerate(CENTRES)}
+    site_index = {name: k for k, name in enumerate(SITES)}
+    sex = frame.get_column("sex").to_list()
+    return {
+        "white": (frame.get_column("tbp_tile_type") == "3D: white").to_numpy().astype(float),
+        "site": np.array([site_index[s] for s in frame.get_column("anatom_site_general")]),
+        "centre": np.array([centre_index[c] for c in frame.get_column("attribution")]),
+        "age": frame.get_column("age_approx").fill_null(np.nan).to_numpy(),
+        "male": np.array([0.5 if s is None else float(s == "male") for s in sex]),
+    }
+
+
+def _manova(residual: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Between- and within-group covariance by the one-way MANOVA moment estimators."""
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    n, k = residual.shape
+    p = len(counts)
+    sums = np.zeros((p, k))
+    np.add.at(sums, inverse, residual)
+    means = sums / counts[:, None]
+    within = residual - means[inverse]
+    ms_within = within.T @ within / (n - p)
+    centred = means - residual.mean(axis=0)
+    ms_between = (centred * counts[:, None]).T @ centred / (p - 1)
+    n0 = (n - (counts**2).sum() / n) / (p - 1)
+    between = _nearest_psd((ms_between - ms_within) / n0)
+    return between, _nearest_psd(ms_within, floor=1e-4)
+
+
+def _position_tables(benign: pl.DataFrame) -> dict[str, Any]:
+    from .schema import LOCATION_TO_SIMPLE
+
+    probs = np.linspace(0, 1, _POSITION_LEVELS)
+    out: dict[str, Any] = {}
+    keep = benign.filter(pl.col("tbp_lv_y") > 0)  # the rare shifted body frames are simulated apart
+    for location, simple in LOCATION_TO_SIMPLE.items():
+        rows = keep.filter(pl.col("tbp_lv_location") == location)
+        if rows.height < _MIN_ROWS_PER_LOCATION:
+            rows = keep.filter(pl.col("tbp_lv_location_simple") == simple)
+        if rows.height < _MIN_ROWS_PER_LOCATION:
+            rows = keep
+        xyz = rows.select("tbp_lv_x", "tbp_lv_y", "tbp_lv_z").to_numpy()
+        scores = np.column_stack([_normal_scores(xyz[:, j]) for j in range(3)])
+        out[location] = {
+            "n": rows.height,
+            "quantiles": [[float(f"{v:.6g}") for v in np.quantile(xyz[:, j], probs)] for j in range(3)],
+            "corr": np.round(np.corrcoef(scores, rowvar=False), 4).tolist(),
+        }
+    out["_probs"] = probs.round(6).tolist()
+    return out
+
+
+def _missingness(sample: pl.DataFrame) -> dict[str, Any]:
+    """Per-centre missing rates, rescaled so the overall rates match the full file."""
+    overall = {"sex": 0.0287, "age_approx": 0.0070, "anatom_site_general": 0.0144}
+    row_share = np.array([rows for _, rows, *_ in CENTRES], dtype=float)
+    row_share /= row_share.sum()
+    out: dict[str, Any] = {}
+    for column, target in overall.items():
+        rates = []
+        for name, *_ in CENTRES:
+            rows = sample.filter(pl.col("attribution") == name)
+            rates.append(rows.get_column(column).null_count() / max(rows.height, 1))
+        rates_arr = np.asarray(rates)
+        scale = target / max(float(row_share @ rates_arr), 1e-12)
+        out[column] = [round(float(r), 5) for r in np.clip(rates_arr * scale, 0, 0.5)]
+    return out
+
+
+def _leak_tables(sample: pl.DataFrame) -> dict[str, Any]:
+    malignant = sample.filter(pl.col("target") == 1)
+    benign = sample.filter(pl.col("target") == 0)
+    iddx = (
+        sample.group_by("target", "iddx_full").len().sort("target", "len", "iddx_full", descending=True)
+    )
+    mitotic = malignant.get_column("mel_mitotic_index").drop_nulls().value_counts(sort=True)
+    thickness = malignant.get_column("mel_thick_mm").drop_nulls().to_numpy()
+    dnn_probs = np.linspace(0, 1, 201)
+    return {
+        "iddx_full": [
+            [int(t), name, int(n)] for t, name, n in iddx.iter_rows() if name is not None
+        ],
+        "mel_mitotic_index": [[v, int(n)] for v, n in mitotic.iter_rows()],
+        "mel_thick_mm": _table(thickness, "log", np.linspace(0, 1, 41)),
+        "dnn_benign": _table(benign.get_column("tbp_lv_dnn_lesion_confidence").to_numpy(), "identity", dnn_probs),
+        "dnn_malignant": _table(
+            malignant.get_column("tbp_lv_dnn_lesion_confidence").to_numpy(), "identity", dnn_probs
+        ),
+        "lesion_id_benign_rate": round(float(benign.get_column("lesion_id").is_not_null().mean()), 5),
+    }
+
+
+def _univariate_aucs(sample: pl.DataFrame) -> dict[str, float]:
+    """Malignant-vs-benign AUC of every numeric column of the real sample (risk-fit targets)."""
+    from sklearn.metrics import roc_auc_score
+
+    from .schema import NUMERIC_COLUMNS
+
+    target = sample.get_column("target").to_numpy()
+    out = {}
+    for name in NUMERIC_COLUMNS:
+        values = sample.get_column(name).to_numpy().astype(float)
+        keep = ~np.isnan(values)
+        out[name] = round(float(roc_auc_score(target[keep], values[keep])), 4)
+    return out
+
+
+def fit_tables(sample_path: str | Path) -> dict[str, Any]:
+    """Fit every population table from the benign rows of a real SLICE-3D sample.
+
+    Parameters
+    ----------
+    sample_path : str or path-like
+        A real ``train-metadata`` file (the shared 3,449-row sample or the full file).
+
+    Returns
+    -------
+    dict
+        JSON-ready tables (see the module docstring); the ``risk`` entry is left to
+        :func:`lesionboost._simulate_riskfit.fit_risk`.
+    """
+    from .io import read_metadata
+
+    sample = read_metadata(sample_path, kind="train")
+    benign = _free_frame(sample.filter(pl.col("target") == 0))
+    n = benign.height
+    covariates = _covariates(benign)
+    design = design_matrix(**covariates)
+    scores = np.empty((n, len(FREE_COLUMNS)))
+    quantiles: dict[str, Any] = {}
+    zero_mass: dict[str, float] = {}
+    for k, (name, transform, zero_inflated) in enumerate(FREE_COLUMNS):
+        values = benign.get_column(name).to_numpy().astype(float)
+        scores[:, k] = _normal_scores(values)
+        if zero_inflated:
+            zero_mass[name] = float(np.mean(values == 0))
+            values = values[values > 0]
+        quantiles[name] = _table(values, transform)
+
+    # Ridge regression of the normal scores on the covariates (intercept unpenalised).
+    penalty = np.full(design.shape[1], _RIDGE)
+    penalty[0] = 0.0
+    gram = design.T @ design + np.diag(penalty)
+    beta = np.linalg.solve(gram, design.T @ scores)
+    residual = scores - design @ beta
+    between, within = _manova(residual, benign.get_column("patient_id").to_numpy())
+    fitted = design @ beta
+    total_sd = np.sqrt(fitted.var(axis=0) + np.diag(between) + np.diag(within))
+
+    angles = benign.get_column("tbp_lv_symm_2axis_angle").value_counts().sort("tbp_lv_symm_2axis_angle")
+    angle_counts = dict(angles.iter_rows())
+    tables: dict[str, Any] = {
+        "version": 1,
+        "source": Path(sample_path).name,
+        "n_benign_rows": n,
+        "n_patients": int(benign.get_column("patient_id").n_unique()),
+        "free_columns": list(FREE_NAMES),
+        "quantiles": quantiles,
+        "zero_mass": zero_mass,
+        "beta": np.round(beta, 5).tolist(),
+        "total_sd": np.round(total_sd, 5).tolist(),
+        "sigma_between": np.round(between, 5).tolist(),
+        "sigma_within": np.round(within, 5).tolist(),
+        "angle_probs": [angle_counts.get(a, 0) / n for a in range(0, 180, 5)],
+        "position": _position_tables(benign),
+        "missing": _missingness(sample),
+        "leak": _leak_tables(sample),
+        "real_auc": _univariate_aucs(sample),
+    }
+    return tables
+
+
+# --------------------------------------------------------------------------- load/save
+@functools.lru_cache(maxsize=1)
+def load_tables() -> dict[str, Any]:
+    """The stored calibration tables (read once per process)."""
+    with open(TABLES_PATH, encoding="utf8") as handle:
+        tables = json.load(handle)
+    for name in ("beta", "sigma_between", "sigma_within", "total_sd"):
+        tables[name] = np.asarray(tables[name], dtype=float)
+    return tables
+
+
+def save_tables(tables: dict[str, Any], path: str | Path = TABLES_PATH) -> Path:
+    """Write ``tables`` as compact JSON atomically."""
+    from ._atomic import atomic_path
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        raise TypeError(f"cannot store {type(value).__name__} in the calibration tables")
+
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(tables, separators=(",", ":"), default=plain), encoding="utf8")
+        tmp.chmod(0o644)  # package data: readable by everyone, like the modules
+    load_tables.cache_clear()
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lesionboost._simulate_calibration --refit --sample FILE``."""
+    parser = argparse.ArgumentParser(prog="python -m lesionboost._simulate_calibration")
+    parser.add_argument("--refit", action="store_true", help="refit the population tables")
+    parser.add_argument("--fit-risk", action="store_true", help="refit the risk coefficients")
+    parser.add_argument("--sample", type=Path, help="real train-metadata CSV (benign rows are used)")
+    parser.add_argument("--out", type=Path, default=TABLES_PATH, help="where to write the tables")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not (args.refit or args.fit_risk):
+        parser.error("pass --refit and/or --fit-risk")
+    if args.refit:
+        if args.sample is None:
+            parser.error("--refit needs --sample PATH")
+        tables = fit_tables(args.sample)
+        previous = json.loads(TABLES_PATH.read_text("utf8")) if TABLES_PATH.exists() else {}
+        if "risk" in previous:
+            tables["risk"] = previous["risk"]
+        save_tables(tables, args.out)
+        logger.info("wrote population tables to %s", args.out)
+    if args.fit_risk:
+        from ._simulate_riskfit import fit_risk
+
+        tables = json.loads(Path(args.out).read_text("utf8"))
+        tables["risk"] = fit_risk()
+        save_tables(tables, args.out)
+        logger.info("wrote risk coefficients to %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

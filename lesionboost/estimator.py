@@ -1,0 +1,491 @@
+"""``LesionBoostClassifier`` (metadata in, malignancy scores out) and ``cross_val_oof``.
+
+:class:`LesionBoostClassifier` chains :class:`~lesionboost.features.LesionFeaturizer`,
+optional image features and :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`
+into one scikit-learn estimator over raw SLICE-3D metadata. Its parameters are
+flat -- the featurizer's ``feature_groups`` plus every ensemble parameter -- so
+``set_params`` (and Optuna) can reach all of them.
+
+Patient context is part of the input: the frame passed to ``fit`` or
+``predict_proba`` must carry ``patient_id``, and patient-relative features are
+computed over the lesions of each patient present in that frame. Cross-validate
+by patient (:func:`cross_val_oof`, or scikit-learn's ``cross_val_score`` with
+``groups=patient_id``) so that no patient is scored by a model that saw it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from ._errors import OptionalDependencyError, SchemaError
+from ._frame import to_polars
+from ._members import MEMBER_KINDS
+from .ensemble import GBDTEnsembleClassifier
+from .metrics import pauc_above_tpr
+from .schema import LEAK_COLUMNS
+
+__all__ = ["LesionBoostClassifier", "cross_val_oof", "OOFResult"]
+
+logger = logging.getLogger(__name__)
+
+#: Featurizer groups used by default (all of them).
+DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "region", "outlier", "counts")
+
+# LesionBoostClassifier parameters forwarded unchanged to GBDTEnsembleClassifier.
+_ENSEMBLE_PARAMS = (
+    "members", "lightgbm_params", "xgboost_params", "catboost_params", "neg_ratio",
+    "pos_oversample", "n_bags", "blend", "weights", "device", "n_jobs", "random_state",
+)
+
+
+def _frame_and_labels(X: Any, y: Any, *, what: str) -> tuple[pl.DataFrame, np.ndarray]:
+    frame = to_polars(X, what="X")
+    if y is None:
+        if "target" not in frame.columns:
+            raise SchemaError(
+                f"{what} needs labels: pass y, or metadata with a 'target' column "
+                "(train-metadata.csv)."
+            )
+        labels = frame.get_column("target").to_numpy()
+    else:
+        labels = np.asarray(y.to_numpy() if isinstance(y, pl.Series) else y).ravel()
+        if labels.shape[0] != frame.height:
+            raise ValueError(
+                f"{what}: y has {labels.shape[0]} labels but X has {frame.height} rows; "
+                "pass one label per lesion."
+            )
+    missing = (labels.dtype.kind == "f" and bool(np.isnan(labels).any())) or (
+        labels.dtype == object and any(v is None for v in labels)
+    )
+    if missing:
+        raise ValueError(f"{what}: y holds missing labels; every lesion needs 0 or 1.")
+    return frame, labels
+
+
+def _without_leaks(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop([c for c in LEAK_COLUMNS if c in frame.columns])
+
+
+class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
+    """Skin-lesion malignancy classifier over raw SLICE-3D metadata.
+
+    ``LesionFeaturizer`` -> (image features) -> ``GBDTEnsembleClassifier``.
+    Train-only (leak) columns in ``X`` are dropped before featurisation.
+
+    Parameters
+    ----------
+    feature_groups : sequence of str, default=all groups
+        Featurizer groups: ``"derived"``, ``"patient"``, ``"region"``,
+        ``"outlier"``, ``"counts"`` (see :mod:`lesionboost.features`).
+    members, lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
+pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
+        Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same
+        meaning and defaults).
+    image_model : str, path or embedder, optional
+        ONNX image model for image features (``None`` with ``images`` set: the
+        built-in label-free embedder). Needs :mod:`lesionboost.image`.
+    images : str, path or ImageStore, optional
+        HDF5 crops keyed by ``isic_id``; when set, image features join the
+        tabular ones.
+
+    Attributes
+    ----------
+    featurizer_ : LesionFeaturizer
+    ensemble_ : GBDTEnsembleClassifier
+    classes_ : ndarray of shape (2,)
+    n_features_in_ : int
+        Columns of ``X`` seen at fit (leak columns excluded).
+    feature_names_in_ : ndarray of str
+
+    Examples
+    --------
+    >>> import lesionboost as lb  # doctest: +SKIP
+    >>> sim = lb.simulate_slice3d(100, seed=0)  # doctest: +SKIP
+    >>> X, y = lb.split_xy(sim.train)  # doctest: +SKIP
+    >>> model = LesionBoostClassifier(n_bags=1).fit(X, y)  # doctest: +SKIP
+    >>> model.predict_proba(X)[:, 1]  # doctest: +SKIP
+    >>> model.explain(X.head(3), top_k=3)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        feature_groups: Sequence[str] = DEFAULT_FEATURE_GROUPS,
+        members: Sequence[str] = MEMBER_KINDS,
+        lightgbm_params: Mapping[str, Any] | None = None,
+        xgboost_params: Mapping[str, Any] | None = None,
+        catboost_params: Mapping[str, Any] | None = None,
+        neg_ratio: float | None = 0.01,
+        pos_oversample: float = 1.0,
+        n_bags: int = 3,
+        blend: str = "rank",
+        weights: Mapping[str, float] | Sequence[float] | None = None,
+        device: str = "cpu",
+        n_jobs: int | None = None,
+        random_state: int | np.random.RandomState | None = 0,
+        image_model: Any = None,
+        images: Any = None,
+    ) -> None:
+        self.feature_groups = feature_groups
+        self.members = members
+        self.lightgbm_params = lightgbm_params
+        self.xgboost_params = xgboost_params
+        self.catboost_params = catboost_params
+        self.neg_ratio = neg_ratio
+        self.pos_oversample = pos_oversample
+        self.n_bags = n_bags
+        self.blend = blend
+        self.weights = weights
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.image_model = image_model
+        self.images = images
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    # ------------------------------------------------------------------ images
+    def _with_image_features(
+        self, frame: pl.DataFrame, *, fit: bool
+    ) -> tuple[pl.DataFrame, tuple[str, ...]]:
+        """Join image features onto ``frame`` when ``images`` is set."""
+        if self.images is None:
+            if self.image_model is not None:
+                raise ValueError(
+                    "image_model is set but images is None; pass images=<HDF5 file or "
+                    "ImageStore> holding the crops of the lesions in X."
+                )
+            return frame, ()
+        from . import image as image_module
+
+        build = getattr(image_module, "image_feature_frame", None)
+        if build is None:
+            raise OptionalDependencyError(
+                "LesionBoostClassifier(images=...) needs lesionboost.image.image_feature_frame, "
+                "which this installation of lesionboost does not provide yet. Fit without "
+                "images=, or add image features as columns and list them in the featurizer."
+            )
+        from .io import ImageStore
+
+        store = self.images if isinstance(self.images, ImageStore) else ImageStore(self.images)
+        embedder = self.image_model
+        if embedder is not None and not hasattr(embedder, "embed"):
+            from .image import OnnxEmbedder
+
+            embedder = OnnxEmbedder(embedder)
+        features, state = build(
+            frame, store, embedder=embedder, fitted_state=None if fit else self.image_state_
+        )
+        if fit:
+            self.image_state_ = state
+        names = tuple(c for c in features.columns if c != "isic_id")
+        joined = frame.join(features, on="isic_id", how="left", maintain_order="left")
+        return joined, names
+
+    # ------------------------------------------------------------------ fit / predict
+    def _ensemble_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _ENSEMBLE_PARAMS}
+
+    def fit(self, X: Any, y: Any = None) -> LesionBoostClassifier:
+        """Fit the featurizer and the ensemble on SLICE-3D training metadata.
+
+        Parameters
+        ----------
+        X : polars.DataFrame or pandas.DataFrame
+            One row per lesion with ``patient_id`` and the SLICE-3D columns; leak
+            columns (``target``, ``iddx_*``, ...) are dropped.
+        y : array-like of shape (n_samples,), optional
+            0/1 labels; defaults to ``X["target"]``.
+
+        Returns
+        -------
+        self : LesionBoostClassifier
+        """
+        frame, labels = _frame_and_labels(X, y, what="LesionBoostClassifier.fit")
+        frame = _without_leaks(frame)
+        frame, image_columns = self._with_image_features(frame, fit=True)
+        from .features import LesionFeaturizer
+
+        self.featurizer_ = LesionFeaturizer(
+            groups=self.feature_groups, extra_numeric=image_columns
+        ).fit(frame)
+        features = self.featurizer_.transform(frame)
+        self.ensemble_ = GBDTEnsembleClassifier(
+            **self._ensemble_params(),
+            categorical_features=list(self.featurizer_.categorical_features_),
+        ).fit(features, labels)
+        self.classes_ = self.ensemble_.classes_
+        self.feature_names_in_ = np.asarray(
+            [c for c in frame.columns if c not in image_columns], dtype=object
+        )
+        self.n_features_in_ = len(self.feature_names_in_)
+        logger.debug(
+            "LesionBoostClassifier fitted on %d lesions, %d features", frame.height,
+            features.width,
+        )
+        return self
+
+    def transform_features(self, X: Any) -> pl.DataFrame:
+        """The feature frame the ensemble sees for ``X`` (for inspection and reports)."""
+        check_is_fitted(self, "ensemble_")
+        frame = _without_leaks(to_polars(X, what="X"))
+        frame, _ = self._with_image_features(frame, fit=False)
+        return self.featurizer_.transform(frame)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Blended log-odds of malignancy for each lesion of ``X``."""
+        return self.ensemble_.decision_function(self.transform_features(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probability of benign (column 0) and malignant (column 1) for each lesion.
+
+        Parameters
+        ----------
+        X : polars.DataFrame or pandas.DataFrame
+            Metadata of whole patients (patient-relative features use every lesion
+            of a patient present in ``X``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, 2)
+        """
+        return self.ensemble_.predict_proba(self.transform_features(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted label (malignant when its probability exceeds 0.5)."""
+        return self.ensemble_.predict(self.transform_features(X))
+
+    def explain(self, X: Any, top_k: int = 3) -> pl.DataFrame:
+        """The ``top_k`` features that raised each lesion's score the most.
+
+        Contributions are SHAP values of the members' log-odds (see
+        :meth:`GBDTEnsembleClassifier.feature_contributions`), largest first.
+
+        Parameters
+        ----------
+        X : polars.DataFrame or pandas.DataFrame
+        top_k : int, default=3
+
+        Returns
+        -------
+        polars.DataFrame
+            ``isic_id`` (when in ``X``), ``score`` (malignancy probability),
+            ``top_features`` (list of names) and ``top_contributions`` (list of
+            floats), one row per lesion in input order.
+        """
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
+        features = self.transform_features(X)
+        contributions = self.ensemble_.feature_contributions(features)
+        score = self.ensemble_.predict_proba(features)[:, 1]
+        k = min(top_k, contributions.shape[1])
+        order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
+        names = np.asarray(features.columns, dtype=object)[order]
+        values = np.take_along_axis(contributions, order, axis=1)
+        columns: dict[str, Any] = {}
+        frame = to_polars(X, what="X")
+        if "isic_id" in frame.columns:
+            columns["isic_id"] = frame.get_column("isic_id")
+        columns["score"] = score
+        columns["top_features"] = pl.Series(names.tolist(), dtype=pl.List(pl.String))
+        columns["top_contributions"] = pl.Series(values.tolist(), dtype=pl.List(pl.Float64))
+        return pl.DataFrame(columns)
+
+    # ------------------------------------------------------------------ persistence
+    def _persistent_state(self) -> dict[str, Any]:
+        return {
+            "feature_names_in": [str(c) for c in self.feature_names_in_],
+            "image_state": getattr(self, "image_state_", None),
+        }
+
+    @classmethod
+    def _from_persistent_state(
+        cls,
+        params: Mapping[str, Any],
+        state: Mapping[str, Any],
+        featurizer: Mapping[str, Any],
+        ensemble: GBDTEnsembleClassifier,
+    ) -> LesionBoostClassifier:
+        from .features import LesionFeaturizer
+
+        params = dict(params)
+        for name in ("feature_groups", "members"):
+            if isinstance(params.get(name), list):
+                params[name] = tuple(params[name])
+        known = cls().get_params(deep=False)
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"unknown LesionBoostClassifier parameter(s) {unknown}")
+        model = cls(**params)
+        model.featurizer_ = LesionFeaturizer.from_dict(dict(featurizer))
+        model.ensemble_ = ensemble
+        model.classes_ = ensemble.classes_
+        model.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
+        model.n_features_in_ = len(model.feature_names_in_)
+        if state.get("image_state") is not None:
+            model.image_state_ = state["image_state"]
+        if list(model.featurizer_.feature_names_out_) != [
+            str(n) for n in ensemble.feature_names_in_
+        ]:
+            raise ValueError("the featurizer's output columns differ from the ensemble's inputs")
+        return model
+
+
+# --------------------------------------------------------------------------- CV
+@dataclass
+class OOFResult:
+    """Out-of-fold scores of a patient-grouped cross-validation.
+
+    Attributes
+    ----------
+    oof : ndarray of shape (n_samples,)
+        Malignancy probability of every lesion from the model that did not see
+        its patient.
+    folds : ndarray of shape (n_samples,)
+        Fold id of every lesion.
+    fold_scores : ndarray of shape (n_folds,)
+        pAUC above 80 % TPR per validation fold (NaN for a fold with one class).
+    pauc : float
+        pAUC of all out-of-fold scores together.
+    fit_seconds : ndarray of shape (n_folds,)
+        Wall time of each fold's fit.
+    """
+
+    oof: np.ndarray
+    folds: np.ndarray
+    fold_scores: np.ndarray
+    pauc: float
+    fit_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def mean_fold_score(self) -> float:
+        """Mean pAUC over the folds that have both classes."""
+        return float(np.nanmean(self.fold_scores))
+
+    @property
+    def std_fold_score(self) -> float:
+        """Standard deviation of the per-fold pAUC."""
+        return float(np.nanstd(self.fold_scores))
+
+    def to_dict(self, *, include_oof: bool = False) -> dict[str, Any]:
+        """JSON-ready summary (per-row scores only with ``include_oof=True``)."""
+        out: dict[str, Any] = {
+            "pauc": float(self.pauc),
+            "fold_scores": [None if np.isnan(s) else float(s) for s in self.fold_scores],
+            "mean_fold_score": self.mean_fold_score,
+            "std_fold_score": self.std_fold_score,
+            "fit_seconds": [float(s) for s in self.fit_seconds],
+            "n_folds": int(len(self.fold_scores)),
+        }
+        if include_oof:
+            out["oof"] = self.oof.tolist()
+            out["folds"] = self.folds.tolist()
+        return out
+
+
+def cross_val_oof(
+    estimator: Any,
+    metadata: Any,
+    folds: Any,
+    *,
+    y: Any = None,
+    progress: bool = True,
+) -> OOFResult:
+    """Out-of-fold malignancy scores: fit a clone per fold, score the held-out patients.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Typically a :class:`LesionBoostClassifier`; cloned for every fold.
+    metadata : polars.DataFrame or pandas.DataFrame
+        Training metadata with ``patient_id`` (and ``target`` unless ``y`` is given).
+    folds : array-like of int of shape (n_samples,) or int
+        Fold id per row (:func:`lesionboost.patient_folds`), or a number of
+        folds to draw with ``patient_folds(metadata, y, n_splits=folds, seed=0)``.
+        A patient may not appear in two folds.
+    y : array-like, optional
+        Labels; defaults to ``metadata["target"]``.
+    progress : bool, default=True
+        Show a progress bar (only when stderr is a terminal).
+
+    Returns
+    -------
+    OOFResult
+
+    Examples
+    --------
+    >>> from lesionboost import patient_folds  # doctest: +SKIP
+    >>> result = cross_val_oof(LesionBoostClassifier(), train, patient_folds(train))  # doctest: +SKIP
+    >>> round(result.pauc, 3), result.fold_scores  # doctest: +SKIP
+    """
+    frame, labels = _frame_and_labels(metadata, y, what="cross_val_oof")
+    if isinstance(folds, (int, np.integer)):
+        from .cv import patient_folds
+
+        folds = patient_folds(frame, labels, n_splits=int(folds), seed=0)
+    fold_ids = np.asarray(folds).ravel()
+    if fold_ids.shape[0] != frame.height:
+        raise ValueError(
+            f"folds has {fold_ids.shape[0]} entries but metadata has {frame.height} rows; "
+            "pass one fold id per lesion (lesionboost.patient_folds)."
+        )
+    if fold_ids.dtype.kind not in "iu" or (fold_ids < 0).any():
+        raise ValueError("folds must hold non-negative integer fold ids, one per lesion.")
+    if "patient_id" in frame.columns:
+        spread = (
+            pl.DataFrame({"patient_id": frame.get_column("patient_id"), "fold": fold_ids})
+            .group_by("patient_id").agg(pl.col("fold").n_unique().alias("n"))
+            .filter(pl.col("n") > 1)
+        )
+        if spread.height:
+            raise ValueError(
+                f"{spread.height} patient(s) appear in more than one fold (e.g. "
+                f"{spread.get_column('patient_id').head(3).to_list()}); their lesions would be "
+                "scored by a model that saw them. Use lesionboost.patient_folds()."
+            )
+    unique = np.unique(fold_ids)
+    if unique.size < 2:
+        raise ValueError("cross_val_oof needs at least two folds.")
+    oof = np.full(frame.height, np.nan)
+    scores = np.full(unique.size, np.nan)
+    seconds = np.zeros(unique.size)
+    bar = tqdm(total=unique.size, desc="cross-validation", unit="fold",
+               disable=None if progress else True, leave=False)
+    try:
+        for position, fold in enumerate(unique):
+            valid = fold_ids == fold
+            train_mask = pl.Series(~valid)
+            model = clone(estimator)
+            start = time.perf_counter()
+            model.fit(frame.filter(train_mask), labels[~valid])
+            seconds[position] = time.perf_counter() - start
+            oof[valid] = model.predict_proba(frame.filter(pl.Series(valid)))[:, 1]
+            if np.unique(labels[valid]).size == 2:
+                scores[position] = pauc_above_tpr(labels[valid], oof[valid])
+            logger.info(
+                "fold %d/%d: pAUC %.4f, fit %.1f s", position + 1, unique.size,
+                scores[position], seconds[position],
+            )
+            bar.update(1)
+            bar.set_postfix(pauc=f"{scores[position]:.4f}")
+    finally:
+        bar.close()
+    overall = pauc_above_tpr(labels, oof) if np.unique(labels).size == 2 else float("nan")
+    return OOFResult(oof=oof, folds=fold_ids, fold_scores=scores, pauc=overall,
+                     fit_seconds=seconds)

@@ -1,0 +1,568 @@
+"""``OnnxEmbedder``: any image ONNX model over a SLICE-3D HDF5 file, on CUDA or CPU.
+
+One onnxruntime ``InferenceSession`` runs batches in the calling thread while
+:func:`~lesionboost.image._decode.iter_decoded` reads and decodes the next
+crops in background threads (onnxruntime releases the GIL while it runs), so
+decoding and inference overlap.
+
+How the input is prepared is read, in this order, from
+
+1. the model's ``metadata_props`` (keys in :data:`METADATA_KEYS`), which
+   models built or trained by lesionboost always carry;
+2. the constructor arguments;
+3. the model's input shape (a static ``(N, 3, H, W)`` or ``(N, H, W, 3)``).
+
+An argument that contradicts the model's metadata is an error rather than a
+silent override: the metadata records how the model was trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .._errors import ModelFileError
+from .._imports import import_optional
+from ..io import ImageStore
+from ._decode import DecodeStats, iter_decoded
+
+__all__ = ["OnnxEmbedder", "METADATA_KEYS"]
+
+logger = logging.getLogger(__name__)
+
+#: ``metadata_props`` keys that lesionboost reads from (and writes into) image models.
+METADATA_KEYS = {
+    "input_size": "lesionboost.input_size",  # side of the square input, pixels, e.g. "64"
+    "layout": "lesionboost.layout",  # "NCHW" or "NHWC"
+    "mean": "lesionboost.mean",  # "r,g,b" on the [0, 1] pixel scale, e.g. "0.485,0.456,0.406"
+    "std": "lesionboost.std",  # "r,g,b" on the [0, 1] pixel scale
+    "output": "lesionboost.output",  # name of the output used as the embedding
+    "score_output": "lesionboost.score_output",  # output holding a malignancy logit, if any
+}
+
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+ProviderSpec = Literal["auto", "cpu", "cuda"] | Sequence[str | tuple[str, dict[str, Any]]]
+
+
+def _ort() -> Any:
+    return import_optional("onnxruntime", purpose="running ONNX image models")
+
+
+def _resolve_providers(providers: ProviderSpec) -> tuple[list[Any], bool]:
+    """Return the provider list for the session and whether it lists CUDA.
+
+    A request for CUDA that this onnxruntime cannot serve at all (the CPU
+    build) warns here and asks for CPU only.
+    """
+    available = _ort().get_available_providers()
+    if isinstance(providers, str):
+        choice = providers.lower()
+        if choice == "auto":
+            if _CUDA in available:
+                return [_CUDA, _CPU], True
+            return [_CPU], False
+        if choice == "cpu":
+            return [_CPU], False
+        if choice == "cuda":
+            if _CUDA not in available:
+                warnings.warn(
+                    "CUDA was requested for the image model but this onnxruntime has no "
+                    f"CUDAExecutionProvider (available: {', '.join(available)}); running on CPU. "
+                    'Install the GPU build with: pip install "lesionboost[gpu]" (it replaces '
+                    "onnxruntime with onnxruntime-gpu).",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return [_CPU], False
+            return [_CUDA, _CPU], True
+        raise ValueError(
+            f"providers must be 'auto', 'cpu', 'cuda' or a list of onnxruntime provider "
+            f"names, got {providers!r}."
+        )
+    names = [p[0] if isinstance(p, tuple) else p for p in providers]
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ValueError(
+            f"onnxruntime providers {unknown} are not available here (available: "
+            f"{', '.join(available)}). Pass 'auto' to pick CUDA when present, else CPU."
+        )
+    return list(providers), _CUDA in names
+
+
+def _parse_triple(text: str, key: str, source: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ModelFileError(
+            f"{source}: metadata {key}={text!r} must be three comma-separated numbers "
+            "(r,g,b on the [0, 1] pixel scale)."
+        )
+    return values  # type: ignore[return-value]
+
+
+def _triple(value: Sequence[float] | float | None, name: str) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    array = np.broadcast_to(np.asarray(value, dtype=np.float64), (3,))
+    return tuple(float(v) for v in array)  # type: ignore[return-value]
+
+
+class OnnxEmbedder:
+    """Embed SLICE-3D crops with an ONNX image model through onnxruntime.
+
+    Parameters
+    ----------
+    model : str, path-like, bytes or None, default=None
+        An ``.onnx`` file (or its bytes). ``None`` uses the built-in label-free
+        embedder (:func:`lesionboost.image.build_builtin_embedder`).
+    providers : {"auto", "cpu", "cuda"} or list, default="auto"
+        "auto" runs on CUDA when onnxruntime-gpu sees a GPU, else on CPU. A
+        list is passed to onnxruntime unchanged. The provider that actually
+        runs is checked with ``get_providers()`` and logged; asking for CUDA
+        without getting it raises a ``RuntimeWarning`` and runs on CPU.
+    batch_size : int, default=256
+        Crops per ``InferenceSession.run`` call.
+    input_size : int, optional
+        Square input side in pixels when the model's metadata and input shape
+        do not say.
+    layout : {"NCHW", "NHWC"}, optional
+        Tensor layout when the model's metadata and input shape do not say.
+    mean, std : float or sequence of 3 floats, optional
+        Per-channel normalisation on the ``[0, 1]`` pixel scale, applied as
+        ``(pixel / 255 - mean) / std``; default 0 and 1. Ignored for models
+        with a ``uint8`` input, which receive raw pixels.
+    output : str, optional
+        Name of the model output to return; default the metadata's
+        ``lesionboost.output``, else the first output.
+    workers : int, optional
+        Decode threads (default: the usable cores, at most 8).
+    threads : int, optional
+        onnxruntime intra-op threads (default: onnxruntime's choice).
+
+    Attributes
+    ----------
+    input_size : int
+    layout : str
+    mean, std : tuple of 3 floats
+    output : str
+        The output returned by :meth:`embed`.
+    providers : list of str
+        The providers the session really uses, first = the one that runs.
+    device : str
+        "cuda" or "cpu" (or the first provider's name for other providers).
+    metadata : dict of str to str
+        The model's ``metadata_props``.
+    stats : DecodeStats or None
+        Counts of missing and corrupt crops of the last :meth:`embed` call.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``model`` does not exist.
+    ModelFileError
+        The file is not an ONNX model, or its input is not one rank-4 image
+        tensor, or its metadata is malformed.
+
+    Examples
+    --------
+    >>> from lesionboost.image import OnnxEmbedder
+    >>> embedder = OnnxEmbedder()  # the built-in model, on CPU here
+    >>> embedder.input_size, embedder.layout, embedder.device
+    (64, 'NCHW', 'cpu')
+    >>> import numpy as np
+    >>> embedder.embed_images(np.zeros((2, 64, 64, 3), np.uint8)).shape[0]
+    2
+    >>> emb, failed = embedder.embed("test-image.hdf5", return_failed=True)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | bytes | None = None,
+        *,
+        providers: ProviderSpec = "auto",
+        batch_size: int = 256,
+        input_size: int | None = None,
+        layout: Literal["NCHW", "NHWC"] | None = None,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
+        output: str | None = None,
+        workers: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        self.batch_size = int(batch_size)
+        self.workers = workers
+        self.stats: DecodeStats | None = None
+        ort = _ort()
+        if model is None:
+            from ._builtin import builtin_model_bytes
+
+            payload: bytes | str = builtin_model_bytes()
+            self.model_path: Path | None = None
+            source = "the built-in embedder"
+        elif isinstance(model, (bytes, bytearray)):
+            payload, self.model_path, source = bytes(model), None, "the ONNX model bytes"
+        else:
+            self.model_path = Path(model)
+            source = str(self.model_path)
+            if not self.model_path.is_file():
+                raise FileNotFoundError(
+                    f"Image model {self.model_path} does not exist. Pass an .onnx file, or "
+                    "leave the model out to use the built-in embedder."
+                )
+            payload = str(self.model_path)
+        self._source = source
+
+        options = ort.SessionOptions()
+        # Spinning intra-op threads would steal the cores the JPEG decoders need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        options.log_severity_level = 3
+        provider_list, cuda_requested = _resolve_providers(providers)
+        try:
+            with warnings.catch_warnings():
+                # onnxruntime warns on its own when a listed provider fails; we check below.
+                warnings.simplefilter("ignore", UserWarning)
+                self._session = ort.InferenceSession(payload, options, providers=provider_list)
+        except Exception as exc:  # onnxruntime raises its own non-builtin exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(
+                f"onnxruntime could not load {source} as an ONNX model ({first}). Pass a "
+                "valid .onnx file, e.g. one exported with torch.onnx.export or built by "
+                "lesionboost.image.build_builtin_embedder()."
+            ) from exc
+        self.providers = list(self._session.get_providers())
+        active = self.providers[0]
+        self.device = {"CUDAExecutionProvider": "cuda", "CPUExecutionProvider": "cpu"}.get(
+            active, active
+        )
+        if cuda_requested and _CUDA not in self.providers:
+            # onnxruntime-gpu lists CUDA as available even without a GPU or with
+            # missing CUDA libraries, and then silently runs on CPU.
+            warnings.warn(
+                f"CUDA was requested for {source} but onnxruntime could not start it (no GPU "
+                "or missing CUDA/cuDNN libraries); running on CPU. Check `lesionboost "
+                "show-versions` and the onnxruntime-gpu CUDA requirements.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        logger.info("onnxruntime runs %s on %s.", source, active)
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._configure_input(input_size, layout, mean, std)
+        self._configure_output(output)
+
+    # ------------------------------------------------------------------ configuration
+    def _configure_input(
+        self,
+        input_size: int | None,
+        layout: str | None,
+        mean: Sequence[float] | float | None,
+        std: Sequence[float] | float | None,
+    ) -> None:
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelFileError(
+                f"{self._source} has {len(inputs)} inputs "
+                f"({', '.join(i.name for i in inputs)}); an image model must take exactly one "
+                "image tensor."
+            )
+        spec = inputs[0]
+        self.input_name: str = spec.name
+        shape = list(spec.shape)
+        if len(shape) != 4:
+            raise ModelFileError(
+                f"{self._source} takes input {spec.name!r} of rank {len(shape)} (shape {shape}); "
+                "an image model needs a rank-4 batch, (N, 3, H, W) or (N, H, W, 3)."
+            )
+        if spec.type not in _DTYPES:
+            raise ModelFileError(
+                f"{self._source} takes input {spec.name!r} of type {spec.type}; supported are "
+                f"{', '.join(_DTYPES)}."
+            )
+        self.input_dtype = np.dtype(_DTYPES[spec.type])
+        meta = self.metadata
+
+        def pick(name: str, given: Any, parse: Any) -> Any:
+            key = METADATA_KEYS[name]
+            if key in meta:
+                value = parse(meta[key])
+                if given is not None and given != value:
+                    raise ValueError(
+                        f"{name}={given!r} contradicts the model's metadata {key}={meta[key]!r} "
+                        f"in {self._source}; leave {name} out to use the model's value."
+                    )
+                return value
+            return given
+
+        def parse_int(text: str) -> int:
+            try:
+                return int(text)
+            except ValueError:
+                raise ModelFileError(
+                    f"{self._source}: metadata {METADATA_KEYS['input_size']}={text!r} is not "
+                    "an integer."
+                ) from None
+
+        def parse_layout(text: str) -> str:
+            if text.upper() not in ("NCHW", "NHWC"):
+                raise ModelFileError(
+                    f"{self._source}: metadata {METADATA_KEYS['layout']}={text!r} must be "
+                    "NCHW or NHWC."
+                )
+            return text.upper()
+
+        resolved_layout = pick("layout", layout.upper() if layout else None, parse_layout)
+        if resolved_layout is None:
+            if shape[1] == 3 and shape[3] != 3:
+                resolved_layout = "NCHW"
+            elif shape[3] == 3 and shape[1] != 3:
+                resolved_layout = "NHWC"
+            else:
+                raise ValueError(
+                    f"Cannot tell the layout of {self._source} from its input shape {shape}; "
+                    "pass layout='NCHW' or layout='NHWC'."
+                )
+        elif resolved_layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}.")
+        channel_axis, spatial = (1, shape[2:4]) if resolved_layout == "NCHW" else (3, shape[1:3])
+        if isinstance(shape[channel_axis], int) and shape[channel_axis] != 3:
+            raise ModelFileError(
+                f"{self._source} expects {shape[channel_axis]} channels on axis {channel_axis} "
+                f"({resolved_layout}, shape {shape}); lesionboost feeds RGB (3 channels)."
+            )
+        size = pick("input_size", input_size, parse_int)
+        static = [d for d in spatial if isinstance(d, int)]
+        if size is None:
+            if len(static) == 2 and static[0] == static[1]:
+                size = static[0]
+            else:
+                raise ValueError(
+                    f"Cannot tell the input size of {self._source}: its input shape {shape} "
+                    "has no fixed square H and W and its metadata has no "
+                    f"{METADATA_KEYS['input_size']}. Pass input_size=..."
+                )
+        if any(d != size for d in static):
+            raise ModelFileError(
+                f"{self._source} has a fixed input of {spatial} pixels but input_size={size}; "
+                "pass the model's own size."
+            )
+        if size < 8:
+            raise ValueError(f"input_size must be at least 8 pixels, got {size}.")
+        self.input_size = int(size)
+        self.layout = resolved_layout
+        parse_mean = lambda text: _parse_triple(text, METADATA_KEYS["mean"], self._source)  # noqa: E731
+        parse_std = lambda text: _parse_triple(text, METADATA_KEYS["std"], self._source)  # noqa: E731
+        self.mean = pick("mean", _triple(mean, "mean"), parse_mean) or (0.0, 0.0, 0.0)
+        self.std = pick("std", _triple(std, "std"), parse_std) or (1.0, 1.0, 1.0)
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be positive, got {self.std}.")
+        # (x / 255 - mean) / std == x * scale - offset, one multiply-add per pixel.
+        self._scale = (1.0 / (255.0 * np.asarray(self.std))).astype(np.float32)
+        self._offset = (np.asarray(self.mean) / np.asarray(self.std)).astype(np.float32)
+
+    def _configure_output(self, output: str | None) -> None:
+        names = [o.name for o in self._session.get_outputs()]
+        key = METADATA_KEYS["output"]
+        chosen = output or self.metadata.get(key) or names[0]
+        if chosen not in names:
+            raise ModelFileError(
+                f"{self._source} has no output {chosen!r} (outputs: {', '.join(names)}); "
+                "pass output= one of them."
+            )
+        self.output = chosen
+        self.output_names = names
+
+    # ------------------------------------------------------------------ running
+    def _prepare(self, images: np.ndarray) -> np.ndarray:
+        if self.input_dtype == np.uint8:
+            batch = images
+        else:
+            batch = images.astype(np.float32)
+            batch *= self._scale
+            batch -= self._offset
+            if self.input_dtype != np.float32:
+                batch = batch.astype(self.input_dtype)
+        if self.layout == "NCHW":
+            batch = batch.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(batch)
+
+    def run_outputs(self, images: np.ndarray, outputs: Sequence[str] | None = None) -> list[np.ndarray]:
+        """Run the model on decoded images and return the named outputs (flattened per row).
+
+        Parameters
+        ----------
+        images : numpy.ndarray of uint8, shape (n, input_size, input_size, 3)
+            RGB crops, e.g. from :func:`lesionboost.image.decode_jpeg`.
+        outputs : sequence of str, optional
+            Output names; default ``[self.output]``.
+
+        Returns
+        -------
+        list of numpy.ndarray of float32, each of shape (n, d)
+        """
+        images = np.asarray(images)
+        expected = (self.input_size, self.input_size, 3)
+        if images.ndim != 4 or images.shape[1:] != expected or images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 of shape (n, {self.input_size}, {self.input_size}, 3) for "
+                f"this model, got {images.dtype} {images.shape}; decode with "
+                f"decode_jpeg(data, {self.input_size})."
+            )
+        names = list(outputs) if outputs is not None else [self.output]
+        results = self._session.run(names, {self.input_name: self._prepare(images)})
+        return [
+            np.asarray(r, dtype=np.float32).reshape(images.shape[0], -1) for r in results
+        ]
+
+    def embed_images(self, images: np.ndarray) -> np.ndarray:
+        """Embed already decoded images, in batches of ``batch_size``.
+
+        Parameters
+        ----------
+        images : numpy.ndarray of uint8, shape (n, input_size, input_size, 3)
+
+        Returns
+        -------
+        numpy.ndarray of float32, shape (n, d)
+        """
+        images = np.asarray(images)
+        parts = [
+            self.run_outputs(images[i : i + self.batch_size])[0]
+            for i in range(0, max(len(images), 1), self.batch_size)
+            if len(images)
+        ]
+        if not parts:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.concatenate(parts)
+
+    def embed(
+        self,
+        store: ImageStore | str | os.PathLike[str],
+        isic_ids: Sequence[str] | np.ndarray | None = None,
+        *,
+        outputs: Sequence[str] | None = None,
+        return_failed: bool = False,
+        progress: bool | None = None,
+    ) -> Any:
+        """Embed crops of an HDF5 image file, in the order of ``isic_ids``.
+
+        A crop that is missing or cannot be decoded gives a NaN row and is
+        flagged, counted in :attr:`stats` and logged; it never stops the run.
+
+        Parameters
+        ----------
+        store : ImageStore or path
+            The Kaggle-layout HDF5 file.
+        isic_ids : sequence of str, optional
+            Crops to embed; default every crop in the file, in file order.
+        outputs : sequence of str, optional
+            Several model outputs at once (e.g. ``["embedding", "logit"]``);
+            then a list of arrays is returned in place of one array.
+        return_failed : bool, default=False
+            Also return the boolean mask of rows that gave no image.
+        progress : bool, optional
+            Show a tqdm bar; default only when stderr is a terminal.
+
+        Returns
+        -------
+        embeddings : numpy.ndarray of float32, shape (n, d)
+            (a list of them when ``outputs`` is given).
+        failed : numpy.ndarray of bool, shape (n,)
+            Only when ``return_failed`` is True.
+        """
+        from tqdm.auto import tqdm
+
+        if not isinstance(store, ImageStore):
+            store = ImageStore(store)
+        ids = list(store.ids() if isinstance(isic_ids, type(None)) else _as_id_list(isic_ids))
+        names = list(outputs) if outputs is not None else [self.output]
+        missing_outputs = [n for n in names if n not in self.output_names]
+        if missing_outputs:
+            raise ValueError(
+                f"{self._source} has no output(s) {missing_outputs}; outputs: {self.output_names}."
+            )
+        n = len(ids)
+        results: list[np.ndarray | None] = [None] * len(names)
+        failed = np.zeros(n, dtype=bool)
+        self.stats = DecodeStats()
+        started = time.perf_counter()
+        pending: list[Any] = []  # decoded chunks waiting to fill one batch
+        pending_rows = 0
+
+        def flush() -> None:
+            nonlocal pending, pending_rows
+            if not pending:
+                return
+            start = pending[0].start
+            images = np.concatenate([c.images for c in pending]) if len(pending) > 1 else (
+                pending[0].images
+            )
+            outs = self.run_outputs(images, names)
+            for k, out in enumerate(outs):
+                if results[k] is None:
+                    results[k] = np.full((n, out.shape[1]), np.nan, dtype=np.float32)
+                results[k][start : start + len(out)] = out  # type: ignore[index]
+            pending, pending_rows = [], 0
+
+        chunk = min(64, self.batch_size)
+        with tqdm(
+            total=n, unit="crop", desc="embed", disable=None if progress is None else not progress
+        ) as bar:
+            for decoded in iter_decoded(
+                store, ids, self.input_size, chunk_size=chunk, workers=self.workers,
+                stats=self.stats,
+            ):
+                failed[decoded.start : decoded.start + len(decoded.failed)] = decoded.failed
+                pending.append(decoded)
+                pending_rows += len(decoded.failed)
+                if pending_rows >= self.batch_size:
+                    flush()
+                bar.update(len(decoded.failed))
+            flush()
+        arrays = [
+            r if r is not None else np.empty((0, 0), dtype=np.float32) for r in results
+        ]
+        for array in arrays:
+            if array.shape[0]:
+                array[failed] = np.nan
+        elapsed = time.perf_counter() - started
+        logger.info(
+            "Embedded %d crops in %.1f s (%.0f crops/s) on %s; %s.",
+            n, elapsed, n / elapsed if elapsed > 0 else float("nan"), self.device,
+            self.stats.summary(),
+        )
+        value: Any = arrays if outputs is not None else arrays[0]
+        return (value, failed) if return_failed else value
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxEmbedder({self._source!r}, input_size={self.input_size}, layout="
+            f"{self.layout!r}, output={self.output!r}, device={self.device!r})"
+        )
+
+
+def _as_id_list(isic_ids: Any) -> list[str]:
+    if hasattr(isic_ids, "to_list"):
+        values = isic_ids.to_list()
+    else:
+        values = list(np.asarray(isic_ids, dtype=object).ravel())
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        raise ValueError(
+            f"isic_ids must be strings like 'ISIC_0015657'; got {bad[:5]!r}."
+        )
+    return values

@@ -1,0 +1,376 @@
+"""Image features for the GBDT: an image score, embedding components and patient context.
+
+:func:`image_features` turns per-lesion arrays (an embedding, an optional
+malignancy score) into GBDT columns; :func:`image_feature_frame` does the I/O
+around it (embed the crops of a metadata frame, look up or compute the score)
+and is what :class:`~lesionboost.LesionBoostClassifier` calls.
+
+Columns (``k`` = ``n_components``):
+
+``img_missing``
+    1 when the crop was missing or corrupt; every other image column is then null.
+``img_score``, ``img_score_prank``
+    A label-trained model's malignancy logit (out-of-fold for training rows) and
+    its percentile rank among the patient's lesions in the frame.
+``img_pc1`` .. ``img_pc{k}``
+    Principal components of the standardised label-free embedding.
+``img_cos_patient``, ``img_cos_prank``
+    Cosine distance of the lesion's standardised embedding to the mean
+    embedding of its patient's lesions in the frame (the image "ugly duckling"),
+    and its percentile rank within the patient.
+
+Patient context follows the tabular rule of :mod:`lesionboost.features`: it is
+computed over the lesions of the same patient present in the frame being
+transformed (new patients at predict time are handled like the Kaggle test
+set), with ranks ``(rank - 1) / (n - 1)`` (ties averaged) and 0.5 for a patient
+with one usable lesion. Only the standardisation and the PCA are fitted, on the
+training frame, and kept as a JSON-safe ``dict`` (never a pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .._frame import to_polars
+from ..io import ImageStore
+
+__all__ = ["image_features", "image_feature_frame"]
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+_EPS = 1e-12
+
+
+def _patient_codes(frame: pl.DataFrame) -> np.ndarray:
+    if "patient_id" not in frame.columns:
+        raise ValueError(
+            "Image features need a 'patient_id' column: patient-relative image features are "
+            "computed over each patient's lesions. Pass the SLICE-3D metadata frame."
+        )
+    patients = frame.get_column("patient_id")
+    if patients.null_count():
+        rows = patients.is_null().arg_true().head(5).to_list()
+        raise ValueError(
+            f"'patient_id' is empty at row(s) {rows}; every lesion needs its patient for the "
+            "patient-relative image features. Fill it in or drop those rows."
+        )
+    return patients.cast(pl.String).cast(pl.Categorical).to_physical().to_numpy()
+
+
+def _rank_within(values: np.ndarray, codes: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Percentile rank ``(rank - 1) / (n - 1)`` within each patient over valid rows; NaN elsewhere."""
+    frame = pl.DataFrame({"g": codes[valid], "x": values[valid]})
+    ranked = frame.select(
+        pl.when(pl.len().over("g") > 1)
+        .then((pl.col("x").rank("average").over("g") - 1.0) / (pl.len().over("g") - 1.0))
+        .otherwise(0.5)
+    ).to_series().to_numpy()
+    out = np.full(values.shape[0], np.nan)
+    out[valid] = ranked
+    return out
+
+
+def _fit_state(embeddings: np.ndarray, n_components: int) -> dict[str, Any]:
+    from sklearn.decomposition import PCA
+
+    centre = embeddings.mean(axis=0)
+    scale = embeddings.std(axis=0)
+    scale = np.where(scale > 1e-8, scale, 1.0)  # constant columns stay 0 after centring
+    z = (embeddings - centre) / scale
+    k = int(min(n_components, max(z.shape[0] - 1, 0), z.shape[1]))
+    components = np.zeros((0, z.shape[1]))
+    if k > 0:
+        components = PCA(n_components=k, svd_solver="full").fit(z).components_
+    return {
+        "center": centre.tolist(),
+        "scale": scale.tolist(),
+        "components": components.tolist(),
+        "n_components": int(n_components),
+        "embedding_dim": int(embeddings.shape[1]),
+    }
+
+
+def image_features(
+    metadata: Any,
+    embeddings: np.ndarray,
+    *,
+    failed: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    fitted_state: Mapping[str, Any] | None = None,
+    n_components: int = 8,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Compute the image feature columns from per-lesion arrays (no I/O).
+
+    Parameters
+    ----------
+    metadata : polars.DataFrame or pandas.DataFrame
+        Rows aligned with ``embeddings``; needs ``isic_id`` and ``patient_id``.
+    embeddings : numpy.ndarray, shape (n, d)
+        Label-free embedding per lesion (NaN rows for missing crops).
+    failed : numpy.ndarray of bool, shape (n,), optional
+        Rows without a usable crop; default: rows with a non-finite embedding.
+    scores : numpy.ndarray, shape (n,), optional
+        Malignancy score per lesion -- out-of-fold for rows the GBDT trains on.
+    fitted_state : dict, optional
+        State returned by an earlier call on the training frame; when given,
+        the standardisation and PCA are applied, not refitted.
+    n_components : int, default=8
+        Principal components of the embedding to keep (when fitting).
+
+    Returns
+    -------
+    features : polars.DataFrame
+        ``isic_id`` then the image columns, in the row order of ``metadata``.
+    state : dict
+        JSON-safe fitted state (pass it back as ``fitted_state`` at predict time).
+
+    Examples
+    --------
+    >>> import numpy as np, polars as pl
+    >>> meta = pl.DataFrame({"isic_id": ["a", "b", "c"], "patient_id": ["p", "p", "q"]})
+    >>> emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> features, state = image_features(meta, emb, n_components=1)
+    >>> features.columns
+    ['isic_id', 'img_missing', 'img_pc1', 'img_cos_patient', 'img_cos_prank']
+    """
+    frame = to_polars(metadata, what="metadata")
+    if "isic_id" not in frame.columns:
+        raise ValueError("Image features need an 'isic_id' column to key the rows.")
+    codes = _patient_codes(frame)
+    emb = np.asarray(embeddings, dtype=np.float64)
+    n = frame.height
+    if emb.ndim != 2 or emb.shape[0] != n:
+        raise ValueError(
+            f"embeddings must have shape (n_rows, d) = ({n}, d) to match the metadata, got "
+            f"{emb.shape}."
+        )
+    bad = ~np.isfinite(emb).all(axis=1)
+    missing = bad if failed is None else (np.asarray(failed, dtype=bool) | bad)
+    valid = ~missing
+    if fitted_state is None:
+        if not valid.any():
+            raise ValueError(
+                "No lesion of the training frame has a usable image (all crops missing or "
+                "corrupt); check that the image file matches the metadata."
+            )
+        state = _fit_state(emb[valid], n_components)
+        state["scores"] = scores is not None
+    else:
+        state = dict(fitted_state)
+        if int(state["embedding_dim"]) != emb.shape[1]:
+            raise ValueError(
+                f"The embedding has {emb.shape[1]} columns but the image features were fitted "
+                f"on {state['embedding_dim']}; use the same image model as at fit time."
+            )
+        if bool(state.get("scores")) != (scores is not None):
+            raise ValueError(
+                "The image features were fitted "
+                + ("with" if state.get("scores") else "without")
+                + " an image score but this call has "
+                + ("none" if scores is None else "one")
+                + "; pass the same kind of image model as at fit time."
+            )
+    centre = np.asarray(state["center"])
+    scale = np.asarray(state["scale"])
+    components = np.asarray(state["components"], dtype=np.float64).reshape(-1, emb.shape[1])
+
+    z = np.zeros_like(emb)
+    z[valid] = (emb[valid] - centre) / scale
+    columns: dict[str, Any] = {
+        "isic_id": frame.get_column("isic_id"),
+        "img_missing": missing.astype(np.int8),
+    }
+    if scores is not None:
+        s = np.asarray(scores, dtype=np.float64).ravel()
+        if s.shape[0] != n:
+            raise ValueError(f"scores has {s.shape[0]} values for {n} rows; pass one per row.")
+        score_ok = valid & np.isfinite(s)
+        columns["img_score"] = np.where(score_ok, s, np.nan)
+        columns["img_score_prank"] = _rank_within(s, codes, score_ok)
+    projected = z @ components.T
+    for j in range(components.shape[0]):
+        columns[f"img_pc{j + 1}"] = np.where(valid, projected[:, j], np.nan)
+    # Patient mean of the standardised embedding over the patient's usable lesions.
+    n_groups = int(codes.max()) + 1 if n else 0
+    sums = np.zeros((n_groups, emb.shape[1]))
+    counts = np.zeros(n_groups)
+    np.add.at(sums, codes[valid], z[valid])
+    np.add.at(counts, codes[valid], 1.0)
+    means = sums / np.maximum(counts, 1.0)[:, None]
+    patient_mean = means[codes]
+    dot = np.einsum("ij,ij->i", z, patient_mean)
+    norms = np.linalg.norm(z, axis=1) * np.linalg.norm(patient_mean, axis=1)
+    # A lone lesion equals its patient's mean: distance 0, as the tabular z-score is 0.
+    cosine = np.where(norms > _EPS, 1.0 - dot / np.maximum(norms, _EPS), 0.0)
+    columns["img_cos_patient"] = np.where(valid, cosine, np.nan)
+    columns["img_cos_prank"] = _rank_within(cosine, codes, valid)
+    features = pl.DataFrame(columns).with_columns(
+        pl.col(pl.Float64).fill_nan(None).cast(pl.Float32)
+    )
+    state["version"] = STATE_VERSION
+    state["columns"] = [c for c in features.columns if c != "isic_id"]
+    return features, state
+
+
+# --------------------------------------------------------------------------- I/O wrapper
+def _resolve_embedder(embedder: Any) -> Any:
+    from ._embedder import OnnxEmbedder
+
+    if embedder is None or isinstance(embedder, (str, os.PathLike, bytes)):
+        return OnnxEmbedder(embedder)
+    if not hasattr(embedder, "embed"):
+        raise TypeError(
+            f"embedder must be an OnnxEmbedder, an .onnx path or None (built-in), got "
+            f"{type(embedder).__name__}."
+        )
+    return embedder
+
+
+def _model_fingerprint(embedder: Any) -> dict[str, Any]:
+    payload = getattr(embedder, "model_bytes", None)
+    digest = hashlib.sha256(payload).hexdigest() if payload else None
+    path = getattr(embedder, "model_path", None)
+    return {
+        "model": str(path) if path is not None else "builtin",
+        "sha256": digest,
+        "output": getattr(embedder, "output", None),
+    }
+
+
+def _align_scores(frame: pl.DataFrame, oof_scores: Any) -> np.ndarray:
+    """Scores aligned with ``frame``: an array in row order, or a mapping isic_id -> score."""
+    if isinstance(oof_scores, Mapping):
+        return np.array([oof_scores.get(i, np.nan) for i in frame["isic_id"].to_list()], float)
+    if isinstance(oof_scores, pl.DataFrame):
+        table = oof_scores
+        joined = frame.select("isic_id").join(
+            table.select("isic_id", pl.col(table.columns[-1]).alias("s")), on="isic_id",
+            how="left", maintain_order="left",
+        )
+        return joined.get_column("s").cast(pl.Float64).to_numpy()
+    values = np.asarray(oof_scores, dtype=np.float64).ravel()
+    if values.shape[0] != frame.height:
+        raise ValueError(
+            f"oof_scores has {values.shape[0]} values but the metadata has {frame.height} rows; "
+            "pass one score per row (or a mapping isic_id -> score)."
+        )
+    return values
+
+
+def image_feature_frame(
+    metadata: Any,
+    store: ImageStore | str | os.PathLike[str],
+    *,
+    embedder: Any = None,
+    oof_scores: Any = None,
+    scorer: Any = None,
+    fitted_state: Mapping[str, Any] | None = None,
+    n_components: int = 8,
+    progress: bool | None = None,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Embed the crops of ``metadata`` and return the image feature columns keyed by ``isic_id``.
+
+    Parameters
+    ----------
+    metadata : polars.DataFrame or pandas.DataFrame
+        Lesions to featurise; needs ``isic_id`` and ``patient_id``.
+    store : ImageStore or path
+        HDF5 crops keyed by ``isic_id``.
+    embedder : OnnxEmbedder, path to an .onnx file, or None, default=None
+        Label-free embedding model (None: the built-in embedder).
+        A :class:`~lesionboost.image.ImageModels` (from :func:`train_embedder`)
+        or its folder is taken as ``scorer`` and the built-in model embeds.
+    oof_scores : array-like, mapping or DataFrame, optional
+        Out-of-fold image scores of the training rows (array in row order, or
+        ``isic_id -> score``), e.g. ``train_embedder(...).oof_scores``.
+    scorer : ImageModels or path to its folder, optional
+        Fold models of :func:`train_embedder`. A row whose ``isic_id`` has an
+        out-of-fold score gets it; any other row gets the mean of the fold
+        models' logits (the test-time rule), so validation rows never see a
+        model that trained on their patient.
+    fitted_state : dict, optional
+        The state returned when fitting on the training frame; None fits.
+    n_components : int, default=8
+        Principal components of the embedding (when fitting).
+    progress : bool, optional
+        Progress bars (default: only on a terminal).
+
+    Returns
+    -------
+    features : polars.DataFrame
+        ``isic_id`` and the image columns (see the module docstring), one row
+        per row of ``metadata``, in its order.
+    state : dict
+        JSON-safe fitted state to pass back as ``fitted_state``.
+
+    Examples
+    --------
+    >>> from lesionboost import read_metadata
+    >>> from lesionboost.image import image_feature_frame
+    >>> meta = read_metadata("train-metadata.csv")  # doctest: +SKIP
+    >>> features, state = image_feature_frame(meta, "train-image.hdf5")  # doctest: +SKIP
+    >>> test_features, _ = image_feature_frame(  # doctest: +SKIP
+    ...     read_metadata("test-metadata.csv"), "test-image.hdf5", fitted_state=state)
+    """
+    from ._train import ImageModels
+
+    frame = to_polars(metadata, what="metadata")
+    if "isic_id" not in frame.columns:
+        raise ValueError("Image features need an 'isic_id' column to find the crops.")
+    if isinstance(embedder, ImageModels) or (
+        isinstance(embedder, (str, os.PathLike)) and Path(embedder).is_dir()
+    ):
+        scorer, embedder = embedder, None
+    if scorer is None and fitted_state is not None and fitted_state.get("scorer"):
+        scorer = fitted_state["scorer"]
+    if scorer is not None and not isinstance(scorer, ImageModels):
+        scorer = ImageModels.load(scorer)
+    if not isinstance(store, ImageStore):
+        store = ImageStore(store)
+    model = _resolve_embedder(embedder)
+    fingerprint = _model_fingerprint(model)
+    if fitted_state is not None:
+        expected = fitted_state.get("embedder", {})
+        if expected.get("sha256") and fingerprint["sha256"] and (
+            expected["sha256"] != fingerprint["sha256"]
+        ):
+            raise ValueError(
+                f"The image model ({fingerprint['model']}) differs from the one the image "
+                f"features were fitted with ({expected.get('model')}); pass the same model."
+            )
+    ids = frame.get_column("isic_id").cast(pl.String).to_list()
+    embeddings, failed = model.embed(store, ids, return_failed=True, progress=progress)
+    scores = None
+    if oof_scores is not None:
+        scores = _align_scores(frame, oof_scores)
+    if scorer is not None:
+        known = scorer.oof_table()
+        aligned = _align_scores(frame, known)
+        need = ~np.isfinite(aligned) & ~failed
+        if scores is None:
+            scores = aligned
+        else:
+            need &= ~np.isfinite(scores)
+            scores = np.where(np.isfinite(scores), scores, aligned)
+        if need.any():
+            index = np.flatnonzero(need)
+            scores[index] = scorer.score(store, [ids[i] for i in index], progress=progress)
+    features, state = image_features(
+        frame, embeddings, failed=failed, scores=scores, fitted_state=fitted_state,
+        n_components=n_components,
+    )
+    state["embedder"] = fingerprint
+    state["scorer"] = str(scorer.directory) if scorer is not None else None
+    if stats := getattr(model, "stats", None):
+        state["last_decode"] = {"total": stats.total, "missing": stats.missing,
+                                "corrupt": stats.corrupt}
+    return features, state

@@ -1,0 +1,821 @@
+"""Optuna tuning of :class:`~lesionboost.LesionBoostClassifier` on patient-grouped folds.
+
+The objective
+-------------
+A trial builds a :class:`~lesionboost.LesionBoostClassifier` from its
+parameters, fits it on the training part of every fold of one fixed split
+(:func:`~lesionboost.patient_folds`, saved with a CLI run as
+``folds.parquet``) and scores the held-out patients. The value is the pAUC
+above 80 % TPR of the pooled out-of-fold scores -- the ISIC 2024 metric on
+all lesions, each scored by a model that never saw its patient.
+
+Pruning
+-------
+Every fold's pAUC is reported with ``trial.report(value, step=fold)`` (folds
+in a per-trial shuffled order, as Optuna recommends), and
+:class:`optuna.pruners.WilcoxonPruner` stops a trial once a one-sided Wilcoxon
+signed-rank test on the paired fold scores says it is worse than the best
+trial. With five folds the smallest possible p-value after three folds is
+1/8, so the default ``p_threshold=0.2`` (Optuna's default is 0.1) lets a
+trial that lost on its first three folds stop there instead of after four; a
+pruned trial never becomes the best, so an occasional wrong prune only costs
+exploration. Pruned trials keep the mean of the folds they reached as the user
+attribute ``partial_value``.
+
+Known-good defaults first
+-------------------------
+A new study's first trial is the estimator's defaults (enqueued with
+``study.enqueue_trial``), so the best trial is never worse than the defaults
+on these folds. Every range below is widened, if needed, to contain its
+default value, so the defaults trial is an ordinary point of the space that
+the sampler learns from.
+
+Search space
+------------
+Ranges follow the 3rd-place ISIC 2024 Optuna space and the published tuned
+values (FACTS.md 4.7); names are the libraries' native parameter names.
+
+==========  ===========================  ==========================  ============
+member      parameter                    range                       scale
+==========  ===========================  ==========================  ============
+lightgbm    learning_rate                0.01 -- 0.1                 log
+lightgbm    num_leaves                   16 -- 256                   log
+lightgbm    max_depth                    3 -- 8                      int
+lightgbm    lambda_l1, lambda_l2         1e-3 -- 10                  log
+lightgbm    feature_fraction             0.4 -- 1                    linear
+lightgbm    feature_fraction_bynode      0.4 -- 1                    linear
+lightgbm    bagging_fraction             0.4 -- 1                    linear
+lightgbm    bagging_freq                 1 -- 7                      int
+lightgbm    min_data_in_leaf             5 -- 100                    log
+lightgbm    scale_pos_weight             0.8 -- 4                    log
+xgboost     learning_rate                0.01 -- 0.1                 log
+xgboost     max_depth                    3 -- 8                      int
+xgboost     lambda, alpha                1e-3 -- 10                  log
+xgboost     subsample                    0.4 -- 1                    linear
+xgboost     colsample_bytree/bylevel/    0.4 -- 1                    linear
+            bynode
+xgboost     min_child_weight             0.5 -- 10                   log
+xgboost     scale_pos_weight             0.8 -- 4                    log
+catboost    learning_rate                0.01 -- 0.1                 log
+catboost    depth                        4 -- 8                      int
+catboost    l2_leaf_reg                  1e-2 -- 30                  log
+catboost    subsample                    0.4 -- 1                    linear
+catboost    colsample_bylevel            0.4 -- 1                    linear
+catboost    min_data_in_leaf             5 -- 100                    log
+catboost    random_strength              0.1 -- 10                   log
+catboost    scale_pos_weight             0.8 -- 4                    log
+ensemble    neg_ratio                    0.003 -- 0.05               log
+ensemble    pos_oversample               1 -- 4                      linear
+ensemble    n_bags                       1 -- 4                      int
+ensemble    weight.<member>              0.05 -- 1 (normalised)      linear
+features    region, outlier, counts      on / off                    categorical
+==========  ===========================  ==========================  ============
+
+CatBoost's ``l2_leaf_reg`` reaches 30 because the 1st and 2nd place tuned it
+to 18 and 25.7. The number of boosting rounds is not searched (it trades off
+against the learning rate and decides the cost of a trial); it stays at the
+estimator's default unless ``rounds`` fixes it for every member. The raw
+columns, the derived attributes and the patient-relative z-scores and ranks
+are always used: they carry most of the signal (FACTS.md 8).
+
+Storages and workers
+--------------------
+See :mod:`lesionboost._tuning_storage`: in memory (the default here), SQLite,
+Optuna's journal file for several processes, any SQLAlchemy URL (PostgreSQL)
+for several machines. ``n_trials`` counts the finished (complete or pruned)
+trials *of the study*, so a killed run resumes with the same call and stops
+at the same total; with ``n_workers > 1`` (or several machines) the total may
+be exceeded by at most one trial per extra worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import optuna
+import polars as pl
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from ._atomic import atomic_path
+from ._frame import to_polars
+from ._members import MEMBER_KINDS, MEMBERS
+from ._tuning_storage import (
+    WORKER_ATTR,
+    StorageError,
+    describe_storage,
+    open_storage,
+    recover_stale_trials,
+    worker_identity,
+)
+from .metrics import pauc_above_tpr
+from .schema import LEAK_COLUMNS
+
+__all__ = [
+    "tune",
+    "TuneResult",
+    "SearchSpace",
+    "PatientCVObjective",
+    "StorageError",
+    "open_study",
+    "trial_history",
+    "DEFAULTS_ATTR",
+]
+
+logger = logging.getLogger(__name__)
+
+#: user attribute marking the enqueued known-good defaults trial.
+DEFAULTS_ATTR = "lesionboost_defaults"
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_OPTIONAL_GROUPS = ("region", "outlier", "counts")
+
+
+# --------------------------------------------------------------------------- search space
+@dataclass(frozen=True)
+class _Range:
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+_MEMBER_RANGES: dict[str, dict[str, _Range]] = {
+    "lightgbm": {
+        "learning_rate": _Range(0.01, 0.1, log=True),
+        "num_leaves": _Range(16, 256, log=True, integer=True),
+        "max_depth": _Range(3, 8, integer=True),
+        "lambda_l1": _Range(1e-3, 10.0, log=True),
+        "lambda_l2": _Range(1e-3, 10.0, log=True),
+        "feature_fraction": _Range(0.4, 1.0),
+        "feature_fraction_bynode": _Range(0.4, 1.0),
+        "bagging_fraction": _Range(0.4, 1.0),
+        "bagging_freq": _Range(1, 7, integer=True),
+        "min_data_in_leaf": _Range(5, 100, log=True, integer=True),
+        "scale_pos_weight": _Range(0.8, 4.0, log=True),
+    },
+    "xgboost": {
+        "learning_rate": _Range(0.01, 0.1, log=True),
+        "max_depth": _Range(3, 8, integer=True),
+        "lambda": _Range(1e-3, 10.0, log=True),
+        "alpha": _Range(1e-3, 10.0, log=True),
+        "subsample": _Range(0.4, 1.0),
+        "colsample_bytree": _Range(0.4, 1.0),
+        "colsample_bylevel": _Range(0.4, 1.0),
+        "colsample_bynode": _Range(0.4, 1.0),
+        "min_child_weight": _Range(0.5, 10.0, log=True),
+        "scale_pos_weight": _Range(0.8, 4.0, log=True),
+    },
+    "catboost": {
+        "learning_rate": _Range(0.01, 0.1, log=True),
+        "depth": _Range(4, 8, integer=True),
+        "l2_leaf_reg": _Range(1e-2, 30.0, log=True),
+        "subsample": _Range(0.4, 1.0),
+        "colsample_bylevel": _Range(0.4, 1.0),
+        "min_data_in_leaf": _Range(5, 100, log=True, integer=True),
+        "random_strength": _Range(0.1, 10.0, log=True),
+        "scale_pos_weight": _Range(0.8, 4.0, log=True),
+    },
+}
+
+# Library defaults of searched parameters the member adapters leave unset.
+_LIBRARY_DEFAULTS = {
+    ("xgboost", "min_child_weight"): 1.0,
+    ("catboost", "colsample_bylevel"): 1.0,
+    ("catboost", "random_strength"): 1.0,
+}
+
+_ENSEMBLE_RANGES: dict[str, _Range] = {
+    "neg_ratio": _Range(0.003, 0.05, log=True),
+    "pos_oversample": _Range(1.0, 4.0),
+    "n_bags": _Range(1, 4, integer=True),
+}
+_ENSEMBLE_DEFAULTS = {"neg_ratio": 0.01, "pos_oversample": 1.0, "n_bags": 3}
+_WEIGHT_RANGE = _Range(0.05, 1.0)
+
+
+def _distribution(spec: _Range, default: Any) -> BaseDistribution:
+    low, high = spec.low, spec.high
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        low, high = min(low, default), max(high, default)  # always contain the default
+    if spec.integer:
+        return IntDistribution(int(math.floor(low)), int(math.ceil(high)), log=spec.log)
+    return FloatDistribution(float(low), float(high), log=spec.log)
+
+
+class SearchSpace:
+    """The tuned parameters of a :class:`~lesionboost.LesionBoostClassifier`.
+
+    Parameters
+    ----------
+    members : sequence of str, default=("lightgbm", "xgboost", "catboost")
+        Ensemble members whose parameters are searched (and only those are used).
+    ensemble : bool, default=True
+        Search ``neg_ratio``, ``pos_oversample``, ``n_bags`` and the blend weights.
+    feature_groups : bool, default=True
+        Switch the optional feature groups (region, outlier, counts) on and off.
+
+    Examples
+    --------
+    >>> space = SearchSpace(members=("lightgbm",))
+    >>> space.distributions()["lightgbm.learning_rate"]
+    FloatDistribution(high=0.1, log=True, low=0.01, step=None)
+    >>> space.to_config(space.defaults())["neg_ratio"]
+    0.01
+    """
+
+    def __init__(
+        self,
+        *,
+        members: Sequence[str] = MEMBER_KINDS,
+        ensemble: bool = True,
+        feature_groups: bool = True,
+    ) -> None:
+        members = (members,) if isinstance(members, str) else tuple(members)
+        unknown = [m for m in members if m not in _MEMBER_RANGES]
+        if not members or unknown:
+            raise ValueError(
+                f"members must be names from {list(MEMBER_KINDS)}, got {list(members)!r}."
+            )
+        self.members = members
+        self.ensemble = ensemble
+        self.feature_groups = feature_groups
+
+    def _member_default(self, member: str, name: str) -> Any:
+        defaults = MEMBERS[member].defaults
+        return defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Flat ``{"<group>.<name>": distribution}`` in a fixed order."""
+        out: dict[str, BaseDistribution] = {}
+        for member in self.members:
+            for name, spec in _MEMBER_RANGES[member].items():
+                out[f"{member}.{name}"] = _distribution(spec, self._member_default(member, name))
+        if self.ensemble:
+            for name, spec in _ENSEMBLE_RANGES.items():
+                out[f"ensemble.{name}"] = _distribution(spec, _ENSEMBLE_DEFAULTS[name])
+            if len(self.members) > 1:
+                for member in self.members:
+                    out[f"weight.{member}"] = _distribution(_WEIGHT_RANGE, 1.0)
+        if self.feature_groups:
+            for group in _OPTIONAL_GROUPS:
+                out[f"features.{group}"] = CategoricalDistribution((True, False))
+        return out
+
+    def defaults(self) -> dict[str, Any]:
+        """The estimator's default configuration as flat trial parameters."""
+        out: dict[str, Any] = {}
+        for key in self.distributions():
+            group, name = key.split(".", 1)
+            if group in MEMBERS:
+                value = self._member_default(group, name)
+            elif group == "ensemble":
+                value = _ENSEMBLE_DEFAULTS[name]
+            elif group == "weight":
+                value = 1.0
+            else:  # features: the estimator uses every group by default
+                value = True
+            if isinstance(value, float) and isinstance(
+                self.distributions()[key], IntDistribution
+            ):
+                value = int(value)
+            out[key] = value
+        return out
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Draw (or read, for enqueued trials) every parameter of the space."""
+        params: dict[str, Any] = {}
+        for key, dist in self.distributions().items():
+            if isinstance(dist, FloatDistribution):
+                params[key] = trial.suggest_float(key, dist.low, dist.high, log=dist.log)
+            elif isinstance(dist, IntDistribution):
+                params[key] = trial.suggest_int(key, dist.low, dist.high, log=dist.log)
+            else:
+                params[key] = trial.suggest_categorical(key, list(dist.choices))
+        return params
+
+    def to_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Flat trial parameters -> :class:`LesionBoostClassifier` keyword arguments."""
+        config: dict[str, Any] = {"members": self.members}
+        member_params: dict[str, dict[str, Any]] = {m: {} for m in self.members}
+        weights: dict[str, float] = {}
+        groups = ["derived", "patient"]
+        for key, value in params.items():
+            group, name = key.split(".", 1)
+            if group in member_params:
+                member_params[group][name] = value
+            elif group == "ensemble":
+                config[name] = value
+            elif group == "weight":
+                weights[name] = float(value)
+            elif group == "features" and value:
+                groups.append(name)
+        for member, values in member_params.items():
+            if values:
+                config[f"{member}_params"] = values
+        if weights:
+            total = sum(weights.values())
+            normalised = {m: weights[m] / total for m in self.members if m in weights}
+            if len(set(np.round(list(normalised.values()), 12))) > 1:
+                config["weights"] = normalised
+        if self.feature_groups:
+            config["feature_groups"] = tuple(
+                g for g in ("derived", "patient", *_OPTIONAL_GROUPS) if g in groups
+            )
+        return config
+
+
+# --------------------------------------------------------------------------- objective
+def _as_training_frame(metadata: Any) -> tuple[pl.DataFrame, np.ndarray]:
+    frame = to_polars(metadata, what="metadata")
+    if "target" not in frame.columns:
+        raise ValueError(
+            "tune needs training metadata with a 'target' column (train-metadata.csv); "
+            f"got columns {frame.columns[:5]}{'...' if frame.width > 5 else ''}."
+        )
+    if "patient_id" not in frame.columns:
+        raise ValueError("tune needs a 'patient_id' column to build patient-grouped folds.")
+    y = frame.get_column("target").cast(pl.Int64).to_numpy()
+    X = frame.drop([c for c in LEAK_COLUMNS if c in frame.columns])
+    return X, y
+
+
+def data_fingerprint(metadata: Any, folds: np.ndarray) -> str:
+    """SHA-256 prefix of the lesion ids, labels and fold ids: the data a study was tuned on."""
+    frame = to_polars(metadata, what="metadata")
+    digest = hashlib.sha256()
+    ids = frame.get_column("isic_id") if "isic_id" in frame.columns else pl.Series([], dtype=str)
+    digest.update("\n".join(ids.cast(pl.String).to_list()).encode())
+    if "target" in frame.columns:
+        digest.update(frame.get_column("target").cast(pl.Int8).to_numpy().tobytes())
+    digest.update(np.asarray(folds, dtype=np.int8).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class PatientCVObjective:
+    """Optuna objective: pooled out-of-fold pAUC of one configuration on fixed folds.
+
+    Parameters
+    ----------
+    metadata : polars.DataFrame or pandas.DataFrame
+        Training metadata with ``target`` and ``patient_id``.
+    folds : array-like of int
+        Fold id per row (see :func:`~lesionboost.patient_folds`).
+    space : SearchSpace
+    fixed_params : dict, optional
+        Keyword arguments of :class:`~lesionboost.LesionBoostClassifier` that
+        are not tuned (``n_jobs``, ``device``, ``random_state``, ``images``...).
+    rounds : int, optional
+        Boosting rounds for every member (the estimator's default when None).
+    oof_dir : path-like, optional
+        Where a trial that beats the study's best so far saves its OOF scores
+        (``trial-<number>.parquet``), so the run need not recompute them.
+    """
+
+    def __init__(
+        self,
+        metadata: Any,
+        folds: Any,
+        *,
+        space: SearchSpace,
+        fixed_params: Mapping[str, Any] | None = None,
+        rounds: int | None = None,
+        oof_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.X, self.y = _as_training_frame(metadata)
+        self.folds = np.asarray(folds)
+        if self.folds.shape[0] != self.X.height:
+            raise ValueError(
+                f"folds has {self.folds.shape[0]} entries but metadata has {self.X.height} rows."
+            )
+        self.fold_ids = np.unique(self.folds)
+        self.space = space
+        self.fixed_params = dict(fixed_params or {})
+        self.rounds = rounds
+        self.oof_dir = Path(oof_dir) if oof_dir is not None else None
+
+    def estimator(self, params: Mapping[str, Any]) -> Any:
+        """The classifier a trial with flat parameters ``params`` evaluates."""
+        from .estimator import LesionBoostClassifier
+
+        config = {**self.fixed_params, **build_config(self.space, params, self.rounds)}
+        return LesionBoostClassifier(**config)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker_identity())
+        params = self.space.suggest(trial)
+        estimator = self.estimator(params)
+        # Shuffled fold order per trial (WilcoxonPruner's advice): early folds do not
+        # decide every prune, and the same fold id pairs the same patients across trials.
+        order = np.random.default_rng(trial.number).permutation(self.fold_ids)
+        oof = np.full(self.X.height, np.nan)
+        fold_scores: dict[int, float] = {}
+        start = time.perf_counter()
+        for fold in order:
+            train, valid = self.folds != fold, self.folds == fold
+            model = _clone(estimator).fit(self.X.filter(pl.Series(train)), self.y[train])
+            oof[valid] = model.predict_proba(self.X.filter(pl.Series(valid)))[:, 1]
+            labels = self.y[valid]
+            if 0 < labels.sum() < labels.size:
+                score = pauc_above_tpr(labels, oof[valid])
+                fold_scores[int(fold)] = score
+                trial.report(score, step=int(fold))
+                if trial.should_prune():
+                    partial = float(np.mean(list(fold_scores.values())))
+                    trial.set_user_attr("partial_value", partial)
+                    trial.set_user_attr("fold_scores", _ordered(fold_scores))
+                    logger.debug("trial %d pruned after %d folds (mean pAUC %.4f)",
+                                 trial.number, len(fold_scores), partial)
+                    raise optuna.TrialPruned()
+        value = pauc_above_tpr(self.y, oof)
+        trial.set_user_attr("fold_scores", _ordered(fold_scores))
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
+        self._maybe_save_oof(trial, oof, value)
+        return value
+
+    def _maybe_save_oof(self, trial: optuna.Trial, oof: np.ndarray, value: float) -> None:
+        if self.oof_dir is None:
+            return
+        try:
+            best = trial.study.best_value
+        except ValueError:
+            best = -np.inf
+        if value < best:
+            return
+        self.oof_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.oof_dir / f"trial-{trial.number}.parquet") as tmp:
+            pl.DataFrame({"score": oof, "fold": self.folds.astype(np.int8)}).write_parquet(tmp)
+
+
+def _clone(estimator: Any) -> Any:
+    from sklearn.base import clone
+
+    return clone(estimator)
+
+
+def _ordered(scores: Mapping[int, float]) -> list[float | None]:
+    """Fold scores listed by fold id (None for a fold not scored)."""
+    if not scores:
+        return []
+    return [scores.get(i) for i in range(max(scores) + 1)]
+
+
+def build_config(space: SearchSpace, params: Mapping[str, Any], rounds: int | None) -> dict:
+    """Estimator keyword arguments of flat trial ``params`` (``rounds`` fixed per member)."""
+    config = space.to_config(params)
+    if rounds is not None:
+        for member in space.members:
+            key = f"{member}_params"
+            config[key] = {**config.get(key, {}), "n_estimators": int(rounds)}
+    return config
+
+
+# --------------------------------------------------------------------------- study
+class TuneResult(NamedTuple):
+    """What :func:`tune` returns: unpack as ``study, best_params = tune(...)``."""
+
+    study: optuna.Study
+    #: keyword arguments of :class:`~lesionboost.LesionBoostClassifier` of the best trial
+    best_params: dict[str, Any]
+
+    @property
+    def best_value(self) -> float:
+        """Pooled out-of-fold pAUC of the best trial."""
+        return float(self.study.best_value)
+
+    @property
+    def defaults_value(self) -> float | None:
+        """Pooled out-of-fold pAUC of the enqueued defaults trial (None if not finished)."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if trial.user_attrs.get(DEFAULTS_ATTR):
+                return float(trial.value)  # type: ignore[arg-type]
+        return None
+
+
+def open_study(
+    storage: str | None,
+    study_name: str,
+    *,
+    fingerprint: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    space: SearchSpace | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+) -> optuna.Study:
+    """Create or load ``study_name`` in ``storage`` and enqueue the defaults once.
+
+    The study records the data fingerprint and the tuning settings as user
+    attributes; loading it for other data or settings raises ``ValueError``
+    naming both, so a resumed run can never mix trials from different folds.
+    """
+    backend = open_storage(storage)
+    study = optuna.create_study(
+        storage=backend,
+        study_name=study_name,
+        direction="maximize",
+        load_if_exists=True,
+        pruner=pruner if pruner is not None else optuna.pruners.WilcoxonPruner(p_threshold=0.2),
+        sampler=sampler,
+    )
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise ValueError(f"Study {study_name!r} in {describe_storage(storage)} minimises; "
+                         "lesionboost studies maximise pAUC. Choose another study name.")
+    expected = {"data_fingerprint": fingerprint, **dict(settings or {})}
+    recorded = study.user_attrs.get("lesionboost")
+    if recorded is None:
+        study.set_user_attr("lesionboost", expected)
+    else:
+        differ = [k for k in expected if k in recorded and recorded[k] != expected[k]]
+        if differ:
+            details = ", ".join(f"{k}: study {recorded[k]!r} vs now {expected[k]!r}" for k in differ)
+            raise ValueError(
+                f"Study {study_name!r} in {describe_storage(storage)} was tuned with other "
+                f"data or settings ({details}). Resume with the same data and options, or "
+                "choose another study name (--study)."
+            )
+    if space is not None and not study.get_trials(deepcopy=False):
+        study.enqueue_trial(space.defaults(), user_attrs={DEFAULTS_ATTR: True},
+                            skip_if_exists=True)
+    return study
+
+
+def trial_history(study: optuna.Study) -> list[dict[str, Any]]:
+    """One JSON-friendly record per trial (for ``best.json`` and the report)."""
+    history = []
+    for trial in study.get_trials(deepcopy=False):
+        value = trial.value if trial.state == TrialState.COMPLETE else trial.user_attrs.get(
+            "partial_value"
+        )
+        duration = trial.duration.total_seconds() if trial.duration is not None else None
+        history.append({
+            "number": trial.number,
+            "state": trial.state.name,
+            "value": value,
+            "seconds": duration,
+            "defaults": bool(trial.user_attrs.get(DEFAULTS_ATTR)),
+            "folds_reached": len(trial.intermediate_values),
+        })
+    return history
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=_FINISHED))
+
+
+def _sampler(seed: int, study: optuna.Study, worker: int, n_trials: int | None) -> Any:
+    # A different seed per worker and per resume: equal seeds would make two workers
+    # (or a resumed run) propose the very same random start-up points again.
+    offset = len(study.get_trials(deepcopy=False)) * 1000 + worker
+    startup = 10 if n_trials is None else int(min(10, max(3, n_trials // 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=(seed * 7919 + offset) % 2**31, n_startup_trials=startup, multivariate=True,
+            constant_liar=True,
+        )
+
+
+class _Progress:
+    """tqdm bar over finished trials with the best pAUC so far (off when not a TTY)."""
+
+    def __init__(self, total: int | None, initial: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc="tuning", unit="trial",
+                        disable=None if enabled else True, dynamic_ncols=True)
+
+    def update(self, study: optuna.Study) -> None:
+        done = _finished(study)
+        self.bar.n = done
+        try:
+            self.bar.set_postfix_str(f"best pAUC {study.best_value:.4f}", refresh=False)
+        except ValueError:
+            pass
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _optimize(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    n_trials: int | None,
+    timeout: float | None,
+    callbacks: Sequence[Callable[..., None]] = (),
+) -> None:
+    remaining = None if n_trials is None else n_trials - _finished(study)
+    if remaining is not None and remaining <= 0:
+        return
+
+    def recover(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        recover_stale_trials(study)
+
+    all_callbacks: list[Callable[..., None]] = [recover, *callbacks]
+    if n_trials is not None:
+        all_callbacks.insert(0, optuna.study.MaxTrialsCallback(n_trials, states=_FINISHED))
+    study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=all_callbacks)
+
+
+def _worker_main(payload: dict[str, Any]) -> None:
+    """Entry point of a worker process (spawned: no state inherited from the parent)."""
+    logging.basicConfig(level=payload["log_level"], format="[lesionboost worker] %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ["TQDM_DISABLE"] = "1"
+    study = optuna.load_study(
+        study_name=payload["study_name"],
+        storage=open_storage(payload["storage"]),
+        pruner=optuna.pruners.WilcoxonPruner(p_threshold=payload["p_threshold"]),
+    )
+    study.sampler = _sampler(payload["seed"], study, payload["worker"], payload["n_trials"])
+    recover_stale_trials(study)
+    objective = PatientCVObjective(
+        payload["metadata"], payload["folds"], space=payload["space"],
+        fixed_params=payload["fixed_params"], rounds=payload["rounds"],
+        oof_dir=payload["oof_dir"],
+    )
+    _optimize(study, objective, n_trials=payload["n_trials"], timeout=payload["timeout"])
+
+
+def _run_workers(payload: dict[str, Any], n_workers: int, study: optuna.Study,
+                 progress: _Progress) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker_main, args=({**payload, "worker": i + 1},),
+                        name=f"lesionboost-tune-{i + 1}")
+        for i in range(n_workers)
+    ]
+    for process in processes:
+        process.start()
+    logger.info("started %d worker processes (pids %s)", n_workers,
+                ", ".join(str(p.pid) for p in processes))
+    try:
+        while any(p.is_alive() for p in processes):
+            for process in processes:
+                process.join(timeout=1.0 / n_workers)
+            progress.update(study)
+    except BaseException:
+        for process in processes:  # Ctrl-C reaches the workers too; give them a moment
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+        raise
+    failed = [p for p in processes if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {n_workers} tuning worker(s) failed (exit codes "
+            f"{[p.exitcode for p in failed]}); their errors are in the log above."
+        )
+
+
+def tune(
+    metadata: Any,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str = "lesionboost",
+    n_splits: int = 5,
+    seed: int = 0,
+    folds: Any = None,
+    members: Sequence[str] = MEMBER_KINDS,
+    search_space: SearchSpace | None = None,
+    fixed_params: Mapping[str, Any] | None = None,
+    rounds: int | None = None,
+    n_workers: int = 1,
+    p_threshold: float = 0.2,
+    progress: bool = True,
+    oof_dir: str | os.PathLike[str] | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+) -> TuneResult:
+    """Tune a :class:`~lesionboost.LesionBoostClassifier` by patient-grouped OOF pAUC.
+
+    Parameters
+    ----------
+    metadata : polars.DataFrame or pandas.DataFrame
+        Training metadata (``target``, ``patient_id``; leak columns are dropped).
+    n_trials : int, optional
+        Total finished (complete or pruned) trials the study should hold; a
+        resumed study runs only the missing ones. When both ``n_trials`` and
+        ``timeout`` are None, 20.
+    timeout : float, optional
+        Stop starting new trials after this many seconds (of this call).
+    storage : str, optional
+        None (in memory), a SQLite/PostgreSQL/any SQLAlchemy URL, or
+        ``journal:PATH`` (see :mod:`lesionboost._tuning_storage`).
+    study_name : str, default="lesionboost"
+    n_splits, seed : int
+        Folds from :func:`~lesionboost.patient_folds` when ``folds`` is None;
+        ``seed`` also seeds the sampler.
+    folds : array-like of int, optional
+        Fixed fold id per row (e.g. read back from a run's ``folds.parquet``).
+    members : sequence of str
+        Ensemble members to use and tune.
+    search_space : SearchSpace, optional
+        Defaults to ``SearchSpace(members=members)``.
+    fixed_params : dict, optional
+        Untuned estimator arguments (``n_jobs``, ``device``, ``images``, ...).
+    rounds : int, optional
+        Boosting rounds of every member (the estimator's default when None).
+    n_workers : int, default=1
+        Worker processes sharing ``storage`` (which must then be a journal file
+        or a database server; SQLite locks and memory is not shared).
+    p_threshold : float, default=0.2
+        WilcoxonPruner threshold (see the module documentation).
+    progress : bool, default=True
+        Show a progress bar (on terminals) with the best pAUC so far.
+    oof_dir : path-like, optional
+        Keep the OOF scores of the best trial there (see :class:`PatientCVObjective`).
+    callbacks : sequence of callables, optional
+        Extra ``study.optimize`` callbacks (single-process runs only).
+
+    Returns
+    -------
+    TuneResult
+        ``(study, best_params)``; ``best_params`` are the estimator keyword
+        arguments of the best trial (``fixed_params`` not included).
+
+    Examples
+    --------
+    >>> from lesionboost import simulate_slice3d
+    >>> sim = simulate_slice3d(60, seed=0)
+    >>> study, best = tune(sim.train, n_trials=2, n_splits=3, members=("lightgbm",),
+    ...                    rounds=20, progress=False)  # doctest: +SKIP
+    >>> sorted(best)[:2]  # doctest: +SKIP
+    ['feature_groups', 'lightgbm_params']
+    """
+    if n_trials is None and timeout is None:
+        n_trials = 20
+    if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
+        raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}.")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    if not isinstance(n_workers, int) or n_workers < 1:
+        raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}.")
+    if n_workers > 1 and (storage is None or str(storage).startswith("sqlite")
+                          or str(storage).endswith((".db", ".sqlite", ".sqlite3"))):
+        raise ValueError(
+            f"n_workers={n_workers} needs a storage that several processes can share: "
+            "a journal file (storage='journal:PATH') or a database server URL; "
+            "in-memory storage is not shared and SQLite fails with 'database is locked'."
+        )
+    frame = to_polars(metadata, what="metadata")
+    if folds is None:
+        from .cv import patient_folds
+
+        folds = patient_folds(frame, n_splits=n_splits, seed=seed)
+    folds = np.asarray(folds, dtype=np.int8)
+    space = search_space if search_space is not None else SearchSpace(members=members)
+    settings = {"members": list(space.members), "rounds": rounds,
+                "n_folds": int(len(np.unique(folds))), "search_space": 1}
+    pruner = optuna.pruners.WilcoxonPruner(p_threshold=p_threshold)
+    study = open_study(storage, study_name, fingerprint=data_fingerprint(frame, folds),
+                       settings=settings, space=space, pruner=pruner)
+    recover_stale_trials(study)
+    before = _finished(study)
+    logger.info("study %r in %s: %d finished trial(s) so far%s", study_name,
+                describe_storage(storage), before,
+                "" if n_trials is None else f", target {n_trials}")
+    bar = _Progress(n_trials, before, progress)
+    try:
+        if n_workers == 1:
+            study.sampler = _sampler(seed, study, 0, n_trials)
+            objective = PatientCVObjective(frame, folds, space=space, fixed_params=fixed_params,
+                                           rounds=rounds, oof_dir=oof_dir)
+            _optimize(study, objective, n_trials=n_trials, timeout=timeout,
+                      callbacks=[lambda s, t: bar.update(s), *callbacks])
+        else:
+            payload = {
+                "study_name": study_name, "storage": storage, "p_threshold": p_threshold,
+                "seed": seed, "n_trials": n_trials, "timeout": timeout, "metadata": frame,
+                "folds": folds, "space": space, "fixed_params": dict(fixed_params or {}),
+                "rounds": rounds, "oof_dir": None if oof_dir is None else str(oof_dir),
+                "log_level": logging.getLogger("lesionboost").getEffectiveLevel(),
+            }
+            _run_workers(payload, n_workers, study, bar)
+        bar.update(study)
+    finally:
+        bar.close()
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise RuntimeError(
+            f"No trial of study {study_name!r} finished; see the errors logged above."
+        ) from None
+    return TuneResult(study, build_config(space, best.params, rounds))
