@@ -69,9 +69,138 @@ def _run_show_versions(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- embed
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 1
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like i/n (e.g. 0/4), got {text!r}.") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard {text}: need 0 <= i < n (shards are numbered from 0).")
+    return index, count
+
+
+def _add_embed(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "embed",
+        help="embed the crops of an HDF5 image file with an ONNX model (Parquet out)",
+        description=(
+            "Embed the JPEG crops of a Kaggle-layout HDF5 file with an ONNX image model "
+            "(default: the built-in label-free embedder) on CUDA or CPU. Writes one row per "
+            "crop: isic_id, image_failed, emb_000, ... A missing or corrupt crop gives a NaN "
+            "row flagged in image_failed. --shard i/n embeds the i-th of n equal parts of the "
+            "sorted ids, so several machines can split one large file."
+        ),
+        epilog="example: lesionboost embed --images train-image.hdf5 --out emb.parquet --shard 0/4",
+    )
+    parser.add_argument("--images", required=True, metavar="HDF5", help="Kaggle-layout image file")
+    parser.add_argument(
+        "--model", "--image-model", dest="model", metavar="MODEL.onnx",
+        help="ONNX image model (default: the built-in label-free embedder)",
+    )
+    parser.add_argument("--out", required=True, metavar="PARQUET", help="output Parquet file")
+    parser.add_argument("--shard", metavar="i/n", help="embed shard i of n (0-based) of the sorted ids")
+    parser.add_argument(
+        "--metadata", metavar="FILE",
+        help="embed only the isic_id values of this CSV/Parquet file (default: every crop)",
+    )
+    parser.add_argument("--batch-size", type=int, metavar="N", help="crops per model call")
+    parser.add_argument(
+        "--providers", choices=("auto", "cpu", "cuda"), default="auto",
+        help="onnxruntime device: auto = CUDA when available (default), else CPU",
+    )
+    parser.add_argument("--output-name", metavar="NAME", help="model output to write (default: the embedding)")
+    parser.add_argument("--workers", type=int, metavar="N", help="JPEG decoding threads")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    _common(parser)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import polars as pl
+
+    from ._atomic import atomic_path
+    from .image import OnnxEmbedder
+    from .io import ImageStore
+
+    index, count = _parse_shard(args.shard)
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} already exists; choose another --out or pass --force.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}.")
+    store = ImageStore(args.images)
+    if args.metadata:
+        source = Path(args.metadata)
+        table = pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(
+            source, columns=["isic_id"], infer_schema=False
+        )
+        if "isic_id" not in table.columns:
+            raise UsageError(f"{source} has no isic_id column.")
+        ids = sorted(set(table.get_column("isic_id").drop_nulls().to_list()))
+    else:
+        ids = sorted(store.ids())
+    shard_ids = [str(v) for v in np.array_split(np.asarray(ids, dtype=object), count)[index]]
+    embedder = OnnxEmbedder(
+        args.model, providers=args.providers, batch_size=args.batch_size,
+        output=args.output_name, workers=args.workers,
+    )
+    started = time.perf_counter()
+    embeddings, failed = embedder.embed(store, shard_ids, return_failed=True)
+    seconds = time.perf_counter() - started
+    width = max(3, len(str(max(embeddings.shape[1] - 1, 0))))
+    columns: dict[str, Any] = {
+        "isic_id": pl.Series("isic_id", shard_ids, dtype=pl.String),
+        "image_failed": pl.Series("image_failed", failed, dtype=pl.Boolean),
+    }
+    for j in range(embeddings.shape[1]):
+        columns[f"emb_{j:0{width}d}"] = embeddings[:, j]
+    from .image._features import TABLE_MODEL_KEY, TABLE_SHA_KEY
+
+    # The model's identity travels with the embeddings, so that a model fitted on
+    # them refuses embeddings of another model at predict time.
+    provenance = {
+        TABLE_MODEL_KEY: str(args.model) if args.model else "builtin",
+        TABLE_SHA_KEY: embedder.sha256,
+        "lesionboost.output": embedder.output,
+        "lesionboost.input_size": str(embedder.input_size),
+    }
+    with atomic_path(out) as tmp:
+        pl.DataFrame(columns).write_parquet(tmp, metadata=provenance)
+    stats = embedder.stats
+    summary = {
+        "out": str(out),
+        "images": len(shard_ids),
+        "failed": int(failed.sum()),
+        "missing": stats.missing if stats else 0,
+        "corrupt": stats.corrupt if stats else 0,
+        "dim": int(embeddings.shape[1]),
+        "model": str(args.model) if args.model else "builtin",
+        "output": embedder.output,
+        "device": embedder.device,
+        "providers": embedder.providers,
+        "shard": f"{index}/{count}",
+        "seconds": round(seconds, 3),
+        "crops_per_s": round(len(shard_ids) / seconds, 1) if seconds > 0 else None,
+    }
+    _emit(
+        args,
+        summary,
+        f"wrote {out}: {len(shard_ids)} crops x {embeddings.shape[1]} dims on {embedder.device} "
+        f"({summary['crops_per_s']} crops/s), {int(failed.sum())} failed",
+    )
+    return EXIT_OK
+
+
 # name -> (declare arguments, run)
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "show-versions": (_add_show_versions, _run_show_versions),
+    "embed": (_add_embed, _run_embed),
 }
 
 

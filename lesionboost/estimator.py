@@ -178,19 +178,14 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         if build is None:
             raise OptionalDependencyError(
                 "LesionBoostClassifier(images=...) needs lesionboost.image.image_feature_frame, "
-                "which this installation of lesionboost does not provide yet. Fit without "
-                "images=, or add image features as columns and list them in the featurizer."
+                "which this installation of lesionboost does not provide. Fit without images=, "
+                "or add image features as columns yourself."
             )
-        from .io import ImageStore
-
-        store = self.images if isinstance(self.images, ImageStore) else ImageStore(self.images)
-        embedder = self.image_model
-        if embedder is not None and not hasattr(embedder, "embed"):
-            from .image import OnnxEmbedder
-
-            embedder = OnnxEmbedder(embedder)
+        # image_feature_frame resolves paths itself: an HDF5 path or ImageStore, and an
+        # .onnx path, OnnxEmbedder, train_embedder() folder or None (built-in embedder).
         features, state = build(
-            frame, store, embedder=embedder, fitted_state=None if fit else self.image_state_
+            frame, self.images, embedder=self.image_model,
+            fitted_state=None if fit else self.image_state_,
         )
         if fit:
             self.image_state_ = state

@@ -83,16 +83,23 @@ def _feature_names() -> list[str]:
 BUILTIN_FEATURES: list[str] = _feature_names()
 
 
-def _region_weights(size: int) -> np.ndarray:
-    """``(size*size, regions)`` matrix whose columns average a map over each region."""
+def _region_weights(positions: np.ndarray, size: int) -> np.ndarray:
+    """Matrix whose columns average a map over each ring (and the whole crop).
+
+    ``positions`` are the centres of the map's rows/columns in input pixels, so
+    maps of different resolutions (half size, valid convolutions) share the same
+    rings. Returns ``(len(positions) ** 2, regions)``.
+    """
     centre = (size - 1) / 2.0
-    yy, xx = np.mgrid[0:size, 0:size]
+    yy, xx = np.meshgrid(positions, positions, indexing="ij")
     radius = np.hypot(yy - centre, xx - centre).ravel() / (size / 2.0)
     columns = []
     for low, high in zip(_RING_EDGES[:-1], _RING_EDGES[1:], strict=True):
         columns.append(((radius >= low) & (radius < high)).astype(np.float64))
     columns.append(np.ones_like(radius))
     weights = np.stack(columns, axis=1)
+    if (weights.sum(axis=0) == 0).any():
+        raise ValueError(f"input_size {size} is too small for the built-in embedder's rings.")
     return (weights / weights.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
@@ -100,9 +107,9 @@ def _build_model(size: int):  # type: ignore[no-untyped-def]
     onnx = import_optional("onnx", purpose="building the built-in image embedder")
     from onnx import TensorProto, helper, numpy_helper
 
-    if not isinstance(size, (int, np.integer)) or size < 16 or size % 2:
+    if not isinstance(size, (int, np.integer)) or size < 32 or size % 2:
         raise ValueError(
-            f"input_size of the built-in embedder must be an even integer >= 16, got {size}."
+            f"input_size of the built-in embedder must be an even integer >= 32, got {size}."
         )
     half = size // 2
     init: list = []
@@ -119,8 +126,15 @@ def _build_model(size: int):  # type: ignore[no-untyped-def]
     const("w_texture_rgb", texture[:, None] * (_OPPONENT[0] / 255.0)[None, :, None, None])
     const("w_opponent", _OPPONENT)
     const("w_second", _second_moment_map())
-    regions = _region_weights(half)
+    # Map grids in input pixels: half size (2x2 means), the stride-2 valid texture
+    # convolution at full size, and the valid texture convolution at half size.
+    half_grid = 2.0 * np.arange(half) + 0.5
+    tex1_grid = 2.0 * np.arange((size - 3) // 2 + 1) + 1.0
+    tex2_grid = 2.0 * np.arange(half - 2) + 2.5
+    regions = _region_weights(half_grid, size)
     const("w_regions", regions)
+    const("w_regions_tex1", _region_weights(tex1_grid, size))
+    const("w_regions_tex2", _region_weights(tex2_grid, size))
     const("w_outer", regions[:, _OUTER].reshape(1, 1, half, half))
     const("inv255", 1.0 / 255.0)
     const("mask_gain", _MASK_GAIN)
@@ -128,8 +142,8 @@ def _build_model(size: int):  # type: ignore[no-untyped-def]
     const("eps", 1e-4)
     for name, values in {
         "perm": [1, 2, 0], "shape_maps": [0, 0, half * half], "shape_flat": [0, -1],
-        "c0": [0], "c3": [3], "c9": [9], "c17": [17], "c18": [18],
-        "c21": [21], "outer": [_OUTER], "outer1": [_OUTER + 1], "whole": [_WHOLE],
+        "c0": [0], "c3": [3], "c9": [9], "c11": [11], "c12": [12], "c15": [15],
+        "shape_any": [0, 0, -1], "outer": [_OUTER], "outer1": [_OUTER + 1], "whole": [_WHOLE],
         "whole1": [_WHOLE + 1], "ax1": [1], "ax2": [2], "ax3": [3], "ax23": [2, 3],
         "rev_start": [-1], "rev_end": [-(2**62)], "rev_step": [-1],
     }.items():
@@ -140,11 +154,12 @@ def _build_model(size: int):  # type: ignore[no-untyped-def]
         node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
         node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),  # 0-255 RGB
         # texture of the luminance at full size (sampled with stride 2) and at half size
-        node("Conv", ["nchw", "w_texture_rgb"], ["tex1_raw"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        # valid convolutions: zero padding would draw a false edge around every crop
+        node("Conv", ["nchw", "w_texture_rgb"], ["tex1_raw"], strides=[2, 2]),
         node("AveragePool", ["nchw"], ["rgb255"], kernel_shape=[2, 2], strides=[2, 2]),
         node("Mul", ["rgb255", "inv255"], ["rgb"]),
         node("Conv", ["rgb", "w_lum"], ["lum"]),
-        node("Conv", ["lum", "w_texture"], ["tex2_raw"], pads=[1, 1, 1, 1]),
+        node("Conv", ["lum", "w_texture"], ["tex2_raw"]),
         node("Abs", ["tex1_raw"], ["tex1"]),
         node("Abs", ["tex2_raw"], ["tex2"]),
         # colour moments at half size
@@ -166,21 +181,26 @@ def _build_model(size: int):  # type: ignore[no-untyped-def]
         node("Mul", ["darker_t", "mask_gain"], ["mask_logit"]),
         node("Sigmoid", ["mask_logit"], ["mask"]),
         node("Mul", ["mask", "rgb"], ["mask_rgb"]),
-        # channels: 0-2 rgb, 3-5 rgb^2, 6-8 cross, 9-14 texture, 15-16 asymmetry, 17 mask,
-        # 18-20 mask * rgb; one MatMul pools them all over the rings
+        # channels: 0-2 rgb, 3-5 rgb^2, 6-8 cross, 9-10 asymmetry, 11 mask, 12-14 mask * rgb;
+        # one MatMul pools them all over the rings, two more pool the texture maps
         node(
             "Concat",
-            ["rgb", "rgb_sq", "rgb_cross", "tex1", "tex2", "asym_lr", "asym_ud", "mask", "mask_rgb"],
+            ["rgb", "rgb_sq", "rgb_cross", "asym_lr", "asym_ud", "mask", "mask_rgb"],
             ["maps"],
             axis=1,
         ),
         node("Reshape", ["maps", "shape_maps"], ["maps_flat"]),
-        node("MatMul", ["maps_flat", "w_regions"], ["pooled"]),  # (N, 21, R)
+        node("MatMul", ["maps_flat", "w_regions"], ["pooled"]),  # (N, 15, R)
+        node("Reshape", ["tex1", "shape_any"], ["tex1_flat"]),
+        node("MatMul", ["tex1_flat", "w_regions_tex1"], ["p_tex1"]),  # (N, 3, R)
+        node("Reshape", ["tex2", "shape_any"], ["tex2_flat"]),
+        node("MatMul", ["tex2_flat", "w_regions_tex2"], ["p_tex2"]),  # (N, 3, R)
         # opponent colour means and standard deviations per ring, from the RGB moments
         node("Slice", ["pooled", "c0", "c3", "ax1"], ["p_rgb"]),
         node("Slice", ["pooled", "c3", "c9", "ax1"], ["p_second"]),
-        node("Slice", ["pooled", "c9", "c18", "ax1"], ["p_maps"]),  # texture, asymmetry, mask
-        node("Slice", ["pooled", "c18", "c21", "ax1"], ["p_mask_rgb"]),
+        node("Slice", ["pooled", "c9", "c12", "ax1"], ["p_asym_mask"]),
+        node("Concat", ["p_tex1", "p_tex2", "p_asym_mask"], ["p_maps"], axis=1),
+        node("Slice", ["pooled", "c12", "c15", "ax1"], ["p_mask_rgb"]),
         node("MatMul", ["w_opponent", "p_rgb"], ["colour_mean"]),
         node("MatMul", ["w_second", "p_second"], ["colour_sq"]),
         node("MatMul", ["w_opponent", "p_mask_rgb"], ["mask_colour"]),
@@ -189,7 +209,7 @@ def _build_model(size: int):  # type: ignore[no-untyped-def]
         node("Relu", ["colour_var_raw"], ["colour_var"]),
         node("Sqrt", ["colour_var"], ["colour_std"]),
         # the lesion's own colour, E[m * colour] / E[m], against the skin's
-        node("Slice", ["pooled", "c17", "c18", "ax1"], ["p_mask"]),
+        node("Slice", ["pooled", "c11", "c12", "ax1"], ["p_mask"]),
         node("Slice", ["p_mask", "whole", "whole1", "ax2"], ["mask_area"]),
         node("Add", ["mask_area", "eps"], ["mask_area_eps"]),
         node("Slice", ["mask_colour", "whole", "whole1", "ax2"], ["mask_colour_all"]),

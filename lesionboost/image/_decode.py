@@ -288,9 +288,12 @@ def iter_decoded(
                     except MissingImageError:
                         payloads.append(None)
                         stats._record(isic_id, "missing", f"not in {store.path.name}")
-                    except ImageStoreError as exc:
+                    except Exception as exc:  # noqa: BLE001 -- one bad entry must not stop the run
+                        # ImageStoreError for a damaged dataset; h5py raises TypeError and
+                        # friends for entries that are not byte datasets (e.g. a group).
                         payloads.append(None)
-                        stats._record(isic_id, "corrupt", str(exc).splitlines()[0])
+                        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                        stats._record(isic_id, "corrupt", reason)
                 future = pool.submit(_decode_chunk, ids, payloads, size)
                 while not stop.is_set():
                     try:

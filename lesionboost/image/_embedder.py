@@ -18,6 +18,7 @@ silent override: the metadata records how the model was trained.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -132,8 +133,9 @@ class OnnxEmbedder:
         list is passed to onnxruntime unchanged. The provider that actually
         runs is checked with ``get_providers()`` and logged; asking for CUDA
         without getting it raises a ``RuntimeWarning`` and runs on CPU.
-    batch_size : int, default=256
-        Crops per ``InferenceSession.run`` call.
+    batch_size : int, optional
+        Crops per ``InferenceSession.run`` call; default 64 on CPU (small
+        batches stay in the CPU caches) and 256 on CUDA.
     input_size : int, optional
         Square input side in pixels when the model's metadata and input shape
         do not say.
@@ -192,7 +194,7 @@ class OnnxEmbedder:
         model: str | os.PathLike[str] | bytes | None = None,
         *,
         providers: ProviderSpec = "auto",
-        batch_size: int = 256,
+        batch_size: int | None = None,
         input_size: int | None = None,
         layout: Literal["NCHW", "NHWC"] | None = None,
         mean: Sequence[float] | float | None = None,
@@ -201,16 +203,17 @@ class OnnxEmbedder:
         workers: int | None = None,
         threads: int | None = None,
     ) -> None:
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if batch_size is not None and (
+            not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        self.batch_size = int(batch_size)
         self.workers = workers
         self.stats: DecodeStats | None = None
         ort = _ort()
         if model is None:
             from ._builtin import builtin_model_bytes
 
-            payload: bytes | str = builtin_model_bytes()
+            payload = builtin_model_bytes()
             self.model_path: Path | None = None
             source = "the built-in embedder"
         elif isinstance(model, (bytes, bytearray)):
@@ -223,8 +226,12 @@ class OnnxEmbedder:
                     f"Image model {self.model_path} does not exist. Pass an .onnx file, or "
                     "leave the model out to use the built-in embedder."
                 )
-            payload = str(self.model_path)
+            payload = self.model_path.read_bytes()
         self._source = source
+        #: SHA-256 of the model file, to check that predict uses the model fit used.
+        self.sha256 = hashlib.sha256(payload).hexdigest()
+        # A file is opened by path so that models with external weight files load too.
+        session_input: bytes | str = payload if self.model_path is None else str(self.model_path)
 
         options = ort.SessionOptions()
         # Spinning intra-op threads would steal the cores the JPEG decoders need.
@@ -237,7 +244,9 @@ class OnnxEmbedder:
             with warnings.catch_warnings():
                 # onnxruntime warns on its own when a listed provider fails; we check below.
                 warnings.simplefilter("ignore", UserWarning)
-                self._session = ort.InferenceSession(payload, options, providers=provider_list)
+                self._session = ort.InferenceSession(
+                    session_input, options, providers=provider_list
+                )
         except Exception as exc:  # onnxruntime raises its own non-builtin exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(
@@ -260,6 +269,8 @@ class OnnxEmbedder:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        # Small CPU batches stay in cache; a GPU wants large ones.
+        self.batch_size = int(batch_size) if batch_size else (256 if self.device == "cuda" else 64)
         logger.info("onnxruntime runs %s on %s.", source, active)
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self._configure_input(input_size, layout, mean, std)

@@ -16,8 +16,9 @@ Columns (``k`` = ``n_components``):
     Principal components of the standardised label-free embedding.
 ``img_cos_patient``, ``img_cos_prank``
     Cosine distance of the lesion's standardised embedding to the mean
-    embedding of its patient's lesions in the frame (the image "ugly duckling"),
-    and its percentile rank within the patient.
+    embedding of its patient's other lesions in the frame (the image "ugly
+    duckling"; leave-one-out so that an odd lesion does not pull the mean
+    towards itself), and its percentile rank within the patient.
 
 Patient context follows the tabular rule of :mod:`lesionboost.features`: it is
 computed over the lesions of the same patient present in the frame being
@@ -29,7 +30,6 @@ training frame, and kept as a JSON-safe ``dict`` (never a pickle).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -199,18 +199,19 @@ def image_features(
     projected = z @ components.T
     for j in range(components.shape[0]):
         columns[f"img_pc{j + 1}"] = np.where(valid, projected[:, j], np.nan)
-    # Patient mean of the standardised embedding over the patient's usable lesions.
+    # Mean standardised embedding of the patient's *other* usable lesions: one odd
+    # lesion must not pull the reference towards itself.
     n_groups = int(codes.max()) + 1 if n else 0
     sums = np.zeros((n_groups, emb.shape[1]))
     counts = np.zeros(n_groups)
     np.add.at(sums, codes[valid], z[valid])
     np.add.at(counts, codes[valid], 1.0)
-    means = sums / np.maximum(counts, 1.0)[:, None]
-    patient_mean = means[codes]
-    dot = np.einsum("ij,ij->i", z, patient_mean)
-    norms = np.linalg.norm(z, axis=1) * np.linalg.norm(patient_mean, axis=1)
-    # A lone lesion equals its patient's mean: distance 0, as the tabular z-score is 0.
-    cosine = np.where(norms > _EPS, 1.0 - dot / np.maximum(norms, _EPS), 0.0)
+    others = counts[codes] - 1.0
+    reference = (sums[codes] - z) / np.maximum(others, 1.0)[:, None]
+    dot = np.einsum("ij,ij->i", z, reference)
+    norms = np.linalg.norm(z, axis=1) * np.linalg.norm(reference, axis=1)
+    # A lone lesion has no other lesion to differ from: distance 0, as the tabular z is 0.
+    cosine = np.where((others > 0) & (norms > _EPS), 1.0 - dot / np.maximum(norms, _EPS), 0.0)
     columns["img_cos_patient"] = np.where(valid, cosine, np.nan)
     columns["img_cos_prank"] = _rank_within(cosine, codes, valid)
     features = pl.DataFrame(columns).with_columns(
@@ -222,26 +223,78 @@ def image_features(
 
 
 # --------------------------------------------------------------------------- I/O wrapper
+#: Parquet key-value metadata written by ``lesionboost embed`` next to the embeddings.
+TABLE_MODEL_KEY, TABLE_SHA_KEY = "lesionboost.model", "lesionboost.model_sha256"
+
+
+class _TableEmbedder:
+    """Precomputed embeddings (``lesionboost embed`` output) looked up by ``isic_id``.
+
+    Lets cross-validation and tuning reuse one embedding pass: ids absent from
+    the table, or flagged ``image_failed``, count as missing crops.
+    """
+
+    def __init__(self, table: pl.DataFrame, *, source: str, model: str | None,
+                 sha256: str | None) -> None:
+        if "isic_id" not in table.columns:
+            raise ValueError(f"The embeddings table {source} has no isic_id column.")
+        self._columns = [c for c in table.columns if c.startswith("emb_")]
+        if not self._columns:
+            raise ValueError(
+                f"The embeddings table {source} has no emb_* columns; write it with "
+                "`lesionboost embed`."
+            )
+        if table.get_column("isic_id").is_duplicated().any():
+            raise ValueError(f"The embeddings table {source} repeats isic_ids (shards overlap?).")
+        self._table = table
+        self.model_path = model or source
+        self.sha256 = sha256
+        self.output = "embedding"
+        self.stats = None
+
+    @classmethod
+    def from_parquet(cls, path: Path) -> _TableEmbedder:
+        meta = pl.read_parquet_metadata(path)
+        return cls(pl.read_parquet(path), source=str(path), model=meta.get(TABLE_MODEL_KEY),
+                   sha256=meta.get(TABLE_SHA_KEY))
+
+    def embed(self, store: Any, isic_ids: list[str], *, return_failed: bool = False,
+              progress: bool | None = None) -> Any:
+        wanted = pl.DataFrame({"isic_id": pl.Series(list(isic_ids), dtype=pl.String)})
+        joined = wanted.join(self._table, on="isic_id", how="left", maintain_order="left")
+        values = joined.select(self._columns).to_numpy().astype(np.float32)
+        failed = ~np.isfinite(values).all(axis=1)
+        if "image_failed" in joined.columns:
+            failed |= joined.get_column("image_failed").fill_null(True).to_numpy().astype(bool)
+        if failed.any():
+            logger.info("%d of %d lesions have no embedding in the table.", int(failed.sum()),
+                        len(isic_ids))
+        values[failed] = np.nan
+        return (values, failed) if return_failed else values
+
+
 def _resolve_embedder(embedder: Any) -> Any:
     from ._embedder import OnnxEmbedder
 
+    if isinstance(embedder, pl.DataFrame):
+        return _TableEmbedder(embedder, source="the embeddings table", model=None, sha256=None)
+    if isinstance(embedder, (str, os.PathLike)) and Path(embedder).suffix == ".parquet":
+        return _TableEmbedder.from_parquet(Path(embedder))
     if embedder is None or isinstance(embedder, (str, os.PathLike, bytes)):
         return OnnxEmbedder(embedder)
     if not hasattr(embedder, "embed"):
         raise TypeError(
-            f"embedder must be an OnnxEmbedder, an .onnx path or None (built-in), got "
-            f"{type(embedder).__name__}."
+            f"embedder must be an OnnxEmbedder, an .onnx path, an embeddings .parquet or None "
+            f"(built-in), got {type(embedder).__name__}."
         )
     return embedder
 
 
 def _model_fingerprint(embedder: Any) -> dict[str, Any]:
-    payload = getattr(embedder, "model_bytes", None)
-    digest = hashlib.sha256(payload).hexdigest() if payload else None
     path = getattr(embedder, "model_path", None)
     return {
         "model": str(path) if path is not None else "builtin",
-        "sha256": digest,
+        "sha256": getattr(embedder, "sha256", None),
         "output": getattr(embedder, "output", None),
     }
 
@@ -268,7 +321,7 @@ def _align_scores(frame: pl.DataFrame, oof_scores: Any) -> np.ndarray:
 
 def image_feature_frame(
     metadata: Any,
-    store: ImageStore | str | os.PathLike[str],
+    store: ImageStore | str | os.PathLike[str] | None,
     *,
     embedder: Any = None,
     oof_scores: Any = None,
@@ -284,9 +337,12 @@ def image_feature_frame(
     metadata : polars.DataFrame or pandas.DataFrame
         Lesions to featurise; needs ``isic_id`` and ``patient_id``.
     store : ImageStore or path
-        HDF5 crops keyed by ``isic_id``.
-    embedder : OnnxEmbedder, path to an .onnx file, or None, default=None
-        Label-free embedding model (None: the built-in embedder).
+        HDF5 crops keyed by ``isic_id`` (may be None with precomputed embeddings).
+    embedder : OnnxEmbedder, path, polars.DataFrame or None, default=None
+        Label-free embeddings: an ``.onnx`` model or an :class:`OnnxEmbedder`
+        (None: the built-in embedder), or precomputed embeddings -- a
+        ``lesionboost embed`` Parquet file or a frame with ``isic_id`` and
+        ``emb_*`` columns -- so that CV folds and tuning trials embed once.
         A :class:`~lesionboost.image.ImageModels` (from :func:`train_embedder`)
         or its folder is taken as ``scorer`` and the built-in model embeds.
     oof_scores : array-like, mapping or DataFrame, optional
@@ -334,9 +390,14 @@ def image_feature_frame(
         scorer = fitted_state["scorer"]
     if scorer is not None and not isinstance(scorer, ImageModels):
         scorer = ImageModels.load(scorer)
-    if not isinstance(store, ImageStore):
+    if store is not None and not isinstance(store, ImageStore):
         store = ImageStore(store)
     model = _resolve_embedder(embedder)
+    if store is None and (not isinstance(model, _TableEmbedder) or scorer is not None):
+        raise ValueError(
+            "image_feature_frame needs the image file (store) unless the embeddings are "
+            "precomputed and no image scorer is used."
+        )
     fingerprint = _model_fingerprint(model)
     if fitted_state is not None:
         expected = fitted_state.get("embedder", {})
@@ -370,7 +431,4 @@ def image_feature_frame(
     )
     state["embedder"] = fingerprint
     state["scorer"] = str(scorer.directory) if scorer is not None else None
-    if stats := getattr(model, "stats", None):
-        state["last_decode"] = {"total": stats.total, "missing": stats.missing,
-                                "corrupt": stats.corrupt}
     return features, state

@@ -1,0 +1,247 @@
+"""Image pipeline benchmark: decoding and embedding speed, the placeholder file, image-feature quality.
+
+Run from the repository root (heavy: take the shared lock on shared machines)::
+
+    flock /tmp/lesionboost-heavy.lock python benchmarks/images.py --out .benchmarks-out/images.json
+    python benchmarks/images.py --small            # seconds; what the test suite runs
+
+Speed (on simulated Kaggle-like crops: 61-239 px, median 131, JPEG q75 4:2:0):
+
+* ``read``          -- JPEG bytes out of the HDF5 file only (one thread, h5py's lock);
+* ``decode``        -- read + decode to 64 x 64 RGB (the practical limit of any model);
+* ``embed_cpu``     -- read + decode + the built-in embedder on onnxruntime's CPU provider;
+* ``model_only``    -- the built-in embedder on already decoded crops;
+* ``embed_cuda``    -- as ``embed_cpu`` on CUDA, when onnxruntime has a usable CUDA provider.
+
+Targets (2 cores, 64 px): ``embed_cpu`` >= 1,000 crops/s and ``decode / embed_cpu`` <= 1.5.
+Each figure is the best of ``--repeats`` interleaved runs (the median is reported too);
+the machine's load average is recorded because shared machines are noisy.
+
+Quality (needs :func:`lesionboost.simulate.simulate_slice3d` with images and the
+estimator): for each seed, out-of-fold pAUC of the tabular-only model, of the
+tabular + image model (built-in embedding features; with ``--train-cnn`` also
+the out-of-fold score of :func:`lesionboost.image.train_embedder`), and of the
+simulator's full oracle; ``gap_closed = (tab+img - tab) / (oracle - tab)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lesionboost.image import OnnxEmbedder, iter_decoded  # noqa: E402
+from lesionboost.image._decode import _RawReader, default_workers  # noqa: E402
+from lesionboost.io import ImageStore  # noqa: E402
+
+SHARED = Path(os.environ.get("LESIONBOOST_SHARED", ROOT.parent / "shared" / "slice3d"))
+SIZE = 64
+
+
+# --------------------------------------------------------------------------- crops
+def _render_fallback(n: int, seed: int) -> list[tuple[str, bytes]]:
+    """Kaggle-like crops drawn with Pillow when the simulator is not installed."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    sides = np.clip(np.round(131 * np.exp(rng.normal(0, 0.17, n))), 61, 239).astype(int)
+    items = []
+    for i, side in enumerate(sides):
+        skin = np.array([rng.uniform(150, 225), rng.uniform(100, 170), rng.uniform(80, 140)])
+        base = np.clip(skin + rng.normal(0, 6, (side, side, 3)), 0, 255).astype(np.uint8)
+        image = Image.fromarray(base, "RGB")
+        draw = ImageDraw.Draw(image)
+        r = side * rng.uniform(0.1, 0.3)
+        c = side / 2 + rng.normal(0, 2, 2)
+        draw.ellipse([c[0] - r, c[1] - r * 0.8, c[0] + r, c[1] + r * 0.8],
+                     fill=tuple(int(v) for v in skin * rng.uniform(0.35, 0.7)))
+        image = image.filter(ImageFilter.GaussianBlur(1.0))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=75, subsampling=2)
+        items.append((f"ISIC_{i:07d}", buffer.getvalue()))
+    return items
+
+
+def speed_crops(n: int, folder: Path, seed: int = 0) -> tuple[Path, str]:
+    """An HDF5 file of ``n`` crops: from the simulator when available, else Pillow-drawn."""
+    path = folder / f"speed-{n}.hdf5"
+    try:
+        from lesionboost.simulate import simulate_slice3d, write_slice3d  # noqa: F401
+
+        sim = simulate_slice3d(n, seed=seed, images=True)
+        written = write_slice3d(sim, folder / "sim-speed")
+        images = next(Path(written).glob("*image*.hdf5")) if Path(written).is_dir() else None
+        if images is not None:
+            return images, "simulator"
+    except Exception as exc:  # noqa: BLE001 -- any simulator problem: fall back, say so
+        source = f"pillow fallback ({type(exc).__name__}: {str(exc)[:80]})"
+    else:
+        source = "pillow fallback"
+    ImageStore.write(path, _render_fallback(n, seed))
+    return path, source
+
+
+# --------------------------------------------------------------------------- timing
+def _rate(fn: Any, n: int) -> float:
+    start = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - start)
+
+
+def measure_speed(path: Path, repeats: int, *, workers: int | None = None) -> dict[str, Any]:
+    store = ImageStore(path)
+    ids = store.ids()
+    n = len(ids)
+    cpu = OnnxEmbedder(providers="cpu", workers=workers)
+
+    def read() -> None:
+        reader = _RawReader(store)
+        for isic_id in ids:
+            reader(isic_id)
+
+    def decode() -> None:
+        for _ in iter_decoded(store, ids, SIZE, workers=workers):
+            pass
+
+    def embed_cpu() -> None:
+        out = cpu.embed(store, ids, progress=False)
+        assert np.isfinite(out).all()
+
+    decoded = np.concatenate([c.images for c in iter_decoded(store, ids[:4096], SIZE)])
+
+    def model_only() -> None:
+        cpu.embed_images(decoded)
+
+    runs: dict[str, Any] = {"read": read, "decode": decode, "embed_cpu": embed_cpu}
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cuda = OnnxEmbedder(providers="cuda", workers=workers)
+        if cuda.device == "cuda":
+            runs["embed_cuda"] = lambda: cuda.embed(store, ids, progress=False)
+    decode()  # warm the page cache and the decoders once
+    rates: dict[str, list[float]] = {name: [] for name in [*runs, "model_only"]}
+    for _ in range(repeats):  # interleaved, so that load changes hit every variant alike
+        for name, fn in runs.items():
+            rates[name].append(_rate(fn, n))
+        rates["model_only"].append(_rate(model_only, len(decoded)))
+    best = {name: max(values) for name, values in rates.items()}
+    result = {
+        "crops": n,
+        "input_size": SIZE,
+        "decode_workers": workers or default_workers(),
+        "crops_per_s_best": {k: round(v, 1) for k, v in best.items()},
+        "crops_per_s_median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+        "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "ratio_decode_over_embed_cpu": round(best["decode"] / best["embed_cpu"], 3),
+        "ratio_median": round(
+            statistics.median(rates["decode"]) / statistics.median(rates["embed_cpu"]), 3
+        ),
+    }
+    result["targets"] = {
+        "embed_cpu_at_least_1000_crops_per_s": best["embed_cpu"] >= 1000,
+        "embed_cpu_within_1.5x_of_decode": result["ratio_decode_over_embed_cpu"] <= 1.5,
+    }
+    return result
+
+
+def placeholder() -> dict[str, Any]:
+    path = SHARED / "test-image.hdf5"
+    if not path.exists():
+        return {"skipped": f"{path} not found"}
+    embedder = OnnxEmbedder(providers="cpu")
+    out, failed = embedder.embed(path, return_failed=True, progress=False)
+    if not np.isfinite(out).all() or failed.any():
+        raise RuntimeError(f"the placeholder file did not embed cleanly: {failed}")
+    return {"file": str(path), "crops": int(out.shape[0]), "dim": int(out.shape[1]),
+            "failed": int(failed.sum()), "ids": ImageStore(path).ids()}
+
+
+# --------------------------------------------------------------------------- quality
+def measure_quality(n: int, seeds: list[int], folder: Path, *, train_cnn: bool,
+                    n_folds: int, small: bool) -> dict[str, Any]:
+    try:
+        from lesionboost.simulate import simulate_slice3d  # noqa: F401
+    except ImportError as exc:
+        return {"skipped": f"lesionboost.simulate is not available ({exc})"}
+    from _images_quality import run_quality  # benchmarks/_images_quality.py
+
+    return run_quality(n, seeds, folder, train_cnn=train_cnn, n_folds=n_folds, small=small)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny sizes (seconds), for tests")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--crops", type=int, help="crops for the speed runs (default 20000)")
+    parser.add_argument("--repeats", type=int, help="interleaved speed repeats (default 5)")
+    parser.add_argument("--workers", type=int, help="decode threads (default: cores, max 8)")
+    parser.add_argument("--quality-rows", type=int, help="simulated lesions per seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--train-cnn", action="store_true",
+                        help="also train the per-fold CNN (needs torch; slow on CPU)")
+    args = parser.parse_args(argv)
+    n_crops = args.crops or (400 if args.small else 20000)
+    repeats = args.repeats or (2 if args.small else 5)
+    report: dict[str, Any] = {
+        "machine": {
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "load_average_start": [round(v, 2) for v in os.getloadavg()],
+            "python": sys.version.split()[0],
+        },
+        "small": args.small,
+    }
+    with tempfile.TemporaryDirectory(prefix="lb-bench-images-") as tmp:
+        folder = Path(tmp)
+        path, source = speed_crops(n_crops, folder)
+        speed = measure_speed(path, repeats, workers=args.workers)
+        speed["crop_source"] = source
+        speed["mean_jpeg_bytes"] = round(path.stat().st_size / n_crops, 1)
+        report["speed"] = speed
+        report["placeholder"] = placeholder()
+        if not args.skip_quality:
+            rows = args.quality_rows or (3000 if args.small else 20000)
+            seeds = args.seeds[:1] if args.small else args.seeds
+            report["quality"] = measure_quality(rows, seeds, folder, train_cnn=args.train_cnn,
+                                                n_folds=3 if args.small else args.folds,
+                                                small=args.small)
+    report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    best = report["speed"]["crops_per_s_best"]
+    print(f"crops: {n_crops} ({report['speed']['crop_source']}), 64 px, "
+          f"{report['speed']['decode_workers']} decode threads, load {report['machine']}")
+    for name in best:
+        print(f"  {name:12s} {best[name]:9.1f} crops/s (median "
+              f"{report['speed']['crops_per_s_median'][name]:.1f})")
+    print(f"  decode / embed_cpu = {report['speed']['ratio_decode_over_embed_cpu']:.3f} "
+          f"(median {report['speed']['ratio_median']:.3f}); targets {report['speed']['targets']}")
+    print(f"placeholder: {report['placeholder']}")
+    if "quality" in report:
+        print("quality:", json.dumps(report["quality"].get("summary", report["quality"]), indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Render simulated SLICE-3D crops: square JPEG tiles drawn from a lesion's row.
+
+Each crop is a 15 mm x 15 mm field of view at 61-239 px (median ~131), encoded
+as baseline JPEG at quality 75 with 4:2:0 chroma subsampling, like the Kaggle
+tiles. What is drawn, and from which column:
+
+* skin: the surrounding-skin colour (``Lext, Aext, Bext`` -> sRGB through CIELAB)
+  with a smooth texture whose strength follows ``stdLExt``, plus a few hairs;
+* lesion: an ellipse of ``clin_size_long_diam_mm`` x ``tbp_lv_minorAxisMM`` turned by
+  ``tbp_lv_symm_2axis_angle``, coloured from ``L, A, B``; its rim is roughened by
+  ``norm_border``, pushed off-centre by ``symm_2axis``; internal mottling follows
+  ``norm_color`` / ``stdL`` and a darker core follows ``radial_color_std_max``;
+* the image-only component ``u`` (``(logit - tabular_logit) / image_sd`` in the oracle):
+  an irregular dark network plus a blue-white veil whose strength is ``Phi(u)``.
+  No column carries ``u``; only the pixels do.
+
+Everything is vectorised numpy on float32 tiles plus Pillow's encoder; smooth noise
+comes from a bank of textures made once per process, cropped at random offsets.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import special
+
+__all__ = ["crop_sizes", "lab_to_rgb", "render_crops"]
+
+FIELD_OF_VIEW_MM = 15.0
+_SIZE_MEDIAN, _SIZE_SIGMA, _SIZE_MIN, _SIZE_MAX = 131.0, 0.17, 61, 239
+_BANK, _BANK_SIZE = 6, 256
+_VEIL_RGB = np.array([112.0, 128.0, 160.0], dtype=np.float32)  # blue-grey
+_NETWORK_RGB = np.array([45.0, 28.0, 24.0], dtype=np.float32)  # dark brown
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) to sRGB in [0, 255], for an array of shape (..., 3)."""
+    lab = np.asarray(lab, dtype=np.float64)
+    fy = (lab[..., 0] + 16.0) / 116.0
+    fx = fy + lab[..., 1] / 500.0
+    fz = fy - lab[..., 2] / 200.0
+    delta = 6.0 / 29.0
+
+    def finv(t: np.ndarray) -> np.ndarray:
+        return np.where(t > delta, t**3, 3 * delta**2 * (t - 4.0 / 29.0))
+
+    xyz = np.stack([0.95047 * finv(fx), finv(fy), 1.08883 * finv(fz)], axis=-1)
+    matrix = np.array(
+        [[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]
+    )
+    linear = np.clip(xyz @ matrix.T, 0.0, 1.0)
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return srgb * 255.0
+
+
+def crop_sizes(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Side lengths in pixels: log-normal around 131 px, clipped to 61-239."""
+    sizes = _SIZE_MEDIAN * np.exp(_SIZE_SIGMA * rng.standard_normal(n))
+    return np.clip(np.rint(sizes), _SIZE_MIN, _SIZE_MAX).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _texture_bank() -> np.ndarray:
+    """Smooth noise textures (zero mean, unit SD), deterministic, made once per process."""
+    rng = np.random.default_rng(20240626)
+    freq = np.fft.fftfreq(_BANK_SIZE)
+    radius = np.hypot(freq[:, None], freq[None, :])
+    bank = np.empty((_BANK, _BANK_SIZE, _BANK_SIZE), dtype=np.float32)
+    for k in range(_BANK):
+        white = rng.standard_normal((_BANK_SIZE, _BANK_SIZE))
+        scale = 0.02 + 0.015 * k  # a range of grain sizes
+        field = np.real(np.fft.ifft2(np.fft.fft2(white) * np.exp(-((radius / scale) ** 2))))
+        bank[k] = (field - field.mean()) / field.std()
+    return bank
+
+
+@functools.lru_cache(maxsize=256)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in mm, origin at the crop centre."""
+    step = FIELD_OF_VIEW_MM / size
+    axis = ((np.arange(size, dtype=np.float32) + 0.5) - size / 2) * step
+    return np.meshgrid(axis, axis)
+
+
+def _patch(rng_values: np.ndarray, size: int, which: int) -> np.ndarray:
+    bank = _texture_bank()
+    top = int(rng_values[0] * (_BANK_SIZE - size))
+    left = int(rng_values[1] * (_BANK_SIZE - size))
+    return bank[which % _BANK, top : top + size, left : left + size]
+
+
+def _column(metadata: Any, name: str) -> np.ndarray:
+    return np.asarray(metadata.get_column(name).to_numpy(), dtype=np.float64)
+
+
+def render_crops(
+    metadata: Any, image_u: np.ndarray, seed: int, *, quality: int = 75
+) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(isic_id, jpeg_bytes)`` for every row of ``metadata`` (a polars frame).
+
+    ``image_u`` holds the standardised image-only component of each row; ``seed``
+    fixes every other random choice (sizes, textures, hairs).
+    """
+    n = metadata.height
+    rng = np.random.default_rng([seed, 7])
+    sizes = crop_sizes(n, rng)
+    offsets = rng.random((n, 6))
+    picks = rng.integers(0, _BANK, (n, 3))
+    hairs = rng.poisson(1.2, n)
+    hair_seeds = rng.integers(0, 2**31, n)
+    blotch = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    skin_rgb = lab_to_rgb(
+        np.column_stack([_column(metadata, c) for c in ("tbp_lv_Lext", "tbp_lv_Aext", "tbp_lv_Bext")])
+    ).astype(np.float32)
+    lesion_rgb = lab_to_rgb(
+        np.column_stack([_column(metadata, c) for c in ("tbp_lv_L", "tbp_lv_A", "tbp_lv_B")])
+    ).astype(np.float32)
+    core_lab = np.column_stack(
+        [
+            _column(metadata, "tbp_lv_L") - 1.5 * _column(metadata, "tbp_lv_radial_color_std_max"),
+            _column(metadata, "tbp_lv_A"),
+            _column(metadata, "tbp_lv_B") - _column(metadata, "tbp_lv_radial_color_std_max"),
+        ]
+    )
+    core_rgb = lab_to_rgb(core_lab).astype(np.float32)
+    major = _column(metadata, "clin_size_long_diam_mm") / 2
+    minor = _column(metadata, "tbp_lv_minorAxisMM") / 2
+    theta = np.radians(_column(metadata, "tbp_lv_symm_2axis_angle"))
+    border = _column(metadata, "tbp_lv_norm_border") / 10.0
+    asymmetry = _column(metadata, "tbp_lv_symm_2axis")
+    mottle = (_column(metadata, "tbp_lv_norm_color") + _column(metadata, "tbp_lv_stdL")) * 2.2
+    skin_grain = _column(metadata, "tbp_lv_stdLExt") * 2.5
+    strength = special.ndtr(np.asarray(image_u, dtype=np.float64))  # the image-only component
+    ids = metadata.get_column("isic_id").to_list()
+    for i in range(n):
+        size = int(sizes[i])
+        gx, gy = _grid(size)
+        cos_t, sin_t = np.float32(np.cos(theta[i])), np.float32(np.sin(theta[i]))
+        u = gx * cos_t + gy * sin_t
+        v = gy * cos_t - gx * sin_t
+        shape_noise = _patch(offsets[i, 0:2], size, picks[i, 0])
+        # Asymmetry: one side of the lesion bulges out along the 2nd axis.
+        bulge = 1.0 + np.float32(0.6 * asymmetry[i]) * np.tanh(v / np.float32(minor[i] + 1e-3))
+        radius = np.sqrt((u / np.float32(major[i])) ** 2 + (v / np.float32(minor[i] * 1.0)) ** 2)
+        radius = radius / bulge + np.float32(0.25 * border[i]) * shape_noise
+        edge = np.float32(max(0.06, 0.35 * 15.0 / size / max(minor[i], 0.3)))
+        alpha = np.clip((1.0 - radius) / edge + 0.5, 0.0, 1.0)[..., None]
+        core = np.clip(1.0 - radius, 0.0, 1.0)[..., None]
+        inside = lesion_rgb[i] + (core_rgb[i] - lesion_rgb[i]) * core
+        inside = inside + np.float32(mottle[i]) * _patch(offsets[i, 2:4], size, picks[i, 1])[..., None] * np.float32(0.6)
+        # Image-only component: a dark irregular network and a blue-white veil.
+        s = np.float32(strength[i])
+        network = np.clip(np.abs(_patch(offsets[i, 4:6], size, picks[i, 2])) * 2.5 - 1.5, 0.0, 1.0)
+        inside = inside + (_NETWORK_RGB - inside) * (np.float32(0.65) * s * network)[..., None]
+        veil = np.exp(-((u - blotch[i, 0] * major[i] * 0.4) ** 2 + (v - blotch[i, 1] * minor[i] * 0.4) ** 2)
+                      / np.float32(2 * (0.45 * minor[i] + 0.1) ** 2))
+        inside = inside + (_VEIL_RGB - inside) * (np.float32(0.7) * s * s * veil)[..., None]
+        skin = skin_rgb[i] + np.float32(skin_grain[i]) * shape_noise[..., None]
+        pixels = skin + (inside - skin) * alpha
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+        if hairs[i]:
+            _draw_hairs(image, int(hairs[i]), int(hair_seeds[i]), skin_rgb[i])
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality, subsampling=2)
+        yield ids[i], buffer.getvalue()
+
+
+def _draw_hairs(image: Image.Image, count: int, seed: int, skin: np.ndarray) -> None:
+    rng = np.random.default_rng(seed)
+    draw = ImageDraw.Draw(image)
+    size = image.size[0]
+    colour = tuple(int(c) for c in np.clip(skin * 0.45, 0, 255))
+    for _ in range(count):
+        start = rng.uniform(0, size, 2)
+        direction = rng.normal(0, 1, 2)
+        direction /= np.linalg.norm(direction) + 1e-9
+        bend = rng.normal(0, 0.15, 2)
+        points = [tuple(start + t * size * (direction + bend * t)) for t in np.linspace(-0.6, 0.9, 6)]
+        draw.line(points, fill=colour, width=1)

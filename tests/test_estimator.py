@@ -1,0 +1,233 @@
+"""LesionBoostClassifier over raw metadata, cross_val_oof, explain, model files."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import make_tiny_metadata
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
+
+from lesionboost import DataWarning, OptionalDependencyError, SchemaError
+from lesionboost.cv import patient_folds
+from lesionboost.estimator import LesionBoostClassifier, OOFResult, cross_val_oof
+from lesionboost.metrics import pauc_above_tpr, pauc_scorer
+from lesionboost.persist import load_model, save_model
+from lesionboost.schema import LEAK_COLUMNS
+
+FAST = {
+    "n_bags": 1,
+    "n_jobs": 1,
+    "neg_ratio": None,
+    "feature_groups": ("derived", "patient"),
+    "lightgbm_params": {"n_estimators": 20, "min_data_in_leaf": 5, "learning_rate": 0.2},
+    "xgboost_params": {"n_estimators": 20, "learning_rate": 0.2},
+    "catboost_params": {"n_estimators": 20, "depth": 3, "learning_rate": 0.2,
+                        "border_count": 16, "max_ctr_complexity": 1},
+}
+
+
+def _fast(**overrides):
+    return LesionBoostClassifier(**{**FAST, **overrides})
+
+
+def signal_metadata(n_patients=60, lesions=12, seed=0) -> pl.DataFrame:
+    """Tiny metadata where the malignant lesion is its patient's largest one ("ugly duckling")."""
+    meta = make_tiny_metadata(n_patients=n_patients, lesions=lesions, seed=seed)
+    largest = (
+        pl.col("clin_size_long_diam_mm") == pl.col("clin_size_long_diam_mm").max().over("patient_id")
+    )
+    chosen = pl.col("patient_id").str.slice(3).cast(pl.Int64) % 3 == 0
+    return meta.with_columns((largest & chosen).cast(pl.Int64).alias("target"))
+
+
+@pytest.fixture(scope="module")
+def meta() -> pl.DataFrame:
+    return signal_metadata()
+
+
+@pytest.fixture(scope="module")
+def fitted(meta):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return _fast().fit(meta)
+
+
+def test_fit_predict_on_raw_metadata(meta, fitted):
+    proba = fitted.predict_proba(meta)
+    assert proba.shape == (meta.height, 2)
+    assert list(fitted.classes_) == [0, 1]
+    assert pauc_above_tpr(meta["target"], proba[:, 1]) > 0.1  # learns the ugly duckling
+    assert fitted.featurizer_.feature_names_out_ == list(fitted.ensemble_.feature_names_in_)
+    assert fitted.ensemble_.categorical_features_  # the featurizer's codes go in natively
+    names = set(fitted.ensemble_.feature_names_in_)
+    assert not names & set(LEAK_COLUMNS)
+    assert not set(fitted.feature_names_in_) & set(LEAK_COLUMNS)
+
+
+def test_pandas_and_polars_and_explicit_y_agree(meta, fitted):
+    X = meta.drop(list(LEAK_COLUMNS))
+    from_pandas = _fast().fit(X.to_pandas(), meta["target"].to_pandas())
+    np.testing.assert_array_equal(
+        from_pandas.predict_proba(X.to_pandas()), fitted.predict_proba(meta)
+    )
+
+
+def test_leak_columns_never_reach_the_model(meta, fitted):
+    scrambled = meta.with_columns(
+        pl.lit(1, dtype=pl.Int64).alias("target"),
+        pl.lit("Malignant").alias("iddx_full"),
+        pl.lit(0.0).alias("tbp_lv_dnn_lesion_confidence"),
+    )
+    np.testing.assert_array_equal(fitted.predict_proba(scrambled), fitted.predict_proba(meta))
+
+
+def test_flat_parameters_reach_the_ensemble(meta):
+    model = _fast().set_params(n_bags=2, blend="mean", neg_ratio=0.2,
+                               members=("lightgbm", "xgboost"))
+    model.fit(meta)
+    ensemble = model.ensemble_
+    assert (ensemble.n_bags, ensemble.blend, ensemble.neg_ratio) == (2, "mean", 0.2)
+    assert ensemble.members_ == ("lightgbm", "xgboost")
+    assert len(ensemble.boosters_["lightgbm"]) == 2
+    assert model.featurizer_.groups == ("derived", "patient")
+
+
+def test_same_seed_same_scores(meta, fitted):
+    again = clone(fitted).fit(meta)
+    np.testing.assert_array_equal(again.predict_proba(meta), fitted.predict_proba(meta))
+
+
+def test_cross_val_score_with_patient_groups(meta):
+    X = meta.to_pandas()
+    scores = cross_val_score(
+        _fast(), X, X["target"], groups=X["patient_id"], cv=StratifiedGroupKFold(3),
+        scoring=pauc_scorer,
+    )
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 0.2))
+
+
+class PatientSpy(ClassifierMixin, BaseEstimator):
+    """Scores each lesion by its size and records which patients each fit saw."""
+
+    seen_in_fit: list[set[str]] = []
+    scored: list[tuple[int, set[str]]] = []
+
+    def fit(self, X, y):
+        self.patients_ = set(X["patient_id"].to_list())
+        type(self).seen_in_fit.append(self.patients_)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X):
+        type(self).scored.append((len(type(self).seen_in_fit) - 1, set(X["patient_id"].to_list())))
+        s = X["clin_size_long_diam_mm"].to_numpy()
+        s = s / s.max()
+        return np.column_stack([1 - s, s])
+
+
+def test_cross_val_oof_never_scores_a_patient_with_a_model_that_saw_it(meta):
+    PatientSpy.seen_in_fit, PatientSpy.scored = [], []
+    folds = patient_folds(meta, n_splits=4, seed=1)
+    result = cross_val_oof(PatientSpy(), meta, folds, progress=False)
+    assert len(PatientSpy.seen_in_fit) == 4
+    for fit_index, patients in PatientSpy.scored:
+        assert not patients & PatientSpy.seen_in_fit[fit_index]
+    all_patients = set(meta["patient_id"].to_list())
+    assert set().union(*(p for _, p in PatientSpy.scored)) == all_patients
+    assert np.isfinite(result.oof).all()
+    # each row's score came from its own fold's model
+    for fold in range(4):
+        rows = folds == fold
+        size = meta["clin_size_long_diam_mm"].to_numpy()[rows]
+        np.testing.assert_allclose(result.oof[rows], size / size.max())
+
+
+def test_cross_val_oof_result(meta):
+    folds = patient_folds(meta, n_splits=3, seed=0)
+    result = cross_val_oof(_fast(), meta, folds, progress=False)
+    assert isinstance(result, OOFResult)
+    assert result.oof.shape == (meta.height,) and np.isfinite(result.oof).all()
+    assert result.fold_scores.shape == (3,) and result.fit_seconds.shape == (3,)
+    assert result.pauc == pytest.approx(pauc_above_tpr(meta["target"], result.oof))
+    for fold in range(3):
+        rows = folds == fold
+        assert result.fold_scores[fold] == pytest.approx(
+            pauc_above_tpr(meta["target"].to_numpy()[rows], result.oof[rows])
+        )
+    summary = result.to_dict()
+    assert summary["n_folds"] == 3 and "oof" not in summary
+    assert len(result.to_dict(include_oof=True)["oof"]) == meta.height
+    same = cross_val_oof(_fast(), meta, 3, progress=False)  # an int draws patient_folds(seed=0)
+    np.testing.assert_array_equal(same.oof, result.oof)
+
+
+def test_cross_val_oof_rejects_folds_that_split_a_patient(meta):
+    folds = np.arange(meta.height) % 3
+    with pytest.raises(ValueError, match="appear in more than one fold"):
+        cross_val_oof(_fast(), meta, folds, progress=False)
+    with pytest.raises(ValueError, match="one fold id per lesion"):
+        cross_val_oof(_fast(), meta, folds[:-1], progress=False)
+    with pytest.raises(SchemaError, match="needs labels"):
+        cross_val_oof(_fast(), meta.drop("target"), patient_folds(meta), progress=False)
+
+
+def test_explain_returns_top_features_per_lesion(meta, fitted):
+    table = fitted.explain(meta.head(6), top_k=3)
+    assert table.columns == ["isic_id", "score", "top_features", "top_contributions"]
+    assert table["isic_id"].to_list() == meta["isic_id"].head(6).to_list()
+    np.testing.assert_allclose(table["score"], fitted.predict_proba(meta.head(6))[:, 1])
+    names = set(fitted.ensemble_.feature_names_in_)
+    for features, values in zip(table["top_features"], table["top_contributions"]):
+        assert len(features) == 3 and set(features) <= names
+        assert list(values) == sorted(values, reverse=True)
+    with pytest.raises(ValueError, match="top_k"):
+        fitted.explain(meta.head(2), top_k=0)
+
+
+def test_image_parameters_need_images(meta):
+    with pytest.raises(ValueError, match="image_model is set but images is None"):
+        _fast(image_model="model.onnx").fit(meta)
+
+
+def test_image_features_join_the_tabular_ones(meta, tmp_path):
+    pytest.importorskip("onnxruntime", reason="image features need onnxruntime")
+    from _crops import write_crops
+
+    small = signal_metadata(n_patients=15, lesions=8, seed=2)
+    images = write_crops(tmp_path / "crops.hdf5", small["isic_id"].to_list(),
+                         atypical=small["target"].to_numpy().astype(bool))
+    model = _fast(images=str(images)).fit(small)
+    image_columns = [c for c in model.ensemble_.feature_names_in_ if c.startswith("img_")]
+    assert image_columns
+    proba = model.predict_proba(small)
+    path = save_model(model, tmp_path / "model")
+    np.testing.assert_array_equal(load_model(path).predict_proba(small), proba)
+
+
+def test_missing_image_module_function_is_a_clear_error(meta, monkeypatch):
+    import lesionboost.image as image_module
+
+    monkeypatch.delattr(image_module, "image_feature_frame")
+    with pytest.raises(OptionalDependencyError, match="image_feature_frame"):
+        _fast(images="crops.hdf5").fit(meta)
+
+
+def test_model_directory_round_trip_is_bit_identical(meta, fitted, tmp_path):
+    folds = patient_folds(meta, n_splits=3)
+    metrics = cross_val_oof(PatientSpy(), meta, folds, progress=False)
+    path = save_model(fitted, tmp_path / "model", metrics=metrics, training_data=meta)
+    loaded = load_model(path)
+    assert type(loaded) is LesionBoostClassifier
+    assert loaded.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(meta), fitted.predict_proba(meta))
+    assert loaded.explain(meta.head(3)).equals(fitted.explain(meta.head(3)))
+    import json
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["featurizer"]["feature_names_out_"] == fitted.featurizer_.feature_names_out_
+    assert manifest["metrics"]["n_folds"] == 3
+    assert manifest["training_data"]["positives"] == int(meta["target"].sum())
