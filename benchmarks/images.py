@@ -1,4 +1,4 @@
-"""Image pipeline benchmark: decoding and embedding speed, the placeholder file, image-feature quality.
+"""Image pipeline benchmark: decode and embed speed, the placeholder file, image-feature quality.
 
 Run from the repository root (heavy: take the shared lock on shared machines)::
 
@@ -65,8 +65,10 @@ def _render_fallback(n: int, seed: int) -> list[tuple[str, bytes]]:
         draw = ImageDraw.Draw(image)
         r = side * rng.uniform(0.1, 0.3)
         c = side / 2 + rng.normal(0, 2, 2)
-        draw.ellipse([c[0] - r, c[1] - r * 0.8, c[0] + r, c[1] + r * 0.8],
-                     fill=tuple(int(v) for v in skin * rng.uniform(0.35, 0.7)))
+        draw.ellipse(
+            [c[0] - r, c[1] - r * 0.8, c[0] + r, c[1] + r * 0.8],
+            fill=tuple(int(v) for v in skin * rng.uniform(0.35, 0.7)),
+        )
         image = image.filter(ImageFilter.GaussianBlur(1.0))
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=75, subsampling=2)
@@ -74,21 +76,27 @@ def _render_fallback(n: int, seed: int) -> list[tuple[str, bytes]]:
     return items
 
 
-def speed_crops(n: int, folder: Path, seed: int = 0) -> tuple[Path, str]:
-    """An HDF5 file of ``n`` crops: from the simulator when available, else Pillow-drawn."""
-    path = folder / f"speed-{n}.hdf5"
-    try:
-        from lesionboost.simulate import simulate_slice3d, write_slice3d  # noqa: F401
+def _train_images(paths: Any) -> Path:
+    """The train image file among the paths ``write_slice3d`` returns."""
+    items = paths.items() if isinstance(paths, dict) else []
+    for key, value in items:
+        if "image" in str(key) and "test" not in str(key):
+            return Path(value)
+    raise KeyError(f"no train image file among {paths!r}")
 
-        sim = simulate_slice3d(n, seed=seed, images=True)
-        written = write_slice3d(sim, folder / "sim-speed")
-        images = next(Path(written).glob("*image*.hdf5")) if Path(written).is_dir() else None
-        if images is not None:
-            return images, "simulator"
-    except Exception as exc:  # noqa: BLE001 -- any simulator problem: fall back, say so
+
+def speed_crops(n: int, folder: Path, seed: int = 0) -> tuple[Path, str]:
+    """An HDF5 file of ``n`` crops: rendered by the simulator when available, else Pillow-drawn."""
+    try:
+        from lesionboost.simulate import simulate_slice3d, write_slice3d
+
+        # ~385 lesions per simulated patient on average; ask for enough rows.
+        sim = simulate_slice3d(max(3, n // 250 + 1), seed=seed, images=n)
+        path = _train_images(write_slice3d(sim, folder / "sim-speed", images=n))
+        return path, "simulator"
+    except Exception as exc:  # noqa: BLE001 -- any simulator problem: fall back and say so
         source = f"pillow fallback ({type(exc).__name__}: {str(exc)[:80]})"
-    else:
-        source = "pillow fallback"
+    path = folder / f"speed-{n}.hdf5"
     ImageStore.write(path, _render_fallback(n, seed))
     return path, source
 
@@ -169,20 +177,137 @@ def placeholder() -> dict[str, Any]:
     out, failed = embedder.embed(path, return_failed=True, progress=False)
     if not np.isfinite(out).all() or failed.any():
         raise RuntimeError(f"the placeholder file did not embed cleanly: {failed}")
-    return {"file": str(path), "crops": int(out.shape[0]), "dim": int(out.shape[1]),
-            "failed": int(failed.sum()), "ids": ImageStore(path).ids()}
+    return {
+        "file": str(path),
+        "crops": int(out.shape[0]),
+        "dim": int(out.shape[1]),
+        "failed": int(failed.sum()),
+        "ids": ImageStore(path).ids(),
+    }
 
 
 # --------------------------------------------------------------------------- quality
-def measure_quality(n: int, seeds: list[int], folder: Path, *, train_cnn: bool,
-                    n_folds: int, small: bool) -> dict[str, Any]:
+QUALITY_MODEL = {"n_bags": 1, "n_jobs": None}
+
+
+def _cv(metadata: Any, folds: np.ndarray, **image: Any) -> tuple[float, float, float]:
+    import warnings
+
+    from lesionboost import DataWarning
+    from lesionboost.estimator import LesionBoostClassifier, cross_val_oof
+
+    model = LesionBoostClassifier(**QUALITY_MODEL, **image)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        result = cross_val_oof(model, metadata, folds, progress=False)
+    return result.pauc, result.std_fold_score, time.perf_counter() - start
+
+
+def quality_one_seed(
+    n_patients: int, seed: int, folder: Path, *, train_cnn: bool, n_folds: int, small: bool
+) -> dict[str, Any]:
+    import polars as pl
+    from lesionboost.simulate import simulate_slice3d, write_slice3d
+
+    from lesionboost.cv import patient_folds
+    from lesionboost.metrics import pauc_above_tpr
+
+    started = time.perf_counter()
+    sim = simulate_slice3d(n_patients, seed=seed, images=True)
+    images = _train_images(write_slice3d(sim, folder / f"sim-{seed}", images=True))
+    meta = sim.train
+    labels = meta["target"].to_numpy()
+    oracle = meta.select("isic_id").join(
+        sim.train_oracle, on="isic_id", how="left", maintain_order="left"
+    )
+    row: dict[str, Any] = {
+        "seed": seed,
+        "patients": n_patients,
+        "lesions": meta.height,
+        "positives": int(labels.sum()),
+        "simulate_seconds": round(time.perf_counter() - started, 1),
+        "oracle": pauc_above_tpr(labels, oracle["logit"].to_numpy()),
+        "tabular_oracle": pauc_above_tpr(labels, oracle["tabular_logit"].to_numpy()),
+    }
+    folds = patient_folds(meta, n_splits=n_folds, seed=seed)
+    # Label-free embeddings once per seed; every CV fold looks them up by isic_id.
+    start = time.perf_counter()
+    embedder = OnnxEmbedder(providers="auto")
+    embeddings, failed = embedder.embed(
+        images, meta["isic_id"].to_list(), return_failed=True, progress=False
+    )
+    table = folder / f"emb-{seed}.parquet"
+    columns = {"isic_id": meta["isic_id"], "image_failed": failed}
+    columns.update({f"emb_{j:03d}": embeddings[:, j] for j in range(embeddings.shape[1])})
+    pl.DataFrame(columns).write_parquet(
+        table,
+        metadata={"lesionboost.model": "builtin", "lesionboost.model_sha256": embedder.sha256},
+    )
+    row["embed_seconds"] = round(time.perf_counter() - start, 1)
+    row["tabular"], row["tabular_fold_sd"], row["tabular_seconds"] = _cv(meta, folds)
+    row["tabular_image"], row["tabular_image_fold_sd"], row["tabular_image_seconds"] = _cv(
+        meta, folds, images=str(images), image_model=str(table)
+    )
+    if train_cnn:
+        from lesionboost.image import train_embedder
+
+        start = time.perf_counter()
+        trained = train_embedder(
+            meta,
+            images,
+            folds,
+            out_dir=folder / f"cnn-{seed}",
+            epochs=3 if small else 10,
+            seed=seed,
+            progress=False,
+        )
+        row["cnn_seconds"] = round(time.perf_counter() - start, 1)
+        row["cnn_parity_max"] = max(trained.parity)
+        row["cnn_oof_pauc"] = pauc_above_tpr(labels, np.nan_to_num(trained.oof_scores, nan=-1e9))
+        row["tabular_image_cnn"], row["tabular_image_cnn_fold_sd"], _ = _cv(
+            meta, folds, images=str(images), image_model=[str(table), str(trained.directory)]
+        )
+    gap = row["oracle"] - row["tabular"]
+    for key in ("tabular_image", "tabular_image_cnn"):
+        if key in row:
+            row[f"{key}_gap_closed"] = (row[key] - row["tabular"]) / gap if gap > 0 else None
+    print(
+        json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
+        flush=True,
+    )
+    return row
+
+
+def measure_quality(
+    n_patients: int, seeds: list[int], folder: Path, *, train_cnn: bool, n_folds: int, small: bool
+) -> dict[str, Any]:
     try:
         from lesionboost.simulate import simulate_slice3d  # noqa: F401
     except ImportError as exc:
         return {"skipped": f"lesionboost.simulate is not available ({exc})"}
-    from _images_quality import run_quality  # benchmarks/_images_quality.py
-
-    return run_quality(n, seeds, folder, train_cnn=train_cnn, n_folds=n_folds, small=small)
+    rows = [
+        quality_one_seed(
+            n_patients, seed, folder, train_cnn=train_cnn, n_folds=n_folds, small=small
+        )
+        for seed in seeds
+    ]
+    keys = [
+        "oracle",
+        "tabular_oracle",
+        "tabular",
+        "tabular_image",
+        "tabular_image_cnn",
+        "cnn_oof_pauc",
+        "tabular_image_gap_closed",
+        "tabular_image_cnn_gap_closed",
+    ]
+    summary = {
+        key: {"mean": float(np.mean([r[key] for r in rows])), "per_seed": [r[key] for r in rows]}
+        for key in keys
+        if all(r.get(key) is not None for r in rows)
+    }
+    return {"model": QUALITY_MODEL, "folds": n_folds, "seeds": rows, "summary": summary}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,18 +317,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crops", type=int, help="crops for the speed runs (default 20000)")
     parser.add_argument("--repeats", type=int, help="interleaved speed repeats (default 5)")
     parser.add_argument("--workers", type=int, help="decode threads (default: cores, max 8)")
-    parser.add_argument("--quality-rows", type=int, help="simulated lesions per seed")
+    parser.add_argument("--patients", type=int, help="simulated patients per quality seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--train-cnn", action="store_true",
-                        help="also train the per-fold CNN (needs torch; slow on CPU)")
+    parser.add_argument(
+        "--train-cnn",
+        action="store_true",
+        help="also train the per-fold CNN (needs torch; slow on CPU)",
+    )
     args = parser.parse_args(argv)
     n_crops = args.crops or (400 if args.small else 20000)
     repeats = args.repeats or (2 if args.small else 5)
     report: dict[str, Any] = {
         "machine": {
-            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cores": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(),
             "load_average_start": [round(v, 2) for v in os.getloadavg()],
             "python": sys.version.split()[0],
         },
@@ -214,24 +344,35 @@ def main(argv: list[str] | None = None) -> int:
         path, source = speed_crops(n_crops, folder)
         speed = measure_speed(path, repeats, workers=args.workers)
         speed["crop_source"] = source
-        speed["mean_jpeg_bytes"] = round(path.stat().st_size / n_crops, 1)
+        speed["mean_jpeg_bytes"] = round(path.stat().st_size / speed["crops"], 1)
         report["speed"] = speed
         report["placeholder"] = placeholder()
         if not args.skip_quality:
             rows = args.quality_rows or (3000 if args.small else 20000)
             seeds = args.seeds[:1] if args.small else args.seeds
-            report["quality"] = measure_quality(rows, seeds, folder, train_cnn=args.train_cnn,
-                                                n_folds=3 if args.small else args.folds,
-                                                small=args.small)
+            report["quality"] = measure_quality(
+                rows,
+                seeds,
+                folder,
+                train_cnn=args.train_cnn,
+                n_folds=3 if args.small else args.folds,
+                small=args.small,
+            )
     report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     best = report["speed"]["crops_per_s_best"]
-    print(f"crops: {n_crops} ({report['speed']['crop_source']}), 64 px, "
-          f"{report['speed']['decode_workers']} decode threads, load {report['machine']}")
+    print(
+        f"crops: {n_crops} ({report['speed']['crop_source']}), 64 px, "
+        f"{report['speed']['decode_workers']} decode threads, load {report['machine']}"
+    )
     for name in best:
-        print(f"  {name:12s} {best[name]:9.1f} crops/s (median "
-              f"{report['speed']['crops_per_s_median'][name]:.1f})")
-    print(f"  decode / embed_cpu = {report['speed']['ratio_decode_over_embed_cpu']:.3f} "
-          f"(median {report['speed']['ratio_median']:.3f}); targets {report['speed']['targets']}")
+        print(
+            f"  {name:12s} {best[name]:9.1f} crops/s (median "
+            f"{report['speed']['crops_per_s_median'][name]:.1f})"
+        )
+    print(
+        f"  decode / embed_cpu = {report['speed']['ratio_decode_over_embed_cpu']:.3f} "
+        f"(median {report['speed']['ratio_median']:.3f}); targets {report['speed']['targets']}"
+    )
     print(f"placeholder: {report['placeholder']}")
     if "quality" in report:
         print("quality:", json.dumps(report["quality"].get("summary", report["quality"]), indent=1))

@@ -38,35 +38,42 @@ __all__ = [
     "within_group_z",
 ]
 
-# name -> (column, centre, scale): term = (value - centre) / scale; a negative scale
-# means "lower is riskier". log columns are logged first. Centres and scales are the
-# benign means and SDs of the real sample (FACTS.md section 2.5).
-ABSOLUTE_TERMS: dict[str, tuple[str, float, float]] = {
-    "age": ("age_approx", 58.0, 13.6),
-    "male": ("male", 0.5, 1.0),
-    "head_neck": ("head_neck", 0.0, 1.0),
-    "size": ("log_clin_size_long_diam_mm", 1.30, 0.342),
-    "hue": ("tbp_lv_H", 54.9, -5.49),
-    "delta_b": ("tbp_lv_deltaB", 1.40, -2.20),
-    "colour_variation": ("tbp_lv_norm_color", 3.06, 2.03),
-    "nevus": ("tbp_lv_nevi_confidence", 38.4, -41.4),
-    "skin_hue": ("tbp_lv_Hext", 61.2, -5.59),
-    "skin_texture": ("log_tbp_lv_stdLExt", 0.762, 0.252),
-    "border": ("tbp_lv_norm_border", 3.45, 1.69),
+# Absolute terms: name -> (column, centre, scale, component); term = (value - centre) /
+# scale, so a negative scale means "lower is riskier"; log_* columns are logged first.
+# Centres and scales are benign means and SDs of the real sample (FACTS.md section 2.5).
+ABSOLUTE_TERMS: dict[str, tuple[str, float, float, str]] = {
+    "age": ("age_approx", 58.0, 13.6, "shared"),
+    "male": ("male", 0.5, 1.0, "shared"),
+    "head_neck": ("head_neck", 0.0, 1.0, "shared"),
+    "upper_body": ("tbp_lv_y", 1055.0, 409.0, "shared"),
+    "fair_skin": ("tbp_lv_Lext", 51.0, 12.3, "shared"),
+    "skin_texture": ("log_tbp_lv_stdLExt", 0.762, 0.252, "shared"),
+    "skin_hue": ("tbp_lv_Hext", 61.2, -5.59, "shared"),
+    "few_lesions": ("log_n_lesions", 5.49, -1.0, "shared"),
+    "mel_size": ("log_clin_size_long_diam_mm", 1.30, 0.342, "melanoma"),
+    "mel_colour": ("tbp_lv_norm_color", 3.06, 2.03, "melanoma"),
+    "mel_border": ("tbp_lv_norm_border", 3.45, 1.69, "melanoma"),
+    "mel_hue": ("tbp_lv_H", 54.9, -5.49, "melanoma"),
+    "kc_hue": ("tbp_lv_H", 54.9, -5.49, "keratinocyte"),
+    "kc_delta_b": ("tbp_lv_deltaB", 1.40, -2.20, "keratinocyte"),
+    "kc_low_nevus": ("tbp_lv_nevi_confidence", 38.4, -41.4, "keratinocyte"),
+    "kc_size": ("log_clin_size_long_diam_mm", 1.30, 0.342, "keratinocyte"),
 }
-# name -> (column, grouping, sign)
-RELATIVE_TERMS: dict[str, tuple[str, str, float]] = {
-    "patient_size": ("clin_size_long_diam_mm", "patient", 1.0),
-    "patient_hue": ("tbp_lv_H", "patient", -1.0),
-    "patient_colour": ("tbp_lv_norm_color", "patient", 1.0),
-    "patient_nevus": ("tbp_lv_nevi_confidence", "patient", -1.0),
-    "site_size": ("clin_size_long_diam_mm", "patient_site", 1.0),
-    "site_hue": ("tbp_lv_H", "patient_site", -1.0),
+# Patient-relative terms: name -> (column, grouping, sign, component).
+RELATIVE_TERMS: dict[str, tuple[str, str, float, str]] = {
+    "patient_size": ("clin_size_long_diam_mm", "patient", 1.0, "shared"),
+    "site_size": ("clin_size_long_diam_mm", "patient_site", 1.0, "shared"),
+    "patient_colour": ("tbp_lv_norm_color", "patient", 1.0, "melanoma"),
+    "patient_nevus": ("tbp_lv_nevi_confidence", "patient", -1.0, "keratinocyte"),
+    "patient_hue": ("tbp_lv_H", "patient", -1.0, "keratinocyte"),
+    "site_hue": ("tbp_lv_H", "patient_site", -1.0, "keratinocyte"),
 }
 TERM_NAMES: tuple[str, ...] = (*ABSOLUTE_TERMS, *RELATIVE_TERMS)
+COMPONENT_OF: dict[str, str] = {
+    name: spec[-1] for name, spec in (*ABSOLUTE_TERMS.items(), *RELATIVE_TERMS.items())
+}
 _SOFT_CLIP = 3.0
 _HEAD_NECK = 2  # index of "head/neck" in _simulate_calibration.SITES
-_SUBTYPES = ("BCC", "MEL", "SCC")
 _IDDX2 = {
     "BCC": "Malignant adnexal epithelial proliferations - Follicular",
     "MEL": "Malignant melanocytic proliferations (Melanoma)",
@@ -99,23 +106,32 @@ def risk_features(lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray])
     source["head_neck"] = (lesion["site"] == _HEAD_NECK).astype(float)
     source["log_clin_size_long_diam_mm"] = np.log(lesion["clin_size_long_diam_mm"])
     source["log_tbp_lv_stdLExt"] = np.log(lesion["tbp_lv_stdLExt"])
+    source["log_n_lesions"] = np.log(np.bincount(owner)[owner])
     groups = {"patient": owner, "patient_site": owner * 8 + lesion["site"]}
-    columns = [(source[col] - centre) / scale for col, centre, scale in ABSOLUTE_TERMS.values()]
+    columns = [(source[col] - centre) / scale for col, centre, scale, _ in ABSOLUTE_TERMS.values()]
     columns += [
         sign * within_group_z(lesion[col], groups[grouping])
-        for col, grouping, sign in RELATIVE_TERMS.values()
+        for col, grouping, sign, _ in RELATIVE_TERMS.values()
     ]
     return _SOFT_CLIP * np.tanh(np.column_stack(columns) / _SOFT_CLIP)
+
+
+def _masks() -> dict[str, np.ndarray]:
+    return {
+        part: np.array([COMPONENT_OF[name] == part for name in TERM_NAMES], dtype=float)
+        for part in ("shared", "melanoma", "keratinocyte")
+    }
 
 
 @dataclass(frozen=True)
 class RiskModel:
     """Fitted coefficients of the latent risk (see the module docstring)."""
 
-    coef: np.ndarray  # one per TERM_NAMES entry
+    coef: np.ndarray  # one per TERM_NAMES entry, all >= 0
     centre: np.ndarray  # one intercept per centre (CENTRES order)
-    image_sd: float
-    subtype_intercepts: np.ndarray  # BCC, MEL, SCC
+    melanoma_offset: float  # intercept of the melanoma hazard (keratinocyte hazard: 0)
+    image_sd: float  # SD of the image-only term of the logit
+    scc_offset: float  # splits keratinocyte cancers into BCC and SCC
 
     @classmethod
     def from_tables(cls, tables: dict[str, Any] | None = None) -> RiskModel:
@@ -123,41 +139,49 @@ class RiskModel:
         return cls(
             coef=np.array([risk["coef"][name] for name in TERM_NAMES]),
             centre=np.asarray(risk["centre"], dtype=float),
+            melanoma_offset=float(risk["melanoma_offset"]),
             image_sd=float(risk["image_sd"]),
-            subtype_intercepts=np.asarray(risk["subtype_intercepts"], dtype=float),
+            scc_offset=float(risk["scc_offset"]),
         )
 
+    def hazards(
+        self, features: np.ndarray, centre_of_row: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Shared part, melanoma and keratinocyte-cancer log-hazards of every row."""
+        masks = _masks()
+        shared = features @ (self.coef * masks["shared"]) + self.centre[centre_of_row]
+        melanoma = features @ (self.coef * masks["melanoma"]) + self.melanoma_offset
+        keratinocyte = features @ (self.coef * masks["keratinocyte"])
+        return shared, melanoma, keratinocyte
+
     def tabular_logit(self, features: np.ndarray, centre_of_row: np.ndarray) -> np.ndarray:
-        return features @ self.coef + self.centre[centre_of_row]
+        """``shared + log(exp(melanoma) + exp(keratinocyte))``: everything but the image."""
+        shared, melanoma, keratinocyte = self.hazards(features, centre_of_row)
+        return shared + np.logaddexp(melanoma, keratinocyte)
 
 
-def subtype_scores(features: np.ndarray) -> np.ndarray:
-    """Un-centred multinomial scores for BCC / melanoma / SCC given a malignant lesion.
-
-    Melanomas carry higher nevus confidence and size; keratinocyte cancers sit on the
-    head and neck and in older patients (the pattern of the real malignant rows).
-    """
-    col = {name: k for k, name in enumerate(TERM_NAMES)}
-    nevus, size = -features[:, col["nevus"]], features[:, col["size"]]
-    head, age = features[:, col["head_neck"]], features[:, col["age"]]
-    return np.column_stack(
-        [0.4 * head, 1.2 * nevus + 0.5 * size - 0.8 * head, 0.5 * head + 0.5 * age]
-    )
-
-
-def draw_subtypes(
-    features: np.ndarray, intercepts: np.ndarray, rng: np.random.Generator
+def subtype_probabilities(
+    features: np.ndarray, centre_of_row: np.ndarray, risk: RiskModel
 ) -> np.ndarray:
-    """Index into ("BCC", "MEL", "SCC") for each (malignant) row of ``features``."""
-    scores = subtype_scores(features) + intercepts
-    probs = special.softmax(scores, axis=1)
-    return (rng.random(len(features))[:, None] > np.cumsum(probs, axis=1)).sum(axis=1)
+    """P(BCC), P(melanoma), P(SCC) of a malignant lesion given its columns.
+
+    Melanoma vs keratinocyte cancer follows the two hazards; among keratinocyte
+    cancers, SCC is likelier in older patients and on the head and neck.
+    """
+    _, melanoma, keratinocyte = risk.hazards(features, centre_of_row)
+    p_mel = special.expit(melanoma - keratinocyte)
+    col = {name: k for k, name in enumerate(TERM_NAMES)}
+    p_scc = special.expit(
+        risk.scc_offset + 0.6 * features[:, col["age"]] + 0.6 * features[:, col["head_neck"]]
+    )
+    return np.column_stack([(1 - p_mel) * (1 - p_scc), p_mel, (1 - p_mel) * p_scc])
 
 
 def leak_columns(
     target: np.ndarray,
     tabular: np.ndarray,
     features: np.ndarray,
+    centre_of_row: np.ndarray,
     risk: RiskModel,
     rng: np.random.Generator,
     tables: dict[str, Any] | None = None,
@@ -190,8 +214,9 @@ def leak_columns(
     mitotic = np.full(n, None, dtype=object)
     rows = np.flatnonzero(malignant)
     if len(rows):
-        subtype = draw_subtypes(features[rows], risk.subtype_intercepts, rng)
-        for k, code in enumerate(_SUBTYPES):
+        probs = subtype_probabilities(features[rows], centre_of_row[rows], risk)
+        subtype = (rng.random(len(rows))[:, None] > np.cumsum(probs, axis=1)).sum(axis=1)
+        for k, code in enumerate(("BCC", "MEL", "SCC")):
             chosen = rows[subtype == k]
             paths = [(name, count) for t, name, count in vocabulary if t == 1 and _IDDX2[code] in name]
             names, counts = zip(*paths, strict=True)

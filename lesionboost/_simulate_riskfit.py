@@ -17,11 +17,11 @@ import logging
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special
+from scipy import optimize, special, stats
 
 from ._simulate_calibration import CENTRES, load_tables
 from ._simulate_population import draw_population
-from ._simulate_risk import RELATIVE_TERMS, TERM_NAMES, risk_features, subtype_scores
+from ._simulate_risk import TERM_NAMES, RiskModel, risk_features, subtype_probabilities
 from .schema import NUMERIC_COLUMNS
 
 __all__ = ["fit_risk", "tilt_summary", "weighted_pauc"]
@@ -68,110 +68,147 @@ class _Cohort:
         pop = draw_population(n_patients, rng, tables)
         lesion, patient = pop.lesion, pop.patient
         self.features = risk_features(lesion, patient)
-        self.centre = patient["centre"][lesion["patient"]]
+        owner = lesion["patient"]
+        self.centre = patient["centre"][owner]
         self.head_neck = lesion["site"] == 2
         self.known_site = lesion["site"] != 5
-        male = patient["male"][lesion["patient"]]
+        male = patient["male"][owner]
         self.male, self.female = male == 1.0, male == 0.0
         self.image_u = rng.standard_normal(pop.n_lesions)
-        self.patient = lesion["patient"]
+        self.patient = owner
         self.n_patients = n_patients
+        self.n_lesions = np.bincount(owner, minlength=n_patients).astype(float)
+        # Within-patient size percentile (share of the patient's lesions that are smaller).
+        size = lesion["clin_size_long_diam_mm"]
+        order = np.lexsort((size, owner))
+        first = np.concatenate([[0], np.cumsum(self.n_lesions)[:-1]]).astype(int)
+        position = np.empty(len(size))
+        position[order] = np.arange(len(size)) - first[owner[order]]
+        self.size_percentile = position / np.maximum(self.n_lesions[owner] - 1, 1)
         values = dict(lesion)
-        values["age_approx"] = patient["age"][lesion["patient"]]
+        values["age_approx"] = patient["age"][owner]
         self.columns = list(NUMERIC_COLUMNS)
-        # For AUCs: the (mid-rank) benign CDF of each column at each row; for shifts:
-        # the benign mean and SD. The benign class is the population itself (w << 1).
+        # AUCs need the benign CDF of each column at each row, shifts the benign mean and
+        # SD; the benign class is the population itself (w << 1 everywhere).
         self.cdf = np.empty((pop.n_lesions, len(self.columns)))
         self.value = np.empty_like(self.cdf)
         for j, name in enumerate(self.columns):
             x = np.asarray(values[name], dtype=float)
             keep = ~np.isnan(x)
-            filled = np.where(keep, x, np.nanmean(x))
-            ranks = np.empty(len(x))
-            from scipy.stats import rankdata
-
-            ranks[keep] = (rankdata(x[keep]) - 0.5) / keep.sum()
-            ranks[~keep] = 0.5
-            self.cdf[:, j] = ranks
-            self.value[:, j] = (filled - x[keep].mean()) / x[keep].std()
+            self.cdf[keep, j] = (stats.rankdata(x[keep]) - 0.5) / keep.sum()
+            self.cdf[~keep, j] = 0.5
+            self.value[:, j] = (np.where(keep, x, np.nanmean(x)) - x[keep].mean()) / x[keep].std()
 
 
-def tilt_summary(cohort: _Cohort, coef: np.ndarray, centre: np.ndarray, image_sd: float) -> dict[str, Any]:
-    """Expected malignant-class statistics of one cohort under the given coefficients."""
-    tabular = cohort.features @ coef + centre[cohort.centre]
-    full = tabular + image_sd * cohort.image_u
+def _unpack(theta: np.ndarray) -> RiskModel:
+    m, c = len(TERM_NAMES), len(CENTRES)
+    return RiskModel(
+        coef=theta[:m],
+        centre=theta[m : m + c],
+        melanoma_offset=float(theta[m + c]),
+        image_sd=float(theta[m + c + 1]),
+        scc_offset=0.0,
+    )
+
+
+def tilt_summary(cohort: _Cohort, risk: RiskModel) -> dict[str, Any]:
+    """Expected malignant-class statistics of one cohort under ``risk``."""
+    shared, melanoma, keratinocyte = risk.hazards(cohort.features, cohort.centre)
+    tabular = shared + np.logaddexp(melanoma, keratinocyte)
+    full = tabular + risk.image_sd * cohort.image_u
     w = special.expit(full)
     total = w.sum()
     rates = np.array([w[cohort.centre == k].mean() for k in range(len(CENTRES))])
     other = cohort.known_site & ~cohort.head_neck
     lam = np.bincount(cohort.patient, weights=w, minlength=cohort.n_patients)
+    p_any = 1 - np.exp(-lam)
     return {
         "prevalence": total / len(w),
         "centre_rates": rates,
         "head_neck_ratio": w[cohort.head_neck].mean() / w[other].mean(),
         "male_female_ratio": w[cohort.male].mean() / w[cohort.female].mean(),
+        "melanoma_share": float(w @ special.expit(melanoma - keratinocyte) / total),
+        "size_top10": float(w @ (cohort.size_percentile >= 0.9) / total),
+        "size_above_88": float(w @ (cohort.size_percentile >= 0.88) / total),
         "auc": dict(zip(cohort.columns, w @ cohort.cdf / total, strict=True)),
         "shift": dict(zip(cohort.columns, w @ cohort.value / total, strict=True)),
         "pauc_full": weighted_pauc(full, w),
         "pauc_tabular": weighted_pauc(tabular, w),
-        "patients_with_positive": float(np.mean(1 - np.exp(-lam))),
+        "patients_with_positive": float(p_any.mean()),
+        "positive_patient_crop_share": float(p_any @ cohort.n_lesions / cohort.n_lesions.sum()),
         "positives_per_patient": lam,
         "weights": w,
     }
 
 
 def _residuals(theta: np.ndarray, cohorts: list[_Cohort], real_auc: dict[str, float]) -> np.ndarray:
-    m = len(TERM_NAMES)
-    coef, centre, image_sd = theta[:m], theta[m : m + len(CENTRES)], theta[-1]
+    risk = _unpack(theta)
     target_rates = np.array([pos / rows for _, rows, pos, *_ in CENTRES])
     out = []
     for cohort in cohorts:
-        s = tilt_summary(cohort, coef, centre, image_sd)
+        s = tilt_summary(cohort, risk)
         out += list(np.log(s["centre_rates"] / target_rates) / 0.03)
         out.append(np.log(s["head_neck_ratio"] / _HEAD_NECK_RATIO) / 0.05)
         out.append(np.log(s["male_female_ratio"] / _MALE_FEMALE_RATIO) / 0.1)
-        out += [(s["shift"][c] - t) / 0.08 for c, t in TARGET_SHIFTS.items()]
-        out += [(s["auc"][c] - a) / 0.015 for c, a in real_auc.items() if abs(a - 0.5) > 0.04]
+        out.append((s["melanoma_share"] - _SUBTYPE_MIX[1]) / 0.02)
+        out.append((s["size_top10"] - 0.457) / 0.03)
+        out.append((s["size_above_88"] - 0.5) / 0.03)
+        out.append((s["patients_with_positive"] - 259 / 1042) / 0.01)
+        out.append((s["positive_patient_crop_share"] - 0.389) / 0.02)
+        out += [(s["shift"][c] - t) / 0.1 for c, t in TARGET_SHIFTS.items()]
+        # The ten most discriminative real columns count most (the fidelity target).
+        ranked = sorted(real_auc, key=lambda c: -abs(real_auc[c] - 0.5))
+        out += [(s["auc"][c] - real_auc[c]) / (0.01 if k < 10 else 0.02) for k, c in enumerate(ranked)]
         out.append((s["pauc_full"] - TARGET_PAUC["full"]) / 0.0015)
         out.append((s["pauc_tabular"] - TARGET_PAUC["tabular"]) / 0.0015)
-    out += list(coef / 3.0)  # weak ridge: no term larger than it must be
+    out += list(risk.coef / 4.0)  # weak ridge: no term larger than it must be
     return np.asarray(out)
 
 
 def fit_risk(
-    n_patients: int = 1042, seeds: tuple[int, ...] = (101, 202), tables: dict[str, Any] | None = None
+    n_patients: int = 1042,
+    seeds: tuple[int, ...] = (101, 202),
+    tables: dict[str, Any] | None = None,
+    max_nfev: int = 200,
 ) -> dict[str, Any]:
     """Fit the risk coefficients; returns the JSON-ready ``risk`` entry of the tables."""
     tables = load_tables() if tables is None else tables
     cohorts = [_Cohort(n_patients, seed, tables) for seed in seeds]
-    start = np.zeros(len(TERM_NAMES) + len(CENTRES) + 1)
-    start[len(TERM_NAMES) : -1] = -7.5
-    start[-1] = 1.0
+    m, c = len(TERM_NAMES), len(CENTRES)
+    start = np.concatenate([np.full(m, 0.3), np.full(c, -7.5), [-1.0, 1.0]])
+    previous = tables.get("risk")
+    if previous and set(previous.get("coef", {})) == set(TERM_NAMES):  # warm start
+        old = RiskModel.from_tables(tables)
+        start = np.concatenate([old.coef, old.centre, [old.melanoma_offset, old.image_sd]])
+    lower = np.concatenate([np.zeros(m), np.full(c, -30.0), [-10.0, 0.0]])
+    upper = np.concatenate([np.full(m, 8.0), np.full(c, 5.0), [10.0, 5.0]])
     fit = optimize.least_squares(
-        _residuals, start, args=(cohorts, tables["real_auc"]), x_scale=1.0, diff_step=1e-3, max_nfev=400
+        _residuals,
+        start,
+        bounds=(lower, upper),
+        args=(cohorts, tables["real_auc"]),
+        diff_step=1e-3,
+        max_nfev=max_nfev,
     )
-    m = len(TERM_NAMES)
-    coef, centre, image_sd = fit.x[:m], fit.x[m : m + len(CENTRES)], float(fit.x[-1])
-    summary = tilt_summary(cohorts[0], coef, centre, image_sd)
-    intercepts = _subtype_intercepts(cohorts[0], summary["weights"])
-    logger.info("risk fit: cost %.2f, %s", fit.cost, {k: round(float(v), 3) for k, v in zip(TERM_NAMES, coef, strict=True)})
+    risk = _unpack(fit.x)
+    summary = tilt_summary(cohorts[0], risk)
+    scc_offset = _scc_offset(cohorts[0], risk, summary["weights"])
+    logger.info("risk fit: cost %.2f after %d evaluations", fit.cost, fit.nfev)
     return {
-        "coef": {name: round(float(v), 5) for name, v in zip(TERM_NAMES, coef, strict=True)},
-        "centre": [round(float(v), 5) for v in centre],
-        "image_sd": round(image_sd, 5),
-        "subtype_intercepts": [round(float(v), 5) for v in intercepts],
-        "relative_terms": list(RELATIVE_TERMS),
+        "coef": {name: round(float(v), 5) for name, v in zip(TERM_NAMES, risk.coef, strict=True)},
+        "centre": [round(float(v), 5) for v in risk.centre],
+        "melanoma_offset": round(risk.melanoma_offset, 5),
+        "image_sd": round(risk.image_sd, 5),
+        "scc_offset": round(scc_offset, 5),
     }
 
 
-def _subtype_intercepts(cohort: _Cohort, weights: np.ndarray) -> np.ndarray:
-    """Intercepts that make the expected BCC / melanoma / SCC mix match the real one."""
-    scores = subtype_scores(cohort.features)
+def _scc_offset(cohort: _Cohort, risk: RiskModel, weights: np.ndarray) -> float:
+    """Offset that makes SCC 73 of the 236 keratinocyte cancers (FACTS.md section 2.3)."""
 
-    def gap(b: np.ndarray) -> np.ndarray:
-        probs = special.softmax(scores + np.concatenate([[0.0], b]), axis=1)
-        mix = weights @ probs / weights.sum()
-        return np.log(mix[1:] / _SUBTYPE_MIX[1:]) - np.log(mix[0] / _SUBTYPE_MIX[0])
+    def gap(offset: float) -> float:
+        trial = RiskModel(risk.coef, risk.centre, risk.melanoma_offset, risk.image_sd, offset)
+        probs = subtype_probabilities(cohort.features, cohort.centre, trial)
+        return float(weights @ probs[:, 2] / (weights @ (probs[:, 0] + probs[:, 2]))) - 73 / 236
 
-    solved = optimize.fsolve(gap, np.zeros(2))
-    return np.concatenate([[0.0], solved])
+    return float(optimize.brentq(gap, -10.0, 10.0))

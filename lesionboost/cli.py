@@ -197,10 +197,137 @@ def _run_embed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- tune / predict / report
+# Bodies live in lesionboost/_cli_run.py so that `lesionboost --help` stays fast.
+def _add_tune(subparsers: Any) -> None:
+    import textwrap
+
+    parser = subparsers.add_parser(
+        "tune",
+        help="tune the ensemble with Optuna (resumable, distributed); fit and save the best",
+        description=textwrap.fill(
+            "Tune LesionBoostClassifier by patient-grouped out-of-fold pAUC with Optuna, then "
+            "fit the best configuration on all data. Writes RUN_DIR/model/, best.json, "
+            "folds.parquet, oof.parquet and report/. Without --data it tunes on the built-in "
+            "simulator with demo settings (200 patients, 3 folds, LightGBM + XGBoost, 100 "
+            "rounds, 8 trials: a few minutes on 2 cores). Rerunning the same command resumes "
+            "a killed run without losing finished trials. Several machines: start the same "
+            "command with one --storage postgresql://... URL and --study NAME on each."
+        ),
+        epilog=(
+            "examples:\n  lesionboost tune --out runs/demo\n"
+            "  lesionboost tune --data train-metadata.csv --trials 100 --workers 2 --out runs/real\n"
+            "  lesionboost tune --data train-metadata.csv --storage "
+            "postgresql://user:pw@db/optuna --study isic --out runs/m1"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", metavar="CSV|PARQUET|DIR",
+                        help="training metadata (default: simulate a demo cohort)")
+    parser.add_argument("--images", metavar="HDF5", help="training crops (adds image features)")
+    parser.add_argument("--image-model", metavar="MODEL.onnx",
+                        help="ONNX image model for --images (default: the built-in embedder)")
+    parser.add_argument("--trials", type=int, metavar="N",
+                        help="finished trials the study should hold (default 50; demo 8)")
+    parser.add_argument("--timeout", type=float, metavar="SEC",
+                        help="stop starting trials after SEC seconds")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage: sqlite:///f.db, journal:PATH, postgresql://... "
+                        "(default: $LESIONBOOST_STORAGE, else RUN_DIR/study.db, or "
+                        "RUN_DIR/study.journal with --workers > 1)")
+    parser.add_argument("--study", default="lesionboost", metavar="NAME",
+                        help="study name in the storage (default: lesionboost)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes on this machine sharing the storage (default 1)")
+    parser.add_argument("--out", default="runs/lesionboost", metavar="RUN_DIR",
+                        help="run folder (default: runs/lesionboost)")
+    parser.add_argument("--force", action="store_true",
+                        help="discard a previous run in RUN_DIR and start over")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="patient-grouped folds (default 5; demo 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of folds, sampler, models")
+    parser.add_argument("--members", metavar="LIST",
+                        help="comma-separated members (default lightgbm,xgboost,catboost; "
+                        "demo lightgbm,xgboost)")
+    parser.add_argument("--rounds", type=int, metavar="N",
+                        help="boosting rounds of every member (default: the estimator's; demo "
+                        "100); small values make quick test runs")
+    parser.add_argument("--patients", type=int, metavar="N",
+                        help="size of the simulated cohort without --data (default 200)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the boosters train (default cpu)")
+    parser.add_argument("--n-jobs", type=int, metavar="N",
+                        help="threads per booster (default: all cores / workers)")
+    _common(parser)
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from ._cli_run import run_tune
+
+    return run_tune(args)
+
+
+def _add_predict(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="score new lesions with a saved model: a Kaggle submission (+ triage view)",
+        description=(
+            "Score the lesions of a metadata file with a saved model directory and write a "
+            "Kaggle submission (isic_id,target). --top-k K also writes OUT-triage.csv: for "
+            "each patient their K highest-risk lesions with rank, score and the three "
+            "features that pushed the score up most (SHAP contributions of the members)."
+        ),
+        epilog="example: lesionboost predict --model runs/demo/model --data test-metadata.csv "
+        "--out submission.csv --top-k 5",
+    )
+    parser.add_argument("--model", required=True, metavar="DIR", help="saved model directory")
+    parser.add_argument("--data", required=True, metavar="CSV|PARQUET",
+                        help="metadata of the lesions to score (test-metadata.csv)")
+    parser.add_argument("--images", metavar="HDF5", help="their crops (models with image features)")
+    parser.add_argument("--out", required=True, metavar="CSV", help="submission file to write")
+    parser.add_argument("--top-k", type=int, metavar="K",
+                        help="also write OUT-triage.csv with each patient's top K lesions")
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+    _common(parser)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ._cli_run import run_predict
+
+    return run_predict(args)
+
+
+def _add_report(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="draw the plots and HTML page of a tune run",
+        description=(
+            "Draw ROC (scored region TPR >= 0.8 shaded, pAUC printed), per-fold pAUC, "
+            "optimisation history, feature importances and calibration as PNGs, plus one "
+            "self-contained index.html, from a tune run folder. Needs matplotlib "
+            '(pip install "lesionboost[report]").'
+        ),
+        epilog="example: lesionboost report runs/demo   (writes runs/demo/report/index.html)",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a tune run")
+    parser.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/report; "
+                        "replaced atomically)")
+    _common(parser)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from ._cli_run import run_report
+
+    return run_report(args)
+
+
 # name -> (declare arguments, run)
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "show-versions": (_add_show_versions, _run_show_versions),
     "embed": (_add_embed, _run_embed),
+    "tune": (_add_tune, _run_tune),
+    "predict": (_add_predict, _run_predict),
+    "report": (_add_report, _run_report),
 }
 
 

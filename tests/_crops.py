@@ -16,7 +16,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from lesionboost.io import ImageStore
 
 
-def render_crop(rng: np.random.Generator, *, atypical: bool = False, side: int | None = None) -> bytes:
+def render_crop(
+    rng: np.random.Generator, *, atypical: bool = False, side: int | None = None
+) -> bytes:
     side = int(side or rng.integers(100, 170))
     skin = np.array([rng.uniform(170, 225), rng.uniform(120, 170), rng.uniform(90, 140)])
     noise = rng.normal(0, 6, (side, side, 3))
@@ -30,17 +32,28 @@ def render_crop(rng: np.random.Generator, *, atypical: bool = False, side: int |
         # A ragged polygon and a second, darker blotch: irregular border, two colours.
         angles = np.sort(rng.uniform(0, 2 * np.pi, 14))
         radii = radius * rng.uniform(0.6, 1.25, angles.size)
-        points = [(centre[0] + r * np.cos(a), centre[1] + r * np.sin(a)) for a, r in zip(angles, radii)]
+        points = [
+            (centre[0] + r * np.cos(a), centre[1] + r * np.sin(a))
+            for a, r in zip(angles, radii, strict=True)
+        ]
         draw.polygon(points, fill=colour)
         inner = radius * 0.45
         offset = rng.normal(0, radius * 0.2, 2)
-        box = [centre[0] + offset[0] - inner, centre[1] + offset[1] - inner,
-               centre[0] + offset[0] + inner, centre[1] + offset[1] + inner]
+        box = [
+            centre[0] + offset[0] - inner,
+            centre[1] + offset[1] - inner,
+            centre[0] + offset[0] + inner,
+            centre[1] + offset[1] + inner,
+        ]
         draw.ellipse(box, fill=tuple(int(v * 0.5) for v in colour))
     else:
         squash = rng.uniform(0.7, 1.0)
-        box = [centre[0] - radius, centre[1] - radius * squash,
-               centre[0] + radius, centre[1] + radius * squash]
+        box = [
+            centre[0] - radius,
+            centre[1] - radius * squash,
+            centre[0] + radius,
+            centre[1] + radius * squash,
+        ]
         draw.ellipse(box, fill=colour)
     image = image.filter(ImageFilter.GaussianBlur(radius=1.2))
     buffer = io.BytesIO()
@@ -59,6 +72,9 @@ def write_crops(
     """Write one crop per id (plus raw ``extra`` payloads) as a Kaggle-layout HDF5 file."""
     rng = np.random.default_rng(seed)
     flags = np.zeros(len(ids), dtype=bool) if atypical is None else np.asarray(atypical, bool)
-    items = [(isic_id, render_crop(rng, atypical=bool(flag))) for isic_id, flag in zip(ids, flags)]
+    items = [
+        (isic_id, render_crop(rng, atypical=bool(flag)))
+        for isic_id, flag in zip(ids, flags, strict=True)
+    ]
     items += list((extra or {}).items())
     return ImageStore.write(path, items)

@@ -21,7 +21,7 @@ def channel_mean_model(
     logit_weights: tuple[float, float, float] = (1.0, -1.0, 0.5),
     dtype: int = TensorProto.FLOAT,
 ) -> Path:
-    """Outputs ``embedding`` = per-channel spatial mean (N, 3) and ``logit`` = embedding @ w (N, 1)."""
+    """Outputs ``embedding`` = per-channel spatial mean (N, 3), ``logit`` = embedding @ w (N, 1)."""
     if layout == "NCHW":
         shape = ["N", 3, size, size]
         axes = [2, 3]

@@ -21,8 +21,9 @@ onnx = pytest.importorskip("onnx", reason="onnx is needed to build the built-in 
 pytest.importorskip("onnxruntime", reason="onnxruntime runs the built-in embedder")
 
 
-def _lesion(radius: float, *, lesion=(90, 55, 40), skin=(205, 150, 120), size: int = 131,
-            offset: int = 0) -> np.ndarray:
+def _lesion(
+    radius: float, *, lesion=(90, 55, 40), skin=(205, 150, 120), size: int = 131, offset: int = 0
+) -> np.ndarray:
     image = Image.new("RGB", (size, size), skin)
     draw = ImageDraw.Draw(image)
     c = size / 2 + offset
@@ -82,8 +83,9 @@ def test_plain_skin_has_no_lesion(embedder: OnnxEmbedder) -> None:
     assert f["mask_all"][0] < 0.05
     assert abs(f["contrast_L"][0]) < 0.02 and f["L_std_all"][0] < 1e-3
     assert f["gradx1_all"][0] < 1e-3 and f["asym_lr_all"][0] < 1e-6
-    np.testing.assert_allclose(f["L_mean_all"][0], (0.299 * 205 + 0.587 * 150 + 0.114 * 120) / 255,
-                               atol=2e-3)
+    np.testing.assert_allclose(
+        f["L_mean_all"][0], (0.299 * 205 + 0.587 * 150 + 0.114 * 120) / 255, atol=2e-3
+    )
 
 
 def test_features_track_size_contrast_and_asymmetry(embedder: OnnxEmbedder) -> None:

@@ -1,4 +1,4 @@
-"""``lesionboost embed``: Parquet output, shards that split a file exactly, errors and exit codes."""
+"""``lesionboost embed``: Parquet output, shards that split a file exactly, exit codes."""
 
 from __future__ import annotations
 
@@ -40,8 +40,12 @@ def test_shards_partition_the_sorted_ids(crops: Path, tmp_path: Path) -> None:
     parts = []
     for index in range(3):
         out = tmp_path / f"part{index}.parquet"
-        assert main(["embed", "--images", str(crops), "--out", str(out), "--shard",
-                     f"{index}/3", "-q"]) == 0
+        assert (
+            main(
+                ["embed", "--images", str(crops), "--out", str(out), "--shard", f"{index}/3", "-q"]
+            )
+            == 0
+        )
         parts.append(pl.read_parquet(out))
     assert [p.height for p in parts] == [8, 8, 8]
     whole_out = tmp_path / "whole.parquet"
@@ -51,7 +55,8 @@ def test_shards_partition_the_sorted_ids(crops: Path, tmp_path: Path) -> None:
     assert joined["isic_id"].to_list() == whole["isic_id"].to_list()
     np.testing.assert_allclose(
         joined.drop("isic_id", "image_failed").to_numpy(),
-        whole.drop("isic_id", "image_failed").to_numpy(), rtol=1e-6,
+        whole.drop("isic_id", "image_failed").to_numpy(),
+        rtol=1e-6,
     )
 
 
@@ -60,8 +65,24 @@ def test_custom_model_metadata_filter_and_batch_size(crops: Path, tmp_path: Path
     ids_file = tmp_path / "meta.csv"
     pl.DataFrame({"isic_id": ["ISIC_0000003", "ISIC_0000001", "ISIC_0000003"]}).write_csv(ids_file)
     out = tmp_path / "e.parquet"
-    code = main(["embed", "--images", str(crops), "--image-model", str(model), "--out", str(out),
-                 "--metadata", str(ids_file), "--batch-size", "1", "--output-name", "logit", "-q"])
+    code = main(
+        [
+            "embed",
+            "--images",
+            str(crops),
+            "--image-model",
+            str(model),
+            "--out",
+            str(out),
+            "--metadata",
+            str(ids_file),
+            "--batch-size",
+            "1",
+            "--output-name",
+            "logit",
+            "-q",
+        ]
+    )
     assert code == 0
     table = pl.read_parquet(out)
     assert table["isic_id"].to_list() == ["ISIC_0000001", "ISIC_0000003"]
@@ -74,8 +95,20 @@ def test_usage_errors_exit_2_and_keep_existing_output(crops: Path, tmp_path: Pat
     assert main(["embed", "--images", str(crops), "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err and out.read_bytes() == b"keep me"
     for shard in ("3/3", "a/b", "1/0"):
-        assert main(["embed", "--images", str(crops), "--out", str(tmp_path / "x.parquet"),
-                     "--shard", shard]) == 2
+        assert (
+            main(
+                [
+                    "embed",
+                    "--images",
+                    str(crops),
+                    "--out",
+                    str(tmp_path / "x.parquet"),
+                    "--shard",
+                    shard,
+                ]
+            )
+            == 2
+        )
     assert main(["embed", "--images", str(crops)]) == 2  # --out is required
 
 
@@ -86,7 +119,16 @@ def test_failures_exit_1_with_one_line(tmp_path: Path, crops: Path, capsys) -> N
     assert err.count("\n") == 0 and "absent.hdf5" in err
     bad_model = tmp_path / "bad.onnx"
     bad_model.write_text("not a model")
-    code = main(["embed", "--images", str(crops), "--model", str(bad_model), "--out",
-                 str(tmp_path / "o.parquet")])
+    code = main(
+        [
+            "embed",
+            "--images",
+            str(crops),
+            "--model",
+            str(bad_model),
+            "--out",
+            str(tmp_path / "o.parquet"),
+        ]
+    )
     assert code == 1 and "could not load" in capsys.readouterr().err
     assert not (tmp_path / "o.parquet").exists()

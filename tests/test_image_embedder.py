@@ -85,8 +85,9 @@ def test_nchw_and_nhwc_models_agree(tmp_path: Path, crops: tuple[Path, list[str]
     path, ids = crops
     outputs = []
     for layout in ("NCHW", "NHWC"):
-        model = channel_mean_model(tmp_path / f"{layout}.onnx", layout=layout,
-                                   metadata=_metadata(layout))
+        model = channel_mean_model(
+            tmp_path / f"{layout}.onnx", layout=layout, metadata=_metadata(layout)
+        )
         outputs.append(OnnxEmbedder(model, providers="cpu").embed(path, ids[:20]))
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
 
@@ -157,7 +158,8 @@ def test_auto_checks_the_session_providers(tmp_path: Path, monkeypatch: pytest.M
 
     # onnxruntime-gpu on a machine without a usable GPU lists CUDA but silently runs on CPU.
     monkeypatch.setattr(
-        onnxruntime, "get_available_providers",
+        onnxruntime,
+        "get_available_providers",
         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
     )
     model = channel_mean_model(tmp_path / "m.onnx", size=8)
@@ -219,3 +221,21 @@ def test_placeholder_test_images_embed_end_to_end(real_test_images: Path) -> Non
     assert embedder.stats is not None and embedder.stats.failed == 0
     # The three crops differ (different patients, skin tones): distinct embeddings.
     assert np.abs(out[0] - out[1]).max() > 1e-3 and np.abs(out[1] - out[2]).max() > 1e-3
+
+
+def test_write_model_metadata_makes_arguments_unnecessary(tmp_path: Path) -> None:
+    from lesionboost.image import write_model_metadata
+
+    bare = channel_mean_model(tmp_path / "bare.onnx", size="S")  # like a timm export
+    with pytest.raises(ValueError, match="input_size"):
+        OnnxEmbedder(bare)
+    annotated = write_model_metadata(bare, input_size=24, layout="nchw", mean=MEAN, std=STD,
+                                     output="logit", out=tmp_path / "annotated.onnx")
+    embedder = OnnxEmbedder(annotated)
+    assert (embedder.input_size, embedder.layout, embedder.output) == (24, "NCHW", "logit")
+    assert embedder.mean == MEAN and embedder.std == STD
+    write_model_metadata(annotated, input_size=32)  # in place, other keys kept
+    assert OnnxEmbedder(annotated).input_size == 32 and OnnxEmbedder(annotated).mean == MEAN
+    with pytest.raises(ModelFileError, match="not an ONNX model"):
+        (tmp_path / "x.onnx").write_text("nope")
+        write_model_metadata(tmp_path / "x.onnx", input_size=3)

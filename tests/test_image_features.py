@@ -35,8 +35,15 @@ def test_columns_and_types(toy: tuple[pl.DataFrame, np.ndarray]) -> None:
     frame, emb = toy
     features, state = image_features(frame, emb, scores=np.arange(12.0), n_components=3)
     assert features.columns == [
-        "isic_id", "img_missing", "img_score", "img_score_prank", "img_pc1", "img_pc2",
-        "img_pc3", "img_cos_patient", "img_cos_prank",
+        "isic_id",
+        "img_missing",
+        "img_score",
+        "img_score_prank",
+        "img_pc1",
+        "img_pc2",
+        "img_pc3",
+        "img_cos_patient",
+        "img_cos_prank",
     ]
     assert features["isic_id"].to_list() == frame["isic_id"].to_list()
     assert features["img_pc1"].dtype == pl.Float32 and features["img_missing"].dtype == pl.Int8
@@ -165,8 +172,14 @@ def test_scores_oof_first_then_mean_of_fold_models(image_setup: dict[str, object
     oof = np.full(30, np.nan, dtype=np.float32)
     oof[:20] = np.arange(20, dtype=np.float32)  # rows 0-19 were scored out of fold
     scorer = ImageModels(
-        directory=folder, model_paths=list(image_setup["models"]), isic_ids=ids, oof_scores=oof,
-        folds=np.zeros(30, np.int8), train_ids=[[], []], parity=[0.0, 0.0], image_size=16,
+        directory=folder,
+        model_paths=list(image_setup["models"]),
+        isic_ids=ids,
+        oof_scores=oof,
+        folds=np.zeros(30, np.int8),
+        train_ids=[[], []],
+        parity=[0.0, 0.0],
+        image_size=16,
     )
     scorer.save()
     features, state = image_feature_frame(frame, image_setup["store"], embedder=folder)
@@ -194,3 +207,78 @@ def test_oof_scores_argument_as_array_or_mapping(image_setup: dict[str, object])
     np.testing.assert_allclose(by_row["img_score"].to_numpy()[:29], values[:29], rtol=1e-6)
     with pytest.raises(ValueError, match="oof_scores has 3 values"):
         image_feature_frame(frame, image_setup["store"], oof_scores=[1.0, 2.0, 3.0])
+
+
+def test_precomputed_embeddings_from_the_embed_command(
+    image_setup: dict[str, object], tmp_path: Path
+) -> None:
+    from lesionboost.cli import main
+
+    frame = image_setup["frame"]
+    table = tmp_path / "emb.parquet"
+    assert main(["embed", "--images", str(image_setup["store"]), "--out", str(table), "-q"]) == 0
+    direct, direct_state = image_feature_frame(frame, image_setup["store"], n_components=4)
+    # No image file needed when the embeddings are precomputed and there is no scorer.
+    cached, cached_state = image_feature_frame(frame, None, embedder=table, n_components=4)
+    assert cached.equals(direct)
+    assert cached_state["embedder"]["sha256"] == direct_state["embedder"]["sha256"]
+    # Fitted on the table, applied with the live built-in model: the same model, accepted.
+    live, _ = image_feature_frame(frame, image_setup["store"], fitted_state=cached_state)
+    assert live.equals(direct)
+    # Embeddings of another model are refused.
+    other = tmp_path / "other.parquet"
+    model = str(image_setup["models"][0])
+    assert (
+        main(
+            [
+                "embed",
+                "--images",
+                str(image_setup["store"]),
+                "--model",
+                model,
+                "--out",
+                str(other),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    with pytest.raises(ValueError, match="differs from the one the image features were fitted"):
+        image_feature_frame(frame, None, embedder=other, fitted_state=cached_state)
+    with pytest.raises(ValueError, match="needs the image file"):
+        image_feature_frame(frame, None)
+
+
+def test_embeddings_table_checks(image_setup: dict[str, object]) -> None:
+    frame = image_setup["frame"]
+    table = pl.DataFrame(
+        {"isic_id": ["ISIC_0000000", "ISIC_0000001"], "emb_000": [1.0, 2.0], "emb_001": [0.5, 0.1]}
+    )
+    features, _ = image_feature_frame(frame, None, embedder=table, n_components=1)
+    assert features["img_missing"].sum() == 28  # ids absent from the table count as missing
+    with pytest.raises(ValueError, match="no emb_"):
+        image_feature_frame(frame, None, embedder=table.select("isic_id"))
+    with pytest.raises(ValueError, match="repeats isic_ids"):
+        image_feature_frame(frame, None, embedder=pl.concat([table, table]))
+
+
+def test_one_argument_may_name_embeddings_and_fold_models(
+    image_setup: dict[str, object], tmp_path: Path
+) -> None:
+    frame = image_setup["frame"]
+    folder: Path = image_setup["folder"] / "pair"
+    folder.mkdir(exist_ok=True)
+    ids = frame["isic_id"].to_list()
+    oof = np.arange(30, dtype=np.float32)
+    ImageModels(directory=folder, model_paths=list(image_setup["models"]), isic_ids=ids,
+                oof_scores=oof, folds=np.zeros(30, np.int8), train_ids=[[], []],
+                parity=[0.0, 0.0], image_size=16).save()
+    table = tmp_path / "emb.parquet"
+    from lesionboost.cli import main
+
+    assert main(["embed", "--images", str(image_setup["store"]), "--out", str(table), "-q"]) == 0
+    pair, state = image_feature_frame(frame, image_setup["store"], embedder=[table, folder])
+    np.testing.assert_allclose(pair["img_score"].to_numpy()[:29], oof[:29])
+    assert state["scorer"] == str(folder)
+    with pytest.raises(ValueError, match="at most one embedding source"):
+        image_feature_frame(frame, image_setup["store"], embedder=[table, table])

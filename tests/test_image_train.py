@@ -14,7 +14,8 @@ pytest.importorskip(
     "torch", reason="PyTorch is not installed (pip install 'lesionboost[train-image]')"
 )
 pytest.importorskip(
-    "onnxscript", reason="onnxscript is not installed (torch.onnx.export needs it; extra train-image)"
+    "onnxscript",
+    reason="onnxscript is not installed (torch.onnx.export needs it; extra train-image)",
 )
 
 import onnx  # noqa: E402
@@ -25,7 +26,9 @@ pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, np.ndarray, ImageModels]:
+def trained(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[pl.DataFrame, np.ndarray, ImageModels]:
     folder = tmp_path_factory.mktemp("train")
     n_patients, per_patient = 24, 4
     n = n_patients * per_patient
@@ -43,8 +46,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, np.
     store = write_crops(folder / "crops.hdf5", ids[:-1], atypical=target[:-1] == 1, seed=1)
     folds = (np.arange(n) // per_patient) % 2  # two folds, whole patients
     result = train_embedder(
-        frame, store, folds, out_dir=folder / "models", epochs=1, batch_size=32, width=4,
-        negatives_per_positive=2, seed=3, progress=False,
+        frame,
+        store,
+        folds,
+        out_dir=folder / "models",
+        epochs=1,
+        batch_size=32,
+        width=4,
+        negatives_per_positive=2,
+        seed=3,
+        progress=False,
     )
     return frame, folds, result
 
@@ -62,7 +73,9 @@ def test_export_matches_pytorch_and_carries_metadata(trained) -> None:  # type: 
         embedder = OnnxEmbedder(path, providers="cpu")
         assert embedder.output == "embedding" and embedder.layout == "NCHW"
         assert len(embedder.mean) == 3 and min(embedder.std) > 0
-        emb, logit = embedder.run_outputs(np.zeros((3, 64, 64, 3), np.uint8), ["embedding", "logit"])
+        emb, logit = embedder.run_outputs(
+            np.zeros((3, 64, 64, 3), np.uint8), ["embedding", "logit"]
+        )
         assert emb.shape == (3, 16) and logit.shape == (3, 1)  # 4 * width, dynamic batch
 
 
@@ -79,8 +92,9 @@ def test_no_score_comes_from_a_model_that_saw_the_patient(trained) -> None:  # t
     store = result.directory.parent / "crops.hdf5"
     for fold in (0, 1):
         rows = np.flatnonzero((folds == fold) & np.isfinite(result.oof_scores))[:6]
-        own = OnnxEmbedder(result.model_paths[fold]).embed(store, [ids[i] for i in rows],
-                                                           outputs=["logit"])[0][:, 0]
+        own = OnnxEmbedder(result.model_paths[fold]).embed(
+            store, [ids[i] for i in rows], outputs=["logit"]
+        )[0][:, 0]
         np.testing.assert_allclose(result.oof_scores[rows], own, rtol=1e-5, atol=1e-6)
         other = OnnxEmbedder(result.model_paths[1 - fold]).embed(
             store, [ids[i] for i in rows], outputs=["logit"]

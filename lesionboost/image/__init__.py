@@ -1,7 +1,8 @@
 """Images: decoding, the ONNX embedder, the built-in model, a trainer and GBDT image features.
 
 - :class:`OnnxEmbedder` -- any image ONNX model over a SLICE-3D HDF5 file with
-  onnxruntime (CUDA when present, else CPU), decoding overlapped with inference.
+  onnxruntime (CUDA when present, else CPU), decoding overlapped with inference;
+  :func:`write_model_metadata` records a foreign model's input conventions.
 - :func:`build_builtin_embedder` / :func:`builtin_model_path` -- the built-in
   label-free embedder (a fixed ONNX graph; nothing is downloaded).
 - :func:`train_embedder` -- one small CNN per patient fold (PyTorch, optional),
@@ -22,13 +23,14 @@ from ._builtin import (
     builtin_model_path,
 )
 from ._decode import DecodeStats, decode_jpeg, iter_decoded
-from ._embedder import METADATA_KEYS, OnnxEmbedder
+from ._embedder import METADATA_KEYS, OnnxEmbedder, write_model_metadata
 from ._features import image_feature_frame, image_features
 from ._train import ImageModels, train_embedder
 
 __all__ = [
     "OnnxEmbedder",
     "METADATA_KEYS",
+    "write_model_metadata",
     "build_builtin_embedder",
     "builtin_model_path",
     "builtin_model_bytes",

@@ -39,7 +39,12 @@ from .._atomic import atomic_path
 from .._imports import import_optional
 from ._embedder import METADATA_KEYS
 
-__all__ = ["build_builtin_embedder", "builtin_model_path", "builtin_model_bytes", "BUILTIN_FEATURES"]
+__all__ = [
+    "build_builtin_embedder",
+    "builtin_model_path",
+    "builtin_model_bytes",
+    "BUILTIN_FEATURES",
+]
 
 BUILTIN_VERSION = 1
 OPSET = 17
@@ -64,8 +69,14 @@ def _second_moment_map() -> np.ndarray:
     w = _OPPONENT
     return np.stack(
         [
-            [w[k, 0] ** 2, w[k, 1] ** 2, w[k, 2] ** 2,
-             2 * w[k, 0] * w[k, 1], 2 * w[k, 1] * w[k, 2], 2 * w[k, 2] * w[k, 0]]
+            [
+                w[k, 0] ** 2,
+                w[k, 1] ** 2,
+                w[k, 2] ** 2,
+                2 * w[k, 0] * w[k, 1],
+                2 * w[k, 1] * w[k, 2],
+                2 * w[k, 2] * w[k, 0],
+            ]
             for k in range(3)
         ]
     )
@@ -141,11 +152,27 @@ def _build_model(size: int):  # type: ignore[no-untyped-def]
     const("mask_margin", _MASK_MARGIN)
     const("eps", 1e-4)
     for name, values in {
-        "perm": [1, 2, 0], "shape_maps": [0, 0, half * half], "shape_flat": [0, -1],
-        "c0": [0], "c3": [3], "c9": [9], "c11": [11], "c12": [12], "c15": [15],
-        "shape_any": [0, 0, -1], "outer": [_OUTER], "outer1": [_OUTER + 1], "whole": [_WHOLE],
-        "whole1": [_WHOLE + 1], "ax1": [1], "ax2": [2], "ax3": [3], "ax23": [2, 3],
-        "rev_start": [-1], "rev_end": [-(2**62)], "rev_step": [-1],
+        "perm": [1, 2, 0],
+        "shape_maps": [0, 0, half * half],
+        "shape_flat": [0, -1],
+        "c0": [0],
+        "c3": [3],
+        "c9": [9],
+        "c11": [11],
+        "c12": [12],
+        "c15": [15],
+        "shape_any": [0, 0, -1],
+        "outer": [_OUTER],
+        "outer1": [_OUTER + 1],
+        "whole": [_WHOLE],
+        "whole1": [_WHOLE + 1],
+        "ax1": [1],
+        "ax2": [2],
+        "ax3": [3],
+        "ax23": [2, 3],
+        "rev_start": [-1],
+        "rev_end": [-(2**62)],
+        "rev_step": [-1],
     }.items():
         const(name, values, np.int64)
 
@@ -233,7 +260,11 @@ def _build_model(size: int):  # type: ignore[no-untyped-def]
         nodes,
         "lesionboost_builtin_embedder",
         [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, 3])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", len(BUILTIN_FEATURES)])],
+        [
+            helper.make_tensor_value_info(
+                "embedding", TensorProto.FLOAT, ["N", len(BUILTIN_FEATURES)]
+            )
+        ],
         initializer=init,
     )
     model = helper.make_model(

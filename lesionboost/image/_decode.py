@@ -9,7 +9,7 @@ Two facts shape this module:
   decodes in parallel. ``Image.draft("RGB", (s, s))`` asks libjpeg to decode
   at 1/2, 1/4 or 1/8 scale in the DCT domain (the smallest scale that still
   gives at least ``s`` pixels), which is several times cheaper than a full
-  decode; an exact resize to ``s x s`` follows.
+  decode; an exact area-averaging resize to ``s x s`` follows.
 
 A crop that is missing from the store or cannot be decoded never stops a run:
 its row is left as zeros, flagged in the ``failed`` mask, counted in a
@@ -55,8 +55,8 @@ def decode_jpeg(data: bytes, size: int) -> np.ndarray:
     """Decode one image file to an RGB ``uint8`` array of shape ``(size, size, 3)``.
 
     JPEGs are decoded at a reduced scale in the DCT domain (Pillow's draft mode)
-    and then resized exactly with an antialiasing bilinear filter; other formats
-    Pillow reads (PNG, ...) are decoded in full and resized.
+    and then resized exactly by area averaging (Pillow's BOX filter); other
+    formats Pillow reads (PNG, ...) are decoded in full and resized.
 
     Parameters
     ----------
@@ -89,7 +89,9 @@ def decode_jpeg(data: bytes, size: int) -> np.ndarray:
         rgb = image.convert("RGB") if image.mode != "RGB" else image
         rgb.load()
         if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            # Area averaging (BOX): the usual filter for downscaling, and ~25 % cheaper
+            # than BILINEAR here, where resizing costs as much as decoding.
+            rgb = rgb.resize((size, size), Image.Resampling.BOX)
         return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -132,7 +134,9 @@ class DecodeStats:
                 self.examples.append(f"{isic_id}: {reason}")
             announce_more = not first and self.failed == _MAX_LOGGED_FAILURES + 1
         if first:
-            logger.warning("Image %s is %s (%s); its row is NaN and flagged.", isic_id, kind, reason)
+            logger.warning(
+                "Image %s is %s (%s); its row is NaN and flagged.", isic_id, kind, reason
+            )
         elif announce_more:
             logger.warning("More images fail; further failures are only counted.")
 
@@ -203,11 +207,7 @@ class _RawReader:
         except (KeyError, ValueError):
             return self._store.get_bytes(isic_id)
         kind = dataset.get_type()
-        if (
-            dataset.shape != ()
-            or kind.get_class() != h5py.h5t.STRING
-            or kind.is_variable_str()
-        ):
+        if dataset.shape != () or kind.get_class() != h5py.h5t.STRING or kind.is_variable_str():
             return self._store.get_bytes(isic_id)
         buffer = np.empty((), dtype=f"S{kind.get_size()}")
         try:

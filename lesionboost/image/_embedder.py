@@ -34,7 +34,7 @@ from .._imports import import_optional
 from ..io import ImageStore
 from ._decode import DecodeStats, iter_decoded
 
-__all__ = ["OnnxEmbedder", "METADATA_KEYS"]
+__all__ = ["OnnxEmbedder", "METADATA_KEYS", "write_model_metadata"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,10 @@ class OnnxEmbedder:
     mean, std : float or sequence of 3 floats, optional
         Per-channel normalisation on the ``[0, 1]`` pixel scale, applied as
         ``(pixel / 255 - mean) / std``; default 0 and 1. Ignored for models
-        with a ``uint8`` input, which receive raw pixels.
+        with a ``uint8`` input, which receive raw pixels. An ImageNet-pretrained
+        export (e.g. from timm) wants ``mean=(0.485, 0.456, 0.406)``,
+        ``std=(0.229, 0.224, 0.225)``; :func:`write_model_metadata` can store
+        them in the file once.
     output : str, optional
         Name of the model output to return; default the metadata's
         ``lesionboost.output``, else the first output.
@@ -182,7 +185,7 @@ class OnnxEmbedder:
     >>> from lesionboost.image import OnnxEmbedder
     >>> embedder = OnnxEmbedder()  # the built-in model, on CPU here
     >>> embedder.input_size, embedder.layout, embedder.device
-    (64, 'NCHW', 'cpu')
+    (64, 'NHWC', 'cpu')
     >>> import numpy as np
     >>> embedder.embed_images(np.zeros((2, 64, 64, 3), np.uint8)).shape[0]
     2
@@ -411,7 +414,9 @@ class OnnxEmbedder:
             batch = batch.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(batch)
 
-    def run_outputs(self, images: np.ndarray, outputs: Sequence[str] | None = None) -> list[np.ndarray]:
+    def run_outputs(
+        self, images: np.ndarray, outputs: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
         """Run the model on decoded images and return the named outputs (flattened per row).
 
         Parameters
@@ -435,9 +440,7 @@ class OnnxEmbedder:
             )
         names = list(outputs) if outputs is not None else [self.output]
         results = self._session.run(names, {self.input_name: self._prepare(images)})
-        return [
-            np.asarray(r, dtype=np.float32).reshape(images.shape[0], -1) for r in results
-        ]
+        return [np.asarray(r, dtype=np.float32).reshape(images.shape[0], -1) for r in results]
 
     def embed_images(self, images: np.ndarray) -> np.ndarray:
         """Embed already decoded images, in batches of ``batch_size``.
@@ -453,12 +456,9 @@ class OnnxEmbedder:
         images = np.asarray(images)
         parts = [
             self.run_outputs(images[i : i + self.batch_size])[0]
-            for i in range(0, max(len(images), 1), self.batch_size)
-            if len(images)
+            for i in range(0, len(images), self.batch_size)
         ]
-        if not parts:
-            return np.empty((0, 0), dtype=np.float32)
-        return np.concatenate(parts)
+        return np.concatenate(parts) if parts else np.empty((0, 0), dtype=np.float32)
 
     def embed(
         self,
@@ -499,7 +499,7 @@ class OnnxEmbedder:
 
         if not isinstance(store, ImageStore):
             store = ImageStore(store)
-        ids = list(store.ids() if isinstance(isic_ids, type(None)) else _as_id_list(isic_ids))
+        ids = list(store.ids()) if isic_ids is None else _as_id_list(isic_ids)
         names = list(outputs) if outputs is not None else [self.output]
         missing_outputs = [n for n in names if n not in self.output_names]
         if missing_outputs:
@@ -519,8 +519,10 @@ class OnnxEmbedder:
             if not pending:
                 return
             start = pending[0].start
-            images = np.concatenate([c.images for c in pending]) if len(pending) > 1 else (
-                pending[0].images
+            images = (
+                np.concatenate([c.images for c in pending])
+                if len(pending) > 1
+                else pending[0].images
             )
             outs = self.run_outputs(images, names)
             for k, out in enumerate(outs):
@@ -534,7 +536,11 @@ class OnnxEmbedder:
             total=n, unit="crop", desc="embed", disable=None if progress is None else not progress
         ) as bar:
             for decoded in iter_decoded(
-                store, ids, self.input_size, chunk_size=chunk, workers=self.workers,
+                store,
+                ids,
+                self.input_size,
+                chunk_size=chunk,
+                workers=self.workers,
                 stats=self.stats,
             ):
                 failed[decoded.start : decoded.start + len(decoded.failed)] = decoded.failed
@@ -544,16 +550,17 @@ class OnnxEmbedder:
                     flush()
                 bar.update(len(decoded.failed))
             flush()
-        arrays = [
-            r if r is not None else np.empty((0, 0), dtype=np.float32) for r in results
-        ]
+        arrays = [r if r is not None else np.empty((0, 0), dtype=np.float32) for r in results]
         for array in arrays:
             if array.shape[0]:
                 array[failed] = np.nan
         elapsed = time.perf_counter() - started
         logger.info(
             "Embedded %d crops in %.1f s (%.0f crops/s) on %s; %s.",
-            n, elapsed, n / elapsed if elapsed > 0 else float("nan"), self.device,
+            n,
+            elapsed,
+            n / elapsed if elapsed > 0 else float("nan"),
+            self.device,
             self.stats.summary(),
         )
         value: Any = arrays if outputs is not None else arrays[0]
@@ -573,7 +580,70 @@ def _as_id_list(isic_ids: Any) -> list[str]:
         values = list(np.asarray(isic_ids, dtype=object).ravel())
     bad = [v for v in values if not isinstance(v, str)]
     if bad:
-        raise ValueError(
-            f"isic_ids must be strings like 'ISIC_0015657'; got {bad[:5]!r}."
-        )
+        raise ValueError(f"isic_ids must be strings like 'ISIC_0015657'; got {bad[:5]!r}.")
     return values
+
+
+def write_model_metadata(
+    model_path: str | os.PathLike[str],
+    *,
+    input_size: int | None = None,
+    layout: Literal["NCHW", "NHWC"] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    output: str | None = None,
+    score_output: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Record how an image model wants its input in its ``metadata_props`` (atomically).
+
+    Useful for models exported elsewhere (e.g. from timm), so that
+    :class:`OnnxEmbedder` needs no arguments for them afterwards.
+
+    Parameters
+    ----------
+    model_path : path
+        The ``.onnx`` file.
+    input_size, layout, mean, std, output, score_output
+        Values for the keys in :data:`METADATA_KEYS`; ``None`` leaves a key as it is.
+    out : path, optional
+        Where to write the annotated model; default: overwrite ``model_path``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Examples
+    --------
+    >>> write_model_metadata("convnext_nano.onnx", input_size=224, layout="NCHW",  # doctest: +SKIP
+    ...                      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    """
+    from .._atomic import atomic_path
+
+    onnx = import_optional("onnx", purpose="editing ONNX model metadata")
+    source = Path(model_path)
+    try:
+        model = onnx.load(str(source), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise ModelFileError(f"{source} is not an ONNX model ({exc}).") from exc
+    if layout is not None and layout.upper() not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}.")
+    values = {
+        "input_size": None if input_size is None else str(int(input_size)),
+        "layout": None if layout is None else layout.upper(),
+        "mean": None if mean is None else ",".join(f"{v:.8g}" for v in _triple(mean, "mean")),
+        "std": None if std is None else ",".join(f"{v:.8g}" for v in _triple(std, "std")),
+        "output": output,
+        "score_output": score_output,
+    }
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update({METADATA_KEYS[k]: v for k, v in values.items() if v is not None})
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    target = Path(out) if out is not None else source
+    with atomic_path(target) as tmp:
+        onnx.save(model, str(tmp))
+    return target

@@ -67,13 +67,17 @@ def _patient_codes(frame: pl.DataFrame) -> np.ndarray:
 
 
 def _rank_within(values: np.ndarray, codes: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Percentile rank ``(rank - 1) / (n - 1)`` within each patient over valid rows; NaN elsewhere."""
+    """Percentile rank ``(rank - 1) / (n - 1)`` within each patient over valid rows, else NaN."""
     frame = pl.DataFrame({"g": codes[valid], "x": values[valid]})
-    ranked = frame.select(
-        pl.when(pl.len().over("g") > 1)
-        .then((pl.col("x").rank("average").over("g") - 1.0) / (pl.len().over("g") - 1.0))
-        .otherwise(0.5)
-    ).to_series().to_numpy()
+    ranked = (
+        frame.select(
+            pl.when(pl.len().over("g") > 1)
+            .then((pl.col("x").rank("average").over("g") - 1.0) / (pl.len().over("g") - 1.0))
+            .otherwise(0.5)
+        )
+        .to_series()
+        .to_numpy()
+    )
     out = np.full(values.shape[0], np.nan)
     out[valid] = ranked
     return out
@@ -234,8 +238,9 @@ class _TableEmbedder:
     the table, or flagged ``image_failed``, count as missing crops.
     """
 
-    def __init__(self, table: pl.DataFrame, *, source: str, model: str | None,
-                 sha256: str | None) -> None:
+    def __init__(
+        self, table: pl.DataFrame, *, source: str, model: str | None, sha256: str | None
+    ) -> None:
         if "isic_id" not in table.columns:
             raise ValueError(f"The embeddings table {source} has no isic_id column.")
         self._columns = [c for c in table.columns if c.startswith("emb_")]
@@ -255,11 +260,21 @@ class _TableEmbedder:
     @classmethod
     def from_parquet(cls, path: Path) -> _TableEmbedder:
         meta = pl.read_parquet_metadata(path)
-        return cls(pl.read_parquet(path), source=str(path), model=meta.get(TABLE_MODEL_KEY),
-                   sha256=meta.get(TABLE_SHA_KEY))
+        return cls(
+            pl.read_parquet(path),
+            source=str(path),
+            model=meta.get(TABLE_MODEL_KEY),
+            sha256=meta.get(TABLE_SHA_KEY),
+        )
 
-    def embed(self, store: Any, isic_ids: list[str], *, return_failed: bool = False,
-              progress: bool | None = None) -> Any:
+    def embed(
+        self,
+        store: Any,
+        isic_ids: list[str],
+        *,
+        return_failed: bool = False,
+        progress: bool | None = None,
+    ) -> Any:
         wanted = pl.DataFrame({"isic_id": pl.Series(list(isic_ids), dtype=pl.String)})
         joined = wanted.join(self._table, on="isic_id", how="left", maintain_order="left")
         values = joined.select(self._columns).to_numpy().astype(np.float32)
@@ -267,8 +282,9 @@ class _TableEmbedder:
         if "image_failed" in joined.columns:
             failed |= joined.get_column("image_failed").fill_null(True).to_numpy().astype(bool)
         if failed.any():
-            logger.info("%d of %d lesions have no embedding in the table.", int(failed.sum()),
-                        len(isic_ids))
+            logger.info(
+                "%d of %d lesions have no embedding in the table.", int(failed.sum()), len(isic_ids)
+            )
         values[failed] = np.nan
         return (values, failed) if return_failed else values
 
@@ -306,8 +322,10 @@ def _align_scores(frame: pl.DataFrame, oof_scores: Any) -> np.ndarray:
     if isinstance(oof_scores, pl.DataFrame):
         table = oof_scores
         joined = frame.select("isic_id").join(
-            table.select("isic_id", pl.col(table.columns[-1]).alias("s")), on="isic_id",
-            how="left", maintain_order="left",
+            table.select("isic_id", pl.col(table.columns[-1]).alias("s")),
+            on="isic_id",
+            how="left",
+            maintain_order="left",
         )
         return joined.get_column("s").cast(pl.Float64).to_numpy()
     values = np.asarray(oof_scores, dtype=np.float64).ravel()
@@ -344,7 +362,8 @@ def image_feature_frame(
         ``lesionboost embed`` Parquet file or a frame with ``isic_id`` and
         ``emb_*`` columns -- so that CV folds and tuning trials embed once.
         A :class:`~lesionboost.image.ImageModels` (from :func:`train_embedder`)
-        or its folder is taken as ``scorer`` and the built-in model embeds.
+        or its folder is taken as ``scorer`` and the built-in model embeds; a
+        list or tuple may hold one embedding source and one such folder.
     oof_scores : array-like, mapping or DataFrame, optional
         Out-of-fold image scores of the training rows (array in row order, or
         ``isic_id -> score``), e.g. ``train_embedder(...).oof_scores``.
@@ -382,10 +401,22 @@ def image_feature_frame(
     frame = to_polars(metadata, what="metadata")
     if "isic_id" not in frame.columns:
         raise ValueError("Image features need an 'isic_id' column to find the crops.")
-    if isinstance(embedder, ImageModels) or (
-        isinstance(embedder, (str, os.PathLike)) and Path(embedder).is_dir()
-    ):
-        scorer, embedder = embedder, None
+    def is_scorer(source: Any) -> bool:
+        return isinstance(source, ImageModels) or (
+            isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
+        )
+
+    # One image_model argument may name both sources, e.g. (embeddings, fold models).
+    sources = list(embedder) if isinstance(embedder, (list, tuple)) else [embedder]
+    scorers = [s for s in sources if s is not None and is_scorer(s)]
+    embedders = [s for s in sources if s is not None and not is_scorer(s)]
+    if len(scorers) > 1 or len(embedders) > 1 or (scorers and scorer is not None):
+        raise ValueError(
+            "Pass at most one embedding source (.onnx, embeddings .parquet, OnnxEmbedder) and "
+            f"one train_embedder() folder; got {sources!r} and scorer={scorer!r}."
+        )
+    embedder = embedders[0] if embedders else None
+    scorer = scorers[0] if scorers else scorer
     if scorer is None and fitted_state is not None and fitted_state.get("scorer"):
         scorer = fitted_state["scorer"]
     if scorer is not None and not isinstance(scorer, ImageModels):
@@ -401,8 +432,10 @@ def image_feature_frame(
     fingerprint = _model_fingerprint(model)
     if fitted_state is not None:
         expected = fitted_state.get("embedder", {})
-        if expected.get("sha256") and fingerprint["sha256"] and (
-            expected["sha256"] != fingerprint["sha256"]
+        if (
+            expected.get("sha256")
+            and fingerprint["sha256"]
+            and (expected["sha256"] != fingerprint["sha256"])
         ):
             raise ValueError(
                 f"The image model ({fingerprint['model']}) differs from the one the image "
@@ -426,7 +459,11 @@ def image_feature_frame(
             index = np.flatnonzero(need)
             scores[index] = scorer.score(store, [ids[i] for i in index], progress=progress)
     features, state = image_features(
-        frame, embeddings, failed=failed, scores=scores, fitted_state=fitted_state,
+        frame,
+        embeddings,
+        failed=failed,
+        scores=scores,
+        fitted_state=fitted_state,
         n_components=n_components,
     )
     state["embedder"] = fingerprint

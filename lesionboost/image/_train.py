@@ -57,7 +57,7 @@ def _torch() -> Any:
     except ImportError as exc:
         raise OptionalDependencyError(
             "Exporting the trained image model to ONNX needs 'onnxscript' "
-            f"({exc}). Install it with: pip install \"lesionboost[train-image]\""
+            f'({exc}). Install it with: pip install "lesionboost[train-image]"'
         ) from exc
     return torch
 
@@ -66,8 +66,11 @@ def _build_cnn(torch: Any, width: int) -> Any:
     nn = torch.nn
 
     def block(c_in: int, c_out: int) -> list[Any]:
-        return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True)]
+        return [
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
 
     class _SmallCNN(nn.Module):
         """Four conv blocks (64 -> 32 -> 16 -> 8 px), global average pooling, a linear head.
@@ -78,11 +81,15 @@ def _build_cnn(torch: Any, width: int) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.features = nn.Sequential(
-                *block(3, width), nn.MaxPool2d(2),
-                *block(width, 2 * width), nn.MaxPool2d(2),
-                *block(2 * width, 4 * width), nn.MaxPool2d(2),
+                *block(3, width),
+                nn.MaxPool2d(2),
+                *block(width, 2 * width),
+                nn.MaxPool2d(2),
+                *block(2 * width, 4 * width),
+                nn.MaxPool2d(2),
                 *block(4 * width, 4 * width),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
             )
             self.dropout = nn.Dropout(0.2)
             self.head = nn.Linear(4 * width, 1)
@@ -159,7 +166,8 @@ class ImageModels:
     def oof_table(self) -> dict[str, float]:
         """``isic_id -> out-of-fold score`` for every lesion that has one."""
         return {
-            i: float(s) for i, s in zip(self.isic_ids, self.oof_scores, strict=True)
+            i: float(s)
+            for i, s in zip(self.isic_ids, self.oof_scores, strict=True)
             if np.isfinite(s)
         }
 
@@ -186,8 +194,11 @@ class ImageModels:
     def save(self) -> Path:
         """Write ``image-models.json`` and ``oof.parquet`` into :attr:`directory`."""
         oof = pl.DataFrame(
-            {"isic_id": self.isic_ids, "fold": self.folds.astype(np.int8),
-             "image_score": self.oof_scores.astype(np.float32)}
+            {
+                "isic_id": self.isic_ids,
+                "fold": self.folds.astype(np.int8),
+                "image_score": self.oof_scores.astype(np.float32),
+            }
         )
         with atomic_path(self.directory / "oof.parquet") as tmp:
             oof.write_parquet(tmp)
@@ -195,7 +206,8 @@ class ImageModels:
             "kind": "lesionboost-image-models",
             "version": 1,
             "image_size": self.image_size,
-            "models": [p.name for p in self.model_paths],
+            # Relative to the folder (which then moves as one piece), else absolute.
+            "models": [_relative(p, self.directory) for p in self.model_paths],
             "parity_max_abs_diff": self.parity,
             "history": self.history,
             "train_ids": self.train_ids,
@@ -221,7 +233,9 @@ class ImageModels:
             raise ModelFileError(f"Could not read the image models in {folder} ({exc}).") from exc
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
-            raise ModelFileError(f"Image model files are missing: {missing}; copy the folder again.")
+            raise ModelFileError(
+                f"Image model files are missing: {missing}; copy the folder again."
+            )
         return cls(
             directory=folder,
             model_paths=paths,
@@ -235,6 +249,13 @@ class ImageModels:
         )
 
 
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def _check_folds(frame: pl.DataFrame, folds: np.ndarray) -> np.ndarray:
     folds = np.asarray(folds).ravel()
     if folds.shape[0] != frame.height:
@@ -246,7 +267,8 @@ def _check_folds(frame: pl.DataFrame, folds: np.ndarray) -> np.ndarray:
         raise ValueError("folds must be >= 0 for every row (patient_folds() gives 0..k-1).")
     per_patient = (
         pl.DataFrame({"p": frame["patient_id"], "f": folds})
-        .group_by("p").agg(pl.col("f").n_unique().alias("n"))
+        .group_by("p")
+        .agg(pl.col("f").n_unique().alias("n"))
         .filter(pl.col("n") > 1)
     )
     if per_patient.height:
@@ -274,9 +296,16 @@ def _export_onnx(torch: Any, model: Any, example: Any, path: Path, props: dict[s
             log.setLevel(logging.WARNING)
         try:
             program = torch.onnx.export(
-                model, (example,), None, dynamo=True, input_names=["image"],
-                output_names=["embedding", "logit"], dynamic_shapes=({0: batch},),
-                opset_version=18, verbose=False, external_data=False,
+                model,
+                (example,),
+                None,
+                dynamo=True,
+                input_names=["image"],
+                output_names=["embedding", "logit"],
+                dynamic_shapes=({0: batch},),
+                opset_version=18,
+                verbose=False,
+                external_data=False,
             )
         finally:
             for log, level in zip(chatty, levels, strict=True):
@@ -376,8 +405,10 @@ def train_embedder(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_device = torch.device(device)
-    directory = Path(out_dir) if out_dir is not None else Path(
-        tempfile.mkdtemp(prefix="lesionboost-image-")
+    directory = (
+        Path(out_dir)
+        if out_dir is not None
+        else Path(tempfile.mkdtemp(prefix="lesionboost-image-"))
     )
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -407,7 +438,10 @@ def train_embedder(
     std_t = torch.tensor(std, dtype=torch.float32, device=torch_device).view(1, 3, 1, 1)
     logger.info(
         "train_embedder: %d positives and %d negatives in memory at %d px on %s; %s.",
-        int(labels[pool].sum()), int((labels[pool] == 0).sum()), image_size, device,
+        int(labels[pool].sum()),
+        int((labels[pool] == 0).sum()),
+        image_size,
+        device,
         stats.summary(),
     )
 
@@ -491,9 +525,12 @@ def train_embedder(
             # The same float32 preprocessing onnxruntime gets from OnnxEmbedder.
             prepared = checker._prepare(images[check_rows])
             torch_emb, torch_logit = model(torch.from_numpy(prepared))
-        diff = float(max(
-            np.abs(onnx_emb - torch_emb.numpy()).max(), np.abs(onnx_logit - torch_logit.numpy()).max()
-        ))
+        diff = float(
+            max(
+                np.abs(onnx_emb - torch_emb.numpy()).max(),
+                np.abs(onnx_logit - torch_logit.numpy()).max(),
+            )
+        )
         if not diff < PARITY_TOLERANCE:
             raise ModelFileError(
                 f"The ONNX export of fold {fold} ({path}) differs from PyTorch by {diff:.2e} "
@@ -504,25 +541,43 @@ def train_embedder(
         embedder = OnnxEmbedder(path, providers="auto" if device == "cuda" else "cpu")
         rows = np.flatnonzero(fold_of == fold)
         (logits,), failed = embedder.embed(
-            store, [ids[i] for i in rows], outputs=["logit"], return_failed=True,
+            store,
+            [ids[i] for i in rows],
+            outputs=["logit"],
+            return_failed=True,
             progress=progress,
         )
         oof[rows] = np.where(failed, np.nan, logits[:, 0])
         model_paths.append(path)
         train_ids.append(sorted(ids[pool[i]] for i in used))
         parity.append(diff)
-        history.append({
-            "fold": fold, "loss": losses, "seconds": round(time.perf_counter() - started, 2),
-            "positives": int(train_pos.size), "negatives_per_epoch": int(per_epoch),
-            "scored": int(rows.size),
-        })
+        history.append(
+            {
+                "fold": fold,
+                "loss": losses,
+                "seconds": round(time.perf_counter() - started, 2),
+                "positives": int(train_pos.size),
+                "negatives_per_epoch": int(per_epoch),
+                "scored": int(rows.size),
+            }
+        )
         logger.info(
             "fold %d: %d epochs, final loss %.4f, ONNX parity %.1e, %d lesions scored out of fold.",
-            fold, epochs, losses[-1] if losses else float("nan"), diff, rows.size,
+            fold,
+            epochs,
+            losses[-1] if losses else float("nan"),
+            diff,
+            rows.size,
         )
     result = ImageModels(
-        directory=directory, model_paths=model_paths, isic_ids=ids, oof_scores=oof,
-        folds=fold_of.astype(np.int8), train_ids=train_ids, parity=parity, history=history,
+        directory=directory,
+        model_paths=model_paths,
+        isic_ids=ids,
+        oof_scores=oof,
+        folds=fold_of.astype(np.int8),
+        train_ids=train_ids,
+        parity=parity,
+        history=history,
         image_size=image_size,
     )
     result.save()

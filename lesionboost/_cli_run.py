@@ -1,0 +1,462 @@
+"""Bodies of the ``tune``, ``predict`` and ``report`` subcommands (parsers live in cli.py).
+
+A tune run directory (``--out RUN_DIR``)::
+
+    RUN_DIR/run.json        the options the run was started with (a resume must match)
+    RUN_DIR/study.db        default storage (SQLite); study.journal with --workers N > 1
+    RUN_DIR/folds.parquet   isic_id, patient_id, fold: the fixed folds of every trial
+    RUN_DIR/trials/         OOF scores of the best trial so far (avoids recomputing them)
+    RUN_DIR/oof.parquet     isic_id, patient_id, fold, target, score of the best configuration
+    RUN_DIR/best.json       best value and configuration, fold scores, trial history
+    RUN_DIR/model/          the final model fitted on all data (lesionboost.save_model)
+    RUN_DIR/report/         PNG plots and index.html (lesionboost report)
+
+Every file is written atomically, so an interrupted run (Ctrl-C, SIGKILL) leaves
+complete files or none; running the same command again resumes the study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from . import __version__
+from ._atomic import atomic_path
+from ._tuning_storage import describe_storage, normalise_url
+from .cli import EXIT_OK, UsageError, _emit
+
+logger = logging.getLogger("lesionboost")
+
+#: Demo settings when ``tune`` runs without --data (sized for ~3 minutes on 2 cores).
+DEMO = {"patients": 200, "trials": 8, "folds": 3, "members": ("lightgbm", "xgboost"), "rounds": 100}
+#: Defaults with real data.
+REAL = {"trials": 50, "folds": 5}
+
+_RUN_FILES = ("run.json", "study.db", "study.db-journal", "study.journal", "study.journal.lock",
+              "folds.parquet", "oof.parquet", "best.json")
+_RUN_DIRS = ("model", "report", "trials")
+
+
+# --------------------------------------------------------------------------- helpers
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise UsageError(f"{name} must be positive, got {value}.")
+
+
+def _members(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    from ._members import MEMBER_KINDS
+
+    if text is None:
+        return default
+    members = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in members if m not in MEMBER_KINDS]
+    if not members or unknown or len(set(members)) != len(members):
+        raise UsageError(
+            f"--members must be a comma-separated list of distinct names from "
+            f"{','.join(MEMBER_KINDS)}, got {text!r}."
+        )
+    return members
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (np.ndarray, tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def _prepare_run_dir(run_dir: Path, settings: dict[str, Any], force: bool) -> None:
+    """Create RUN_DIR, or check that an existing one belongs to the same run."""
+    marker = run_dir / "run.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file; pass a folder for the run.")
+    if run_dir.exists() and force:
+        # Only lesionboost's own files: --out . --force must never empty a user's folder.
+        for name in _RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        for name in _RUN_DIRS:
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        logger.info("--force: removed the previous run in %s", run_dir)
+    elif marker.exists():
+        try:
+            recorded = json.loads(marker.read_text())["settings"]
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"{marker} is damaged ({exc}); pass --force to start over.") from exc
+        differ = sorted(k for k in set(recorded) | set(settings)
+                        if recorded.get(k) != settings.get(k))
+        if differ:
+            details = "; ".join(f"{k}: was {recorded.get(k)!r}, now {settings.get(k)!r}"
+                                for k in differ[:4])
+            raise UsageError(
+                f"{run_dir} holds a run started with other options ({details}). Repeat the "
+                "original options to resume it, choose another --out, or add --force to "
+                "start over."
+            )
+        logger.info("resuming the run in %s", run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(
+            f"--out {run_dir} exists and is not a lesionboost run (no run.json). Choose a new "
+            "or empty folder."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        _write_json(marker, {"lesionboost": __version__, "settings": settings,
+                             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def _load_training_data(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any]]:
+    if args.data is not None:
+        from .io import read_metadata
+
+        frame = read_metadata(args.data, kind="train")
+        source = {"source": str(Path(args.data).resolve())}
+    else:
+        from .simulate import simulate_slice3d
+
+        patients = args.patients or DEMO["patients"]
+        logger.info(
+            "no --data: tuning on a simulated SLICE-3D cohort of %d patients (seed %d), demo "
+            "settings: %s; pass --data train-metadata.csv for real data",
+            patients, args.seed,
+            ", ".join(f"{k}={v}" for k, v in _demo_choices(args).items()) or "as given",
+        )
+        frame = simulate_slice3d(patients, seed=args.seed).train
+        source = {"source": f"simulated ({patients} patients, seed {args.seed})"}
+    summary = {
+        **source,
+        "n_rows": frame.height,
+        "n_patients": frame.get_column("patient_id").n_unique(),
+        "n_positive": int(frame.get_column("target").sum()),
+    }
+    return frame, summary
+
+
+def _demo_choices(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the demo picked because the user left them out."""
+    picked = {}
+    if args.trials is None and args.timeout is None:
+        picked["trials"] = DEMO["trials"]
+    for name in ("folds", "rounds"):
+        if getattr(args, name) is None:
+            picked[name] = DEMO[name]
+    if args.members is None:
+        picked["members"] = ",".join(DEMO["members"])
+    return picked
+
+
+def _fixed_folds(run_dir: Path, frame: pl.DataFrame, n_splits: int, seed: int) -> np.ndarray:
+    """The run's folds: read back from folds.parquet, or drawn once and saved."""
+    path = run_dir / "folds.parquet"
+    ids = frame.get_column("isic_id")
+    if path.exists():
+        saved = pl.read_parquet(path)
+        if saved.height != frame.height or not saved.get_column("isic_id").equals(ids):
+            raise ValueError(
+                f"{path} lists other lesions than the data ({saved.height} vs {frame.height} "
+                "rows); the data changed since the run started. Pass --force to start over."
+            )
+        return saved.get_column("fold").to_numpy().astype(np.int8)
+    from .cv import patient_folds
+
+    folds = patient_folds(frame, n_splits=n_splits, seed=seed)
+    with atomic_path(path) as tmp:
+        pl.DataFrame({"isic_id": ids, "patient_id": frame.get_column("patient_id"),
+                      "fold": folds}).write_parquet(tmp)
+    return folds
+
+
+# --------------------------------------------------------------------------- tune
+def run_tune(args: argparse.Namespace) -> int:
+    from .tuning import DEFAULTS_ATTR, tune
+
+    _positive("--trials", args.trials)
+    _positive("--timeout", args.timeout)
+    _positive("--workers", args.workers)
+    _positive("--rounds", args.rounds)
+    _positive("--patients", args.patients)
+    if args.folds is not None and args.folds < 2:
+        raise UsageError(f"--folds must be >= 2, got {args.folds}.")
+    if args.data is not None and args.patients is not None:
+        raise UsageError("--patients sizes the simulated cohort; it cannot be used with --data.")
+    if args.image_model is not None and args.images is None:
+        raise UsageError("--image-model needs --images (the HDF5 crops of the training lesions).")
+    if args.data is not None and not Path(args.data).exists():
+        raise FileNotFoundError(f"--data {args.data} does not exist; pass train-metadata.csv, "
+                                "a Parquet copy, or the folder holding it.")
+    if args.images is not None and not Path(args.images).exists():
+        raise FileNotFoundError(f"--images {args.images} does not exist; pass train-image.hdf5.")
+    demo = args.data is None
+    defaults = DEMO if demo else REAL
+    members = _members(args.members, DEMO["members"] if demo else
+                       ("lightgbm", "xgboost", "catboost"))
+    n_splits = args.folds or defaults["folds"]
+    rounds = args.rounds if args.rounds is not None else (DEMO["rounds"] if demo else None)
+    n_trials = args.trials
+    if n_trials is None and args.timeout is None:
+        n_trials = defaults["trials"]
+    run_dir = Path(args.out)
+    storage = args.storage or os.environ.get("LESIONBOOST_STORAGE")
+    if storage is None:
+        storage = (f"sqlite:///{(run_dir / 'study.db').resolve()}" if args.workers == 1
+                   else f"journal:{(run_dir / 'study.journal').resolve()}")
+    elif args.workers > 1 and normalise_url(storage).startswith("sqlite"):
+        raise UsageError(
+            f"--workers {args.workers} with a SQLite storage fails with 'database is locked'; "
+            "use --storage journal:PATH (one machine) or a PostgreSQL URL (several machines)."
+        )
+    settings = {
+        "data": str(Path(args.data).resolve()) if args.data else None,
+        "patients": None if args.data else (args.patients or DEMO["patients"]),
+        "images": str(Path(args.images).resolve()) if args.images else None,
+        "image_model": args.image_model, "seed": args.seed, "folds": n_splits,
+        "members": list(members), "rounds": rounds, "study": args.study,
+        "storage": describe_storage(storage),
+    }
+    _prepare_run_dir(run_dir, settings, args.force)
+    started = time.perf_counter()
+    frame, data_summary = _load_training_data(args)
+    folds = _fixed_folds(run_dir, frame, n_splits, args.seed)
+    n_jobs = args.n_jobs
+    if n_jobs is None and args.workers > 1:
+        n_jobs = max(1, (os.cpu_count() or 1) // args.workers)  # workers share the cores
+    fixed = {"random_state": args.seed, "device": args.device, "n_jobs": n_jobs}
+    if args.images is not None:
+        fixed.update(images=str(Path(args.images).resolve()), image_model=args.image_model)
+    result = tune(
+        frame, n_trials=n_trials, timeout=args.timeout, storage=storage,
+        study_name=args.study, folds=folds, members=members, fixed_params=fixed,
+        rounds=rounds, n_workers=args.workers, seed=args.seed,
+        progress=not args.quiet, oof_dir=run_dir / "trials",
+    )
+    tuning_seconds = time.perf_counter() - started
+    study = result.study
+    best = study.best_trial
+    logger.info("best trial %d: OOF pAUC %.4f (defaults %s)", best.number, best.value,
+                "n/a" if result.defaults_value is None else f"{result.defaults_value:.4f}")
+    files = _finish_run(
+        run_dir, frame, folds, result, fixed, data_summary,
+        extra={"study_name": args.study, "storage": describe_storage(storage),
+               "n_splits": n_splits, "seed": args.seed, "rounds": rounds,
+               "tuning_seconds": round(tuning_seconds, 1)},
+    )
+    counts = _state_counts(study)
+    summary = {
+        "run_dir": str(run_dir), "study": args.study, "storage": describe_storage(storage),
+        "trials": counts, "best_trial": best.number, "best_value": best.value,
+        "defaults_value": result.defaults_value, "best_params": result.best_params,
+        "defaults_is_best": bool(best.user_attrs.get(DEFAULTS_ATTR)),
+        "files": files, "seconds": round(time.perf_counter() - started, 1),
+    }
+    _emit(args, summary,
+          f"best OOF pAUC {best.value:.4f} (defaults "
+          f"{'n/a' if result.defaults_value is None else f'{result.defaults_value:.4f}'}) after "
+          f"{counts.get('COMPLETE', 0)} complete and {counts.get('PRUNED', 0)} pruned trials; "
+          f"model in {files['model']}, report {files.get('report', '(not drawn)')}")
+    return EXIT_OK
+
+
+def _state_counts(study: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def _best_oof(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, number: int,
+              estimator: Any) -> np.ndarray:
+    """OOF scores of the best trial: saved by the trial itself, else recomputed."""
+    path = run_dir / "trials" / f"trial-{number}.parquet"
+    if path.exists():
+        saved = pl.read_parquet(path)
+        if saved.height == frame.height and np.array_equal(saved["fold"].to_numpy(), folds):
+            return saved["score"].to_numpy()
+    logger.info("recomputing the OOF scores of trial %d (it ran elsewhere)", number)
+    from .estimator import cross_val_oof
+
+    return cross_val_oof(estimator, frame, folds, progress=False).oof
+
+
+def _importances(model: Any, frame: pl.DataFrame, rows: int = 2000) -> dict[str, float]:
+    """Share of the mean |SHAP contribution| per feature, on a sample of whole patients."""
+    take, total = [], 0
+    counts = frame.group_by("patient_id", maintain_order=True).len()
+    for pid, n in counts.iter_rows():  # whole patients keep the patient features honest
+        take.append(pid)
+        total += n
+        if total >= rows:
+            break
+    sample = frame.filter(pl.col("patient_id").is_in(take))
+    features = model.transform_features(sample)
+    contributions = np.abs(model.ensemble_.feature_contributions(features)).mean(axis=0)
+    share = contributions / max(float(contributions.sum()), 1e-12)
+    order = np.argsort(-share)[:40]
+    return {str(features.columns[i]): round(float(share[i]), 6) for i in order}
+
+
+def _finish_run(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, result: Any,
+                fixed: dict[str, Any], data_summary: dict[str, Any],
+                extra: dict[str, Any]) -> dict[str, str]:
+    from .estimator import LesionBoostClassifier
+    from .metrics import pauc_above_tpr
+    from .persist import save_model
+    from .tuning import trial_history
+
+    study, config = result.study, result.best_params
+    best = study.best_trial
+    estimator = LesionBoostClassifier(**{**fixed, **config})
+    oof = _best_oof(run_dir, frame, folds, best.number, estimator)
+    y = frame.get_column("target").to_numpy()
+    fold_scores = []
+    for fold in np.unique(folds):
+        part = folds == fold
+        ok = 0 < y[part].sum() < part.sum()
+        fold_scores.append(pauc_above_tpr(y[part], oof[part]) if ok else None)
+    with atomic_path(run_dir / "oof.parquet") as tmp:
+        pl.DataFrame({
+            "isic_id": frame.get_column("isic_id"),
+            "patient_id": frame.get_column("patient_id"),
+            "fold": folds, "target": y.astype(np.int8), "score": oof,
+        }).write_parquet(tmp)
+    logger.info("fitting the final model on all %d lesions", frame.height)
+    model = estimator.fit(frame)
+    finite = [s for s in fold_scores if s is not None]
+    metrics = {"oof_pauc": pauc_above_tpr(y, oof), "fold_scores": fold_scores,
+               "study": extra["study_name"], "trial": best.number}
+    save_model(model, run_dir / "model", metrics=metrics, training_data=frame, overwrite=True)
+    best_json = {
+        **extra,
+        "lesionboost_version": __version__,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "defaults_value": result.defaults_value,
+        "fold_scores": fold_scores,
+        "fold_mean": float(np.mean(finite)) if finite else None,
+        "fold_sd": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
+        "best_params": config,
+        "fixed_params": fixed,
+        "trial_params": best.params,
+        "n_trials": _state_counts(study),
+        "data": data_summary,
+        "history": trial_history(study),
+        "feature_importances": _importances(model, frame),
+    }
+    _write_json(run_dir / "best.json", best_json)
+    for stale in (run_dir / "trials").glob("trial-*.parquet"):
+        if stale.name != f"trial-{best.number}.parquet":
+            stale.unlink(missing_ok=True)
+    files = {"model": str(run_dir / "model"), "best": str(run_dir / "best.json"),
+             "folds": str(run_dir / "folds.parquet"), "oof": str(run_dir / "oof.parquet")}
+    try:
+        from .report import write_report
+
+        files["report"] = str(write_report(run_dir) / "index.html")
+    except ImportError as exc:  # the report extra is optional; the run itself succeeded
+        logger.warning("no report drawn: %s", exc)
+    return files
+
+
+# --------------------------------------------------------------------------- predict
+def run_predict(args: argparse.Namespace) -> int:
+    from .io import read_metadata, write_submission
+    from .persist import load_model
+    from .schema import LEAK_COLUMNS
+
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}.")
+    out = Path(args.out)
+    triage = out.with_name(f"{out.stem}-triage.csv") if args.top_k else None
+    for path in (out, triage):
+        if path is not None and path.exists() and not args.force:
+            raise FileExistsError(f"{path} already exists; pass --force to replace it, or "
+                                  "choose another --out.")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"the folder of --out ({out.parent}) does not exist.")
+    if args.images is not None and not Path(args.images).exists():
+        raise FileNotFoundError(f"--images {args.images} does not exist.")
+    model = load_model(args.model)
+    frame = read_metadata(args.data, kind="auto")
+    frame = frame.drop([c for c in LEAK_COLUMNS if c in frame.columns])
+    if not hasattr(model, "explain"):
+        raise ValueError(
+            f"{args.model} holds a bare {type(model).__name__}, which scores feature matrices; "
+            "predict needs a LesionBoostClassifier model (the model/ folder of a tune run)."
+        )
+    if args.images is not None:
+        model.set_params(images=str(Path(args.images).resolve()))
+    elif getattr(model, "images", None) is not None:
+        raise UsageError(
+            "this model was trained with image features: pass --images with the HDF5 crops "
+            f"of the lesions in {args.data} (e.g. test-image.hdf5)."
+        )
+    started = time.perf_counter()
+    if triage is not None:
+        explained = model.explain(frame, top_k=3)
+        scores = explained.get_column("score").to_numpy()
+    else:
+        scores = model.predict_proba(frame)[:, 1]
+    write_submission(frame.get_column("isic_id"), scores, out, overwrite=True)
+    summary: dict[str, Any] = {"out": str(out), "rows": frame.height,
+                               "patients": frame.get_column("patient_id").n_unique(),
+                               "seconds": round(time.perf_counter() - started, 2)}
+    if triage is not None:
+        table = _triage_table(frame, explained, args.top_k)
+        with atomic_path(triage) as tmp:
+            table.write_csv(tmp)
+        summary["triage"] = str(triage)
+        summary["triage_rows"] = table.height
+    _emit(args, summary, f"wrote {out} ({frame.height} lesions)"
+          + (f" and {triage} (top {args.top_k} per patient)" if triage else ""))
+    return EXIT_OK
+
+
+def _triage_table(frame: pl.DataFrame, explained: pl.DataFrame, top_k: int) -> pl.DataFrame:
+    """Each patient's ``top_k`` highest-risk lesions with the three features that drove them."""
+    table = pl.DataFrame({
+        "patient_id": frame.get_column("patient_id"),
+        "isic_id": frame.get_column("isic_id"),
+        "score": explained.get_column("score"),
+        "features": explained.get_column("top_features"),
+        "contributions": explained.get_column("top_contributions"),
+    })
+    table = (
+        table.sort(["patient_id", "score", "isic_id"], descending=[False, True, False])
+        .with_columns(pl.int_range(1, pl.len() + 1).over("patient_id").alias("rank"))
+        .filter(pl.col("rank") <= top_k)
+    )
+    columns = [pl.col("patient_id"), pl.col("rank").cast(pl.Int32), pl.col("isic_id"),
+               pl.col("score")]
+    for i in range(3):
+        columns.append(pl.col("features").list.get(i, null_on_oob=True).alias(f"feature_{i + 1}"))
+        columns.append(pl.col("contributions").list.get(i, null_on_oob=True)
+                       .round(6).alias(f"contribution_{i + 1}"))
+    return table.select(columns)
+
+
+# --------------------------------------------------------------------------- report
+def run_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a folder; pass the --out folder of a "
+                                "`lesionboost tune` run.")
+    out = write_report(run_dir, out_dir=args.out)
+    files = sorted(p.name for p in out.iterdir())
+    _emit(args, {"report": str(out), "files": files, "html": str(out / "index.html")},
+          f"wrote {out / 'index.html'} with {len(files) - 1} plots")
+    return EXIT_OK
