@@ -348,10 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         report["speed"] = speed
         report["placeholder"] = placeholder()
         if not args.skip_quality:
-            rows = args.quality_rows or (3000 if args.small else 20000)
+            patients = args.patients or (12 if args.small else 300)
             seeds = args.seeds[:1] if args.small else args.seeds
             report["quality"] = measure_quality(
-                rows,
+                patients,
                 seeds,
                 folder,
                 train_cnn=args.train_cnn,

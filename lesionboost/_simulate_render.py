@@ -112,7 +112,8 @@ def render_crops(
     offsets = rng.random((n, 6))
     picks = rng.integers(0, _BANK, (n, 3))
     hairs = rng.poisson(1.2, n)
-    hair_seeds = rng.integers(0, 2**31, n)
+    hair_start = np.concatenate([[0], np.cumsum(hairs)])
+    hair_paths = _hair_paths(int(hairs.sum()), rng)  # (hairs, points, 2) in crop units
     blotch = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
     skin_rgb = lab_to_rgb(
         np.column_stack([_column(metadata, c) for c in ("tbp_lv_Lext", "tbp_lv_Aext", "tbp_lv_Bext")])
@@ -139,46 +140,64 @@ def render_crops(
     ids = metadata.get_column("isic_id").to_list()
     for i in range(n):
         size = int(sizes[i])
-        gx, gy = _grid(size)
+        # Draw at half resolution (the tiles are smooth at this scale) and let Pillow
+        # upsample; lesion maths only runs inside the lesion's bounding box.
+        work = (size + 1) // 2
+        grain = _patch(offsets[i, 0:2], work, picks[i, 0])
+        canvas = skin_rgb[i] + np.float32(skin_grain[i]) * grain[..., None]
+        half_box = min(FIELD_OF_VIEW_MM / 2, 1.8 * max(major[i], 0.3) + 0.4)
+        step = FIELD_OF_VIEW_MM / work
+        lo = max(0, int((FIELD_OF_VIEW_MM / 2 - half_box) / step))
+        hi = min(work, int(np.ceil((FIELD_OF_VIEW_MM / 2 + half_box) / step)))
+        gx, gy = _grid(work)
+        gx, gy = gx[lo:hi, lo:hi], gy[lo:hi, lo:hi]
         cos_t, sin_t = np.float32(np.cos(theta[i])), np.float32(np.sin(theta[i]))
         u = gx * cos_t + gy * sin_t
         v = gy * cos_t - gx * sin_t
-        shape_noise = _patch(offsets[i, 0:2], size, picks[i, 0])
         # Asymmetry: one side of the lesion bulges out along the 2nd axis.
-        bulge = 1.0 + np.float32(0.6 * asymmetry[i]) * np.tanh(v / np.float32(minor[i] + 1e-3))
-        radius = np.sqrt((u / np.float32(major[i])) ** 2 + (v / np.float32(minor[i] * 1.0)) ** 2)
-        radius = radius / bulge + np.float32(0.25 * border[i]) * shape_noise
-        edge = np.float32(max(0.06, 0.35 * 15.0 / size / max(minor[i], 0.3)))
-        alpha = np.clip((1.0 - radius) / edge + 0.5, 0.0, 1.0)[..., None]
-        core = np.clip(1.0 - radius, 0.0, 1.0)[..., None]
-        inside = lesion_rgb[i] + (core_rgb[i] - lesion_rgb[i]) * core
-        inside = inside + np.float32(mottle[i]) * _patch(offsets[i, 2:4], size, picks[i, 1])[..., None] * np.float32(0.6)
+        bulge = 1.0 + np.float32(0.6 * asymmetry[i]) * np.tanh(v * np.float32(1.0 / (minor[i] + 1e-3)))
+        radius = np.sqrt((u * np.float32(1.0 / major[i])) ** 2 + (v * np.float32(1.0 / minor[i])) ** 2)
+        radius = radius / bulge + np.float32(0.25 * border[i]) * grain[lo:hi, lo:hi]
+        edge = np.float32(max(0.08, 0.7 * step / max(minor[i], 0.3)))
+        alpha = np.clip((1.0 - radius) * (1.0 / edge) + 0.5, 0.0, 1.0)
+        core = np.clip(1.0 - radius, 0.0, 1.0)
+        texture = _patch(offsets[i, 2:4], work, picks[i, 1])[lo:hi, lo:hi]
         # Image-only component: a dark irregular network and a blue-white veil.
         s = np.float32(strength[i])
-        network = np.clip(np.abs(_patch(offsets[i, 4:6], size, picks[i, 2])) * 2.5 - 1.5, 0.0, 1.0)
-        inside = inside + (_NETWORK_RGB - inside) * (np.float32(0.65) * s * network)[..., None]
-        veil = np.exp(-((u - blotch[i, 0] * major[i] * 0.4) ** 2 + (v - blotch[i, 1] * minor[i] * 0.4) ** 2)
-                      / np.float32(2 * (0.45 * minor[i] + 0.1) ** 2))
-        inside = inside + (_VEIL_RGB - inside) * (np.float32(0.7) * s * s * veil)[..., None]
-        skin = skin_rgb[i] + np.float32(skin_grain[i]) * shape_noise[..., None]
-        pixels = skin + (inside - skin) * alpha
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+        network = np.clip(np.abs(_patch(offsets[i, 4:6], work, picks[i, 2])[lo:hi, lo:hi]) * 2.5 - 1.5, 0.0, 1.0)
+        veil = np.exp(
+            ((u - np.float32(blotch[i, 0] * major[i] * 0.4)) ** 2 + (v - np.float32(blotch[i, 1] * minor[i] * 0.4)) ** 2)
+            * np.float32(-0.5 / (0.45 * minor[i] + 0.1) ** 2)
+        )
+        net_w = (np.float32(0.65) * s) * network
+        veil_w = (np.float32(0.7) * s * s) * veil
+        inside = (
+            lesion_rgb[i]
+            + (core_rgb[i] - lesion_rgb[i]) * core[..., None]
+            + np.float32(0.6 * mottle[i]) * texture[..., None]
+        )
+        inside += (_NETWORK_RGB - inside) * net_w[..., None]
+        inside += (_VEIL_RGB - inside) * veil_w[..., None]
+        box = canvas[lo:hi, lo:hi]
+        box += (inside - box) * alpha[..., None]
+        image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
+        if work != size:
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
         if hairs[i]:
-            _draw_hairs(image, int(hairs[i]), int(hair_seeds[i]), skin_rgb[i])
+            draw = ImageDraw.Draw(image)
+            colour = tuple(int(c) for c in skin_rgb[i] * 0.45)
+            for path in hair_paths[hair_start[i] : hair_start[i + 1]] * size:
+                draw.line(path.ravel().tolist(), fill=colour, width=1)
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=quality, subsampling=2)
         yield ids[i], buffer.getvalue()
 
 
-def _draw_hairs(image: Image.Image, count: int, seed: int, skin: np.ndarray) -> None:
-    rng = np.random.default_rng(seed)
-    draw = ImageDraw.Draw(image)
-    size = image.size[0]
-    colour = tuple(int(c) for c in np.clip(skin * 0.45, 0, 255))
-    for _ in range(count):
-        start = rng.uniform(0, size, 2)
-        direction = rng.normal(0, 1, 2)
-        direction /= np.linalg.norm(direction) + 1e-9
-        bend = rng.normal(0, 0.15, 2)
-        points = [tuple(start + t * size * (direction + bend * t)) for t in np.linspace(-0.6, 0.9, 6)]
-        draw.line(points, fill=colour, width=1)
+def _hair_paths(count: int, rng: np.random.Generator) -> np.ndarray:
+    """Gently curved hair polylines in unit crop coordinates, drawn for a whole batch."""
+    start = rng.uniform(0, 1, (count, 1, 2))
+    angle = rng.uniform(0, np.pi, (count, 1))
+    direction = np.stack([np.cos(angle), np.sin(angle)], axis=-1)
+    bend = rng.normal(0, 0.15, (count, 1, 2))
+    t = np.linspace(-0.6, 0.9, 6)[None, :, None]
+    return start + t * (direction + bend * t)

@@ -51,6 +51,73 @@ def _emit(args: argparse.Namespace, summary: dict[str, Any], text: str | None = 
         print(text)
 
 
+# --------------------------------------------------------------------------- simulate
+def _add_simulate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="write a simulated SLICE-3D cohort (Kaggle files + oracle risk)",
+        description=(
+            "Simulate a SLICE-3D cohort calibrated to the real data and write "
+            "train-metadata.csv (exact Kaggle schema), oracle.csv (true logit and "
+            "tabular-only logit per isic_id), optionally train-image.hdf5, and with "
+            "--test-patients a test-metadata.csv, test-oracle.csv and test-image.hdf5."
+        ),
+        epilog="example: lesionboost simulate --out sim-data --patients 200 --images 1000",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    parser.add_argument("--patients", type=int, default=1042, metavar="N",
+                        help="training patients (default 1042: ~401k lesions)")
+    parser.add_argument("--test-patients", type=int, default=0, metavar="N",
+                        help="new patients for a test split (default 0: none)")
+    parser.add_argument("--images", default="0", metavar="N|all",
+                        help="train crops to render into train-image.hdf5 (malignant first; "
+                        "default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _common(parser)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    import time
+
+    if args.patients < 1:
+        raise UsageError(f"--patients must be >= 1, got {args.patients}.")
+    if args.test_patients < 0:
+        raise UsageError(f"--test-patients must be >= 0, got {args.test_patients}.")
+    if args.images == "all":
+        images: bool | int = True
+    else:
+        try:
+            images = int(args.images)
+        except ValueError:
+            raise UsageError(f"--images takes a count or 'all', got {args.images!r}.") from None
+        if images < 0:
+            raise UsageError(f"--images must be >= 0, got {images}.")
+    from .simulate import simulate_slice3d, write_slice3d
+
+    start = time.perf_counter()
+    sim = simulate_slice3d(
+        args.patients, n_test_patients=args.test_patients, images=images, seed=args.seed
+    )
+    paths = write_slice3d(sim, args.out)
+    summary = {
+        "out": args.out,
+        "patients": args.patients,
+        "rows": sim.train.height,
+        "positives": int(sim.train.get_column("target").sum()),
+        "test_rows": 0 if sim.test is None else sim.test.height,
+        "images": len(sim.image_ids),
+        "seed": args.seed,
+        "seconds": round(time.perf_counter() - start, 2),
+        "files": {key: str(path) for key, path in paths.items()},
+    }
+    _emit(args, summary, "\n".join(
+        [f"simulated {summary['rows']} lesions ({summary['positives']} malignant) of "
+         f"{args.patients} patients in {summary['seconds']} s"]
+        + [f"  {path}" for path in summary["files"].values()]
+    ))  # fmt: skip
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- show-versions
 def _add_show_versions(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -324,6 +391,7 @@ def _run_report(args: argparse.Namespace) -> int:
 # name -> (declare arguments, run)
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "show-versions": (_add_show_versions, _run_show_versions),
+    "simulate": (_add_simulate, _run_simulate),
     "embed": (_add_embed, _run_embed),
     "tune": (_add_tune, _run_tune),
     "predict": (_add_predict, _run_predict),

@@ -1,0 +1,376 @@
+"""How faithful is the SLICE-3D simulator? One run, one table, one JSON file.
+
+Compares a simulated cohort with the real sample (``train-metadata-sample.csv``)
+and with the published facts of the full file (FACTS.md):
+
+* marginals: Kolmogorov-Smirnov distance per numeric column, benign rows only;
+* discrimination: univariate malignant-vs-benign AUC per numeric column, simulated
+  vs real (AUC does not depend on prevalence, so the positive-enriched sample is a
+  fair reference);
+* dependence: mean and max absolute difference of the Spearman matrices (benign);
+* categorical frequencies (centre, site, location, tile type, sex) vs FACTS.md;
+* structure: prevalence, patients with a positive, positives per patient,
+  head/neck ratio, centre rates, diagnosis mix, lesion_id rates;
+* difficulty: pAUC (80 % TPR) of the oracle and the tabular oracle over all rows,
+  and of patient-grouped 5-fold out-of-fold LightGBM on the raw columns (default
+  parameters, no patient features) and on raw + patient-relative features;
+* speed: full-size metadata simulation time and single-core crop rendering rate.
+
+Targets (issue 3): median KS <= 0.05, max KS <= 0.12, the 10 most discriminative
+real columns' AUCs within +-0.05, mean |Spearman diff| <= 0.05, oracle pAUC
+0.185-0.195, tabular oracle 0.172-0.182, raw LightGBM 0.12-0.15.
+
+Usage::
+
+    python benchmarks/fidelity.py [--small] [--patients N] [--seed S] [--out FILE]
+                                  [--sample PATH]
+
+``--small`` simulates 150 patients and skips the slow parts (for the test suite).
+Heavy runs on a shared machine: ``flock /tmp/lesionboost-heavy.lock python ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from lesionboost import pauc_above_tpr, patient_folds, read_metadata
+from lesionboost._simulate_calibration import CENTRES
+from lesionboost._simulate_population import LOCATIONS, LOCATION_WEIGHTS
+from lesionboost._simulate_risk import within_group_z
+from lesionboost.schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+from lesionboost.simulate import render_images, simulate_slice3d
+
+DEFAULT_SAMPLE = Path(
+    os.environ.get("LESIONBOOST_SHARED", Path(__file__).resolve().parents[2] / "shared" / "slice3d")
+) / "train-metadata-sample.csv"
+
+TARGETS = {
+    "ks_median": 0.05,
+    "ks_max": 0.12,
+    "auc_top10_max_gap": 0.05,
+    "spearman_mean_abs_diff": 0.05,
+    "pauc_oracle": (0.185, 0.195),
+    "pauc_tabular_oracle": (0.172, 0.182),
+    "pauc_raw_lightgbm": (0.12, 0.15),
+}
+
+# Full-file shares (FACTS.md section 2.4); None = missing.
+_UNKNOWN_SHARE = 5_756 / 401_059
+FACTS_SHARES: dict[str, dict[str | None, float]] = {
+    "attribution": {name: rows / 401_059 for name, rows, *_ in CENTRES},
+    "anatom_site_general": {
+        "posterior torso": 0.304, "lower extremity": 0.257, "anterior torso": 0.219,
+        "upper extremity": 0.176, "head/neck": 0.030, None: 0.0144,
+    },
+    "tbp_tile_type": {"3D: XP": 285_903 / 401_059, "3D: white": 115_156 / 401_059},
+    "sex": {"male": 265_546 / 401_059, "female": 123_996 / 401_059, None: 11_517 / 401_059},
+    "tbp_lv_location": {
+        **{name: w * (1 - _UNKNOWN_SHARE) for name, w in zip(LOCATIONS[:-1], LOCATION_WEIGHTS, strict=True)},
+        "Unknown": _UNKNOWN_SHARE,
+    },
+}  # fmt: skip
+FACTS_POSITIVES_PER_PATIENT = {1: 193, 2: 35, 3: 18, 4: 6, 5: 2, 6: 1, 7: 2, 8: 1, 14: 1}
+
+
+# --------------------------------------------------------------------------- statistics
+def ks_by_column(sim: pl.DataFrame, real: pl.DataFrame) -> dict[str, float]:
+    """Two-sample KS distance per numeric column (pass benign rows of each)."""
+    out = {}
+    for name in NUMERIC_COLUMNS:
+        a = sim.get_column(name).drop_nulls().to_numpy()
+        b = real.get_column(name).drop_nulls().to_numpy()
+        out[name] = float(stats.ks_2samp(a, b).statistic)
+    return out
+
+
+def univariate_aucs(frame: pl.DataFrame) -> dict[str, float]:
+    """Malignant-vs-benign AUC of every numeric column (rows with the value present)."""
+    target = frame.get_column("target").to_numpy()
+    out = {}
+    for name in NUMERIC_COLUMNS:
+        values = frame.get_column(name).to_numpy().astype(float)
+        keep = ~np.isnan(values)
+        out[name] = float(roc_auc_score(target[keep], values[keep]))
+    return out
+
+
+def spearman_difference(sim: pl.DataFrame, real: pl.DataFrame, max_rows: int = 50_000) -> dict[str, Any]:
+    """Mean / max |Spearman(sim) - Spearman(real)| over the numeric column pairs (benign rows)."""
+    if sim.height > max_rows:
+        sim = sim.sample(max_rows, seed=0)
+    names = list(NUMERIC_COLUMNS)
+
+    def matrix(frame: pl.DataFrame) -> np.ndarray:
+        data = frame.select(names).to_numpy().astype(float)
+        data = np.where(np.isnan(data), np.nanmedian(data, axis=0), data)
+        return stats.spearmanr(data).statistic
+
+    diff = np.abs(matrix(sim) - matrix(real))[np.triu_indices(len(names), 1)]
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    worst = np.argsort(-diff)[:5]
+    return {
+        "mean_abs_diff": float(diff.mean()),
+        "max_abs_diff": float(diff.max()),
+        "worst_pairs": [[*pairs[k], round(float(diff[k]), 3)] for k in worst],
+    }
+
+
+def categorical_frequencies(sim: pl.DataFrame) -> dict[str, Any]:
+    """Simulated shares of each categorical level vs the full file (FACTS.md)."""
+    out: dict[str, Any] = {}
+    for column, expected in FACTS_SHARES.items():
+        counts = sim.get_column(column).value_counts()
+        observed = {level: n / sim.height for level, n in counts.iter_rows()}
+        levels = {**{k: 0.0 for k in expected}, **observed}
+        rows = {
+            str(level): {"sim": round(observed.get(level, 0.0), 4), "facts": round(expected.get(level, 0.0), 4)}
+            for level in levels
+        }
+        gap = max(abs(observed.get(level, 0.0) - expected.get(level, 0.0)) for level in levels)
+        out[column] = {"max_abs_diff": round(gap, 4), "levels": rows}
+    return out
+
+
+def structure(sim: pl.DataFrame) -> dict[str, Any]:
+    """Prevalence, positives per patient, rates by site and centre, diagnosis mix."""
+    target = sim.get_column("target")
+    per_patient = sim.group_by("patient_id").agg(pl.col("target").sum().alias("k"), pl.len().alias("n"))
+    positive = per_patient.filter(pl.col("k") > 0)
+    histogram = dict(sorted(positive.get_column("k").value_counts().iter_rows()))
+    site_rate = sim.group_by("anatom_site_general").agg(pl.col("target").mean())
+    rates = dict(site_rate.iter_rows())
+    others = sim.filter(pl.col("anatom_site_general").is_not_null() & (pl.col("anatom_site_general") != "head/neck"))
+    centre_rates = dict(sim.group_by("attribution").agg(pl.col("target").mean() * 100).iter_rows())
+    malignant = sim.filter(pl.col("target") == 1)
+    mix = dict(malignant.get_column("iddx_2").value_counts().iter_rows())
+    return {
+        "rows": sim.height,
+        "patients": per_patient.height,
+        "positives": int(target.sum()),
+        "prevalence_pct": round(100 * float(target.mean()), 4),
+        "patients_with_positive_pct": round(100 * positive.height / per_patient.height, 1),
+        "positive_patients_crop_share_pct": round(100 * positive.get_column("n").sum() / sim.height, 1),
+        "positives_per_positive_patient": {int(k): int(v) for k, v in histogram.items()},
+        "head_neck_rate_ratio": round(rates.get("head/neck", 0.0) / max(float(others.get_column("target").mean()), 1e-12), 2),
+        "centre_rate_pct": {name[:24]: round(centre_rates.get(name, 0.0), 3) for name, *_ in CENTRES},
+        "malignant_subtypes": {str(k): int(v) for k, v in mix.items()},
+        "lesion_id_benign_pct": round(
+            100 * float(sim.filter(pl.col("target") == 0).get_column("lesion_id").is_not_null().mean()), 2
+        ),
+        "lesion_id_malignant_pct": round(100 * float(malignant.get_column("lesion_id").is_not_null().mean()), 1)
+        if malignant.height
+        else None,
+    }
+
+
+# --------------------------------------------------------------------------- difficulty
+def _raw_matrix(frame: pl.DataFrame) -> tuple[np.ndarray, list[str], list[int]]:
+    names = list(NUMERIC_COLUMNS) + list(CATEGORICAL_COLUMNS)
+    numeric = frame.select(NUMERIC_COLUMNS).to_numpy().astype(np.float64)
+    codes = [
+        frame.get_column(c).cast(pl.Categorical).to_physical().cast(pl.Float64).to_numpy()
+        for c in CATEGORICAL_COLUMNS
+    ]
+    matrix = np.column_stack([numeric, *codes])
+    categorical = list(range(len(NUMERIC_COLUMNS), len(names)))
+    return matrix, names, categorical
+
+
+def _patient_matrix(frame: pl.DataFrame) -> np.ndarray:
+    """Raw columns + within-patient z of every numeric + patient x site z of a few + count."""
+    patient = frame.get_column("patient_id").cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    site = frame.get_column("anatom_site_general").fill_null("?").cast(pl.Categorical).to_physical().to_numpy()
+    group_site = patient * 8 + site.astype(np.int64)
+    raw, _, _ = _raw_matrix(frame)
+    extra = []
+    for name in NUMERIC_COLUMNS:
+        values = frame.get_column(name).fill_null(strategy="mean").to_numpy().astype(float)
+        extra.append(within_group_z(values, patient))
+    for name in ("clin_size_long_diam_mm", "tbp_lv_H", "tbp_lv_norm_color", "tbp_lv_nevi_confidence"):
+        extra.append(within_group_z(frame.get_column(name).to_numpy().astype(float), group_site))
+    extra.append(np.log(np.bincount(patient)[patient]))
+    return np.column_stack([raw, *extra])
+
+
+def lightgbm_oof(frame: pl.DataFrame, *, patient_features: bool, seed: int = 0, n_splits: int = 5) -> np.ndarray:
+    """Patient-grouped out-of-fold LightGBM scores (default parameters for the raw model)."""
+    import lightgbm as lgb
+
+    matrix, _, categorical = _raw_matrix(frame)
+    params: dict[str, Any] = {"random_state": seed, "verbose": -1, "n_jobs": 2}
+    if patient_features:
+        matrix = _patient_matrix(frame)
+        # A sensible (not tuned) configuration for the wider feature set.
+        params.update(n_estimators=300, learning_rate=0.03, num_leaves=15, min_child_samples=200,
+                      colsample_bytree=0.5, subsample=0.8, subsample_freq=1, reg_lambda=5.0)  # fmt: skip
+    target = frame.get_column("target").to_numpy()
+    folds = patient_folds(frame, n_splits=n_splits, seed=seed)
+    oof = np.zeros(frame.height)
+    for fold in range(n_splits):
+        train, valid = folds != fold, folds == fold
+        model = lgb.LGBMClassifier(**params)
+        model.fit(matrix[train], target[train], categorical_feature=categorical)
+        oof[valid] = model.predict_proba(matrix[valid])[:, 1]
+    return oof
+
+
+# --------------------------------------------------------------------------- speed
+def speed(n_patients: int, n_crops: int, seed: int) -> dict[str, float]:
+    start = time.perf_counter()
+    sim = simulate_slice3d(n_patients, seed=seed)
+    simulate_s = time.perf_counter() - start
+    rows = sim.train.head(n_crops)
+    oracle = sim.train_oracle.head(n_crops)
+    list(render_images(rows.head(10), oracle.head(10), seed))  # warm the texture bank
+    start = time.perf_counter()
+    sizes = [len(jpeg) for _, jpeg in render_images(rows, oracle, seed)]
+    render_s = time.perf_counter() - start
+    return {
+        "simulate_rows": sim.train.height,
+        "simulate_seconds": round(simulate_s, 2),
+        "crops": len(sizes),
+        "crops_per_second_one_core": round(len(sizes) / render_s, 1),
+        "mean_jpeg_bytes": round(float(np.mean(sizes)), 1),
+    }
+
+
+# --------------------------------------------------------------------------- run
+def run(
+    n_patients: int = 1042,
+    seed: int = 0,
+    sample: Path | None = DEFAULT_SAMPLE,
+    *,
+    small: bool = False,
+) -> dict[str, Any]:
+    """Simulate, compare and score; returns the JSON-ready report."""
+    start = time.perf_counter()
+    sim = simulate_slice3d(n_patients, seed=seed)
+    train, oracle = sim.train, sim.train_oracle
+    report: dict[str, Any] = {
+        "settings": {"patients": n_patients, "seed": seed, "small": small},
+        "simulate_seconds": round(time.perf_counter() - start, 2),
+        "structure": structure(train),
+        "categorical": categorical_frequencies(train),
+        "targets": TARGETS,
+    }
+    y = train.get_column("target").to_numpy()
+    if 0 < y.sum() < len(y):
+        report["pauc"] = {
+            "oracle": pauc_above_tpr(y, oracle.get_column("logit").to_numpy()),
+            "tabular_oracle": pauc_above_tpr(y, oracle.get_column("tabular_logit").to_numpy()),
+        }
+        if not small or y.sum() >= 10:
+            for key, flag in (("raw_lightgbm", False), ("patient_lightgbm", True)):
+                if small and flag:
+                    continue
+                oof = lightgbm_oof(train, patient_features=flag, seed=seed)
+                report["pauc"][key] = pauc_above_tpr(y, oof)
+    if sample is not None and Path(sample).exists():
+        real = read_metadata(sample)
+        benign_sim = train.filter(pl.col("target") == 0)
+        benign_real = real.filter(pl.col("target") == 0)
+        ks = ks_by_column(benign_sim, benign_real)
+        real_auc = univariate_aucs(real)
+        sim_auc = univariate_aucs(train) if 0 < y.sum() < len(y) else {}
+        top = sorted(real_auc, key=lambda c: -abs(real_auc[c] - 0.5))[:10]
+        report["ks"] = {"by_column": ks, "median": float(np.median(list(ks.values()))), "max": max(ks.values())}
+        report["auc"] = {
+            "real": real_auc,
+            "sim": sim_auc,
+            "top10": top,
+            "top10_max_gap": max(abs(sim_auc[c] - real_auc[c]) for c in top) if sim_auc else None,
+        }
+        report["spearman"] = spearman_difference(benign_sim, benign_real)
+    if not small:
+        report["speed"] = speed(n_patients, 3000, seed)
+    report["checks"] = checks(report)
+    return report
+
+
+def checks(report: dict[str, Any]) -> dict[str, bool]:
+    """Pass/fail of every target that the report holds."""
+    out: dict[str, bool] = {}
+    if "ks" in report:
+        out["ks_median"] = report["ks"]["median"] <= TARGETS["ks_median"]
+        out["ks_max"] = report["ks"]["max"] <= TARGETS["ks_max"]
+        out["spearman"] = report["spearman"]["mean_abs_diff"] <= TARGETS["spearman_mean_abs_diff"]
+        if report["auc"]["top10_max_gap"] is not None:
+            out["auc_top10"] = report["auc"]["top10_max_gap"] <= TARGETS["auc_top10_max_gap"]
+    for key, target in (("oracle", "pauc_oracle"), ("tabular_oracle", "pauc_tabular_oracle"),
+                        ("raw_lightgbm", "pauc_raw_lightgbm")):  # fmt: skip
+        value = report.get("pauc", {}).get(key)
+        if value is not None:
+            low, high = TARGETS[target]
+            out[target] = low <= value <= high
+    return out
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The printed table."""
+    lines = [f"SLICE-3D simulator fidelity ({report['settings']['patients']} patients, seed {report['settings']['seed']})"]
+    s = report["structure"]
+    lines.append(
+        f"rows {s['rows']:,}  positives {s['positives']}  prevalence {s['prevalence_pct']:.3f} %  "
+        f"patients with a positive {s['patients_with_positive_pct']} %  head/neck x{s['head_neck_rate_ratio']}  "
+        f"simulated in {report['simulate_seconds']} s"
+    )
+    lines.append(f"positives per positive patient: {s['positives_per_positive_patient']}")
+    if "pauc" in report:
+        lines.append("pAUC@80%TPR: " + "  ".join(f"{k} {v:.4f}" for k, v in report["pauc"].items()))
+    if "ks" in report:
+        lines.append(f"KS (benign): median {report['ks']['median']:.3f}  max {report['ks']['max']:.3f}")
+        lines.append(
+            f"Spearman |diff| (benign): mean {report['spearman']['mean_abs_diff']:.3f}  "
+            f"max {report['spearman']['max_abs_diff']:.3f}"
+        )
+        lines.append(f"{'column':32s} {'KS':>6s} {'AUC real':>9s} {'AUC sim':>8s}")
+        auc = report["auc"]
+        for name in sorted(report["ks"]["by_column"], key=lambda c: -abs(auc["real"][c] - 0.5)):
+            sim_auc = auc["sim"].get(name, float("nan"))
+            mark = " *" if name in auc["top10"] else ""
+            lines.append(f"{name:32s} {report['ks']['by_column'][name]:6.3f} {auc['real'][name]:9.3f} {sim_auc:8.3f}{mark}")
+    lines.append("categorical max |share - FACTS|: " + "  ".join(
+        f"{k} {v['max_abs_diff']:.3f}" for k, v in report["categorical"].items()))  # fmt: skip
+    if "speed" in report:
+        sp = report["speed"]
+        lines.append(
+            f"speed: {sp['simulate_rows']:,} rows in {sp['simulate_seconds']} s; "
+            f"{sp['crops_per_second_one_core']} crops/s on one core (mean {sp['mean_jpeg_bytes']} B)"
+        )
+    lines.append("checks: " + "  ".join(f"{k} {'ok' if v else 'FAIL'}" for k, v in report["checks"].items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="150 patients, skip the slow parts")
+    parser.add_argument("--patients", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE, help="real train-metadata sample")
+    parser.add_argument("--out", type=Path, default=Path(".benchmarks-out/fidelity.json"))
+    args = parser.parse_args(argv)
+    patients = args.patients or (150 if args.small else 1042)
+    sample = args.sample if args.sample.exists() else None
+    if sample is None:
+        print(f"note: {args.sample} not found; comparisons with the real sample are skipped", file=sys.stderr)
+    report = run(patients, args.seed, sample, small=args.small)
+    print(format_report(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=float), encoding="utf8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
