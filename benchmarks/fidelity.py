@@ -25,7 +25,7 @@ Usage::
     python benchmarks/fidelity.py [--small] [--patients N] [--seed S] [--out FILE]
                                   [--sample PATH]
 
-``--small`` simulates 150 patients and skips the slow parts (for the test suite).
+``--small`` simulates 100 patients and skips the slow parts (for the test suite).
 Heavy runs on a shared machine: ``flock /tmp/lesionboost-heavy.lock python ...``.
 """
 
@@ -274,7 +274,7 @@ def run(
             for key, flag in (("raw_lightgbm", False), ("patient_lightgbm", True)):
                 if small and flag:
                     continue
-                oof = lightgbm_oof(train, patient_features=flag, seed=seed)
+                oof = lightgbm_oof(train, patient_features=flag, seed=seed, n_splits=3 if small else 5)
                 report["pauc"][key] = pauc_above_tpr(y, oof)
     if sample is not None and Path(sample).exists():
         real = read_metadata(sample)
@@ -354,13 +354,13 @@ def format_report(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="150 patients, skip the slow parts")
+    parser.add_argument("--small", action="store_true", help="100 patients, skip the slow parts")
     parser.add_argument("--patients", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE, help="real train-metadata sample")
     parser.add_argument("--out", type=Path, default=Path(".benchmarks-out/fidelity.json"))
     args = parser.parse_args(argv)
-    patients = args.patients or (150 if args.small else 1042)
+    patients = args.patients or (100 if args.small else 1042)
     sample = args.sample if args.sample.exists() else None
     if sample is None:
         print(f"note: {args.sample} not found; comparisons with the real sample are skipped", file=sys.stderr)

@@ -187,16 +187,23 @@ def placeholder() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- quality
-QUALITY_MODEL = {"n_bags": 1, "n_jobs": None}
+# LightGBM alone, one bag: the comparison is tabular vs tabular + image under the same
+# model; the full three-library ensemble costs ~10x more CPU for the same contrast.
+QUALITY_MODEL: dict[str, Any] = {"members": ("lightgbm",), "n_bags": 1}
+SMALL_MODEL = {"lightgbm_params": {"n_estimators": 40}}  # --small: a smoke run, seconds
 
 
-def _cv(metadata: Any, folds: np.ndarray, **image: Any) -> tuple[float, float, float]:
+def _cv(
+    metadata: Any, folds: np.ndarray, *, small: bool = False, **image: Any
+) -> tuple[float, float, float]:
     import warnings
 
     from lesionboost import DataWarning
     from lesionboost.estimator import LesionBoostClassifier, cross_val_oof
 
     model = LesionBoostClassifier(**QUALITY_MODEL, **image)
+    if small:
+        model.set_params(**SMALL_MODEL)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
@@ -208,10 +215,10 @@ def quality_one_seed(
     n_patients: int, seed: int, folder: Path, *, train_cnn: bool, n_folds: int, small: bool
 ) -> dict[str, Any]:
     import polars as pl
-    from lesionboost.simulate import simulate_slice3d, write_slice3d
 
     from lesionboost.cv import patient_folds
     from lesionboost.metrics import pauc_above_tpr
+    from lesionboost.simulate import simulate_slice3d, write_slice3d
 
     started = time.perf_counter()
     sim = simulate_slice3d(n_patients, seed=seed, images=True)
@@ -307,7 +314,8 @@ def measure_quality(
         for key in keys
         if all(r.get(key) is not None for r in rows)
     }
-    return {"model": QUALITY_MODEL, "folds": n_folds, "seeds": rows, "summary": summary}
+    model = {k: list(v) if isinstance(v, tuple) else v for k, v in QUALITY_MODEL.items()}
+    return {"model": model, "folds": n_folds, "seeds": rows, "summary": summary}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument(
         "--train-cnn",
         action="store_true",
@@ -341,38 +350,40 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="lb-bench-images-") as tmp:
         folder = Path(tmp)
-        path, source = speed_crops(n_crops, folder)
-        speed = measure_speed(path, repeats, workers=args.workers)
-        speed["crop_source"] = source
-        speed["mean_jpeg_bytes"] = round(path.stat().st_size / speed["crops"], 1)
-        report["speed"] = speed
+        if not args.skip_speed:
+            path, source = speed_crops(n_crops, folder)
+            speed = measure_speed(path, repeats, workers=args.workers)
+            speed["crop_source"] = source
+            speed["mean_jpeg_bytes"] = round(path.stat().st_size / speed["crops"], 1)
+            report["speed"] = speed
         report["placeholder"] = placeholder()
         if not args.skip_quality:
-            patients = args.patients or (12 if args.small else 300)
+            patients = args.patients or (6 if args.small else 300)
             seeds = args.seeds[:1] if args.small else args.seeds
             report["quality"] = measure_quality(
                 patients,
                 seeds,
                 folder,
                 train_cnn=args.train_cnn,
-                n_folds=3 if args.small else args.folds,
+                n_folds=2 if args.small else args.folds,
                 small=args.small,
             )
     report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
-    best = report["speed"]["crops_per_s_best"]
-    print(
-        f"crops: {n_crops} ({report['speed']['crop_source']}), 64 px, "
-        f"{report['speed']['decode_workers']} decode threads, load {report['machine']}"
-    )
-    for name in best:
+    if "speed" in report:
+        best = report["speed"]["crops_per_s_best"]
         print(
-            f"  {name:12s} {best[name]:9.1f} crops/s (median "
-            f"{report['speed']['crops_per_s_median'][name]:.1f})"
+            f"crops: {n_crops} ({report['speed']['crop_source']}), 64 px, "
+            f"{report['speed']['decode_workers']} decode threads, load {report['machine']}"
         )
-    print(
-        f"  decode / embed_cpu = {report['speed']['ratio_decode_over_embed_cpu']:.3f} "
-        f"(median {report['speed']['ratio_median']:.3f}); targets {report['speed']['targets']}"
-    )
+        for name in best:
+            print(
+                f"  {name:12s} {best[name]:9.1f} crops/s (median "
+                f"{report['speed']['crops_per_s_median'][name]:.1f})"
+            )
+        print(
+            f"  decode / embed_cpu = {report['speed']['ratio_decode_over_embed_cpu']:.3f} "
+            f"(median {report['speed']['ratio_median']:.3f}); targets {report['speed']['targets']}"
+        )
     print(f"placeholder: {report['placeholder']}")
     if "quality" in report:
         print("quality:", json.dumps(report["quality"].get("summary", report["quality"]), indent=1))

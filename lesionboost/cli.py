@@ -276,8 +276,8 @@ def _add_tune(subparsers: Any) -> None:
             "Tune LesionBoostClassifier by patient-grouped out-of-fold pAUC with Optuna, then "
             "fit the best configuration on all data. Writes RUN_DIR/model/, best.json, "
             "folds.parquet, oof.parquet and report/. Without --data it tunes on the built-in "
-            "simulator with demo settings (200 patients, 3 folds, LightGBM + XGBoost, 100 "
-            "rounds, 8 trials: a few minutes on 2 cores). Rerunning the same command resumes "
+            "simulator with demo settings (150 patients, 3 folds, LightGBM only, 60 rounds, 6 "
+            "trials: a few minutes on 2 cores). Rerunning the same command resumes "
             "a killed run without losing finished trials. Several machines: start the same "
             "command with one --storage postgresql://... URL and --study NAME on each."
         ),
@@ -295,7 +295,7 @@ def _add_tune(subparsers: Any) -> None:
     parser.add_argument("--image-model", metavar="MODEL.onnx",
                         help="ONNX image model for --images (default: the built-in embedder)")
     parser.add_argument("--trials", type=int, metavar="N",
-                        help="finished trials the study should hold (default 50; demo 8)")
+                        help="finished trials the study should hold (default 50; demo 6)")
     parser.add_argument("--timeout", type=float, metavar="SEC",
                         help="stop starting trials after SEC seconds")
     parser.add_argument("--storage", metavar="URL",
@@ -315,12 +315,12 @@ def _add_tune(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of folds, sampler, models")
     parser.add_argument("--members", metavar="LIST",
                         help="comma-separated members (default lightgbm,xgboost,catboost; "
-                        "demo lightgbm,xgboost)")
+                        "demo lightgbm)")
     parser.add_argument("--rounds", type=int, metavar="N",
                         help="boosting rounds of every member (default: the estimator's; demo "
-                        "100); small values make quick test runs")
+                        "60); small values make quick test runs")
     parser.add_argument("--patients", type=int, metavar="N",
-                        help="size of the simulated cohort without --data (default 200)")
+                        help="size of the simulated cohort without --data (default 150)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the boosters train (default cpu)")
     parser.add_argument("--n-jobs", type=int, metavar="N",

@@ -133,6 +133,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -162,6 +163,23 @@ DERIVED_NAMES: tuple[str, ...] = tuple(d.name for d in DERIVED_FEATURES)
 _FORMAT = "lesionboost.LesionFeaturizer"
 _FORMAT_VERSION = 1
 _RANK_CHOICES = ("all", "raw", "none")
+
+
+def _user_stacklevel() -> int:
+    """Stack level of the first frame outside lesionboost and scikit-learn.
+
+    ``transform`` is wrapped by scikit-learn's ``set_output`` machinery, so a
+    fixed ``stacklevel`` would point warnings at scikit-learn instead of the
+    caller's line.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(
+        ("lesionboost.", "sklearn.")
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _preview(values: Sequence[object], limit: int = 5) -> str:
@@ -442,7 +460,7 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
                 "the diagnosis and are absent at test time, so they never become features. "
                 "Use lesionboost.split_xy() to separate them.",
                 DataWarning,
-                stacklevel=3,
+                stacklevel=_user_stacklevel(),
             )
         required = ["patient_id", *NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *extra]
         missing = [c for c in required if c not in frame.columns]
@@ -495,5 +513,5 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
                 f"({rows} row(s)). They are encoded as the 'unknown' code 1; refit on data "
                 "that includes them to give them their own code.",
                 DataWarning,
-                stacklevel=3,
+                stacklevel=_user_stacklevel(),
             )

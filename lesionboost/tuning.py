@@ -52,8 +52,9 @@ xgboost     learning_rate                0.01 -- 0.1                 log
 xgboost     max_depth                    3 -- 8                      int
 xgboost     lambda, alpha                1e-3 -- 10                  log
 xgboost     subsample                    0.4 -- 1                    linear
-xgboost     colsample_bytree/bylevel/    0.4 -- 1                    linear
-            bynode
+xgboost     colsample_bytree             0.4 -- 1                    linear
+xgboost     colsample_bylevel            0.4 -- 1                    linear
+xgboost     colsample_bynode             0.4 -- 1                    linear
 xgboost     min_child_weight             0.5 -- 10                   log
 xgboost     scale_pos_weight             0.8 -- 4                    log
 catboost    learning_rate                0.01 -- 0.1                 log
@@ -114,6 +115,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from ._atomic import atomic_path
+from ._errors import DataWarning
 from ._frame import to_polars
 from ._members import MEMBER_KINDS, MEMBERS
 from ._tuning_storage import (
@@ -426,16 +428,21 @@ class PatientCVObjective:
         oof = np.full(self.X.height, np.nan)
         fold_scores: dict[int, float] = {}
         start = time.perf_counter()
-        for fold in order:
+        for position, fold in enumerate(order):
             train, valid = self.folds != fold, self.folds == fold
-            model = _clone(estimator).fit(self.X.filter(pl.Series(train)), self.y[train])
-            oof[valid] = model.predict_proba(self.X.filter(pl.Series(valid)))[:, 1]
+            with warnings.catch_warnings():
+                # Levels unseen in a training fold (a hospital whose patients all landed in
+                # the validation fold) are expected in CV; the data was validated on read.
+                warnings.simplefilter("ignore", DataWarning)
+                model = _clone(estimator).fit(self.X.filter(pl.Series(train)), self.y[train])
+                oof[valid] = model.predict_proba(self.X.filter(pl.Series(valid)))[:, 1]
             labels = self.y[valid]
             if 0 < labels.sum() < labels.size:
                 score = pauc_above_tpr(labels, oof[valid])
                 fold_scores[int(fold)] = score
                 trial.report(score, step=int(fold))
-                if trial.should_prune():
+                # After the last fold the trial is complete: nothing left to save.
+                if position < len(order) - 1 and trial.should_prune():
                     partial = float(np.mean(list(fold_scores.values())))
                     trial.set_user_attr("partial_value", partial)
                     trial.set_user_attr("fold_scores", _ordered(fold_scores))
@@ -517,21 +524,23 @@ def open_study(
     pruner: optuna.pruners.BasePruner | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
 ) -> optuna.Study:
-    """Create or load ``study_name`` in ``storage`` and enqueue the defaults once.
+    """Create or load ``study_name`` in ``storage``; the creator enqueues the defaults.
 
     The study records the data fingerprint and the tuning settings as user
     attributes; loading it for other data or settings raises ``ValueError``
     naming both, so a resumed run can never mix trials from different folds.
     """
     backend = open_storage(storage)
-    study = optuna.create_study(
-        storage=backend,
-        study_name=study_name,
-        direction="maximize",
-        load_if_exists=True,
-        pruner=pruner if pruner is not None else optuna.pruners.WilcoxonPruner(p_threshold=0.2),
-        sampler=sampler,
-    )
+    options = {"storage": backend, "study_name": study_name, "sampler": sampler,
+               "pruner": pruner if pruner is not None else _wilcoxon(0.2)}
+    try:
+        # Creation is atomic in every storage: exactly one of several workers started
+        # together creates the study, and only that one enqueues the defaults.
+        study = optuna.create_study(direction="maximize", **options)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**options)
+        created = False
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ValueError(f"Study {study_name!r} in {describe_storage(storage)} minimises; "
                          "lesionboost studies maximise pAUC. Choose another study name.")
@@ -548,7 +557,8 @@ def open_study(
                 f"data or settings ({details}). Resume with the same data and options, or "
                 "choose another study name (--study)."
             )
-    if space is not None and not study.get_trials(deepcopy=False):
+    # A study left empty by a creator that died before enqueueing gets them on resume.
+    if space is not None and (created or not study.get_trials(deepcopy=False)):
         study.enqueue_trial(space.defaults(), user_attrs={DEFAULTS_ATTR: True},
                             skip_if_exists=True)
     return study
@@ -571,6 +581,12 @@ def trial_history(study: optuna.Study) -> list[dict[str, Any]]:
             "folds_reached": len(trial.intermediate_values),
         })
     return history
+
+
+def _wilcoxon(p_threshold: float) -> optuna.pruners.BasePruner:
+    with warnings.catch_warnings():  # experimental in Optuna 5; its interface is what we use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.WilcoxonPruner(p_threshold=p_threshold)
 
 
 def _finished(study: optuna.Study) -> int:
@@ -641,7 +657,7 @@ def _worker_main(payload: dict[str, Any]) -> None:
     study = optuna.load_study(
         study_name=payload["study_name"],
         storage=open_storage(payload["storage"]),
-        pruner=optuna.pruners.WilcoxonPruner(p_threshold=payload["p_threshold"]),
+        pruner=_wilcoxon(payload["p_threshold"]),
     )
     study.sampler = _sampler(payload["seed"], study, payload["worker"], payload["n_trials"])
     recover_stale_trials(study)
@@ -784,7 +800,7 @@ def tune(
     space = search_space if search_space is not None else SearchSpace(members=members)
     settings = {"members": list(space.members), "rounds": rounds,
                 "n_folds": int(len(np.unique(folds))), "search_space": 1}
-    pruner = optuna.pruners.WilcoxonPruner(p_threshold=p_threshold)
+    pruner = _wilcoxon(p_threshold)
     study = open_study(storage, study_name, fingerprint=data_fingerprint(frame, folds),
                        settings=settings, space=space, pruner=pruner)
     recover_stale_trials(study)

@@ -28,7 +28,7 @@ from lesionboost.simulate import (
 
 @pytest.fixture(scope="module")
 def small_sim() -> SimulatedSLICE3D:
-    return simulate_slice3d(40, n_test_patients=4, images=12, seed=11)
+    return simulate_slice3d(40, n_test_patients=2, images=12, seed=11)
 
 
 @pytest.fixture(scope="module")

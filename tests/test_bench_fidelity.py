@@ -1,0 +1,95 @@
+"""``benchmarks/fidelity.py``: its functions on a small simulation, and ``--small`` end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lesionboost.schema import NUMERIC_COLUMNS
+from lesionboost.simulate import simulate_slice3d
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity.py"
+
+
+@pytest.fixture(scope="module")
+def fidelity():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("fidelity_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sim_frame() -> pl.DataFrame:
+    return simulate_slice3d(120, seed=2).train
+
+
+def test_ks_is_zero_against_itself_and_large_against_a_shift(fidelity, sim_frame: pl.DataFrame) -> None:
+    benign = sim_frame.filter(pl.col("target") == 0)
+    half = benign.sample(fraction=0.5, seed=0)
+    ks = fidelity.ks_by_column(half, benign)
+    assert set(ks) == set(NUMERIC_COLUMNS)
+    assert max(ks.values()) < 0.05
+    shifted = benign.with_columns(pl.col("tbp_lv_H") + 10.0)
+    assert fidelity.ks_by_column(shifted, benign)["tbp_lv_H"] > 0.5
+
+
+def test_univariate_aucs_and_spearman(fidelity, sim_frame: pl.DataFrame) -> None:
+    aucs = fidelity.univariate_aucs(sim_frame)
+    assert set(aucs) == set(NUMERIC_COLUMNS)
+    assert all(0.0 <= v <= 1.0 for v in aucs.values())
+    assert aucs["tbp_lv_H"] < 0.45  # malignant lesions are redder (lower hue)
+    benign = sim_frame.filter(pl.col("target") == 0)
+    same = fidelity.spearman_difference(benign, benign)
+    assert same["mean_abs_diff"] == pytest.approx(0.0, abs=1e-12)
+    noise = benign.with_columns(pl.col("tbp_lv_L").shuffle(seed=1))
+    assert fidelity.spearman_difference(noise, benign)["max_abs_diff"] > 0.5
+
+
+def test_categorical_and_structure_summaries(fidelity, sim_frame: pl.DataFrame) -> None:
+    cats = fidelity.categorical_frequencies(sim_frame)
+    assert set(cats) == {"attribution", "anatom_site_general", "tbp_tile_type", "sex", "tbp_lv_location"}
+    assert cats["tbp_lv_location"]["max_abs_diff"] < 0.05
+    shares = [level["sim"] for level in cats["attribution"]["levels"].values()]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-3)
+    s = fidelity.structure(sim_frame)
+    assert s["rows"] == sim_frame.height and s["patients"] == 120
+    assert s["positives"] == int(sim_frame["target"].sum())
+    assert sum(k * v for k, v in s["positives_per_positive_patient"].items()) == s["positives"]
+    assert s["lesion_id_malignant_pct"] == 100.0
+
+
+def test_lightgbm_oof_scores_every_row_out_of_fold(fidelity, sim_frame: pl.DataFrame) -> None:
+    oof = fidelity.lightgbm_oof(sim_frame, patient_features=False, n_splits=3)
+    assert oof.shape == (sim_frame.height,) and np.isfinite(oof).all()
+    assert 0.0 <= oof.min() and oof.max() <= 1.0
+    wide = fidelity._patient_matrix(sim_frame)
+    assert wide.shape[1] > len(NUMERIC_COLUMNS) * 2
+
+
+def test_checks_flag_values_outside_the_targets(fidelity) -> None:
+    report = {"pauc": {"oracle": 0.19, "tabular_oracle": 0.10, "raw_lightgbm": 0.13}}
+    checks = fidelity.checks(report)
+    assert checks == {"pauc_oracle": True, "pauc_tabular_oracle": False, "pauc_raw_lightgbm": True}
+
+
+def test_small_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "fidelity.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--small", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["settings"]["small"] is True
+    assert {"structure", "categorical", "pauc", "checks"} <= set(report)
+    assert report["pauc"]["oracle"] >= report["pauc"]["tabular_oracle"] - 0.02
+    assert "simulator fidelity" in done.stdout

@@ -1,0 +1,268 @@
+"""Search space, CV objective with Wilcoxon pruning, storages and resumable ``tune()``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import optuna
+import polars as pl
+import pytest
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState
+
+from lesionboost._members import MEMBERS
+from lesionboost._tuning_storage import (
+    WORKER_ATTR,
+    StorageError,
+    describe_storage,
+    mask_url,
+    normalise_url,
+    open_storage,
+    recover_stale_trials,
+)
+from lesionboost.cv import patient_folds
+from lesionboost.estimator import LesionBoostClassifier
+from lesionboost.simulate import simulate_slice3d
+from lesionboost.tuning import (
+    DEFAULTS_ATTR,
+    PatientCVObjective,
+    SearchSpace,
+    open_study,
+    trial_history,
+    tune,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Cheap trials: one member, few rounds, one bag; the space is searched as usual.
+FAST = {"n_jobs": 1, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def tiny() -> pl.DataFrame:
+    return simulate_slice3d(30, seed=3).train
+
+
+# --------------------------------------------------------------------------- search space
+def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
+    space = SearchSpace()
+    dists, defaults = space.distributions(), space.defaults()
+    assert set(dists) == set(defaults)
+    for key, value in defaults.items():
+        assert dists[key]._contains(dists[key].to_internal_repr(value)), key
+    config = space.to_config(defaults)
+    estimator = LesionBoostClassifier().get_params()
+    for member in ("lightgbm", "xgboost", "catboost"):
+        for name, value in config[f"{member}_params"].items():
+            assert value == pytest.approx(MEMBERS[member].defaults.get(name, value)), name
+    for name in ("neg_ratio", "pos_oversample", "n_bags", "feature_groups"):
+        assert tuple(np.atleast_1d(config[name])) == tuple(np.atleast_1d(estimator[name]))
+    assert "weights" not in config  # equal weights = the estimator's default (None)
+
+
+def test_config_normalises_weights_and_switches_feature_groups() -> None:
+    space = SearchSpace(members=("lightgbm", "xgboost"))
+    params = {**space.defaults(), "weight.lightgbm": 0.9, "weight.xgboost": 0.3,
+              "features.outlier": False}
+    config = space.to_config(params)
+    assert config["weights"] == pytest.approx({"lightgbm": 0.75, "xgboost": 0.25})
+    assert config["feature_groups"] == ("derived", "patient", "region", "counts")
+    assert "catboost_params" not in config and config["members"] == ("lightgbm", "xgboost")
+    assert isinstance(space.distributions()["lightgbm.num_leaves"], IntDistribution)
+
+
+def test_ranges_widen_to_contain_a_default_outside_them(monkeypatch) -> None:
+    monkeypatch.setitem(MEMBERS["lightgbm"].defaults, "learning_rate", 0.3)
+    dist = SearchSpace(members=("lightgbm",)).distributions()["lightgbm.learning_rate"]
+    assert (dist.low, dist.high) == (0.01, 0.3)
+
+
+def test_unknown_member_is_rejected() -> None:
+    with pytest.raises(ValueError, match="members"):
+        SearchSpace(members=("lightgbm", "ranger"))
+
+
+# --------------------------------------------------------------------------- objective
+class _Lookup:
+    """A stand-in classifier: perfect (reads the label) or pure noise; instant to fit."""
+
+    def __init__(self, truth: dict[str, int], perfect: bool) -> None:
+        self.truth, self.perfect = truth, perfect
+
+    def get_params(self, deep: bool = False) -> dict:
+        return {"truth": self.truth, "perfect": self.perfect}
+
+    def fit(self, X, y):  # noqa: ANN001, ANN201
+        return self
+
+    def predict_proba(self, X):  # noqa: ANN001, ANN201
+        ids = X.get_column("isic_id").to_list()
+        rng = np.random.default_rng(len(ids))
+        p = np.array([self.truth[i] for i in ids], float) if self.perfect else rng.uniform(
+            size=len(ids))
+        return np.column_stack([1 - p, p])
+
+
+def test_wilcoxon_prunes_a_trial_worse_on_every_fold_before_its_last_fold(tiny) -> None:
+    folds = patient_folds(tiny, n_splits=5, seed=0)
+    truth = dict(zip(tiny["isic_id"].to_list(), tiny["target"].to_list(), strict=True))
+    space = SearchSpace(members=("lightgbm",))
+    objective = PatientCVObjective(tiny, folds, space=space)
+    objective.estimator = lambda params: _Lookup(truth, params == space.defaults())
+    study = open_study(None, "prune", space=space)
+    study.optimize(objective, n_trials=2)
+    first, second = study.trials
+    assert first.user_attrs[DEFAULTS_ATTR] and first.value == pytest.approx(0.2)
+    assert len(first.intermediate_values) == 5
+    assert second.state == TrialState.PRUNED
+    assert len(second.intermediate_values) == 3  # p = 1/8 < 0.2 after three lost folds
+    assert second.user_attrs["partial_value"] < 0.1
+    history = trial_history(study)
+    assert [h["state"] for h in history] == ["COMPLETE", "PRUNED"]
+    assert history[1]["value"] == pytest.approx(second.user_attrs["partial_value"])
+
+
+def test_objective_scores_the_pooled_oof_of_the_real_estimator(tiny, tmp_path) -> None:
+    folds = patient_folds(tiny, n_splits=2, seed=0)
+    space = SearchSpace(members=("lightgbm",), ensemble=False, feature_groups=False)
+    objective = PatientCVObjective(tiny, folds, space=space, rounds=10,
+                                   fixed_params={**FAST, "n_bags": 1}, oof_dir=tmp_path)
+    study = open_study(None, "real", space=space)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert 0.0 < trial.value <= 0.2
+    assert len(trial.user_attrs["fold_scores"]) == 2
+    assert trial.user_attrs[WORKER_ATTR]["pid"] > 0
+    saved = pl.read_parquet(tmp_path / "trial-0.parquet")
+    from lesionboost.metrics import pauc_above_tpr
+
+    assert pauc_above_tpr(tiny["target"].to_numpy(), saved["score"].to_numpy()) == pytest.approx(
+        trial.value)
+    assert objective.estimator(trial.params).get_params()["lightgbm_params"]["n_estimators"] == 10
+
+
+# --------------------------------------------------------------------------- tune()
+def test_tune_resumes_to_the_same_total_without_losing_or_repeating(tiny, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    kwargs = dict(storage=url, n_splits=2, members=("lightgbm",), rounds=8,
+                  fixed_params=FAST, progress=False)
+    study, best = tune(tiny, n_trials=2, **kwargs)
+    first = [(t.number, t.value, t.params) for t in study.trials]
+    assert study.trials[0].user_attrs[DEFAULTS_ATTR]
+    result = tune(tiny, n_trials=3, **kwargs)
+    trials = result.study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(trials) == 3
+    assert [(t.number, t.value, t.params) for t in result.study.trials[:2]] == first
+    assert sum(bool(t.user_attrs.get(DEFAULTS_ATTR)) for t in result.study.trials) == 1
+    assert result.best_value >= result.defaults_value
+    assert result.best_params["lightgbm_params"]["n_estimators"] == 8
+    again = tune(tiny, n_trials=3, **kwargs)  # already complete: runs nothing
+    assert len(again.study.trials) == 3
+
+
+def test_a_study_refuses_other_data(tiny, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    open_study(url, "s", fingerprint="aaa", settings={"members": ["lightgbm"]})
+    with pytest.raises(ValueError, match="other data or settings.*data_fingerprint"):
+        open_study(url, "s", fingerprint="bbb", settings={"members": ["lightgbm"]})
+
+
+def test_tune_rejects_bad_arguments(tiny) -> None:
+    with pytest.raises(ValueError, match="n_trials"):
+        tune(tiny, n_trials=0)
+    with pytest.raises(ValueError, match="journal file"):
+        tune(tiny, n_trials=2, n_workers=2)
+    with pytest.raises(ValueError, match="target"):
+        tune(tiny.drop("target"), n_trials=1, progress=False)
+
+
+# --------------------------------------------------------------------------- storages
+def test_storage_urls_are_normalised_and_passwords_masked(tmp_path) -> None:
+    assert mask_url("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert normalise_url(str(tmp_path / "a.db")) == f"sqlite:///{tmp_path / 'a.db'}"
+    assert normalise_url(str(tmp_path / "a.journal")) == f"journal:{tmp_path / 'a.journal'}"
+    assert describe_storage(None).startswith("in-memory")
+    assert open_storage(None) is None
+    assert type(open_storage(f"journal:{tmp_path / 'x.journal'}")).__name__ == "JournalStorage"
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("postgresql://tuner:hunter2@127.0.0.1:1/optuna", "Check that the server is running"),
+        ("sqlite:////no/such/folder/study.db", "does not exist"),
+        ("nonsense", "expected a SQLAlchemy URL"),
+        ("journal:/no/such/folder/study.journal", "does not exist"),
+    ],
+)
+def test_unreachable_storage_gives_one_clear_line(url: str, needle: str) -> None:
+    pytest.importorskip("psycopg2") if url.startswith("postgresql") else None
+    with pytest.raises(StorageError) as info:
+        open_storage(url)
+    message = str(info.value)
+    assert needle in message and "\n" not in message
+    assert "hunter2" not in message
+    assert isinstance(info.value, ConnectionError)
+
+
+_DEAD_WORKER = textwrap.dedent(
+    """
+    import os, sys, optuna
+    from lesionboost._tuning_storage import WORKER_ATTR, open_storage, worker_identity
+    study = optuna.load_study(study_name="s", storage=open_storage(sys.argv[1]))
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr(WORKER_ATTR, worker_identity())
+    os._exit(0)  # dies with its trial RUNNING, as after SIGKILL
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_trials_of_a_dead_worker_are_failed_and_retried(tmp_path, kind) -> None:
+    url = f"journal:{tmp_path / 's.journal'}" if kind == "journal" else (
+        f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
+    subprocess.run([sys.executable, "-c", _DEAD_WORKER, url], check=True)
+    [running] = study.get_trials(states=(TrialState.RUNNING,))
+    assert recover_stale_trials(study) == [running.number]
+    failed, retry = study.get_trials()
+    assert failed.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING and retry.params == failed.params
+    assert WORKER_ATTR not in retry.user_attrs  # the copy must not look dead too
+    assert recover_stale_trials(study) == []  # idempotent
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert study.trials[1].state == TrialState.COMPLETE
+    assert study.trials[1].params == failed.params
+
+
+def test_a_live_workers_trial_is_left_alone(tmp_path) -> None:
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 'j.journal'}"))
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    from lesionboost._tuning_storage import worker_identity
+
+    trial.set_user_attr(WORKER_ATTR, worker_identity())  # this very process: alive
+    assert recover_stale_trials(study) == []
+    other_host = {**worker_identity(), "host": "elsewhere", "pid": 999999}
+    trial.set_user_attr(WORKER_ATTR, other_host)  # other machines: left to the heartbeat
+    assert recover_stale_trials(study) == []
+
+
+def test_tuning_module_documents_every_searched_parameter() -> None:
+    import lesionboost.tuning as module
+
+    doc = module.__doc__ or ""
+    for key in SearchSpace().distributions():
+        group, name = key.split(".", 1)
+        assert name in doc, key
+
+
+def test_worker_entry_point_is_importable_by_spawned_processes() -> None:
+    # multiprocessing "spawn" pickles the target by reference.
+    from lesionboost.tuning import _worker_main
+
+    assert _worker_main.__module__ == "lesionboost.tuning"
+    assert Path(sys.modules["lesionboost.tuning"].__file__).name == "tuning.py"
