@@ -252,9 +252,9 @@ def quality_one_seed(
         metadata={"lesionboost.model": "builtin", "lesionboost.model_sha256": embedder.sha256},
     )
     row["embed_seconds"] = round(time.perf_counter() - start, 1)
-    row["tabular"], row["tabular_fold_sd"], row["tabular_seconds"] = _cv(meta, folds)
+    row["tabular"], row["tabular_fold_sd"], row["tabular_seconds"] = _cv(meta, folds, small=small)
     row["tabular_image"], row["tabular_image_fold_sd"], row["tabular_image_seconds"] = _cv(
-        meta, folds, images=str(images), image_model=str(table)
+        meta, folds, small=small, images=str(images), image_model=str(table)
     )
     if train_cnn:
         from lesionboost.image import train_embedder
@@ -273,7 +273,11 @@ def quality_one_seed(
         row["cnn_parity_max"] = max(trained.parity)
         row["cnn_oof_pauc"] = pauc_above_tpr(labels, np.nan_to_num(trained.oof_scores, nan=-1e9))
         row["tabular_image_cnn"], row["tabular_image_cnn_fold_sd"], _ = _cv(
-            meta, folds, images=str(images), image_model=[str(table), str(trained.directory)]
+            meta,
+            folds,
+            small=small,
+            images=str(images),
+            image_model=[str(table), str(trained.directory)],
         )
     gap = row["oracle"] - row["tabular"]
     for key in ("tabular_image", "tabular_image_cnn"):

@@ -109,7 +109,7 @@ def _is_text_dtype(kind: str, dtype: Any) -> bool:
 
     return (
         isinstance(dtype, pd.CategoricalDtype)
-        or dtype == object
+        or pd.api.types.is_object_dtype(dtype)
         or isinstance(dtype, pd.StringDtype)
     )
 
@@ -120,7 +120,8 @@ def _check_codes(values: np.ndarray, name: str) -> None:
     if bad.size:
         raise ValueError(
             f"Categorical column {name} must hold non-negative integer codes (or missing), "
-            f"got {bad[:3].tolist()}. Pass text columns as strings, or encode levels as 0, 1, 2, ..."
+            f"got {bad[:3].tolist()}. Pass text columns as strings, or encode levels as "
+            "0, 1, 2, ..."
         )
 
 

@@ -426,7 +426,8 @@ def cross_val_oof(
     Examples
     --------
     >>> from lesionboost import patient_folds  # doctest: +SKIP
-    >>> result = cross_val_oof(LesionBoostClassifier(), train, patient_folds(train))  # doctest: +SKIP
+    >>> folds = patient_folds(train)  # doctest: +SKIP
+    >>> result = cross_val_oof(LesionBoostClassifier(), train, folds)  # doctest: +SKIP
     >>> round(result.pauc, 3), result.fold_scores  # doctest: +SKIP
     """
     frame, labels = _frame_and_labels(metadata, y, what="cross_val_oof")

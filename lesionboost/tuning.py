@@ -557,8 +557,9 @@ def open_study(
                 f"data or settings ({details}). Resume with the same data and options, or "
                 "choose another study name (--study)."
             )
-    # A study left empty by a creator that died before enqueueing gets them on resume.
-    if space is not None and (created or not study.get_trials(deepcopy=False)):
+    # Only the creator enqueues: a worker that loaded the study must not, even when it
+    # sees no trial yet -- the creator may be about to enqueue them (a race seen in tests).
+    if space is not None and created:
         study.enqueue_trial(space.defaults(), user_attrs={DEFAULTS_ATTR: True},
                             skip_if_exists=True)
     return study
@@ -593,16 +594,29 @@ def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=_FINISHED))
 
 
-def _sampler(seed: int, study: optuna.Study, worker: int, n_trials: int | None) -> Any:
-    # A different seed per worker and per resume: equal seeds would make two workers
-    # (or a resumed run) propose the very same random start-up points again.
-    offset = len(study.get_trials(deepcopy=False)) * 1000 + worker
+def _sampler(
+    seed: int, study: optuna.Study, worker: int, n_trials: int | None, *, shared: bool
+) -> Any:
+    """TPE with a seed that differs per worker, per resume and, on shared storages, per process.
+
+    Equal seeds make two workers -- or a resumed run -- propose the very same points
+    again: the seed mixes in the trials already in the study and the worker index,
+    and, when the storage may be shared with other machines (anything but memory),
+    the host and process id, because two machines started with the same command
+    see the same study and the same worker index. Tuning through a shared storage
+    is therefore not bit-reproducible (with parallel workers it never is).
+    """
+    parts = [seed, len(study.get_trials(deepcopy=False)), worker]
+    if shared:
+        identity = worker_identity()
+        parts += [identity["host"], identity["pid"], identity["start"]]
+    digest = hashlib.sha256(repr(parts).encode()).digest()
     startup = 10 if n_trials is None else int(min(10, max(3, n_trials // 3)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            seed=(seed * 7919 + offset) % 2**31, n_startup_trials=startup, multivariate=True,
-            constant_liar=True,
+            seed=int.from_bytes(digest[:4], "little") % 2**31, n_startup_trials=startup,
+            multivariate=True, constant_liar=True,
         )
 
 
@@ -659,7 +673,8 @@ def _worker_main(payload: dict[str, Any]) -> None:
         storage=open_storage(payload["storage"]),
         pruner=_wilcoxon(payload["p_threshold"]),
     )
-    study.sampler = _sampler(payload["seed"], study, payload["worker"], payload["n_trials"])
+    study.sampler = _sampler(payload["seed"], study, payload["worker"], payload["n_trials"],
+                             shared=True)
     recover_stale_trials(study)
     objective = PatientCVObjective(
         payload["metadata"], payload["folds"], space=payload["space"],
@@ -811,7 +826,7 @@ def tune(
     bar = _Progress(n_trials, before, progress)
     try:
         if n_workers == 1:
-            study.sampler = _sampler(seed, study, 0, n_trials)
+            study.sampler = _sampler(seed, study, 0, n_trials, shared=storage is not None)
             objective = PatientCVObjective(frame, folds, space=space, fixed_params=fixed_params,
                                            rounds=rounds, oof_dir=oof_dir)
             _optimize(study, objective, n_trials=n_trials, timeout=timeout,

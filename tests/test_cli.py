@@ -125,13 +125,6 @@ def test_simulate_tune_predict_report_end_to_end(sim_dir, tmp_path, capsys) -> N
     assert len(page.sources) == 5 and all(s.startswith("data:image/png;base64,")
                                           for s in page.sources)
 
-    # the same command again resumes a finished study: no new trial, same best
-    code, out, err = _run(capsys, ["tune", "--data", str(sim_dir / "train-metadata.csv"),
-                                   "--trials", "3", "--out", str(run), "--json", *FAST])
-    assert code == 0, err
-    assert json.loads(out)["best_value"] == pytest.approx(summary["best_value"])
-    assert sum(json.loads(out)["trials"].values()) == 3
-
 
 def test_tune_without_data_simulates_a_cohort(tmp_path, capsys) -> None:
     code, out, err = _run(capsys, ["tune", "--patients", "24", "--trials", "1", "--out",
@@ -192,19 +185,28 @@ def test_debug_shows_the_traceback(tmp_path, capsys) -> None:
         main(["report", str(tmp_path / "missing"), "--debug"])
 
 
-def test_existing_foreign_folder_and_changed_options_are_refused(sim_dir, tmp_path, capsys) -> None:
+def test_existing_foreign_folder_and_changed_options_are_refused(
+    sim_dir, tmp_path, capsys, monkeypatch
+) -> None:
+    import lesionboost.tuning
+
+    def stop(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt  # the run folder is prepared; skip the tuning itself
+
+    monkeypatch.setattr(lesionboost.tuning, "tune", stop)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    code, _, err = _run(capsys, ["tune", "--data", str(sim_dir / "train-metadata.csv"),
-                                 "--out", str(foreign), *FAST])
+    data = ["--data", str(sim_dir / "train-metadata.csv"), "--out", str(foreign), *FAST]
+    code, _, err = _run(capsys, ["tune", *data])
     assert code == 2 and "not a lesionboost run" in err
-    code, _, err = _run(capsys, ["tune", "--data", str(sim_dir / "train-metadata.csv"),
-                                 "--out", str(foreign), "--force", "--trials", "1", "-q", *FAST])
-    assert code == 0 and (foreign / "notes.txt").read_text() == "mine"  # --force keeps it
-    code, _, err = _run(capsys, ["tune", "--data", str(sim_dir / "train-metadata.csv"),
-                                 "--out", str(foreign), "--trials", "1", "--seed", "5", *FAST])
+    code, _, err = _run(capsys, ["tune", *data, "--force"])
+    assert code == 130 and (foreign / "notes.txt").read_text() == "mine"  # --force keeps it
+    assert (foreign / "run.json").exists()
+    code, _, err = _run(capsys, ["tune", *data, "--seed", "5"])
     assert code == 2 and "seed: was 0, now 5" in err
+    code, _, err = _run(capsys, ["tune", *data])  # the same options resume
+    assert code == 130 and "resuming" in err
 
 
 def test_ctrl_c_exits_130_and_leaves_no_outputs(sim_dir, tmp_path, capsys, monkeypatch) -> None:

@@ -37,9 +37,8 @@ def _fast(**overrides):
 def signal_metadata(n_patients=60, lesions=12, seed=0) -> pl.DataFrame:
     """Tiny metadata where the malignant lesion is its patient's largest one ("ugly duckling")."""
     meta = make_tiny_metadata(n_patients=n_patients, lesions=lesions, seed=seed)
-    largest = (
-        pl.col("clin_size_long_diam_mm") == pl.col("clin_size_long_diam_mm").max().over("patient_id")
-    )
+    size = pl.col("clin_size_long_diam_mm")
+    largest = size == size.max().over("patient_id")
     chosen = pl.col("patient_id").str.slice(3).cast(pl.Int64) % 3 == 0
     return meta.with_columns((largest & chosen).cast(pl.Int64).alias("target"))
 
@@ -181,7 +180,7 @@ def test_explain_returns_top_features_per_lesion(meta, fitted):
     assert table["isic_id"].to_list() == meta["isic_id"].head(6).to_list()
     np.testing.assert_allclose(table["score"], fitted.predict_proba(meta.head(6))[:, 1])
     names = set(fitted.ensemble_.feature_names_in_)
-    for features, values in zip(table["top_features"], table["top_contributions"]):
+    for features, values in zip(table["top_features"], table["top_contributions"], strict=True):
         assert len(features) == 3 and set(features) <= names
         assert list(values) == sorted(values, reverse=True)
     with pytest.raises(ValueError, match="top_k"):
