@@ -219,7 +219,7 @@ def open_storage(
         elif isinstance(exc, ValueError) and journal is None and "://" not in canonical:
             hint = "Pass a storage URL or file path of one of those kinds."
         elif "Can't load plugin" in reason:
-            hint = "The URL scheme names no database SQLAlchemy knows (e.g. postgresql, mysql, sqlite)."
+            hint = "The URL names no database SQLAlchemy knows (postgresql, mysql, sqlite...)."
         else:
             hint = (
                 "Check that the server is running and reachable, and that the URL, "

@@ -264,7 +264,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --------------------------------------------------------------------------- tune / predict / report
+# ------------------------------------------------------------------------- tune, predict, report
 # Bodies live in lesionboost/_cli_run.py so that `lesionboost --help` stays fast.
 def _add_tune(subparsers: Any) -> None:
     import textwrap
@@ -283,7 +283,8 @@ def _add_tune(subparsers: Any) -> None:
         ),
         epilog=(
             "examples:\n  lesionboost tune --out runs/demo\n"
-            "  lesionboost tune --data train-metadata.csv --trials 100 --workers 2 --out runs/real\n"
+            "  lesionboost tune --data train-metadata.csv --trials 100 --workers 2 "
+            "--out runs/real\n"
             "  lesionboost tune --data train-metadata.csv --storage "
             "postgresql://user:pw@db/optuna --study isic --out runs/m1"
         ),

@@ -46,6 +46,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._ensemble_input import check_codes, column_position, encode_frame, frame_kind
 from ._members import MEMBER_KINDS, MEMBERS, resolve_threads
 
 __all__ = ["GBDTEnsembleClassifier"]
@@ -88,41 +89,6 @@ def _mixture_logit(logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
     log_p = np.logaddexp.reduce(log_w - np.logaddexp(0.0, -logits), axis=0)
     log_q = np.logaddexp.reduce(log_w - np.logaddexp(0.0, logits), axis=0)
     return log_p - log_q
-
-
-# --------------------------------------------------------------------------- frames
-def _frame_kind(X: Any) -> str | None:
-    module = type(X).__module__
-    if module.startswith("polars") and hasattr(X, "columns"):
-        return "polars"
-    if module.startswith("pandas") and hasattr(X, "columns"):
-        return "pandas"
-    return None
-
-
-def _is_text_dtype(kind: str, dtype: Any) -> bool:
-    if kind == "polars":
-        import polars as pl
-
-        return dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum))
-    import pandas as pd
-
-    return (
-        isinstance(dtype, pd.CategoricalDtype)
-        or pd.api.types.is_object_dtype(dtype)
-        or isinstance(dtype, pd.StringDtype)
-    )
-
-
-def _check_codes(values: np.ndarray, name: str) -> None:
-    finite = values[~np.isnan(values)]
-    bad = finite[(finite < 0) | (finite != np.floor(finite))]
-    if bad.size:
-        raise ValueError(
-            f"Categorical column {name} must hold non-negative integer codes (or missing), "
-            f"got {bad[:3].tolist()}. Pass text columns as strings, or encode levels as "
-            "0, 1, 2, ..."
-        )
 
 
 class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
@@ -293,119 +259,18 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{kind}_params must be a dict or None, got {params!r}.")
 
     # ------------------------------------------------------------------ input
-    def _categorical_names(self, names: list[str], text: list[str]) -> list[str]:
-        spec = self.categorical_features
-        if spec == "auto":
-            return list(text)
-        if spec is None:
-            cats: list[str] = []
-        elif isinstance(spec, str):
-            raise ValueError(
-                f"categorical_features must be 'auto', None or a list of columns, got {spec!r}."
-            )
-        else:
-            cats = [self._column_name(c, names) for c in spec]
-        missing = [c for c in cats if c not in names]
-        if missing:
-            raise ValueError(
-                f"categorical_features names column(s) {missing[:5]} that X does not have; "
-                f"X has {names[:5]}{' ...' if len(names) > 5 else ''}."
-            )
-        stray = [n for n in text if n not in cats]
-        if stray:
-            raise ValueError(
-                f"Column(s) {stray[:5]} hold text but are not in categorical_features={spec!r}; "
-                "list them there or drop them."
-            )
-        return cats
-
-    @staticmethod
-    def _column_name(spec: Any, names: list[str]) -> str:
-        if isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
-            if not 0 <= int(spec) < len(names):
-                raise ValueError(
-                    f"categorical_features index {spec} is out of range for X with "
-                    f"{len(names)} columns."
-                )
-            return names[int(spec)]
-        return str(spec)
-
-    def _encode_frame(
-        self, X: Any, kind: str, *, fit: bool
-    ) -> tuple[Any, list[int], dict[int, list[str]]]:
-        """Replace text columns by integer codes (0 missing, 1 unseen, 2.. levels).
-
-        Returns the all-numeric frame, the categorical column positions and the
-        levels of each text column (by position).
-        """
-        columns = list(X.columns)
-        names = [str(c) for c in columns]
-        text = [n for n, c in zip(names, columns, strict=True) if _is_text_dtype(kind, X[c].dtype)]
-        if fit:
-            cats = [names.index(n) for n in self._categorical_names(names, text)]
-            levels: dict[int, list[str]] = {}
-            for position, column in enumerate(columns):
-                if names[position] in text:
-                    series = X[column]
-                    if kind == "polars":
-                        found = series.cast(str).drop_nulls().unique().sort().to_list()
-                    else:
-                        found = sorted(series.dropna().astype(str).unique().tolist())
-                    levels[position] = found
-        else:
-            cats = []
-            levels = self.category_maps_
-            stray = [n for i, n in enumerate(names) if n in text and i not in levels]
-            if stray:
-                raise ValueError(
-                    f"Column(s) {stray[:5]} hold text, but they were not text columns when "
-                    f"{type(self).__name__} was fitted; pass the same columns as in fit."
-                )
-        if kind == "polars":
-            import polars as pl
-
-            exprs = []
-            for position, name in enumerate(names):
-                dtype = X.schema[name]
-                if position in levels and name in text:
-                    mapping = {lv: float(i + 2) for i, lv in enumerate(levels[position])}
-                    exprs.append(
-                        pl.col(name).cast(pl.String)
-                        .replace_strict(mapping, default=1.0, return_dtype=pl.Float32)
-                        .fill_null(0.0).alias(name)
-                    )
-                elif dtype.is_numeric() or dtype == pl.Boolean:
-                    exprs.append(pl.col(name).cast(pl.Float32))
-                else:
-                    raise ValueError(
-                        f"Column {name!r} has dtype {dtype}, which is neither numeric nor text; "
-                        "convert or drop it."
-                    )
-            return X.select(exprs), cats, levels
-        import pandas as pd
-
-        out = {}
-        for position, column in enumerate(columns):
-            series = X[column]
-            if position in levels and names[position] in text:
-                mapping = {lv: float(i + 2) for i, lv in enumerate(levels[position])}
-                text_values = series.astype(object).where(series.notna(), None)
-                out[column] = text_values.map(
-                    lambda v, m=mapping: 0.0 if v is None else m.get(str(v), 1.0)
-                ).astype(np.float32)
-            else:
-                out[column] = series
-        return pd.DataFrame(out, index=X.index), cats, levels
-
     def _prepare(self, X: Any, y: Any = None, *, fit: bool) -> Any:
         """Validate ``X`` (and ``y`` in fit); return a C-ordered float32 matrix."""
-        kind = _frame_kind(X)
+        kind = frame_kind(X)
         if kind is not None and type(X).__name__ == "LazyFrame":
             X = X.collect()
         cats: list[int] = []
         levels: dict[int, list[str]] = {}
         if kind is not None:
-            X, cats, levels = self._encode_frame(X, kind, fit=fit)
+            X, cats, levels = encode_frame(
+                X, kind, spec=self.categorical_features,
+                levels=None if fit else self.category_maps_, owner=type(self).__name__,
+            )
         check = {"dtype": np.float32, "ensure_all_finite": "allow-nan", "order": "C"}
         if fit:
             X, y = validate_data(self, X, y, reset=True, **check)
@@ -419,7 +284,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                         "without column names; pass column indices or a DataFrame."
                     )
                 names = [str(i) for i in range(X.shape[1])]
-                cats = [int(self._column_name(c, names)) for c in spec]  # type: ignore[union-attr]
+                cats = [column_position(c, names) for c in spec]  # type: ignore[union-attr]
             self.categorical_features_ = sorted(set(cats))
             self.category_maps_ = levels
         else:
@@ -430,7 +295,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                     repr(str(self.feature_names_in_[index]))
                     if hasattr(self, "feature_names_in_") else f"at index {index}"
                 )
-                _check_codes(X[:, index], label)
+                check_codes(X[:, index], label)
         return (X, y) if fit else X
 
     # ------------------------------------------------------------------ fit

@@ -289,7 +289,9 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], pl.DataFrame]:
     try:
         best = json.loads(best_path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{best_path} is not valid JSON ({exc}); rerun `lesionboost tune`.") from exc
+        raise ValueError(
+            f"{best_path} is not valid JSON ({exc}); rerun `lesionboost tune`."
+        ) from exc
     oof = pl.read_parquet(oof_path)
     missing = [c for c in ("target", "score", "fold") if c not in oof.columns]
     if missing:
@@ -309,6 +311,7 @@ def _html_table(rows: Sequence[tuple[str, Any]]) -> str:
 
 def _html_page(best: Mapping[str, Any], images: Mapping[str, bytes], oof: pl.DataFrame) -> str:
     data = best.get("data", {})
+    counts = best.get("n_trials", {})
     summary = [
         ("study", best.get("study_name")),
         ("storage", best.get("storage")),
@@ -317,7 +320,7 @@ def _html_page(best: Mapping[str, Any], images: Mapping[str, bytes], oof: pl.Dat
         ("defaults' OOF pAUC (first trial)", _fmt(best.get("defaults_value"))),
         ("fold pAUC mean ± SD", f"{_fmt(best.get('fold_mean'))} ± {_fmt(best.get('fold_sd'))}"),
         ("trials (complete / pruned / failed)",
-         " / ".join(str(best.get("n_trials", {}).get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL"))),
+         " / ".join(str(counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL"))),
         ("lesions / patients / malignant",
          f"{data.get('n_rows', oof.height)} / {data.get('n_patients', '?')} / "
          f"{data.get('n_positive', int(oof['target'].sum()))}"),

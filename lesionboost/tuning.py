@@ -551,7 +551,9 @@ def open_study(
     else:
         differ = [k for k in expected if k in recorded and recorded[k] != expected[k]]
         if differ:
-            details = ", ".join(f"{k}: study {recorded[k]!r} vs now {expected[k]!r}" for k in differ)
+            details = ", ".join(
+                f"{k}: study {recorded[k]!r} vs now {expected[k]!r}" for k in differ
+            )
             raise ValueError(
                 f"Study {study_name!r} in {describe_storage(storage)} was tuned with other "
                 f"data or settings ({details}). Resume with the same data and options, or "

@@ -65,7 +65,7 @@ def _two_machines(storage: str, study_name: str, train_csv: Path, tmp_path: Path
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=300) for p in processes]
-    for process, (out, err) in zip(processes, outputs, strict=True):
+    for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     _check_union(study, {p.pid for p in processes}, 4)
@@ -78,6 +78,7 @@ def test_two_processes_share_one_journal_file(train_csv, tmp_path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_two_processes_share_one_postgresql_database(train_csv, tmp_path) -> None:
     url = os.environ.get(POSTGRES_ENV)
     if not url:

@@ -290,10 +290,11 @@ def _export_onnx(torch: Any, model: Any, example: Any, path: Path, props: dict[s
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         # The exporter and its optimiser log every pass at INFO; keep only problems.
+        # (torch.onnx warns that torchvision's detection ops are not registered: irrelevant.)
         chatty = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "onnx_ir")]
         levels = [log.level for log in chatty]
         for log in chatty:
-            log.setLevel(logging.WARNING)
+            log.setLevel(logging.ERROR if log.name == "torch.onnx" else logging.WARNING)
         try:
             program = torch.onnx.export(
                 model,

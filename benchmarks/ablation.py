@@ -1,0 +1,294 @@
+"""What each LesionFeaturizer group is worth: patient-grouped out-of-fold pAUC.
+
+For every feature configuration, a default LightGBM (``LGBMClassifier()``, only
+``verbose=-1`` and the seed set; categorical codes declared categorical) is
+cross-fitted on 5 patient-grouped folds (:func:`lesionboost.patient_folds`) and the
+out-of-fold scores are scored with the official pAUC above 80 % TPR.
+
+* Simulator (3 seeds, full size by default): every configuration of the tables
+  below; training folds keep every positive and ``--neg-per-pos`` negatives per
+  positive (the usual 1:100 undersampling; validation folds are never touched).
+* Real sample ``train-metadata-sample.csv`` (3,449 rows, 614 patients): the same
+  configurations without the ``counts`` group, which leaks there (patients with a
+  malignant lesion have more rows in the sample); no undersampling; 3 fold seeds.
+
+Configurations: groups added one at a time (cumulative), each group left out of
+the full set, percentile ranks for every column / the raw columns only / none,
+and the outlier score computed as a per-patient LocalOutlierFactor instead of the
+distance to the patient mean (``outlier_lof``). The outlier section also times the
+two outlier scores on the whole cohort.
+
+Usage::
+
+    python benchmarks/ablation.py [--small] [--seeds 0 1 2] [--patients N]
+                                  [--neg-per-pos K] [--sample PATH] [--out FILE]
+
+``--small``: 80 simulated patients, one seed, 3 configurations (for the test
+suite). Heavy runs: ``flock /tmp/lesionboost-heavy.lock python benchmarks/ablation.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lesionboost import (
+    DataWarning,
+    LesionFeaturizer,
+    pauc_above_tpr,
+    patient_folds,
+    read_metadata,
+    simulate_slice3d,
+    split_xy,
+)
+from lesionboost._features_derived import OUTLIER_COLUMNS
+from lesionboost._features_plan import output_names, z_name
+from lesionboost.features import GROUPS
+from lesionboost.schema import CATEGORICAL_COLUMNS
+
+DEFAULT_SAMPLE = Path(
+    os.environ.get("LESIONBOOST_SHARED", Path(__file__).resolve().parents[2] / "shared" / "slice3d")
+) / "train-metadata-sample.csv"
+
+
+def configurations(groups: tuple[str, ...], small: bool = False) -> dict[str, dict[str, Any]]:
+    """Name -> {"groups", "rank_columns", "outlier"} for the ablation tables."""
+    configs: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, chosen: tuple[str, ...], rank: str = "all", outlier: str = "distance") -> None:
+        configs[name] = {"groups": chosen, "rank_columns": rank, "outlier": outlier}
+
+    add("raw", ())
+    active: list[str] = []
+    for group in groups:
+        active.append(group)
+        add("+" + group, tuple(active))
+    if small:
+        return {k: configs[k] for k in ("raw", "+derived", "+" + groups[-1])}
+    for group in groups:
+        if group != groups[-1]:  # "all minus the last group" is the previous cumulative row
+            add(f"all - {group}", tuple(g for g in groups if g != group))
+    add("all, ranks raw only", groups, rank="raw")
+    add("all, no ranks", groups, rank="none")
+    if "outlier" in groups:
+        add("all, outlier_lof", groups, outlier="lof")
+    return configs
+
+
+def lof_scores(features: pl.DataFrame, patients: pl.Series, n_neighbors: int = 30) -> np.ndarray:
+    """Per-patient LocalOutlierFactor on the patient-standardised key columns.
+
+    Patients with fewer than 3 lesions get 1.0 (the inlier value); the score is
+    ``-negative_outlier_factor_`` so that larger means more outlying.
+    """
+    from sklearn.neighbors import LocalOutlierFactor
+
+    key = features.select([z_name(c, "patient") for c in OUTLIER_COLUMNS]).to_numpy()
+    key = np.nan_to_num(key.astype(np.float64))
+    codes = patients.cast(pl.Categorical).to_physical().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    scores = np.ones(len(codes))
+    for rows in np.split(order, bounds):
+        if len(rows) < 3:
+            continue
+        lof = LocalOutlierFactor(n_neighbors=min(n_neighbors, len(rows) - 1))
+        lof.fit(key[rows])
+        scores[rows] = -lof.negative_outlier_factor_
+    return scores
+
+
+def oof_pauc(
+    matrix: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    categorical: list[int],
+    *,
+    seed: int,
+    neg_per_pos: float | None,
+) -> float:
+    """Out-of-fold pAUC of a default LightGBM over the given folds."""
+    import lightgbm as lgb
+
+    oof = np.zeros(len(y))
+    rng = np.random.default_rng(seed)
+    for fold in np.unique(folds):
+        train = np.flatnonzero(folds != fold)
+        if neg_per_pos is not None:
+            pos = train[y[train] == 1]
+            neg = train[y[train] == 0]
+            keep = min(len(neg), int(round(neg_per_pos * len(pos))))
+            train = np.sort(np.concatenate([pos, rng.choice(neg, keep, replace=False)]))
+        model = lgb.LGBMClassifier(random_state=seed, verbose=-1, n_jobs=os.cpu_count())
+        model.fit(matrix[train], y[train], categorical_feature=categorical)
+        valid = folds == fold
+        oof[valid] = model.predict_proba(matrix[valid])[:, 1]
+    return pauc_above_tpr(y, oof)
+
+
+def _matrix(
+    features: pl.DataFrame, config: dict[str, Any], lof: np.ndarray | None
+) -> tuple[np.ndarray, list[int]]:
+    names = output_names(groups=config["groups"], extra=(), rank_columns=config["rank_columns"])
+    frame = features.select(names)
+    if config["outlier"] == "lof":
+        frame = frame.with_columns(outlier_score=pl.Series(lof, dtype=pl.Float32))
+    categorical = [i for i, c in enumerate(frame.columns) if c in CATEGORICAL_COLUMNS]
+    return frame.to_numpy().astype(np.float32), categorical
+
+
+def run_dataset(
+    X: pl.DataFrame,
+    y: np.ndarray,
+    configs: dict[str, dict[str, Any]],
+    *,
+    seed: int,
+    neg_per_pos: float | None,
+    groups: tuple[str, ...],
+) -> dict[str, Any]:
+    """pAUC of every configuration on one data set and fold seed, plus outlier timings."""
+    start = time.perf_counter()
+    features = LesionFeaturizer(groups=groups).fit_transform(X)
+    featurize_s = time.perf_counter() - start
+    outlier_timing = None
+    lof = None
+    if any(c["outlier"] == "lof" for c in configs.values()):
+        outlier_timing = time_outlier_scores(X)
+        lof = lof_scores(features, X.get_column("patient_id"))
+    folds = patient_folds(X, y, n_splits=5, seed=seed)
+    scores = {}
+    for name, config in configs.items():
+        matrix, categorical = _matrix(features, config, lof)
+        scores[name] = oof_pauc(
+            matrix, y, folds, categorical, seed=seed, neg_per_pos=neg_per_pos
+        )
+        print(f"  seed {seed} {name:<24} pAUC {scores[name]:.4f}", flush=True)
+    return {"pauc": scores, "featurize_s": round(featurize_s, 3), "outlier_timing": outlier_timing}
+
+
+def time_outlier_scores(X: pl.DataFrame) -> dict[str, float]:
+    """Seconds for the two outlier scores on the same standardised key columns.
+
+    Both start from the raw frame: the distance score is one polars query (the key
+    z-scores and ``sqrt(mean(z^2))``); the LOF score computes the same z-scores,
+    then fits one LocalOutlierFactor per patient.
+    """
+    key_z = [
+        ((pl.col(c) - pl.col(c).mean().over("patient_id"))
+         / (pl.col(c).std().over("patient_id") + 1e-5)).fill_null(0.0).alias(z_name(c, "patient"))
+        for c in OUTLIER_COLUMNS
+    ]
+    start = time.perf_counter()
+    X.lazy().select(key_z).select(
+        (pl.sum_horizontal([pl.col(z_name(c, "patient")) ** 2 for c in OUTLIER_COLUMNS])
+         / len(OUTLIER_COLUMNS)).sqrt().alias("outlier_score")
+    ).collect()
+    t_distance = time.perf_counter() - start
+    start = time.perf_counter()
+    z_frame = X.lazy().select(key_z).collect()
+    lof_scores(z_frame, X.get_column("patient_id"))
+    t_lof = time.perf_counter() - start
+    return {
+        "distance_score_s": round(t_distance, 3),
+        "lof_score_s": round(t_lof, 3),
+        "lof_over_distance": round(t_lof / t_distance, 1),
+    }
+
+
+def summarise(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    names = list(per_seed[0])
+    table = {}
+    for name in names:
+        values = np.array([s[name] for s in per_seed])
+        table[name] = {
+            "mean": round(float(values.mean()), 4),
+            "sd": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4),
+            "per_seed": [round(float(v), 4) for v in values],
+        }
+    return table
+
+
+def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
+    print(f"\n{title}")
+    print(f"  {'configuration':<24} {'pAUC mean':>9} {'sd':>7}   per seed")
+    for name, row in table.items():
+        seeds = " ".join(f"{v:.4f}" for v in row["per_seed"])
+        print(f"  {name:<24} {row['mean']:>9.4f} {row['sd']:>7.4f}   {seeds}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="80 patients, one seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--patients", type=int, default=None, help="simulated patients (1042)")
+    parser.add_argument("--neg-per-pos", type=float, default=100.0,
+                        help="negatives kept per positive in simulator training folds")
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
+    parser.add_argument("--skip-simulator", action="store_true")
+    parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    seeds = args.seeds or ([0] if args.small else [0, 1, 2])
+    n_patients = args.patients or (80 if args.small else 1042)
+    report: dict[str, Any] = {"seeds": seeds, "neg_per_pos": args.neg_per_pos}
+
+    if not args.skip_simulator:
+        configs = configurations(GROUPS, small=args.small)
+        runs = []
+        for seed in seeds:
+            sim = simulate_slice3d(n_patients, seed=seed)
+            X, y = split_xy(sim.train)
+            print(f"simulator seed {seed}: {X.height:,} lesions, {int(y.sum())} malignant", flush=True)
+            runs.append(run_dataset(
+                X, y.to_numpy(), configs, seed=seed, neg_per_pos=args.neg_per_pos, groups=GROUPS
+            ))
+        report["simulator"] = {
+            "patients": n_patients,
+            "table": summarise([r["pauc"] for r in runs]),
+            "featurize_s": [r["featurize_s"] for r in runs],
+            "outlier_timing": [r["outlier_timing"] for r in runs if r["outlier_timing"]],
+        }
+        print_table(f"Simulator ({n_patients} patients, seeds {seeds}): OOF pAUC", report["simulator"]["table"])
+        for timing in report["simulator"]["outlier_timing"]:
+            print(f"  outlier score timing: {timing}")
+
+    if not args.skip_real:
+        if not args.sample.exists():
+            report["real"] = {"skipped": f"{args.sample} not found"}
+            print(f"\nreal sample skipped: {args.sample} not found")
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataWarning)
+                X, y = split_xy(read_metadata(args.sample))
+            groups = tuple(g for g in GROUPS if g != "counts")
+            configs = configurations(groups, small=args.small)
+            runs = [
+                run_dataset(X, y.to_numpy(), configs, seed=seed, neg_per_pos=None, groups=groups)
+                for seed in seeds
+            ]
+            report["real"] = {
+                "rows": X.height, "positives": int(y.sum()),
+                "patients": X.get_column("patient_id").n_unique(),
+                "table": summarise([r["pauc"] for r in runs]),
+                "outlier_timing": [r["outlier_timing"] for r in runs if r["outlier_timing"]],
+            }
+            print_table(
+                f"Real sample ({X.height} rows, {int(y.sum())} malignant; counts left out): OOF pAUC",
+                report["real"]["table"],
+            )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Speed of ``LesionFeaturizer`` against a straightforward pandas peer, in one run.
+
+Simulates full-size SLICE-3D metadata (1,042 patients, ~401k lesions), then times
+
+* ``LesionFeaturizer().fit_transform`` (polars, one lazy plan), and
+* the same features written the usual pandas way: ``groupby(...).transform`` for
+  the means and standard deviations, ``groupby(...).rank`` for the ranks, the same
+  derived formulas evaluated on Series (:class:`lesionboost._features_derived.PandasOps`),
+
+each in a fresh subprocess so that peak memory (``ru_maxrss``) belongs to one engine.
+It prints rows, feature count, seconds for each engine, the ratio and peak memory,
+a per-group breakdown of the polars time, and checks on a subset of patients that
+both engines produce the same numbers (features of a lesion depend only on its own
+patient, so a subset of patients is an exact check).
+
+Targets (issue 4): polars >= 20x faster than pandas; <= 1.5 s on 2 cores.
+
+Usage::
+
+    python benchmarks/features.py [--small] [--patients N] [--seed S] [--repeats R]
+                                  [--rank-columns all|raw|none] [--out FILE]
+
+``--small`` simulates 60 patients (for the test suite). Heavy runs on a shared
+machine: ``flock /tmp/lesionboost-heavy.lock python benchmarks/features.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lesionboost import LesionFeaturizer, simulate_slice3d, split_xy
+from lesionboost._features_derived import DERIVED_FEATURES, OUTLIER_COLUMNS, PandasOps
+from lesionboost._features_plan import GROUPINGS, _groupings, _numeric_columns, _ranked
+from lesionboost.features import GROUPS
+from lesionboost.schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+
+TARGET_RATIO = 20.0
+TARGET_SECONDS = 1.5
+
+
+# -- the pandas peer ---------------------------------------------------------------------
+
+
+def pandas_featurize(
+    df: Any,
+    *,
+    groups: tuple[str, ...] = GROUPS,
+    rank_columns: str = "all",
+    eps: float = 1e-5,
+    z_threshold: float = 2.0,
+    category_maps: dict[str, list[str]],
+) -> Any:
+    """The LesionFeaturizer features, computed with pandas groupby-transform."""
+    import pandas as pd
+
+    num = df[list(NUMERIC_COLUMNS)].astype("float64").replace([np.inf, -np.inf], np.nan)
+    cats = {}
+    for name in CATEGORICAL_COLUMNS:
+        mapping = {level: code for code, level in enumerate(category_maps[name], start=2)}
+        column = df[name].astype("object")
+        codes = column.map(mapping).fillna(1).astype("int32")
+        cats[name] = codes.where(column.notna(), 0).astype("int32")
+    if "derived" in groups:
+        ops = PandasOps(num)
+        num = pd.concat(
+            [num, pd.DataFrame({d.name: d.formula(ops) for d in DERIVED_FEATURES}, index=num.index)],
+            axis=1,
+        )
+    numeric = _numeric_columns(groups, ())
+    ranked = _ranked(numeric, (), rank_columns)
+    out: dict[str, Any] = {c: num[c] for c in NUMERIC_COLUMNS}
+    out.update(cats)
+    if "derived" in groups:
+        out.update({d.name: num[d.name] for d in DERIVED_FEATURES})
+    groupings = _groupings(groups)
+    z_groupings = groupings if ("outlier" not in groups or "patient" in groupings) else [
+        "patient", *groupings
+    ]
+    z_frames: dict[str, Any] = {}
+    for grouping in z_groupings:
+        keys = [df[k] for k in GROUPINGS[grouping]]
+        grouped = num[numeric].groupby(keys, dropna=False, sort=False)
+        mean = grouped.transform("mean")
+        std = grouped.transform("std")
+        z = ((num[numeric] - mean) / (std + eps)).fillna(0.0).where(num[numeric].notna())
+        z_frames[grouping] = z
+        if grouping in groupings:
+            out.update({f"{c}__z_{grouping}": z[c] for c in numeric})
+            if ranked:
+                rgrouped = num[ranked].groupby(keys, dropna=False, sort=False)
+                rank = rgrouped.rank(method="average")
+                count = rgrouped.transform("count")
+                pct = ((rank - 1.0) / (count - 1.0)).where(count > 1, 0.5)
+                pct = pct.where(num[ranked].notna())
+                out.update({f"{c}__rank_{grouping}": pct[c] for c in ranked})
+    if "counts" in groups:
+        for grouping, name in (
+            ("patient", "n_lesions_patient"),
+            ("patient_site", "n_lesions_patient_site"),
+            ("patient_location", "n_lesions_patient_location"),
+        ):
+            keys = [df[k] for k in GROUPINGS[grouping]]
+            out[name] = num["tbp_lv_areaMM2"].groupby(keys, dropna=False, sort=False).transform("size")
+        for grouping, name in (("patient", "area_sum_patient"), ("patient_site", "area_sum_patient_site")):
+            keys = [df[k] for k in GROUPINGS[grouping]]
+            out[name] = num["tbp_lv_areaMM2"].groupby(keys, dropna=False, sort=False).transform("sum")
+    if "outlier" in groups:
+        absz = z_frames["patient"].abs()
+        out["ud_count_abs_z_gt"] = (absz > z_threshold).sum(axis=1)
+        out["ud_max_abs_z"] = absz.max(axis=1)
+        out["ud_std_abs_z"] = absz.std(axis=1, ddof=0)
+        key = z_frames["patient"][list(OUTLIER_COLUMNS)]
+        out["outlier_score"] = np.sqrt((key**2).sum(axis=1) / len(OUTLIER_COLUMNS))
+    frame = pd.DataFrame(out)
+    floats = [c for c in frame.columns if c not in CATEGORICAL_COLUMNS]
+    return frame.astype({c: "float32" for c in floats})
+
+
+# -- one engine in its own process -------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _worker(args: argparse.Namespace) -> None:
+    config = json.loads(args.config)
+    if args.worker == "polars":
+        data = pl.read_parquet(args.data)
+    else:
+        import pandas as pd
+
+        data = pd.read_parquet(args.data)
+        maps = LesionFeaturizer(rank_columns=config["rank_columns"]).fit(
+            pl.from_pandas(data)
+        ).category_maps_
+    before = _rss_mb()
+    seconds = []
+    shape = (0, 0)
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        if args.worker == "polars":
+            out = LesionFeaturizer(rank_columns=config["rank_columns"]).fit_transform(data)
+        else:
+            out = pandas_featurize(data, rank_columns=config["rank_columns"], category_maps=maps)
+        seconds.append(time.perf_counter() - start)
+        shape = out.shape
+        del out
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({
+        "seconds": seconds, "rows": shape[0], "features": shape[1],
+        "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
+        "peak_increase_mb": round(peak - before, 1),
+    }))
+
+
+def _run_engine(engine: str, data: Path, repeats: int, rank_columns: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", engine, "--data", str(data),
+         "--repeats", str(repeats), "--config", json.dumps({"rank_columns": rank_columns})],
+        capture_output=True, text=True, check=False,
+    )
+    if done.returncode:
+        raise RuntimeError(f"{engine} worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- checks and breakdown ----------------------------------------------------------------
+
+
+def parity(X: pl.DataFrame, rank_columns: str, n_patients: int = 40) -> dict[str, Any]:
+    """Largest difference between the engines on the lesions of a few patients."""
+    patients = X.get_column("patient_id").unique(maintain_order=True).head(n_patients)
+    subset = X.filter(pl.col("patient_id").is_in(patients.implode()))
+    featurizer = LesionFeaturizer(rank_columns=rank_columns).fit(subset)
+    ours = featurizer.transform(subset)
+    theirs = pandas_featurize(
+        subset.to_pandas(), rank_columns=rank_columns, category_maps=featurizer.category_maps_
+    )
+    assert list(theirs.columns) == ours.columns, "column lists differ"
+    a = ours.to_numpy().astype(np.float64)
+    b = theirs.to_numpy().astype(np.float64)
+    same_nulls = bool((np.isnan(a) == np.isnan(b)).all())
+    scale = np.maximum(1.0, np.abs(b))
+    rel = np.nan_to_num(np.abs(a - b) / scale)
+    worst = int(np.argmax(rel.max(axis=0)))
+    return {
+        "rows": subset.height,
+        "same_nulls": same_nulls,
+        "max_rel_diff": float(rel.max()),
+        "worst_column": ours.columns[worst],
+    }
+
+
+def breakdown(X: pl.DataFrame, rank_columns: str, repeats: int) -> dict[str, float]:
+    """Polars seconds as groups are added one by one (best of ``repeats``)."""
+    out = {}
+    active: list[str] = []
+    for group in ("base", *GROUPS):
+        if group != "base":
+            active.append(group)
+        featurizer = LesionFeaturizer(groups=tuple(active), rank_columns=rank_columns)
+        best = min(_timed(lambda f=featurizer: f.fit_transform(X)) for _ in range(repeats))
+        out["+".join(active) or "base"] = round(best, 3)
+    return out
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="60 patients, for the test suite")
+    parser.add_argument("--patients", type=int, default=None, help="simulated patients (1042)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="polars timing repeats (best)")
+    parser.add_argument("--rank-columns", default="all", choices=("all", "raw", "none"))
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    parser.add_argument("--worker", choices=("polars", "pandas"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker(args)
+        return {}
+
+    n_patients = args.patients or (60 if args.small else 1042)
+    load = os.getloadavg()
+    sim = simulate_slice3d(n_patients, seed=args.seed)
+    X, _ = split_xy(sim.train)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "metadata.parquet"
+        X.write_parquet(data)
+        polars_run = _run_engine("polars", data, args.repeats, args.rank_columns)
+        pandas_run = _run_engine("pandas", data, 1, args.rank_columns)
+    polars_best = min(polars_run["seconds"])
+    pandas_best = min(pandas_run["seconds"])
+    report: dict[str, Any] = {
+        "rows": polars_run["rows"],
+        "patients": n_patients,
+        "features": polars_run["features"],
+        "rank_columns": args.rank_columns,
+        "cpus": os.cpu_count(),
+        "polars_threads": pl.thread_pool_size(),
+        "load_average_before": [round(v, 2) for v in load],
+        "polars_seconds": [round(s, 3) for s in polars_run["seconds"]],
+        "pandas_seconds": [round(s, 3) for s in pandas_run["seconds"]],
+        "polars_best_s": round(polars_best, 3),
+        "pandas_best_s": round(pandas_best, 3),
+        "speedup": round(pandas_best / polars_best, 2),
+        "polars_peak_increase_mb": polars_run["peak_increase_mb"],
+        "pandas_peak_increase_mb": pandas_run["peak_increase_mb"],
+        "polars_peak_rss_mb": polars_run["peak_rss_mb"],
+        "pandas_peak_rss_mb": pandas_run["peak_rss_mb"],
+        "breakdown_polars_s": breakdown(X, args.rank_columns, 1 if args.small else 2),
+        "parity": parity(X, args.rank_columns),
+    }
+    report["targets"] = {
+        f"speedup_at_least_{TARGET_RATIO:g}x": report["speedup"] >= TARGET_RATIO,
+        f"polars_at_most_{TARGET_SECONDS:g}s": polars_best <= TARGET_SECONDS,
+    }
+    _print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _print(r: dict[str, Any]) -> None:
+    print(f"rows {r['rows']:,} ({r['patients']} patients), features {r['features']}, "
+          f"rank_columns={r['rank_columns']}, {r['cpus']} CPUs, load {r['load_average_before']}")
+    print(f"polars LesionFeaturizer.fit_transform: best {r['polars_best_s']:.3f} s "
+          f"(runs {r['polars_seconds']}), peak +{r['polars_peak_increase_mb']:.0f} MiB")
+    print(f"pandas groupby-transform peer:         best {r['pandas_best_s']:.3f} s, "
+          f"peak +{r['pandas_peak_increase_mb']:.0f} MiB")
+    print(f"speedup pandas / polars: {r['speedup']:.1f}x")
+    print("polars seconds as groups are added: " + ", ".join(
+        f"{k} {v:.3f}" for k, v in r["breakdown_polars_s"].items()))
+    p = r["parity"]
+    print(f"parity on {p['rows']} rows: max relative difference {p['max_rel_diff']:.2e} "
+          f"({p['worst_column']}), same nulls: {p['same_nulls']}")
+    print("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in r["targets"].items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Tuning benchmark: trials per minute with 1 and 2 workers, and what a time budget buys.
+
+Run from the repository root (heavy: take the shared lock on shared machines)::
+
+    flock /tmp/lesionboost-heavy.lock python benchmarks/tuning.py --out .benchmarks-out/tuning.json
+    python benchmarks/tuning.py --small            # well under a minute; what the tests run
+
+What it measures, on one simulated cohort (``--patients`` training patients plus
+held-out test patients with their oracle risk):
+
+* **throughput** -- ``lesionboost.tune`` for ``--budget`` seconds with one worker
+  process (all cores for the boosters) and with two worker processes sharing one
+  Optuna journal file (the cores split between them); finished (complete or
+  pruned) trials per minute of wall time, counted from the tune call's start to
+  its end (a trial running at the deadline is finished, so the wall time exceeds
+  the budget a little);
+* **quality** -- the study of the two-worker run after its budget: the enqueued
+  defaults' out-of-fold pAUC against the best trial's, and, because the best trial
+  is chosen on those same folds, both configurations refitted on all training
+  patients and scored on the held-out patients, next to the simulator's tabular
+  and full oracles (the ceilings).
+
+Both runs start a fresh study with the defaults as the first trial; the machine's
+load average is recorded because shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Sleeping OpenMP waits: spinning threads collapse on a busy machine (see _cli_run.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
+from lesionboost._errors import DataWarning  # noqa: E402
+from lesionboost.estimator import LesionBoostClassifier  # noqa: E402
+from lesionboost.metrics import pauc_above_tpr  # noqa: E402
+from lesionboost.simulate import simulate_slice3d  # noqa: E402
+from lesionboost.tuning import DEFAULTS_ATTR, tune  # noqa: E402
+
+FULL = {"patients": 200, "test_patients": 100, "budget": 300.0, "folds": 3,
+        "members": "lightgbm", "rounds": 60}
+SMALL = {"patients": 30, "test_patients": 20, "budget": 8.0, "folds": 2,
+         "members": "lightgbm", "rounds": 5}
+
+
+def _run(train: Any, *, workers: int, budget: float, folds: int, members: tuple[str, ...],
+         rounds: int, seed: int, folder: Path) -> tuple[optuna.Study, dict[str, Any]]:
+    cores = os.cpu_count() or 1
+    storage = f"journal:{folder / f'workers-{workers}.journal'}"
+    started = time.perf_counter()
+    result = tune(
+        train, timeout=budget, storage=storage, study_name=f"bench-{workers}",
+        n_splits=folds, seed=seed, members=members, rounds=rounds, n_workers=workers,
+        fixed_params={"n_jobs": max(1, cores // workers), "random_state": seed},
+        progress=False,
+    )
+    seconds = time.perf_counter() - started
+    study = result.study
+    states = [t.state for t in study.trials]
+    finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+    return study, {
+        "workers": workers,
+        "threads_per_worker": max(1, cores // workers),
+        "wall_seconds": round(seconds, 1),
+        "finished_trials": finished,
+        "complete": states.count(TrialState.COMPLETE),
+        "pruned": states.count(TrialState.PRUNED),
+        "failed": states.count(TrialState.FAIL),
+        "trials_per_minute": round(60.0 * finished / seconds, 3),
+        "best_value": round(float(study.best_value), 5),
+    }
+
+
+def _held_out(config: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    model = LesionBoostClassifier(**{**config, "random_state": seed})
+    model.fit(train)
+    return pauc_above_tpr(test["target"].to_numpy(), model.predict_proba(test)[:, 1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny sizes for the test suite")
+    parser.add_argument("--patients", type=int)
+    parser.add_argument("--test-patients", type=int)
+    parser.add_argument("--budget", type=float, help="seconds of tuning per run")
+    parser.add_argument("--folds", type=int)
+    parser.add_argument("--members", help="comma-separated ensemble members to tune")
+    parser.add_argument("--rounds", type=int, help="boosting rounds per member")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    args = parser.parse_args(argv)
+    base = SMALL if args.small else FULL
+    conf = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
+    members = tuple(conf["members"].split(","))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore", DataWarning)
+
+    sim = simulate_slice3d(conf["patients"], n_test_patients=conf["test_patients"],
+                           seed=args.seed)
+    train = sim.train
+    # The test oracle holds each held-out lesion's label and true (tabular) logit.
+    test = sim.test.join(sim.test_oracle, on="isic_id", how="left", maintain_order="left")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    report: dict[str, Any] = {
+        "config": {**conf, "seed": args.seed, "cores": os.cpu_count(), "small": args.small,
+                   "train_rows": train.height, "train_positives": int(train["target"].sum()),
+                   "test_rows": test.height, "test_positives": int(test["target"].sum())},
+        "load_average_start": load,
+    }
+    runs = {}
+    tmp = tempfile.mkdtemp(prefix="lesionboost-bench-tuning-")
+    for workers in (1, 2):  # journal files stay until the quality part has read them
+        study, summary = _run(train, workers=workers, budget=conf["budget"],
+                              folds=conf["folds"], members=members,
+                              rounds=conf["rounds"], seed=args.seed, folder=Path(tmp))
+        runs[workers] = study
+        report[f"workers_{workers}"] = summary
+        print(f"{workers} worker(s): {summary['finished_trials']} trials in "
+              f"{summary['wall_seconds']} s = {summary['trials_per_minute']} trials/min "
+              f"({summary['complete']} complete, {summary['pruned']} pruned), best OOF "
+              f"pAUC {summary['best_value']}")
+    report["speedup_2_over_1"] = round(
+        report["workers_2"]["trials_per_minute"] / report["workers_1"]["trials_per_minute"], 3)
+
+    study = runs[2]
+    defaults = next(t for t in study.trials if t.user_attrs.get(DEFAULTS_ATTR))
+    best = study.best_trial
+    from lesionboost.tuning import SearchSpace, build_config
+
+    space = SearchSpace(members=members)
+    best_config = build_config(space, best.params, conf["rounds"])
+    default_config = build_config(space, defaults.params, conf["rounds"])
+    quality = {
+        "budget_seconds": conf["budget"],
+        "finished_trials": report["workers_2"]["finished_trials"],
+        "defaults_oof_pauc": round(float(defaults.value), 5) if defaults.value else None,
+        "best_oof_pauc": round(float(best.value), 5),
+        "best_trial": best.number,
+        "best_is_defaults": best.number == defaults.number,
+        "defaults_test_pauc": round(_held_out(default_config, train, test, args.seed), 5),
+    }
+    quality["best_test_pauc"] = (
+        quality["defaults_test_pauc"] if quality["best_is_defaults"]
+        else round(_held_out(best_config, train, test, args.seed), 5)
+    )
+    y = test["target"].to_numpy()
+    quality["oracle_tabular_test_pauc"] = round(pauc_above_tpr(y, test["tabular_logit"]), 5)
+    quality["oracle_full_test_pauc"] = round(pauc_above_tpr(y, test["logit"]), 5)
+    report["quality"] = quality
+    shutil.rmtree(tmp, ignore_errors=True)
+    report["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    print(f"2 x {conf['budget']:.0f} s budget: OOF pAUC defaults {quality['defaults_oof_pauc']} "
+          f"-> best {quality['best_oof_pauc']} (trial {best.number}); held-out pAUC defaults "
+          f"{quality['defaults_test_pauc']} -> best {quality['best_test_pauc']} (tabular oracle "
+          f"{quality['oracle_tabular_test_pauc']}, full oracle {quality['oracle_full_test_pauc']})")
+    print(f"speed-up of 2 workers over 1: {report['speedup_2_over_1']}x; load average "
+          f"{load} -> {report['load_average_end']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""``benchmarks/tuning.py --small`` runs end to end and writes a consistent JSON report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tuning.py"
+
+
+@pytest.mark.slow
+def test_small_tuning_benchmark_writes_report(tmp_path: Path) -> None:
+    out = tmp_path / "tuning.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--small", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for workers in (1, 2):
+        run = report[f"workers_{workers}"]
+        assert run["finished_trials"] >= 1 and run["failed"] == 0
+        assert run["trials_per_minute"] == pytest.approx(
+            60 * run["finished_trials"] / run["wall_seconds"], rel=0.02)
+    assert report["speedup_2_over_1"] == pytest.approx(
+        report["workers_2"]["trials_per_minute"] / report["workers_1"]["trials_per_minute"],
+        rel=0.01)
+    quality = report["quality"]
+    # The defaults are the first trial, so the best can only be as good or better on the folds.
+    assert quality["best_oof_pauc"] >= quality["defaults_oof_pauc"]
+    for key in ("defaults_test_pauc", "best_test_pauc", "oracle_tabular_test_pauc"):
+        assert 0.0 <= quality[key] <= 0.2
+    assert "trials/min" in done.stdout
