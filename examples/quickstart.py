@@ -2,7 +2,7 @@
 
 Run it from the repository root::
 
-    python examples/quickstart.py [--patients 40] [--out runs/quickstart-model]
+    python examples/quickstart.py [--patients 30] [--out runs/quickstart-model]
 
 It uses the built-in SLICE-3D simulator, so nothing needs downloading. With the
 real Kaggle files, replace the simulation by
@@ -23,7 +23,7 @@ import lesionboost as lb
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=40, help="simulated patients")
+    parser.add_argument("--patients", type=int, default=30, help="simulated patients")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None,
                         help="model directory (default: a temporary folder)")
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = lb.LesionBoostClassifier(
         members=("lightgbm", "xgboost"),
         n_bags=2,
-        lightgbm_params={"n_estimators": 100},
-        xgboost_params={"n_estimators": 100},
+        lightgbm_params={"n_estimators": 80},
+        xgboost_params={"n_estimators": 80},
         random_state=args.seed,
     )
 

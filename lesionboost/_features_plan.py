@@ -122,23 +122,56 @@ def _nullable(frame: pl.DataFrame, columns: Iterable[str]) -> set[str]:
 
 
 def _z(column: str, grouping: str, *, nullable: bool, eps: float) -> pl.Expr:
-    keys = GROUPINGS[grouping]
+    key = _key_name(grouping)
     x = pl.col(column)
     # Sample SD is null for a group with one value: z is defined as 0 there.
-    z = ((x - x.mean().over(keys)) / (x.std().over(keys) + eps)).fill_null(0.0)
+    z = ((x - x.mean().over(key)) / (x.std().over(key) + eps)).fill_null(0.0)
     if nullable:
         z = pl.when(x.is_not_null()).then(z)
-    return z.alias(z_name(column, grouping))
+    return z.cast(pl.Float32).alias(z_name(column, grouping))
 
 
 def _rank(column: str, grouping: str, *, nullable: bool) -> pl.Expr:
-    keys = GROUPINGS[grouping]
+    key = _key_name(grouping)
     x = pl.col(column)
-    n = x.count().over(keys) if nullable else pl.col(_size_name(grouping))
-    rank = pl.when(n > 1).then((x.rank("average").over(keys) - 1.0) / (n - 1.0)).otherwise(0.5)
+    n = x.count().over(key) if nullable else pl.col(_size_name(grouping))
+    rank = pl.when(n > 1).then((x.rank("average").over(key) - 1.0) / (n - 1.0)).otherwise(0.5)
     if nullable:
         rank = pl.when(x.is_not_null()).then(rank)
-    return rank.alias(rank_name(column, grouping))
+    return rank.cast(pl.Float32).alias(rank_name(column, grouping))
+
+
+def _key_name(grouping: str) -> str:
+    return f"__key_{grouping}"
+
+
+def _group_keys() -> list[pl.Expr]:
+    """One integer key per grouping (hashing one integer beats hashing strings)."""
+
+    def code(name: str) -> pl.Expr:
+        # Categorical codes are only compared within this query; 0 stands for missing.
+        physical = pl.col(name).cast(pl.String).cast(pl.Categorical).to_physical()
+        return (physical.cast(pl.UInt64) + 1).fill_null(0)
+
+    patient = code("patient_id")
+    return [
+        patient.alias(_key_name("patient")),
+        (patient * 2**32 + code("tbp_lv_location_simple")).alias(_key_name("patient_location")),
+        (patient * 2**32 + code("anatom_site_general")).alias(_key_name("patient_site")),
+    ]
+
+
+def _branches(exprs: list[tuple[pl.Expr, float]], budget: float) -> list[list[pl.Expr]]:
+    """Cut a list of (expression, cost) into consecutive chunks of about ``budget``."""
+    chunks: list[list[pl.Expr]] = [[]]
+    spent = 0.0
+    for expr, cost in exprs:
+        if chunks[-1] and spent + cost > budget:
+            chunks.append([])
+            spent = 0.0
+        chunks[-1].append(expr)
+        spent += cost
+    return [c for c in chunks if c]
 
 
 def _clean_numeric(name: str) -> pl.Expr:
@@ -154,6 +187,14 @@ def _category_codes(name: str, levels: Sequence[str]) -> pl.Expr:
     return pl.when(text.is_null()).then(pl.lit(0, dtype=pl.Int32)).otherwise(codes).alias(name)
 
 
+# Relative cost of a rank and a z-score (a sort per group against two aggregations),
+# and the cost of one branch of the plan. Window expressions over the same keys run
+# one after the other inside a polars projection, so the plan splits them into
+# branches that polars evaluates in parallel and stacks side by side.
+_RANK_COST = 4.0
+_BRANCH_BUDGET = 48.0
+
+
 def build_plan(
     frame: pl.DataFrame,
     *,
@@ -167,14 +208,17 @@ def build_plan(
     """The lazy query computing every output column of :func:`output_names`."""
     raw = [*NUMERIC_COLUMNS, *extra]
     nullable = _nullable(frame, raw)
-    plan = frame.lazy().select(
-        pl.col("patient_id").cast(pl.String),
+    prepared = frame.lazy().select(
         *[_clean_numeric(c) for c in raw],
         *[pl.col(c).cast(pl.String) for c in CATEGORICAL_COLUMNS],
+        *_group_keys(),
     )
     if "derived" in groups:
-        plan = plan.with_columns(d.polars() for d in DERIVED_FEATURES)
+        prepared = prepared.with_columns(d.polars() for d in DERIVED_FEATURES)
         nullable |= {d.name for d in DERIVED_FEATURES if nullable.intersection(d.inputs())}
+    prepared = prepared.with_columns(
+        pl.len().over(_key_name(g)).cast(pl.Float64).alias(_size_name(g)) for g in GROUPINGS
+    ).cache()
 
     numeric = _numeric_columns(groups, extra)
     ranked = set(_ranked(numeric, extra, rank_columns))
@@ -182,51 +226,64 @@ def build_plan(
     outlier = "outlier" in groups
     # The outlier summaries need patient z-scores even when "patient" is not output.
     z_groupings = groupings if (not outlier or "patient" in groupings) else ["patient", *groupings]
-    size_groupings = set(GROUPINGS) if "counts" in groups else set(z_groupings)
-    plan = plan.with_columns(
-        pl.len().over(GROUPINGS[g]).cast(pl.Float64).alias(_size_name(g))
-        for g in GROUPINGS
-        if g in size_groupings
-    )
 
-    window: list[pl.Expr] = []
+    categorical = set(CATEGORICAL_COLUMNS)
+    base = [*raw, *CATEGORICAL_COLUMNS]
+    if "derived" in groups:
+        base += [d.name for d in DERIVED_FEATURES]
+    parts = [
+        prepared.select(
+            _category_codes(name, category_maps[name])
+            if name in categorical
+            else pl.col(name).cast(pl.Float32)
+            for name in base
+        )
+    ]
     for grouping in z_groupings:
-        window += [_z(c, grouping, nullable=c in nullable, eps=eps) for c in numeric]
+        window = [(_z(c, grouping, nullable=c in nullable, eps=eps), 1.0) for c in numeric]
         if grouping in groupings:
             window += [
-                _rank(c, grouping, nullable=c in nullable) for c in numeric if c in ranked
+                (_rank(c, grouping, nullable=c in nullable), _RANK_COST)
+                for c in numeric
+                if c in ranked
             ]
+        parts += [prepared.select(chunk) for chunk in _branches(window, _BRANCH_BUDGET)]
     if "counts" in groups:
         area = pl.col(_AREA)
-        window += [
-            pl.col(_size_name("patient")).alias("n_lesions_patient"),
-            pl.col(_size_name("patient_site")).alias("n_lesions_patient_site"),
-            pl.col(_size_name("patient_location")).alias("n_lesions_patient_location"),
-            area.sum().over(GROUPINGS["patient"]).alias("area_sum_patient"),
-            area.sum().over(GROUPINGS["patient_site"]).alias("area_sum_patient_site"),
-        ]
-    if window:
-        plan = plan.with_columns(window)
+        parts.append(
+            prepared.select(
+                pl.col(_size_name("patient")).cast(pl.Float32).alias("n_lesions_patient"),
+                pl.col(_size_name("patient_site")).cast(pl.Float32).alias("n_lesions_patient_site"),
+                pl.col(_size_name("patient_location"))
+                .cast(pl.Float32)
+                .alias("n_lesions_patient_location"),
+                area.sum().over(_key_name("patient")).cast(pl.Float32).alias("area_sum_patient"),
+                area.sum()
+                .over(_key_name("patient_site"))
+                .cast(pl.Float32)
+                .alias("area_sum_patient_site"),
+            )
+        )
+    plan = pl.concat(parts, how="horizontal", parallel=True)
 
     if outlier:
-        absz = [pl.col(z_name(c, "patient")).abs() for c in numeric]
-        key = [pl.col(z_name(c, "patient")) for c in OUTLIER_COLUMNS]
+        absz = [pl.col(z_name(c, "patient")).cast(pl.Float64).abs() for c in numeric]
+        key = [pl.col(z_name(c, "patient")).cast(pl.Float64) for c in OUTLIER_COLUMNS]
         mean_abs = pl.mean_horizontal(absz)
         mean_sq = pl.mean_horizontal([a * a for a in absz])
         plan = plan.with_columns(
-            pl.sum_horizontal([(a > z_threshold).cast(pl.Float64) for a in absz]).alias(
+            pl.sum_horizontal([(a > z_threshold).cast(pl.Float32) for a in absz]).alias(
                 "ud_count_abs_z_gt"
             ),
-            pl.max_horizontal(absz).alias("ud_max_abs_z"),
-            (mean_sq - mean_abs * mean_abs).clip(lower_bound=0.0).sqrt().alias("ud_std_abs_z"),
-            (pl.sum_horizontal([k * k for k in key]) / len(key)).sqrt().alias("outlier_score"),
+            pl.max_horizontal(absz).cast(pl.Float32).alias("ud_max_abs_z"),
+            (mean_sq - mean_abs * mean_abs)
+            .clip(lower_bound=0.0)
+            .sqrt()
+            .cast(pl.Float32)
+            .alias("ud_std_abs_z"),
+            (pl.sum_horizontal([k * k for k in key]) / len(key))
+            .sqrt()
+            .cast(pl.Float32)
+            .alias("outlier_score"),
         )
-
-    names = output_names(groups=groups, extra=extra, rank_columns=rank_columns)
-    categorical = set(CATEGORICAL_COLUMNS)
-    return plan.select(
-        _category_codes(name, category_maps[name])
-        if name in categorical
-        else pl.col(name).cast(pl.Float32)
-        for name in names
-    )
+    return plan.select(output_names(groups=groups, extra=extra, rank_columns=rank_columns))

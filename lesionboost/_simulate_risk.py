@@ -1,23 +1,33 @@
 """The latent malignancy risk of a simulated lesion, its label and the train-only columns.
 
 The risk is computed from observable columns only (plus the image-only draw), so
-``tabular_logit`` is a function of what a model can see in the metadata file:
+``tabular_logit`` is a function of what a model can see in the metadata file::
 
-``logit = centre + sum_k beta_k * t(a_k) + sum_m gamma_m * t(r_m) + image_sd * u``
+    logit = centre + shared + log(exp(h_mel) + exp(h_kc)) + image_sd * u
+    shared = sum_k beta_k t(s_k)         h_mel = m0 + sum_k beta_k t(m_k)
+                                         h_kc  =      sum_k beta_k t(c_k)
 
-* ``a_k`` -- absolute terms: standardised age, sex, head/neck site, log lesion size,
-  hue (lower = redder), deltaB, colour variation (norm_color), nevus confidence,
-  hue and texture of the surrounding skin, border irregularity;
-* ``r_m`` -- patient-relative ("ugly duckling") terms: within-patient z-scores
-  ``(x - patient mean) / (patient SD + 1e-5)`` (sample SD over all of the
-  patient's rows, 0 for a single lesion) of size, hue, colour variation and nevus
-  confidence, and within patient x ``anatom_site_general`` z-scores of size and hue;
-* ``t(v) = 3 tanh(v / 3)`` keeps every term smooth, monotone and bounded;
-* ``u ~ N(0, 1)`` is the image-only component: drawn independently of every column
-  and rendered into the pixels only (see :mod:`lesionboost._simulate_render`).
+* ``centre`` -- one intercept per centre (their malignancy rates differ 8-fold);
+* ``s_k`` -- terms of every cancer: age, sex, head/neck site, height on the body,
+  skin lightness, texture (``stdLExt``) and hue (``Hext``) around the lesion, the
+  patient's lesion count (fewer lesions, higher risk per lesion), and the "ugly
+  duckling" size terms -- within-patient and within patient x site z-scores of
+  ``clin_size_long_diam_mm``;
+* ``m_k`` -- the melanoma hazard: log size, colour variation (``norm_color``),
+  border irregularity, hue, and colour variation relative to the patient's lesions;
+* ``c_k`` -- the keratinocyte-cancer (BCC, SCC) hazard: a redder hue, a lower
+  ``deltaB``, a low nevus confidence, log size, and hue and nevus confidence
+  relative to the patient's other lesions (also within the same site);
+* ``t(v) = 3 tanh(v / 3)`` of a standardised column or of a within-group z-score
+  ``(x - group mean) / (group SD + 1e-5)`` over *all* of the patient's rows (0 in
+  groups of one): smooth, bounded, monotone, and exactly what a featurizer computes;
+* ``u ~ N(0, 1)`` -- the image-only component, independent of every column and
+  drawn only into the pixels (see :mod:`lesionboost._simulate_render`).
 
-The coefficients are fitted by :mod:`lesionboost._simulate_riskfit` and stored with
-the calibration tables.
+Two hazards make the malignant class a mixture, as in the real data: large,
+variegated melanomas (40 %) and small, red, non-naevoid BCC/SCC (60 %), which is
+why size shifts the malignant mean by more than 1 SD while its AUC stays ~0.65.
+All coefficients are >= 0 and fitted by :mod:`lesionboost._simulate_riskfit`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from scipy import optimize, special, stats
 
 from ._simulate_calibration import CENTRES, load_tables
 from ._simulate_population import draw_population
-from ._simulate_risk import TERM_NAMES, RiskModel, risk_features, subtype_probabilities
+from ._simulate_risk import COMPONENT_OF, TERM_NAMES, RiskModel, risk_features, subtype_probabilities
 from .schema import NUMERIC_COLUMNS
 
 __all__ = ["fit_risk", "tilt_summary", "weighted_pauc"]
@@ -48,7 +48,7 @@ _SUBTYPE_MIX = np.array([163, 157, 73]) / 393  # BCC, melanoma, SCC
 
 def weighted_pauc(score: np.ndarray, weight: np.ndarray, min_tpr: float = 0.8) -> float:
     """Expected pAUC above ``min_tpr`` when row i is malignant with probability ``weight[i]``."""
-    order = np.argsort(-score, kind="stable")
+    order = np.argsort(-score.astype(np.float32))
     pos = np.cumsum(weight[order])
     neg = np.cumsum(1.0 - weight[order])
     tpr = np.concatenate([[0.0], pos / pos[-1]])
@@ -77,6 +77,11 @@ class _Cohort:
         self.image_u = rng.standard_normal(pop.n_lesions)
         self.patient = owner
         self.n_patients = n_patients
+        self.centre_rows = np.bincount(self.centre, minlength=len(CENTRES)).clip(min=1)
+        self.masks = np.column_stack([
+            [COMPONENT_OF[name] == part for name in TERM_NAMES]
+            for part in ("shared", "melanoma", "keratinocyte")
+        ]).astype(float)  # fmt: skip
         self.n_lesions = np.bincount(owner, minlength=n_patients).astype(float)
         # Within-patient size percentile (share of the patient's lesions that are smaller).
         size = lesion["clin_size_long_diam_mm"]
@@ -113,12 +118,14 @@ def _unpack(theta: np.ndarray) -> RiskModel:
 
 def tilt_summary(cohort: _Cohort, risk: RiskModel) -> dict[str, Any]:
     """Expected malignant-class statistics of one cohort under ``risk``."""
-    shared, melanoma, keratinocyte = risk.hazards(cohort.features, cohort.centre)
+    parts = cohort.features @ (risk.coef[:, None] * cohort.masks)  # one matrix product
+    shared = parts[:, 0] + risk.centre[cohort.centre]
+    melanoma, keratinocyte = parts[:, 1] + risk.melanoma_offset, parts[:, 2]
     tabular = shared + np.logaddexp(melanoma, keratinocyte)
     full = tabular + risk.image_sd * cohort.image_u
     w = special.expit(full)
     total = w.sum()
-    rates = np.array([w[cohort.centre == k].mean() for k in range(len(CENTRES))])
+    rates = np.bincount(cohort.centre, weights=w, minlength=len(CENTRES)) / cohort.centre_rows
     other = cohort.known_site & ~cohort.head_neck
     lam = np.bincount(cohort.patient, weights=w, minlength=cohort.n_patients)
     p_any = 1 - np.exp(-lam)
@@ -151,8 +158,10 @@ def _residuals(theta: np.ndarray, cohorts: list[_Cohort], real_auc: dict[str, fl
         out.append(np.log(s["head_neck_ratio"] / _HEAD_NECK_RATIO) / 0.05)
         out.append(np.log(s["male_female_ratio"] / _MALE_FEMALE_RATIO) / 0.1)
         out.append((s["melanoma_share"] - _SUBTYPE_MIX[1]) / 0.02)
-        out.append((s["size_top10"] - 0.457) / 0.03)
-        out.append((s["size_above_88"] - 0.5) / 0.03)
+        # Reported "ugly duckling" size percentiles (weak: they conflict with the sample's
+        # size AUC of 0.65 unless size varied far more between patients than it does).
+        out.append((s["size_top10"] - 0.457) / 0.1)
+        out.append((s["size_above_88"] - 0.5) / 0.1)
         out.append((s["patients_with_positive"] - 259 / 1042) / 0.01)
         out.append((s["positive_patient_crop_share"] - 0.389) / 0.02)
         out += [(s["shift"][c] - t) / 0.1 for c, t in TARGET_SHIFTS.items()]
@@ -167,7 +176,7 @@ def _residuals(theta: np.ndarray, cohorts: list[_Cohort], real_auc: dict[str, fl
 
 def fit_risk(
     n_patients: int = 1042,
-    seeds: tuple[int, ...] = (101, 202),
+    seeds: tuple[int, ...] = (101,),
     tables: dict[str, Any] | None = None,
     max_nfev: int = 200,
 ) -> dict[str, Any]:

@@ -93,31 +93,32 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import multiprocessing
 import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
 import polars as pl
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 from optuna.trial import TrialState
 
 from ._atomic import atomic_path
 from ._errors import DataWarning
 from ._frame import to_polars
-from ._members import MEMBER_KINDS, MEMBERS
+from ._members import MEMBER_KINDS
+from ._tuning_run import (
+    TuningError,
+    _finished,
+    _optimize,
+    _Progress,
+    _run_workers,
+    _sampler,
+    _wilcoxon,
+)
+from ._tuning_space import SearchSpace, build_config
 from ._tuning_storage import (
     WORKER_ATTR,
     StorageError,
@@ -135,6 +136,8 @@ __all__ = [
     "SearchSpace",
     "PatientCVObjective",
     "StorageError",
+    "TuningError",
+    "build_config",
     "open_study",
     "trial_history",
     "DEFAULTS_ATTR",
@@ -145,201 +148,6 @@ logger = logging.getLogger(__name__)
 #: user attribute marking the enqueued known-good defaults trial.
 DEFAULTS_ATTR = "lesionboost_defaults"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-_OPTIONAL_GROUPS = ("region", "outlier", "counts")
-
-
-# --------------------------------------------------------------------------- search space
-@dataclass(frozen=True)
-class _Range:
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
-
-
-_MEMBER_RANGES: dict[str, dict[str, _Range]] = {
-    "lightgbm": {
-        "learning_rate": _Range(0.01, 0.1, log=True),
-        "num_leaves": _Range(16, 256, log=True, integer=True),
-        "max_depth": _Range(3, 8, integer=True),
-        "lambda_l1": _Range(1e-3, 10.0, log=True),
-        "lambda_l2": _Range(1e-3, 10.0, log=True),
-        "feature_fraction": _Range(0.4, 1.0),
-        "feature_fraction_bynode": _Range(0.4, 1.0),
-        "bagging_fraction": _Range(0.4, 1.0),
-        "bagging_freq": _Range(1, 7, integer=True),
-        "min_data_in_leaf": _Range(5, 100, log=True, integer=True),
-        "scale_pos_weight": _Range(0.8, 4.0, log=True),
-    },
-    "xgboost": {
-        "learning_rate": _Range(0.01, 0.1, log=True),
-        "max_depth": _Range(3, 8, integer=True),
-        "lambda": _Range(1e-3, 10.0, log=True),
-        "alpha": _Range(1e-3, 10.0, log=True),
-        "subsample": _Range(0.4, 1.0),
-        "colsample_bytree": _Range(0.4, 1.0),
-        "colsample_bylevel": _Range(0.4, 1.0),
-        "colsample_bynode": _Range(0.4, 1.0),
-        "min_child_weight": _Range(0.5, 10.0, log=True),
-        "scale_pos_weight": _Range(0.8, 4.0, log=True),
-    },
-    "catboost": {
-        "learning_rate": _Range(0.01, 0.1, log=True),
-        "depth": _Range(4, 8, integer=True),
-        "l2_leaf_reg": _Range(1e-2, 30.0, log=True),
-        "subsample": _Range(0.4, 1.0),
-        "colsample_bylevel": _Range(0.4, 1.0),
-        "min_data_in_leaf": _Range(5, 100, log=True, integer=True),
-        "random_strength": _Range(0.1, 10.0, log=True),
-        "scale_pos_weight": _Range(0.8, 4.0, log=True),
-    },
-}
-
-# Library defaults of searched parameters the member adapters leave unset.
-_LIBRARY_DEFAULTS = {
-    ("xgboost", "min_child_weight"): 1.0,
-    ("catboost", "colsample_bylevel"): 1.0,
-    ("catboost", "random_strength"): 1.0,
-}
-
-_ENSEMBLE_RANGES: dict[str, _Range] = {
-    "neg_ratio": _Range(0.003, 0.05, log=True),
-    "pos_oversample": _Range(1.0, 4.0),
-    "n_bags": _Range(1, 4, integer=True),
-}
-_ENSEMBLE_DEFAULTS = {"neg_ratio": 0.01, "pos_oversample": 1.0, "n_bags": 3}
-_WEIGHT_RANGE = _Range(0.05, 1.0)
-
-
-def _distribution(spec: _Range, default: Any) -> BaseDistribution:
-    low, high = spec.low, spec.high
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        low, high = min(low, default), max(high, default)  # always contain the default
-    if spec.integer:
-        return IntDistribution(int(math.floor(low)), int(math.ceil(high)), log=spec.log)
-    return FloatDistribution(float(low), float(high), log=spec.log)
-
-
-class SearchSpace:
-    """The tuned parameters of a :class:`~lesionboost.LesionBoostClassifier`.
-
-    Parameters
-    ----------
-    members : sequence of str, default=("lightgbm", "xgboost", "catboost")
-        Ensemble members whose parameters are searched (and only those are used).
-    ensemble : bool, default=True
-        Search ``neg_ratio``, ``pos_oversample``, ``n_bags`` and the blend weights.
-    feature_groups : bool, default=True
-        Switch the optional feature groups (region, outlier, counts) on and off.
-
-    Examples
-    --------
-    >>> space = SearchSpace(members=("lightgbm",))
-    >>> space.distributions()["lightgbm.learning_rate"]
-    FloatDistribution(high=0.1, log=True, low=0.01, step=None)
-    >>> space.to_config(space.defaults())["neg_ratio"]
-    0.01
-    """
-
-    def __init__(
-        self,
-        *,
-        members: Sequence[str] = MEMBER_KINDS,
-        ensemble: bool = True,
-        feature_groups: bool = True,
-    ) -> None:
-        members = (members,) if isinstance(members, str) else tuple(members)
-        unknown = [m for m in members if m not in _MEMBER_RANGES]
-        if not members or unknown:
-            raise ValueError(
-                f"members must be names from {list(MEMBER_KINDS)}, got {list(members)!r}."
-            )
-        self.members = members
-        self.ensemble = ensemble
-        self.feature_groups = feature_groups
-
-    def _member_default(self, member: str, name: str) -> Any:
-        defaults = MEMBERS[member].defaults
-        return defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
-
-    def distributions(self) -> dict[str, BaseDistribution]:
-        """Flat ``{"<group>.<name>": distribution}`` in a fixed order."""
-        out: dict[str, BaseDistribution] = {}
-        for member in self.members:
-            for name, spec in _MEMBER_RANGES[member].items():
-                out[f"{member}.{name}"] = _distribution(spec, self._member_default(member, name))
-        if self.ensemble:
-            for name, spec in _ENSEMBLE_RANGES.items():
-                out[f"ensemble.{name}"] = _distribution(spec, _ENSEMBLE_DEFAULTS[name])
-            if len(self.members) > 1:
-                for member in self.members:
-                    out[f"weight.{member}"] = _distribution(_WEIGHT_RANGE, 1.0)
-        if self.feature_groups:
-            for group in _OPTIONAL_GROUPS:
-                out[f"features.{group}"] = CategoricalDistribution((True, False))
-        return out
-
-    def defaults(self) -> dict[str, Any]:
-        """The estimator's default configuration as flat trial parameters."""
-        out: dict[str, Any] = {}
-        for key in self.distributions():
-            group, name = key.split(".", 1)
-            if group in MEMBERS:
-                value = self._member_default(group, name)
-            elif group == "ensemble":
-                value = _ENSEMBLE_DEFAULTS[name]
-            elif group == "weight":
-                value = 1.0
-            else:  # features: the estimator uses every group by default
-                value = True
-            if isinstance(value, float) and isinstance(
-                self.distributions()[key], IntDistribution
-            ):
-                value = int(value)
-            out[key] = value
-        return out
-
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """Draw (or read, for enqueued trials) every parameter of the space."""
-        params: dict[str, Any] = {}
-        for key, dist in self.distributions().items():
-            if isinstance(dist, FloatDistribution):
-                params[key] = trial.suggest_float(key, dist.low, dist.high, log=dist.log)
-            elif isinstance(dist, IntDistribution):
-                params[key] = trial.suggest_int(key, dist.low, dist.high, log=dist.log)
-            else:
-                params[key] = trial.suggest_categorical(key, list(dist.choices))
-        return params
-
-    def to_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Flat trial parameters -> :class:`LesionBoostClassifier` keyword arguments."""
-        config: dict[str, Any] = {"members": self.members}
-        member_params: dict[str, dict[str, Any]] = {m: {} for m in self.members}
-        weights: dict[str, float] = {}
-        groups = ["derived", "patient"]
-        for key, value in params.items():
-            group, name = key.split(".", 1)
-            if group in member_params:
-                member_params[group][name] = value
-            elif group == "ensemble":
-                config[name] = value
-            elif group == "weight":
-                weights[name] = float(value)
-            elif group == "features" and value:
-                groups.append(name)
-        for member, values in member_params.items():
-            if values:
-                config[f"{member}_params"] = values
-        if weights:
-            total = sum(weights.values())
-            normalised = {m: weights[m] / total for m in self.members if m in weights}
-            if len(set(np.round(list(normalised.values()), 12))) > 1:
-                config["weights"] = normalised
-        if self.feature_groups:
-            config["feature_groups"] = tuple(
-                g for g in ("derived", "patient", *_OPTIONAL_GROUPS) if g in groups
-            )
-        return config
 
 
 # --------------------------------------------------------------------------- objective
@@ -482,16 +290,6 @@ def _ordered(scores: Mapping[int, float]) -> list[float | None]:
     return [scores.get(i) for i in range(max(scores) + 1)]
 
 
-def build_config(space: SearchSpace, params: Mapping[str, Any], rounds: int | None) -> dict:
-    """Estimator keyword arguments of flat trial ``params`` (``rounds`` fixed per member)."""
-    config = space.to_config(params)
-    if rounds is not None:
-        for member in space.members:
-            key = f"{member}_params"
-            config[key] = {**config.get(key, {}), "n_estimators": int(rounds)}
-    return config
-
-
 # --------------------------------------------------------------------------- study
 class TuneResult(NamedTuple):
     """What :func:`tune` returns: unpack as ``study, best_params = tune(...)``."""
@@ -584,137 +382,6 @@ def trial_history(study: optuna.Study) -> list[dict[str, Any]]:
             "folds_reached": len(trial.intermediate_values),
         })
     return history
-
-
-def _wilcoxon(p_threshold: float) -> optuna.pruners.BasePruner:
-    with warnings.catch_warnings():  # experimental in Optuna 5; its interface is what we use
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.pruners.WilcoxonPruner(p_threshold=p_threshold)
-
-
-def _finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=_FINISHED))
-
-
-def _sampler(
-    seed: int, study: optuna.Study, worker: int, n_trials: int | None, *, shared: bool
-) -> Any:
-    """TPE with a seed that differs per worker, per resume and, on shared storages, per process.
-
-    Equal seeds make two workers -- or a resumed run -- propose the very same points
-    again: the seed mixes in the trials already in the study and the worker index,
-    and, when the storage may be shared with other machines (anything but memory),
-    the host and process id, because two machines started with the same command
-    see the same study and the same worker index. Tuning through a shared storage
-    is therefore not bit-reproducible (with parallel workers it never is).
-    """
-    parts = [seed, len(study.get_trials(deepcopy=False)), worker]
-    if shared:
-        identity = worker_identity()
-        parts += [identity["host"], identity["pid"], identity["start"]]
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    startup = 10 if n_trials is None else int(min(10, max(3, n_trials // 3)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=int.from_bytes(digest[:4], "little") % 2**31, n_startup_trials=startup,
-            multivariate=True, constant_liar=True,
-        )
-
-
-class _Progress:
-    """tqdm bar over finished trials with the best pAUC so far (off when not a TTY)."""
-
-    def __init__(self, total: int | None, initial: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, initial=initial, desc="tuning", unit="trial",
-                        disable=None if enabled else True, dynamic_ncols=True)
-
-    def update(self, study: optuna.Study) -> None:
-        done = _finished(study)
-        self.bar.n = done
-        try:
-            self.bar.set_postfix_str(f"best pAUC {study.best_value:.4f}", refresh=False)
-        except ValueError:
-            pass
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _optimize(
-    study: optuna.Study,
-    objective: Callable[[optuna.Trial], float],
-    *,
-    n_trials: int | None,
-    timeout: float | None,
-    callbacks: Sequence[Callable[..., None]] = (),
-) -> None:
-    remaining = None if n_trials is None else n_trials - _finished(study)
-    if remaining is not None and remaining <= 0:
-        return
-
-    def recover(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        recover_stale_trials(study)
-
-    all_callbacks: list[Callable[..., None]] = [recover, *callbacks]
-    if n_trials is not None:
-        all_callbacks.insert(0, optuna.study.MaxTrialsCallback(n_trials, states=_FINISHED))
-    study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=all_callbacks)
-
-
-def _worker_main(payload: dict[str, Any]) -> None:
-    """Entry point of a worker process (spawned: no state inherited from the parent)."""
-    logging.basicConfig(level=payload["log_level"], format="[lesionboost worker] %(message)s")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    os.environ["TQDM_DISABLE"] = "1"
-    study = optuna.load_study(
-        study_name=payload["study_name"],
-        storage=open_storage(payload["storage"]),
-        pruner=_wilcoxon(payload["p_threshold"]),
-    )
-    study.sampler = _sampler(payload["seed"], study, payload["worker"], payload["n_trials"],
-                             shared=True)
-    recover_stale_trials(study)
-    objective = PatientCVObjective(
-        payload["metadata"], payload["folds"], space=payload["space"],
-        fixed_params=payload["fixed_params"], rounds=payload["rounds"],
-        oof_dir=payload["oof_dir"],
-    )
-    _optimize(study, objective, n_trials=payload["n_trials"], timeout=payload["timeout"])
-
-
-def _run_workers(payload: dict[str, Any], n_workers: int, study: optuna.Study,
-                 progress: _Progress) -> None:
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker_main, args=({**payload, "worker": i + 1},),
-                        name=f"lesionboost-tune-{i + 1}")
-        for i in range(n_workers)
-    ]
-    for process in processes:
-        process.start()
-    logger.info("started %d worker processes (pids %s)", n_workers,
-                ", ".join(str(p.pid) for p in processes))
-    try:
-        while any(p.is_alive() for p in processes):
-            for process in processes:
-                process.join(timeout=1.0 / n_workers)
-            progress.update(study)
-    except BaseException:
-        for process in processes:  # Ctrl-C reaches the workers too; give them a moment
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-        raise
-    failed = [p for p in processes if p.exitcode != 0]
-    if failed:
-        raise RuntimeError(
-            f"{len(failed)} of {n_workers} tuning worker(s) failed (exit codes "
-            f"{[p.exitcode for p in failed]}); their errors are in the log above."
-        )
 
 
 def tune(
@@ -848,7 +515,7 @@ def tune(
     try:
         best = study.best_trial
     except ValueError:
-        raise RuntimeError(
+        raise TuningError(
             f"No trial of study {study_name!r} finished; see the errors logged above."
         ) from None
     return TuneResult(study, build_config(space, best.params, rounds))

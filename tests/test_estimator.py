@@ -230,3 +230,20 @@ def test_model_directory_round_trip_is_bit_identical(meta, fitted, tmp_path):
     assert manifest["featurizer"]["feature_names_out_"] == fitted.featurizer_.feature_names_out_
     assert manifest["metrics"]["n_folds"] == 3
     assert manifest["training_data"]["positives"] == int(meta["target"].sum())
+
+
+@pytest.mark.slow
+def test_quickstart_example_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path / "model")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "out-of-fold pAUC above 80% TPR" in done.stdout
+    assert (tmp_path / "model" / "manifest.json").is_file()
+    assert type(load_model(tmp_path / "model")) is LesionBoostClassifier

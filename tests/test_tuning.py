@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -261,8 +260,12 @@ def test_tuning_module_documents_every_searched_parameter() -> None:
 
 
 def test_worker_entry_point_is_importable_by_spawned_processes() -> None:
-    # multiprocessing "spawn" pickles the target by reference.
-    from lesionboost.tuning import _worker_main
+    # multiprocessing "spawn" pickles the target by reference: it must be a module-level
+    # function of an importable module, and its payload (space, frame) must pickle.
+    import pickle
 
-    assert _worker_main.__module__ == "lesionboost.tuning"
-    assert Path(sys.modules["lesionboost.tuning"].__file__).name == "tuning.py"
+    from lesionboost._tuning_run import _worker_main
+
+    assert _worker_main.__module__ == "lesionboost._tuning_run"
+    space = pickle.loads(pickle.dumps(SearchSpace(members=("xgboost",))))
+    assert list(space.distributions()) == list(SearchSpace(members=("xgboost",)).distributions())
