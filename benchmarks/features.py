@@ -117,11 +117,13 @@ def pandas_featurize(
             keys = [df[k] for k in GROUPINGS[grouping]]
             out[name] = num["tbp_lv_areaMM2"].groupby(keys, dropna=False, sort=False).transform("sum")
     if "outlier" in groups:
-        absz = z_frames["patient"].abs()
+        # the featurizer keeps z-scores as Float32: summarise the same numbers
+        zf = z_frames["patient"].astype("float32").astype("float64")
+        absz = zf.abs()
         out["ud_count_abs_z_gt"] = (absz > z_threshold).sum(axis=1)
         out["ud_max_abs_z"] = absz.max(axis=1)
         out["ud_std_abs_z"] = absz.std(axis=1, ddof=0)
-        key = z_frames["patient"][list(OUTLIER_COLUMNS)]
+        key = zf[list(OUTLIER_COLUMNS)]
         out["outlier_score"] = np.sqrt((key**2).sum(axis=1) / len(OUTLIER_COLUMNS))
     frame = pd.DataFrame(out)
     floats = [c for c in frame.columns if c not in CATEGORICAL_COLUMNS]
