@@ -44,8 +44,8 @@ import polars as pl
 from lesionboost import (
     DataWarning,
     LesionFeaturizer,
-    pauc_above_tpr,
     patient_folds,
+    pauc_above_tpr,
     read_metadata,
     simulate_slice3d,
     split_xy,
@@ -55,16 +55,23 @@ from lesionboost._features_plan import output_names, z_name
 from lesionboost.features import GROUPS
 from lesionboost.schema import CATEGORICAL_COLUMNS
 
-DEFAULT_SAMPLE = Path(
-    os.environ.get("LESIONBOOST_SHARED", Path(__file__).resolve().parents[2] / "shared" / "slice3d")
-) / "train-metadata-sample.csv"
+DEFAULT_SAMPLE = (
+    Path(
+        os.environ.get(
+            "LESIONBOOST_SHARED", Path(__file__).resolve().parents[2] / "shared" / "slice3d"
+        )
+    )
+    / "train-metadata-sample.csv"
+)
 
 
 def configurations(groups: tuple[str, ...], small: bool = False) -> dict[str, dict[str, Any]]:
     """Name -> {"groups", "rank_columns", "outlier"} for the ablation tables."""
     configs: dict[str, dict[str, Any]] = {}
 
-    def add(name: str, chosen: tuple[str, ...], rank: str = "all", outlier: str = "distance") -> None:
+    def add(
+        name: str, chosen: tuple[str, ...], rank: str = "all", outlier: str = "distance"
+    ) -> None:
         configs[name] = {"groups": chosen, "rank_columns": rank, "outlier": outlier}
 
     add("raw", ())
@@ -79,6 +86,7 @@ def configurations(groups: tuple[str, ...], small: bool = False) -> dict[str, di
         if group != groups[-1]:  # "all minus the last group" is the previous cumulative row
             add(f"all - {group}", tuple(g for g in groups if g != group))
     add("all, ranks raw only", groups, rank="raw")
+    add("all, ranks key only", groups, rank="key")
     add("all, no ranks", groups, rank="none")
     if "outlier" in groups:
         add("all, outlier_lof", groups, outlier="lof")
@@ -203,14 +211,22 @@ def time_outlier_scores(X: pl.DataFrame) -> dict[str, float]:
     then fits one LocalOutlierFactor per patient.
     """
     key_z = [
-        ((pl.col(c) - pl.col(c).mean().over("patient_id"))
-         / (pl.col(c).std().over("patient_id") + 1e-5)).fill_null(0.0).alias(z_name(c, "patient"))
+        (
+            (pl.col(c) - pl.col(c).mean().over("patient_id"))
+            / (pl.col(c).std().over("patient_id") + 1e-5)
+        )
+        .fill_null(0.0)
+        .alias(z_name(c, "patient"))
         for c in OUTLIER_COLUMNS
     ]
     start = time.perf_counter()
     X.lazy().select(key_z).select(
-        (pl.sum_horizontal([pl.col(z_name(c, "patient")) ** 2 for c in OUTLIER_COLUMNS])
-         / len(OUTLIER_COLUMNS)).sqrt().alias("outlier_score")
+        (
+            pl.sum_horizontal([pl.col(z_name(c, "patient")) ** 2 for c in OUTLIER_COLUMNS])
+            / len(OUTLIER_COLUMNS)
+        )
+        .sqrt()
+        .alias("outlier_score")
     ).collect()
     t_distance = time.perf_counter() - start
     start = time.perf_counter()
@@ -250,10 +266,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--small", action="store_true", help="80 patients, one seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--patients", type=int, default=None, help="simulated patients (1042)")
-    parser.add_argument("--neg-per-pos", type=float, default=100.0,
-                        help="negatives kept per positive in simulator training folds")
-    parser.add_argument("--trees", type=int, default=None,
-                        help="LightGBM trees (default: LightGBM's 100; 20 with --small)")
+    parser.add_argument(
+        "--neg-per-pos",
+        type=float,
+        default=100.0,
+        help="negatives kept per positive in simulator training folds",
+    )
+    parser.add_argument(
+        "--trees",
+        type=int,
+        default=None,
+        help="LightGBM trees (default: LightGBM's 100; 20 with --small)",
+    )
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     parser.add_argument("--skip-simulator", action="store_true")
     parser.add_argument("--skip-real", action="store_true")
@@ -270,18 +294,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for seed in seeds:
             sim = simulate_slice3d(n_patients, seed=seed)
             X, y = split_xy(sim.train)
-            print(f"simulator seed {seed}: {X.height:,} lesions, {int(y.sum())} malignant", flush=True)
-            runs.append(run_dataset(
-                X, y.to_numpy(), configs, seed=seed, neg_per_pos=args.neg_per_pos, groups=GROUPS,
-                trees=trees,
-            ))
+            print(
+                f"simulator seed {seed}: {X.height:,} lesions, {int(y.sum())} malignant", flush=True
+            )
+            runs.append(
+                run_dataset(
+                    X,
+                    y.to_numpy(),
+                    configs,
+                    seed=seed,
+                    neg_per_pos=args.neg_per_pos,
+                    groups=GROUPS,
+                    trees=trees,
+                )
+            )
         report["simulator"] = {
             "patients": n_patients,
             "table": summarise([r["pauc"] for r in runs]),
             "featurize_s": [r["featurize_s"] for r in runs],
             "outlier_timing": [r["outlier_timing"] for r in runs if r["outlier_timing"]],
         }
-        print_table(f"Simulator ({n_patients} patients, seeds {seeds}): OOF pAUC", report["simulator"]["table"])
+        print_table(
+            f"Simulator ({n_patients} patients, seeds {seeds}): OOF pAUC",
+            report["simulator"]["table"],
+        )
         for timing in report["simulator"]["outlier_timing"]:
             print(f"  outlier score timing: {timing}")
 
@@ -297,18 +333,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             configs = configurations(groups, small=args.small)
             runs = [
                 run_dataset(
-                    X, y.to_numpy(), configs, seed=seed, neg_per_pos=None, groups=groups, trees=trees
+                    X,
+                    y.to_numpy(),
+                    configs,
+                    seed=seed,
+                    neg_per_pos=None,
+                    groups=groups,
+                    trees=trees,
                 )
                 for seed in seeds
             ]
             report["real"] = {
-                "rows": X.height, "positives": int(y.sum()),
+                "rows": X.height,
+                "positives": int(y.sum()),
                 "patients": X.get_column("patient_id").n_unique(),
                 "table": summarise([r["pauc"] for r in runs]),
                 "outlier_timing": [r["outlier_timing"] for r in runs if r["outlier_timing"]],
             }
             print_table(
-                f"Real sample ({X.height} rows, {int(y.sum())} malignant; counts left out): OOF pAUC",
+                f"Real sample ({X.height} rows, {int(y.sum())} malignant; "
+                "counts left out): OOF pAUC",
                 report["real"]["table"],
             )
     if args.out:

@@ -18,7 +18,7 @@ Targets (issue 4): polars >= 20x faster than pandas; <= 1.5 s on 2 cores.
 Usage::
 
     python benchmarks/features.py [--small] [--patients N] [--seed S] [--repeats R]
-                                  [--rank-columns all|raw|none] [--out FILE]
+                                  [--rank-columns all|raw|key|none] [--out FILE]
 
 ``--small`` simulates 60 patients (for the test suite). Heavy runs on a shared
 machine: ``flock /tmp/lesionboost-heavy.lock python benchmarks/features.py``.
@@ -75,7 +75,10 @@ def pandas_featurize(
     if "derived" in groups:
         ops = PandasOps(num)
         num = pd.concat(
-            [num, pd.DataFrame({d.name: d.formula(ops) for d in DERIVED_FEATURES}, index=num.index)],
+            [
+                num,
+                pd.DataFrame({d.name: d.formula(ops) for d in DERIVED_FEATURES}, index=num.index),
+            ],
             axis=1,
         )
     numeric = _numeric_columns(groups, ())
@@ -85,9 +88,11 @@ def pandas_featurize(
     if "derived" in groups:
         out.update({d.name: num[d.name] for d in DERIVED_FEATURES})
     groupings = _groupings(groups)
-    z_groupings = groupings if ("outlier" not in groups or "patient" in groupings) else [
-        "patient", *groupings
-    ]
+    z_groupings = (
+        groupings
+        if ("outlier" not in groups or "patient" in groupings)
+        else ["patient", *groupings]
+    )
     z_frames: dict[str, Any] = {}
     for grouping in z_groupings:
         keys = [df[k] for k in GROUPINGS[grouping]]
@@ -112,10 +117,17 @@ def pandas_featurize(
             ("patient_location", "n_lesions_patient_location"),
         ):
             keys = [df[k] for k in GROUPINGS[grouping]]
-            out[name] = num["tbp_lv_areaMM2"].groupby(keys, dropna=False, sort=False).transform("size")
-        for grouping, name in (("patient", "area_sum_patient"), ("patient_site", "area_sum_patient_site")):
+            out[name] = (
+                num["tbp_lv_areaMM2"].groupby(keys, dropna=False, sort=False).transform("size")
+            )
+        for grouping, name in (
+            ("patient", "area_sum_patient"),
+            ("patient_site", "area_sum_patient_site"),
+        ):
             keys = [df[k] for k in GROUPINGS[grouping]]
-            out[name] = num["tbp_lv_areaMM2"].groupby(keys, dropna=False, sort=False).transform("sum")
+            out[name] = (
+                num["tbp_lv_areaMM2"].groupby(keys, dropna=False, sort=False).transform("sum")
+            )
     if "outlier" in groups:
         # the featurizer keeps z-scores as Float32: summarise the same numbers
         zf = z_frames["patient"].astype("float32").astype("float64")
@@ -147,9 +159,11 @@ def _worker(args: argparse.Namespace) -> None:
         import pandas as pd
 
         data = pd.read_parquet(args.data)
-        maps = LesionFeaturizer(rank_columns=config["rank_columns"]).fit(
-            pl.from_pandas(data)
-        ).category_maps_
+        maps = (
+            LesionFeaturizer(rank_columns=config["rank_columns"])
+            .fit(pl.from_pandas(data))
+            .category_maps_
+        )
     before = _rss_mb()
     seconds = []
     shape = (0, 0)
@@ -163,18 +177,37 @@ def _worker(args: argparse.Namespace) -> None:
         shape = out.shape
         del out
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({
-        "seconds": seconds, "rows": shape[0], "features": shape[1],
-        "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
-        "peak_increase_mb": round(peak - before, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "rows": shape[0],
+                "features": shape[1],
+                "rss_before_mb": round(before, 1),
+                "peak_rss_mb": round(peak, 1),
+                "peak_increase_mb": round(peak - before, 1),
+            }
+        )
+    )
 
 
 def _run_engine(engine: str, data: Path, repeats: int, rank_columns: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", engine, "--data", str(data),
-         "--repeats", str(repeats), "--config", json.dumps({"rank_columns": rank_columns})],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            engine,
+            "--data",
+            str(data),
+            "--repeats",
+            str(repeats),
+            "--config",
+            json.dumps({"rank_columns": rank_columns}),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode:
         raise RuntimeError(f"{engine} worker failed:\n{done.stderr[-3000:]}")
@@ -243,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--patients", type=int, default=None, help="simulated patients (1042)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="polars timing repeats (best)")
-    parser.add_argument("--rank-columns", default="all", choices=("all", "raw", "none"))
+    parser.add_argument("--rank-columns", default="all", choices=("all", "raw", "key", "none"))
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     parser.add_argument("--worker", choices=("polars", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -296,20 +329,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _print(r: dict[str, Any]) -> None:
-    print(f"rows {r['rows']:,} ({r['patients']} patients), features {r['features']}, "
-          f"rank_columns={r['rank_columns']}, {r['cpus']} CPUs, load {r['load_average_before']}")
-    print(f"polars LesionFeaturizer.fit_transform: best {r['polars_best_s']:.3f} s "
-          f"(runs {r['polars_seconds']}), peak +{r['polars_peak_increase_mb']:.0f} MiB")
-    print(f"pandas groupby-transform peer:         best {r['pandas_best_s']:.3f} s, "
-          f"peak +{r['pandas_peak_increase_mb']:.0f} MiB")
+    print(
+        f"rows {r['rows']:,} ({r['patients']} patients), features {r['features']}, "
+        f"rank_columns={r['rank_columns']}, {r['cpus']} CPUs, load {r['load_average_before']}"
+    )
+    print(
+        f"polars LesionFeaturizer.fit_transform: best {r['polars_best_s']:.3f} s "
+        f"(runs {r['polars_seconds']}), peak +{r['polars_peak_increase_mb']:.0f} MiB"
+    )
+    print(
+        f"pandas groupby-transform peer:         best {r['pandas_best_s']:.3f} s, "
+        f"peak +{r['pandas_peak_increase_mb']:.0f} MiB"
+    )
     print(f"speedup pandas / polars: {r['speedup']:.1f}x")
-    print("polars seconds as groups are added: " + ", ".join(
-        f"{k} {v:.3f}" for k, v in r["breakdown_polars_s"].items()))
+    print(
+        "polars seconds as groups are added: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in r["breakdown_polars_s"].items())
+    )
     p = r["parity"]
-    print(f"parity on {p['rows']} rows: max relative difference {p['max_rel_diff_values']:.2e} "
-          f"({p['worst_value_column']}); rank cells differing {p['rank_cells_differing_share']:.2e} "
-          f"(max {p['max_rank_diff']:.3f}, float ties); same nulls: {p['same_nulls']}")
-    print("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in r["targets"].items()))
+    print(
+        f"parity on {p['rows']} rows: max relative difference {p['max_rel_diff_values']:.2e} "
+        f"({p['worst_value_column']}); rank cells differing {p['rank_cells_differing_share']:.2e} "
+        f"(max {p['max_rank_diff']:.3f}, float ties); same nulls: {p['same_nulls']}"
+    )
+    print(
+        "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in r["targets"].items())
+    )
 
 
 if __name__ == "__main__":

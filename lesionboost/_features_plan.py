@@ -82,6 +82,8 @@ def _ranked(columns: Sequence[str], extra: Sequence[str], rank_columns: str) -> 
         return list(columns)
     if rank_columns == "raw":
         return [c for c in columns if c in NUMERIC_COLUMNS or c in extra]
+    if rank_columns == "key":
+        return [c for c in columns if c in OUTLIER_COLUMNS or c in extra]
     return []
 
 

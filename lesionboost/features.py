@@ -28,9 +28,9 @@ levels seen at fit, sorted).
     ``ud_max_abs_z``, ``ud_std_abs_z``) and ``outlier_score``: the distance of
     the lesion from its patient's mean in the space of the 16 standardised key
     columns (:data:`OUTLIER_COLUMNS`), ``sqrt(mean(z^2))`` -- a diagonal
-    Mahalanobis distance, chosen over a per-patient LocalOutlierFactor because
-    it scores as well and is two orders of magnitude faster
-    (``benchmarks/features.py --outlier``).
+    Mahalanobis distance. A per-patient LocalOutlierFactor on the same columns
+    (the 1st-place recipe) is the alternative ``benchmarks/ablation.py`` times
+    and scores; the distance is a single vectorised expression.
 ``"counts"``
     Lesions per patient, per patient x site and per patient x location, and the
     total lesion area per patient and per patient x site.
@@ -75,25 +75,30 @@ greysky "Only Tabular Data" notebook:
 - ``shape_complexity_index`` = border_complexity + lesion_shape_index: outline complexity.
 - ``color_contrast_index`` = dA + dB + dL + deltaLBnorm: summed signed colour contrast.
 - ``log_lesion_area`` = ln(area + 1): lesion area on a log scale.
-- ``normalized_lesion_size`` = diameter / age: size relative to age (also 2nd place's size_age_ratio).
+- ``normalized_lesion_size`` = diameter / age: size relative to age (= 2nd place's
+  size_age_ratio).
 - ``mean_hue_difference`` = (H + Hext) / 2: average hue of lesion and skin.
 - ``std_dev_contrast`` = sqrt((dA^2 + dB^2 + dL^2) / 3): RMS colour contrast.
-- ``color_shape_composite_index`` = (color_std_mean + area_perim_ratio + symm_2axis) / 3: colour and shape irregularity.
+- ``color_shape_composite_index`` = (color_std_mean + area_perim_ratio + symm_2axis) / 3:
+  colour and shape irregularity.
 - ``lesion_orientation_3d`` = atan2(y, x): angular position on the body model.
 - ``overall_color_difference`` = (dA + dB + dL) / 3: mean signed colour contrast.
 - ``symmetry_perimeter_interaction`` = symm_2axis x perimeter: asymmetry scaled by size.
-- ``comprehensive_lesion_index`` = (area_perim_ratio + eccentricity + norm_color + symm_2axis) / 4: overall irregularity.
+- ``comprehensive_lesion_index`` = (area_perim_ratio + eccentricity + norm_color +
+  symm_2axis) / 4: overall irregularity.
 - ``color_variance_ratio`` = color_std_mean / stdLExt: lesion colour spread vs skin texture.
 - ``border_color_interaction`` = norm_border x norm_color: irregular border and colour together.
 - ``border_color_interaction_2`` = border.color / (border + color): their harmonic blend.
 - ``size_color_contrast_ratio`` = diameter / deltaLBnorm: large but faint lesions score high.
-- ``age_normalized_nevi_confidence`` = nevi_confidence / age: nevus likelihood per year of age.
-- ``age_normalized_nevi_confidence_2`` = sqrt(diameter^2 + age^2): size-age magnitude (source name kept).
+- ``age_normalized_nevi_confidence`` = nevi_confidence / age: nevus likelihood per year.
+- ``age_normalized_nevi_confidence_2`` = sqrt(diameter^2 + age^2): size-age magnitude
+  (the source's name is kept).
 - ``color_asymmetry_index`` = radial_color_std_max x symm_2axis: colour and shape asymmetry.
 - ``volume_approximation_3d`` = area x sqrt(x^2 + y^2 + z^2): area weighted by body position.
-- ``color_range`` = \\|L - Lext\\| + \\|A - Aext\\| + \\|B - Bext\\|: L1 colour distance to the skin.
+- ``color_range`` = \\|L - Lext\\| + \\|A - Aext\\| + \\|B - Bext\\|: L1 colour distance to skin.
 - ``shape_color_consistency`` = eccentricity x color_std_mean: elongated and multicoloured.
-- ``border_length_ratio`` = perimeter / (2 pi sqrt(area / pi)): outline vs a circle of equal area (also 2nd place's shape_irregularity).
+- ``border_length_ratio`` = perimeter / (2 pi sqrt(area / pi)): outline vs a circle of equal
+  area (= 2nd place's shape_irregularity).
 - ``age_size_symmetry_index`` = age x diameter x symm_2axis: old, large and asymmetric.
 - ``index_age_size_symmetry`` = age x area x symm_2axis: the same with area.
 
@@ -162,7 +167,7 @@ DERIVED_NAMES: tuple[str, ...] = tuple(d.name for d in DERIVED_FEATURES)
 
 _FORMAT = "lesionboost.LesionFeaturizer"
 _FORMAT_VERSION = 1
-_RANK_CHOICES = ("all", "raw", "none")
+_RANK_CHOICES = ("all", "raw", "key", "none")
 
 
 def _user_stacklevel() -> int:
@@ -199,10 +204,12 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
         Added to the within-group standard deviation of the z-scores.
     z_threshold : float, default=2.0
         ``|z|`` above which a column counts towards ``ud_count_abs_z_gt``.
-    rank_columns : {"all", "raw", "none"}, default="all"
+    rank_columns : {"all", "raw", "key", "none"}, default="all"
         Which columns get percentile ranks in the ``"patient"`` and ``"region"``
-        groups: every numeric column (raw and derived), the raw columns only, or
-        none. Ranks cost a sort per column and group, the z-scores do not.
+        groups: every numeric column (raw and derived), the raw columns, the 16
+        key columns of the outlier score (:data:`OUTLIER_COLUMNS`), or none;
+        ``extra_numeric`` columns are ranked unless "none". Ranks cost a sort per
+        column and group, several times a z-score.
     extra_numeric : sequence of str, default=()
         Additional numeric columns of ``X`` (e.g. image-model scores) treated like
         the raw measurements: passed through and given patient-relative features.
@@ -271,7 +278,7 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
         """
         groups, extra = self._checked_params()
         frame = self._input_frame(X, extra, fitting=True)
-        self.feature_names_in_ = np.asarray(to_polars(X).columns, dtype=object)
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         self.category_maps_ = {
             name: sorted(frame.get_column(name).cast(pl.String).drop_nulls().unique().to_list())
@@ -395,7 +402,9 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
             }
             stored = [str(c) for c in state["feature_names_out_"]]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"LesionFeaturizer state is incomplete or damaged: {exc!r}.") from exc
+            raise ModelFileError(
+                f"LesionFeaturizer state is incomplete or damaged: {exc!r}."
+            ) from exc
         if sorted(featurizer.category_maps_) != sorted(CATEGORICAL_COLUMNS):
             raise ModelFileError(
                 "LesionFeaturizer state has category maps for "
@@ -433,21 +442,32 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
             and self.z_threshold > 0
         ):
             raise ValueError(
-                f"LesionFeaturizer: z_threshold must be a positive number, got {self.z_threshold!r}."
+                "LesionFeaturizer: z_threshold must be a positive number, "
+                f"got {self.z_threshold!r}."
             )
         if self.rank_columns not in _RANK_CHOICES:
             raise ValueError(
                 f"LesionFeaturizer: rank_columns must be one of {list(_RANK_CHOICES)}, "
                 f"got {self.rank_columns!r}."
             )
-        extra_in = (self.extra_numeric,) if isinstance(self.extra_numeric, str) else self.extra_numeric
+        extra_in = (
+            (self.extra_numeric,) if isinstance(self.extra_numeric, str) else self.extra_numeric
+        )
         extra = tuple(str(c) for c in extra_in)
-        clashes = [c for c in extra if c in NUMERIC_COLUMNS or c in DERIVED_NAMES
-                   or c in CATEGORICAL_COLUMNS or c in LEAK_COLUMNS or c in ("patient_id", "isic_id")]
+        clashes = [
+            c
+            for c in extra
+            if c in NUMERIC_COLUMNS
+            or c in DERIVED_NAMES
+            or c in CATEGORICAL_COLUMNS
+            or c in LEAK_COLUMNS
+            or c in ("patient_id", "isic_id")
+        ]
         if clashes or len(set(extra)) != len(extra):
             raise ValueError(
                 "LesionFeaturizer: extra_numeric must name distinct columns that are not raw, "
-                f"derived, categorical, identifier or leak columns; got {_preview(clashes or extra)}."
+                "derived, categorical, identifier or leak columns; "
+                f"got {_preview(clashes or extra)}."
             )
         return groups, extra
 
@@ -481,7 +501,8 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
                 "its patient for the patient-relative features: fill it in or drop those rows."
             )
         not_numeric = [
-            c for c in (*NUMERIC_COLUMNS, *extra)
+            c
+            for c in (*NUMERIC_COLUMNS, *extra)
             if not (frame.schema[c].is_numeric() or frame.schema[c] == pl.Null)
         ]
         if not_numeric:

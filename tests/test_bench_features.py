@@ -15,7 +15,9 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def _run(script: str, out: Path, *extra: str) -> tuple[dict, str]:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--small", "--out", str(out), *extra],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text()), done.stdout

@@ -19,7 +19,9 @@ def test_small_benchmark_writes_report(tmp_path: Path) -> None:
     out = tmp_path / "images.json"
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--small", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -33,7 +35,8 @@ def test_small_benchmark_writes_report(tmp_path: Path) -> None:
         best["decode"] / best["embed_cpu"], rel=1e-2
     )
     assert set(speed["targets"]) == {
-        "embed_cpu_at_least_1000_crops_per_s", "embed_cpu_within_1.5x_of_decode",
+        "embed_cpu_at_least_1000_crops_per_s",
+        "embed_cpu_within_1.5x_of_decode",
     }
     placeholder = report["placeholder"]
     if "skipped" not in placeholder:

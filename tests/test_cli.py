@@ -290,3 +290,26 @@ def test_resume_after_sigkill_loses_no_finished_trial(sim_dir, tmp_path) -> None
     assert json.loads(resumed.stdout)["best_value"] == max(
         t.value for t in finished if t.value is not None)
     assert (run / "best.json").exists() and (run / "model" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_images_flow_through_tune_and_predict(tmp_path, capsys) -> None:
+    pytest.importorskip("onnxruntime", reason="image features run an ONNX embedder")
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--patients", "14", "--test-patients", "3",
+                 "--images", "all", "--seed", "4", "-q"]) == 0
+    run = tmp_path / "run"
+    code, out, err = _run(capsys, ["tune", "--data", str(sim / "train-metadata.csv"),
+                                   "--images", str(sim / "train-image.hdf5"), "--trials", "1",
+                                   "--out", str(run), "--json", *FAST])
+    assert code == 0, err
+    importances = json.loads((run / "best.json").read_text())["feature_importances"]
+    assert any(name.startswith("img_") for name in importances)  # image features were used
+    test = ["predict", "--model", str(run / "model"), "--data", str(sim / "test-metadata.csv")]
+    code, _, err = _run(capsys, [*test, "--out", str(tmp_path / "a.csv")])
+    assert code == 2 and "--images" in err  # an image model needs the test crops
+    code, _, err = _run(capsys, [*test, "--images", str(sim / "test-image.hdf5"), "--out",
+                                 str(tmp_path / "b.csv")])
+    assert code == 0, err
+    with open(tmp_path / "b.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) > 0

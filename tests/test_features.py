@@ -41,9 +41,16 @@ def hand_frame() -> pl.DataFrame:
         tbp_lv_radial_color_std_max=pl.Series([0.0, 1.0, 2.0, 0.5]),
         tbp_lv_color_std_mean=pl.Series([0.0, 0.5, 3.0, 0.25]),
         tbp_lv_location=pl.Series(
-            ["Torso Back Top Third", "Torso Back Middle Third", "Torso Front Top Half", "Head & Neck"]
+            [
+                "Torso Back Top Third",
+                "Torso Back Middle Third",
+                "Torso Front Top Half",
+                "Head & Neck",
+            ]
         ),
-        tbp_lv_location_simple=pl.Series(["Torso Back", "Torso Back", "Torso Front", "Head & Neck"]),
+        tbp_lv_location_simple=pl.Series(
+            ["Torso Back", "Torso Back", "Torso Front", "Head & Neck"]
+        ),
         anatom_site_general=pl.Series(
             ["posterior torso", "posterior torso", "anterior torso", "head/neck"]
         ),
@@ -67,12 +74,16 @@ def test_hand_computed_derived_z_rank_region_and_counts(hand_frame) -> None:
     np.testing.assert_allclose(_col(out, "color_uniformity"), [0.0, 0.5, 1.5, 0.5], rtol=1e-5)
     # patient z: sizes 2, 4, 6 -> mean 4, sample sd 2; B is alone -> 0
     expected_z = [-2 / (2 + EPS), 0.0, 2 / (2 + EPS), 0.0]
-    np.testing.assert_allclose(_col(out, "clin_size_long_diam_mm__z_patient"), expected_z, rtol=1e-6)
+    np.testing.assert_allclose(
+        _col(out, "clin_size_long_diam_mm__z_patient"), expected_z, rtol=1e-6
+    )
     np.testing.assert_allclose(
         _col(out, "clin_size_long_diam_mm__rank_patient"), [0.0, 0.5, 1.0, 0.5]
     )
     # ties (minor axis 3, 3) share their average rank
-    np.testing.assert_allclose(_col(out, "tbp_lv_minorAxisMM__rank_patient"), [0.0, 0.75, 0.75, 0.5])
+    np.testing.assert_allclose(
+        _col(out, "tbp_lv_minorAxisMM__rank_patient"), [0.0, 0.75, 0.75, 0.5]
+    )
     # region: A's back lesions (2, 4) -> mean 3, sd sqrt(2); A's front lesion is alone
     r2 = math.sqrt(2.0)
     expected_region = [-1 / (r2 + EPS), 1 / (r2 + EPS), 0.0, 0.0]
@@ -101,9 +112,10 @@ def test_missing_values_stay_missing_and_do_not_spread(hand_frame) -> None:
     assert _col(out, "age_approx__rank_patient")[:2].tolist() == [0.5, 0.5]
     # every column that does not read age is complete
     age_free = [
-        c for c in out.columns if "age" not in c and not c.startswith(
-            tuple(d.name for d in DERIVED_FEATURES if "age_approx" in d.inputs())
-        )
+        c
+        for c in out.columns
+        if "age" not in c
+        and not c.startswith(tuple(d.name for d in DERIVED_FEATURES if "age_approx" in d.inputs()))
     ]
     assert out.select(age_free).null_count().sum_horizontal().item() == 0
 
@@ -143,9 +155,13 @@ def test_categorical_codes_missing_unknown_and_sorted_levels(hand_frame) -> None
 
 def test_zero_denominators_and_extreme_positions_stay_finite(hand_frame) -> None:
     frame = hand_frame.with_columns(
-        tbp_lv_z=pl.lit(0.0), tbp_lv_perimeterMM=pl.lit(0.0), tbp_lv_L=pl.lit(0.0),
-        tbp_lv_A=pl.lit(-3.0), tbp_lv_radial_color_std_max=pl.lit(0.0),
-        tbp_lv_norm_border=pl.lit(0.0), tbp_lv_norm_color=pl.lit(0.0),
+        tbp_lv_z=pl.lit(0.0),
+        tbp_lv_perimeterMM=pl.lit(0.0),
+        tbp_lv_L=pl.lit(0.0),
+        tbp_lv_A=pl.lit(-3.0),
+        tbp_lv_radial_color_std_max=pl.lit(0.0),
+        tbp_lv_norm_border=pl.lit(0.0),
+        tbp_lv_norm_color=pl.lit(0.0),
     )
     out = _features().fit_transform(frame)
     values = out.select(pl.selectors.float()).to_numpy()
@@ -205,12 +221,16 @@ def test_simulated_cohort_has_no_nan_or_inf_and_nulls_only_from_missing_inputs()
 
 
 def test_leak_columns_are_dropped_with_a_warning_naming_them(tiny_metadata) -> None:
-    with pytest.warns(DataWarning, match=r"'target'.*'lesion_id'.*'iddx_full'"):
+    with pytest.warns(DataWarning, match=r"'target'.*'lesion_id'.*'iddx_full'") as fit_warnings:
         featurizer = _features().fit(tiny_metadata)
-    with pytest.warns(DataWarning, match="leak"):
+    with pytest.warns(DataWarning, match="leak") as transform_warnings:
         out = featurizer.transform(tiny_metadata)
+    # the warnings point at the caller's line, not at scikit-learn's set_output wrapper
+    assert {w.filename for w in [*fit_warnings, *transform_warnings]} == {__file__}
     assert not set(LEAK_COLUMNS) & set(out.columns)
-    assert not any(c.startswith(("isic_id", "patient_id", "image_type", "copyright")) for c in out.columns)
+    assert not any(
+        c.startswith(("isic_id", "patient_id", "image_type", "copyright")) for c in out.columns
+    )
     X, _ = split_xy(tiny_metadata)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
@@ -242,13 +262,19 @@ def test_groups_switch_their_columns_on_and_off(tiny_metadata) -> None:
         assert names[: len(base)] == base
     n_raw, n_all = len(NUMERIC_COLUMNS), len(NUMERIC_COLUMNS) + len(DERIVED_FEATURES)
     assert sizes == {
-        "derived": len(DERIVED_FEATURES), "patient": 2 * n_raw, "region": 4 * n_raw,
-        "outlier": 4, "counts": 5,
+        "derived": len(DERIVED_FEATURES),
+        "patient": 2 * n_raw,
+        "region": 4 * n_raw,
+        "outlier": 4,
+        "counts": 5,
     }
     full = _features().fit(X).feature_names_out_
     assert len(full) == len(base) + len(DERIVED_FEATURES) + 6 * n_all + 4 + 5
     only_z = _features(groups=("patient",), rank_columns="none").fit(X).feature_names_out_
     assert not any("__rank_" in c for c in only_z)
+    key = _features(groups=("patient",), rank_columns="key").fit(X).feature_names_out_
+    ranked = [c for c in NUMERIC_COLUMNS if c in OUTLIER_COLUMNS]
+    assert [c for c in key if "__rank_" in c] == [f"{c}__rank_patient" for c in ranked]
     with pytest.raises(ValueError, match="unknown group.*'images'"):
         _features(groups=("derived", "images")).fit(X)
     with pytest.raises(ValueError, match="rank_columns"):
@@ -305,7 +331,10 @@ def test_round_trip_through_json(tiny_metadata) -> None:
     featurizer = _features(groups=("derived", "patient", "outlier"), z_threshold=1.5).fit(X)
     state = json.loads(json.dumps(featurizer.to_dict()))
     restored = LesionFeaturizer.from_dict(state)
-    assert restored.get_params() == {**featurizer.get_params(), "groups": ("derived", "patient", "outlier")}
+    assert restored.get_params() == {
+        **featurizer.get_params(),
+        "groups": ("derived", "patient", "outlier"),
+    }
     assert restored.category_maps_ == featurizer.category_maps_
     assert restored.transform(X).equals(featurizer.transform(X))
     with pytest.raises(ModelFileError, match="format_version"):

@@ -229,8 +229,15 @@ def test_write_model_metadata_makes_arguments_unnecessary(tmp_path: Path) -> Non
     bare = channel_mean_model(tmp_path / "bare.onnx", size="S")  # like a timm export
     with pytest.raises(ValueError, match="input_size"):
         OnnxEmbedder(bare)
-    annotated = write_model_metadata(bare, input_size=24, layout="nchw", mean=MEAN, std=STD,
-                                     output="logit", out=tmp_path / "annotated.onnx")
+    annotated = write_model_metadata(
+        bare,
+        input_size=24,
+        layout="nchw",
+        mean=MEAN,
+        std=STD,
+        output="logit",
+        out=tmp_path / "annotated.onnx",
+    )
     embedder = OnnxEmbedder(annotated)
     assert (embedder.input_size, embedder.layout, embedder.output) == (24, "NCHW", "logit")
     assert embedder.mean == MEAN and embedder.std == STD

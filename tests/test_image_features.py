@@ -20,6 +20,17 @@ def _frame(patients: list[str]) -> pl.DataFrame:
     )
 
 
+def _assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    # Same columns, ids and flags; numbers equal up to float32 rounding (BLAS kernels
+    # may sum in another order for differently aligned arrays).
+    assert a.columns == b.columns and a["isic_id"].equals(b["isic_id"])
+    assert a["img_missing"].equals(b["img_missing"])
+    numeric = [c for c in a.columns if c not in ("isic_id", "img_missing")]
+    np.testing.assert_allclose(
+        a.select(numeric).to_numpy(), b.select(numeric).to_numpy(), rtol=1e-5, atol=1e-6
+    )
+
+
 @pytest.fixture
 def toy() -> tuple[pl.DataFrame, np.ndarray]:
     rng = np.random.default_rng(0)
@@ -81,12 +92,11 @@ def test_patient_context_uses_only_the_frame(toy: tuple[pl.DataFrame, np.ndarray
     bigger = pl.concat([frame, others])
     more = np.vstack([emb, rng.normal(size=(3, 10))])
     again, _ = image_features(bigger, more, fitted_state=state)
-    columns = ["img_pc1", "img_pc3", "img_cos_patient", "img_cos_prank"]
-    assert again.head(12).select(columns).equals(fitted.select(columns))
+    _assert_same(again.head(12), fitted)
     # Dropping lesions of patient p changes p's context, and only p's.
     subset, _ = image_features(frame[2:], emb[2:], fitted_state=state)
     assert not np.allclose(subset["img_cos_patient"][:4], fitted["img_cos_patient"][2:6])
-    assert subset.tail(6).select(columns).equals(fitted.tail(6).select(columns))
+    _assert_same(subset.tail(6), fitted.tail(6))
 
 
 def test_state_is_applied_not_refitted(toy: tuple[pl.DataFrame, np.ndarray]) -> None:
@@ -110,7 +120,7 @@ def test_missing_crops_are_null_and_excluded(toy: tuple[pl.DataFrame, np.ndarray
     assert features["img_missing"].to_list()[:2] == [1, 0]
     assert features.row(0)[2:] == (None,) * (features.width - 2)
     # q's lesions do not depend on p's failed crop; p's others are recomputed without it.
-    assert features[6:].equals(baseline[6:])
+    _assert_same(features[6:], baseline[6:])
     assert features["img_cos_patient"][1] is not None
     with pytest.raises(ValueError, match="No lesion of the training frame"):
         image_features(frame, np.full_like(emb, np.nan))
@@ -121,7 +131,7 @@ def test_pandas_and_polars_agree(toy: tuple[pl.DataFrame, np.ndarray]) -> None:
     frame, emb = toy
     a, _ = image_features(frame, emb, n_components=2)
     b, _ = image_features(frame.to_pandas(), emb, n_components=2)
-    assert a.equals(b)
+    _assert_same(a, b)
 
 
 def test_bad_inputs(toy: tuple[pl.DataFrame, np.ndarray]) -> None:
@@ -159,7 +169,7 @@ def test_frame_keyed_by_isic_id_in_metadata_order(image_setup: dict[str, object]
     assert state["embedder"]["model"] == "builtin" and len(state["embedder"]["sha256"]) == 64
     # Predict-time call with the fitted state reproduces the training rows.
     again, _ = image_feature_frame(shuffled, image_setup["store"], fitted_state=state)
-    assert again.equals(features)
+    _assert_same(again, features)
     other = image_setup["models"][0]
     with pytest.raises(ValueError, match="differs from the one the image features were fitted"):
         image_feature_frame(shuffled, image_setup["store"], embedder=other, fitted_state=state)
@@ -220,11 +230,11 @@ def test_precomputed_embeddings_from_the_embed_command(
     direct, direct_state = image_feature_frame(frame, image_setup["store"], n_components=4)
     # No image file needed when the embeddings are precomputed and there is no scorer.
     cached, cached_state = image_feature_frame(frame, None, embedder=table, n_components=4)
-    assert cached.equals(direct)
+    _assert_same(cached, direct)
     assert cached_state["embedder"]["sha256"] == direct_state["embedder"]["sha256"]
     # Fitted on the table, applied with the live built-in model: the same model, accepted.
     live, _ = image_feature_frame(frame, image_setup["store"], fitted_state=cached_state)
-    assert live.equals(direct)
+    _assert_same(live, direct)
     # Embeddings of another model are refused.
     other = tmp_path / "other.parquet"
     model = str(image_setup["models"][0])
@@ -270,9 +280,16 @@ def test_one_argument_may_name_embeddings_and_fold_models(
     folder.mkdir(exist_ok=True)
     ids = frame["isic_id"].to_list()
     oof = np.arange(30, dtype=np.float32)
-    ImageModels(directory=folder, model_paths=list(image_setup["models"]), isic_ids=ids,
-                oof_scores=oof, folds=np.zeros(30, np.int8), train_ids=[[], []],
-                parity=[0.0, 0.0], image_size=16).save()
+    ImageModels(
+        directory=folder,
+        model_paths=list(image_setup["models"]),
+        isic_ids=ids,
+        oof_scores=oof,
+        folds=np.zeros(30, np.int8),
+        train_ids=[[], []],
+        parity=[0.0, 0.0],
+        image_size=16,
+    ).save()
     table = tmp_path / "emb.parquet"
     from lesionboost.cli import main
 

@@ -198,7 +198,12 @@ class _RawReader:
         self._store = store
         # Own handle, opened in the reading thread's process; read-only handles
         # to one file coexist safely.
-        self._fid = h5py.File(store.path, "r").id
+        self._handle = h5py.File(store.path, "r")
+        self._fid = self._handle.id
+
+    def close(self) -> None:
+        """Close this reader's own HDF5 handle."""
+        self._handle.close()
 
     def __call__(self, isic_id: str) -> bytes:
         h5py = self._h5py
@@ -275,6 +280,7 @@ def iter_decoded(
     reader_error: list[BaseException] = []
 
     def read_all(pool: ThreadPoolExecutor) -> None:
+        read: _RawReader | None = None
         try:
             read = _RawReader(store)
             for start in range(0, len(isic_ids), chunk_size):
@@ -304,6 +310,8 @@ def iter_decoded(
         except BaseException as exc:  # surfaced in the consumer thread
             reader_error.append(exc)
         finally:
+            if read is not None:
+                read.close()
             pending.put(_DONE)
 
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lb-decode") as pool:

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 
 from .._frame import to_polars
 from ..io import ImageStore
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _EPS = 1e-12
+_CHUNK = 65_536
 
 
 def _patient_codes(frame: pl.DataFrame) -> np.ndarray:
@@ -93,7 +95,7 @@ def _fit_state(embeddings: np.ndarray, n_components: int) -> dict[str, Any]:
     k = int(min(n_components, max(z.shape[0] - 1, 0), z.shape[1]))
     components = np.zeros((0, z.shape[1]))
     if k > 0:
-        components = PCA(n_components=k, svd_solver="full").fit(z).components_
+        components = PCA(n_components=k, svd_solver="covariance_eigh").fit(z).components_
     return {
         "center": centre.tolist(),
         "scale": scale.tolist(),
@@ -150,7 +152,7 @@ def image_features(
     if "isic_id" not in frame.columns:
         raise ValueError("Image features need an 'isic_id' column to key the rows.")
     codes = _patient_codes(frame)
-    emb = np.asarray(embeddings, dtype=np.float64)
+    emb = np.asarray(embeddings, dtype=np.float32)  # float32 halves memory on 401k rows
     n = frame.height
     if emb.ndim != 2 or emb.shape[0] != n:
         raise ValueError(
@@ -206,14 +208,21 @@ def image_features(
     # Mean standardised embedding of the patient's *other* usable lesions: one odd
     # lesion must not pull the reference towards itself.
     n_groups = int(codes.max()) + 1 if n else 0
-    sums = np.zeros((n_groups, emb.shape[1]))
-    counts = np.zeros(n_groups)
-    np.add.at(sums, codes[valid], z[valid])
-    np.add.at(counts, codes[valid], 1.0)
+    counts = np.bincount(codes[valid], minlength=n_groups).astype(np.float64)
+    # Per-patient sums as one sparse product (np.add.at is ~10x slower at this size).
+    member = sparse.csr_matrix(
+        (np.ones(int(valid.sum())), (codes[valid], np.flatnonzero(valid))), shape=(n_groups, n)
+    )
+    sums = np.asarray(member @ z, dtype=np.float64)
     others = counts[codes] - 1.0
-    reference = (sums[codes] - z) / np.maximum(others, 1.0)[:, None]
-    dot = np.einsum("ij,ij->i", z, reference)
-    norms = np.linalg.norm(z, axis=1) * np.linalg.norm(reference, axis=1)
+    dot = np.empty(n)
+    norms = np.empty(n)
+    for start in range(0, n, _CHUNK):  # bounded memory on the full 401k-row file
+        rows = slice(start, start + _CHUNK)
+        zc = z[rows].astype(np.float64)
+        reference = (sums[codes[rows]] - zc) / np.maximum(others[rows], 1.0)[:, None]
+        dot[rows] = np.einsum("ij,ij->i", zc, reference)
+        norms[rows] = np.linalg.norm(zc, axis=1) * np.linalg.norm(reference, axis=1)
     # A lone lesion has no other lesion to differ from: distance 0, as the tabular z is 0.
     cosine = np.where((others > 0) & (norms > _EPS), 1.0 - dot / np.maximum(norms, _EPS), 0.0)
     columns["img_cos_patient"] = np.where(valid, cosine, np.nan)
@@ -401,6 +410,7 @@ def image_feature_frame(
     frame = to_polars(metadata, what="metadata")
     if "isic_id" not in frame.columns:
         raise ValueError("Image features need an 'isic_id' column to find the crops.")
+
     def is_scorer(source: Any) -> bool:
         return isinstance(source, ImageModels) or (
             isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
