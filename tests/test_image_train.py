@@ -127,5 +127,7 @@ def test_folds_that_split_a_patient_are_refused(trained, tmp_path: Path) -> None
     bad[0] = 1 - bad[0]  # IP_000 now straddles both folds
     with pytest.raises(ValueError, match="straddle folds"):
         train_embedder(frame, result.directory.parent / "crops.hdf5", bad, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="0..k-1"):
+        train_embedder(frame, result.directory.parent / "crops.hdf5", folds * 2, out_dir=tmp_path)
     with pytest.raises(ValueError, match="folds has 3 entries"):
         train_embedder(frame, result.directory.parent / "crops.hdf5", [0, 1, 0], out_dir=tmp_path)

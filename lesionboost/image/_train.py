@@ -263,8 +263,12 @@ def _check_folds(frame: pl.DataFrame, folds: np.ndarray) -> np.ndarray:
             f"folds has {folds.shape[0]} entries but the metadata has {frame.height} rows; "
             "pass patient_folds(metadata)."
         )
-    if folds.min() < 0:
-        raise ValueError("folds must be >= 0 for every row (patient_folds() gives 0..k-1).")
+    present = np.unique(folds)
+    if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
+        raise ValueError(
+            f"folds must number at least two folds 0..k-1 (patient_folds() does), got ids "
+            f"{present[:10].tolist()}."
+        )
     per_patient = (
         pl.DataFrame({"p": frame["patient_id"], "f": folds})
         .group_by("p")
@@ -405,6 +409,11 @@ def train_embedder(
         store = ImageStore(store)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' but this PyTorch sees no CUDA device; pass device='cpu' or 'auto', "
+            "or install a CUDA build of torch."
+        )
     torch_device = torch.device(device)
     directory = (
         Path(out_dir)
