@@ -66,7 +66,13 @@ CENTRES: tuple[tuple[str, int, int, str, float], ...] = (
         0.04,
     ),
     ("ACEMID MIA", 28_665, 33, "CC-0", 0.0),
-    ("ViDIR Group, Department of Dermatology, Medical University of Vienna", 12_640, 14, "CC-BY-NC", 0.0),
+    (
+        "ViDIR Group, Department of Dermatology, Medical University of Vienna",
+        12_640,
+        14,
+        "CC-BY-NC",
+        0.0,
+    ),
     (
         "Department of Dermatology, University of Athens, Andreas Syggros Hospital of Skin and "
         "Venereal Diseases, Alexander Stratigos, Konstantinos Liopyris",
@@ -145,7 +151,9 @@ def design_matrix(
     columns = [np.ones(n), np.asarray(white, dtype=float)]
     columns += [(site == k).astype(float) for k in range(1, len(SITES))]
     columns += [(centre == k).astype(float) for k in range(1, len(CENTRES))]
-    age_z = (np.nan_to_num(np.asarray(age, dtype=float), nan=_AGE_CENTRE) - _AGE_CENTRE) / _AGE_SCALE
+    age_z = (
+        np.nan_to_num(np.asarray(age, dtype=float), nan=_AGE_CENTRE) - _AGE_CENTRE
+    ) / _AGE_SCALE
     columns += [age_z, np.asarray(male, dtype=float) - 0.5]
     return np.column_stack(columns)
 
@@ -236,7 +244,9 @@ def _position_tables(benign: pl.DataFrame) -> dict[str, Any]:
         scores = np.column_stack([_normal_scores(xyz[:, j]) for j in range(3)])
         out[location] = {
             "n": rows.height,
-            "quantiles": [[float(f"{v:.6g}") for v in np.quantile(xyz[:, j], probs)] for j in range(3)],
+            "quantiles": [
+                [float(f"{v:.6g}") for v in np.quantile(xyz[:, j], probs)] for j in range(3)
+            ],
             "corr": np.round(np.corrcoef(scores, rowvar=False), 4).tolist(),
         }
     out["_probs"] = probs.round(6).tolist()
@@ -264,7 +274,9 @@ def _leak_tables(sample: pl.DataFrame) -> dict[str, Any]:
     malignant = sample.filter(pl.col("target") == 1)
     benign = sample.filter(pl.col("target") == 0)
     iddx = (
-        sample.group_by("target", "iddx_full").len().sort("target", "len", "iddx_full", descending=True)
+        sample.group_by("target", "iddx_full")
+        .len()
+        .sort("target", "len", "iddx_full", descending=True)
     )
     mitotic = malignant.get_column("mel_mitotic_index").drop_nulls().value_counts(sort=True)
     thickness = malignant.get_column("mel_thick_mm").drop_nulls().to_numpy()
@@ -275,11 +287,15 @@ def _leak_tables(sample: pl.DataFrame) -> dict[str, Any]:
         ],
         "mel_mitotic_index": [[v, int(n)] for v, n in mitotic.iter_rows()],
         "mel_thick_mm": _table(thickness, "log", np.linspace(0, 1, 41)),
-        "dnn_benign": _table(benign.get_column("tbp_lv_dnn_lesion_confidence").to_numpy(), "identity", dnn_probs),
+        "dnn_benign": _table(
+            benign.get_column("tbp_lv_dnn_lesion_confidence").to_numpy(), "identity", dnn_probs
+        ),
         "dnn_malignant": _table(
             malignant.get_column("tbp_lv_dnn_lesion_confidence").to_numpy(), "identity", dnn_probs
         ),
-        "lesion_id_benign_rate": round(float(benign.get_column("lesion_id").is_not_null().mean()), 5),
+        "lesion_id_benign_rate": round(
+            float(benign.get_column("lesion_id").is_not_null().mean()), 5
+        ),
     }
 
 
@@ -340,7 +356,9 @@ def fit_tables(sample_path: str | Path) -> dict[str, Any]:
     fitted = design @ beta
     total_sd = np.sqrt(fitted.var(axis=0) + np.diag(between) + np.diag(within))
 
-    angles = benign.get_column("tbp_lv_symm_2axis_angle").value_counts().sort("tbp_lv_symm_2axis_angle")
+    angles = (
+        benign.get_column("tbp_lv_symm_2axis_angle").value_counts().sort("tbp_lv_symm_2axis_angle")
+    )
     angle_counts = dict(angles.iter_rows())
     tables: dict[str, Any] = {
         "version": 1,
@@ -396,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lesionboost._simulate_calibration")
     parser.add_argument("--refit", action="store_true", help="refit the population tables")
     parser.add_argument("--fit-risk", action="store_true", help="refit the risk coefficients")
-    parser.add_argument("--sample", type=Path, help="real train-metadata CSV (benign rows are used)")
+    parser.add_argument(
+        "--sample", type=Path, help="real train-metadata CSV (benign rows are used)"
+    )
     parser.add_argument("--out", type=Path, default=TABLES_PATH, help="where to write the tables")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

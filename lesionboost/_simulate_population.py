@@ -98,7 +98,9 @@ def _row_strata(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return u
 
 
-def _draw_patients(n: int, rng: np.random.Generator, tables: dict[str, Any]) -> dict[str, np.ndarray]:
+def _draw_patients(
+    n: int, rng: np.random.Generator, tables: dict[str, Any]
+) -> dict[str, np.ndarray]:
     counts = np.maximum(
         np.rint(np.exp(np.interp(_stratified_uniform(n, rng), _COUNT_PROBS, _COUNT_LOG))), 1
     ).astype(np.int64)
@@ -144,7 +146,9 @@ def _draw_locations(
     return location
 
 
-def _positions(location: np.ndarray, rng: np.random.Generator, tables: dict[str, Any]) -> np.ndarray:
+def _positions(
+    location: np.ndarray, rng: np.random.Generator, tables: dict[str, Any]
+) -> np.ndarray:
     """3D coordinates from per-location Gaussian copulas over empirical marginals."""
     position = tables["position"]
     probs = np.asarray(position["_probs"])
@@ -180,7 +184,9 @@ def _columns_from_scores(u: np.ndarray, tables: dict[str, Any]) -> dict[str, np.
     for name in ("tbp_lv_color_std_mean", "tbp_lv_norm_color"):
         free[name] = np.where(flat, 0.0, free[name])
     rad_zero = flat | (u[:, k_rad] < zero_mass["tbp_lv_radial_color_std_max"])
-    free["tbp_lv_radial_color_std_max"] = np.where(rad_zero, 0.0, free["tbp_lv_radial_color_std_max"])
+    free["tbp_lv_radial_color_std_max"] = np.where(
+        rad_zero, 0.0, free["tbp_lv_radial_color_std_max"]
+    )
 
     size = np.maximum(np.round(free["clin_size_long_diam_mm"], 2), 1.0)
     minor = size * np.minimum(free["minor_ratio"], 1.0)

@@ -116,7 +116,9 @@ def render_crops(
     hair_paths = _hair_paths(int(hairs.sum()), rng)  # (hairs, points, 2) in crop units
     blotch = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
     skin_rgb = lab_to_rgb(
-        np.column_stack([_column(metadata, c) for c in ("tbp_lv_Lext", "tbp_lv_Aext", "tbp_lv_Bext")])
+        np.column_stack(
+            [_column(metadata, c) for c in ("tbp_lv_Lext", "tbp_lv_Aext", "tbp_lv_Bext")]
+        )
     ).astype(np.float32)
     lesion_rgb = lab_to_rgb(
         np.column_stack([_column(metadata, c) for c in ("tbp_lv_L", "tbp_lv_A", "tbp_lv_B")])
@@ -155,8 +157,12 @@ def render_crops(
         u = gx * cos_t + gy * sin_t
         v = gy * cos_t - gx * sin_t
         # Asymmetry: one side of the lesion bulges out along the 2nd axis.
-        bulge = 1.0 + np.float32(0.6 * asymmetry[i]) * np.tanh(v * np.float32(1.0 / (minor[i] + 1e-3)))
-        radius = np.sqrt((u * np.float32(1.0 / major[i])) ** 2 + (v * np.float32(1.0 / minor[i])) ** 2)
+        bulge = 1.0 + np.float32(0.6 * asymmetry[i]) * np.tanh(
+            v * np.float32(1.0 / (minor[i] + 1e-3))
+        )
+        radius = np.sqrt(
+            (u * np.float32(1.0 / major[i])) ** 2 + (v * np.float32(1.0 / minor[i])) ** 2
+        )
         radius = radius / bulge + np.float32(0.25 * border[i]) * grain[lo:hi, lo:hi]
         edge = np.float32(max(0.08, 0.7 * step / max(minor[i], 0.3)))
         alpha = np.clip((1.0 - radius) * (1.0 / edge) + 0.5, 0.0, 1.0)
@@ -164,9 +170,14 @@ def render_crops(
         texture = _patch(offsets[i, 2:4], work, picks[i, 1])[lo:hi, lo:hi]
         # Image-only component: a dark irregular network and a blue-white veil.
         s = np.float32(strength[i])
-        network = np.clip(np.abs(_patch(offsets[i, 4:6], work, picks[i, 2])[lo:hi, lo:hi]) * 2.5 - 1.5, 0.0, 1.0)
+        network = np.clip(
+            np.abs(_patch(offsets[i, 4:6], work, picks[i, 2])[lo:hi, lo:hi]) * 2.5 - 1.5, 0.0, 1.0
+        )
         veil = np.exp(
-            ((u - np.float32(blotch[i, 0] * major[i] * 0.4)) ** 2 + (v - np.float32(blotch[i, 1] * minor[i] * 0.4)) ** 2)
+            (
+                (u - np.float32(blotch[i, 0] * major[i] * 0.4)) ** 2
+                + (v - np.float32(blotch[i, 1] * minor[i] * 0.4)) ** 2
+            )
             * np.float32(-0.5 / (0.45 * minor[i] + 0.1) ** 2)
         )
         net_w = (np.float32(0.65) * s) * network

@@ -74,7 +74,9 @@ RELATIVE_TERMS: dict[str, tuple[str, str, float, str]] = {
     "patient_size": ("clin_size_long_diam_mm", "patient", 1.0, "shared"),
     "site_size": ("clin_size_long_diam_mm", "patient_site", 1.0, "shared"),
     "patient_colour": ("tbp_lv_norm_color", "patient", 1.0, "melanoma"),
+    "patient_border": ("tbp_lv_norm_border", "patient", 1.0, "melanoma"),
     "patient_nevus": ("tbp_lv_nevi_confidence", "patient", -1.0, "keratinocyte"),
+    "patient_delta_b": ("tbp_lv_deltaB", "patient", -1.0, "keratinocyte"),
     "patient_hue": ("tbp_lv_H", "patient", -1.0, "keratinocyte"),
     "site_hue": ("tbp_lv_H", "patient_site", -1.0, "keratinocyte"),
 }
@@ -147,7 +149,7 @@ class RiskModel:
     def from_tables(cls, tables: dict[str, Any] | None = None) -> RiskModel:
         risk = (load_tables() if tables is None else tables)["risk"]
         return cls(
-            coef=np.array([risk["coef"][name] for name in TERM_NAMES]),
+            coef=np.array([risk["coef"].get(name, 0.0) for name in TERM_NAMES]),
             centre=np.asarray(risk["centre"], dtype=float),
             melanoma_offset=float(risk["melanoma_offset"]),
             image_sd=float(risk["image_sd"]),
@@ -219,7 +221,9 @@ def leak_columns(
     if biopsied.any() and benign_paths:
         names, counts = zip(*benign_paths, strict=True)
         weights = np.asarray(counts, dtype=float)
-        iddx_full[biopsied] = rng.choice(np.array(names, dtype=object), biopsied.sum(), p=weights / weights.sum())
+        iddx_full[biopsied] = rng.choice(
+            np.array(names, dtype=object), biopsied.sum(), p=weights / weights.sum()
+        )
     thickness = np.full(n, np.nan)
     mitotic = np.full(n, None, dtype=object)
     rows = np.flatnonzero(malignant)
@@ -228,10 +232,14 @@ def leak_columns(
         subtype = (rng.random(len(rows))[:, None] > np.cumsum(probs, axis=1)).sum(axis=1)
         for k, code in enumerate(("BCC", "MEL", "SCC")):
             chosen = rows[subtype == k]
-            paths = [(name, count) for t, name, count in vocabulary if t == 1 and _IDDX2[code] in name]
+            paths = [
+                (name, count) for t, name, count in vocabulary if t == 1 and _IDDX2[code] in name
+            ]
             names, counts = zip(*paths, strict=True)
             weights = np.asarray(counts, dtype=float)
-            iddx_full[chosen] = rng.choice(np.array(names, dtype=object), len(chosen), p=weights / weights.sum())
+            iddx_full[chosen] = rng.choice(
+                np.array(names, dtype=object), len(chosen), p=weights / weights.sum()
+            )
         invasive = np.array(["Melanoma Invasive" in str(v) for v in iddx_full]) & malignant
         thickness[invasive] = np.round(
             quantile_lookup(leak["mel_thick_mm"], rng.random(invasive.sum())), 1
@@ -239,7 +247,9 @@ def leak_columns(
         levels, level_counts = zip(*leak["mel_mitotic_index"], strict=True)
         has_index = invasive & (rng.random(n) < 53 / 63)  # FACTS.md section 2.2
         level_p = np.asarray(level_counts, dtype=float)
-        mitotic[has_index] = rng.choice(np.array(levels, dtype=object), has_index.sum(), p=level_p / level_p.sum())
+        mitotic[has_index] = rng.choice(
+            np.array(levels, dtype=object), has_index.sum(), p=level_p / level_p.sum()
+        )
     parts = [str(v).split("::") for v in iddx_full]
     iddx = {f"iddx_{k}": [p[k - 1] if len(p) >= k else None for p in parts] for k in range(1, 6)}
     dnn = np.where(

@@ -205,7 +205,7 @@ def plot_history(trials: Sequence[Mapping[str, Any]]) -> Figure:
     ax.set_ylabel("OOF pAUC above 80 % TPR")
     ax.set_title(f"{len(done)} complete, {len(pruned)} pruned trial(s)")
     if done or pruned:
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     return fig
 
 
@@ -229,7 +229,7 @@ def plot_importances(importances: Mapping[str, float], *, top: int = 20) -> Figu
     else:
         ax.text(0.5, 0.5, "the model exposes no importances", ha="center", va="center",
                 transform=ax.transAxes)
-    ax.set_xlabel("importance (share of the total gain, averaged over members)")
+    ax.set_xlabel("share of the mean |SHAP contribution| (final model)")
     ax.set_title(f"Top {len(items)} features")
     return fig
 

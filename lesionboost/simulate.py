@@ -229,7 +229,9 @@ def _cohort(
         "image_type": np.full(n, "TBP tile: close-up"),
         "tbp_tile_type": np.where(patient["white"][owner], "3D: white", "3D: XP"),
         "tbp_lv_location": location,
-        "tbp_lv_location_simple": np.array([LOCATION_TO_SIMPLE[v] for v in LOCATIONS])[lesion["location"]],
+        "tbp_lv_location_simple": np.array([LOCATION_TO_SIMPLE[v] for v in LOCATIONS])[
+            lesion["location"]
+        ],
         "attribution": np.asarray(names, dtype=object)[centre],
         "copyright_license": np.asarray(licences, dtype=object)[centre],
     }
@@ -243,10 +245,10 @@ def _cohort(
         data["lesion_id"] = np.where(tracked, lesion_ids, None)
         data.update(leak)
     schema = TRAIN_COLUMNS if train else TEST_COLUMNS
-    frame = pl.DataFrame(
-        [_series(name, data[name], dtype) for name, dtype in schema.items()]
+    frame = pl.DataFrame([_series(name, data[name], dtype) for name, dtype in schema.items()])
+    oracle = pl.DataFrame(
+        {"isic_id": isic, "target": target, "logit": logit, "tabular_logit": tabular}
     )
-    oracle = pl.DataFrame({"isic_id": isic, "target": target, "logit": logit, "tabular_logit": tabular})
     order = np.argsort(isic, kind="stable")  # Kaggle files are sorted by isic_id
     frame, oracle = frame[order], oracle[order]
     if train:
@@ -293,11 +295,21 @@ def simulate_slice3d(
     >>> 0.0 <= pauc_above_tpr(y, sim.train_oracle["logit"].to_numpy()) <= 0.2  # doctest: +SKIP
     True
     """
-    if isinstance(n_patients, bool) or not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
+    if (
+        isinstance(n_patients, bool)
+        or not isinstance(n_patients, (int, np.integer))
+        or n_patients < 1
+    ):
         raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}.")
-    if isinstance(n_test_patients, bool) or not isinstance(n_test_patients, (int, np.integer)) or n_test_patients < 0:
+    if (
+        isinstance(n_test_patients, bool)
+        or not isinstance(n_test_patients, (int, np.integer))
+        or n_test_patients < 0
+    ):
         raise ValueError(f"n_test_patients must be an integer >= 0, got {n_test_patients!r}.")
-    if not isinstance(images, (bool, int, np.integer)) or (not isinstance(images, bool) and images < 0):
+    if not isinstance(images, (bool, int, np.integer)) or (
+        not isinstance(images, bool) and images < 0
+    ):
         raise ValueError(f"images must be True, False or a count >= 0, got {images!r}.")
     root = np.random.SeedSequence(seed)
     train_seeds, test_seeds, image_seed = root.spawn(3)
@@ -306,7 +318,9 @@ def simulate_slice3d(
     if n_test_patients:
         test, test_oracle = _cohort(int(n_test_patients), test_seeds.spawn(4), 1, False)
     count = train.height if images is True else int(images)
-    image_ids = _choose_image_ids(train, min(count, train.height), np.random.default_rng(image_seed))
+    image_ids = _choose_image_ids(
+        train, min(count, train.height), np.random.default_rng(image_seed)
+    )
     logger.info(
         "simulated %d lesions of %d patients (%d malignant)%s",
         train.height,
@@ -334,7 +348,9 @@ def _long_rows(isic_ids: pl.Series) -> np.ndarray:
     return ((digits * 2654435761) % 2**32) / 2**32 < _LONG_FORMAT_SHARE
 
 
-def _format_floats(values: np.ndarray, long_rows: np.ndarray, full_repr: np.ndarray | None = None) -> list[str | None]:
+def _format_floats(
+    values: np.ndarray, long_rows: np.ndarray, full_repr: np.ndarray | None = None
+) -> list[str | None]:
     """Kaggle's two float spellings: 7 significant digits, or 15 (both like Python repr)."""
     out: list[str | None] = [None] * len(values)
     finite = ~np.isnan(values)
@@ -425,12 +441,24 @@ def write_slice3d(
             _choose_image_ids(sim.train, min(count, sim.train.height), rng), sim.seed,
         )  # fmt: skip
     if sim.image_ids:
-        bar = tqdm(sim.iter_images("train"), total=len(sim.image_ids), desc="train crops", unit="crop", disable=None)
+        bar = tqdm(
+            sim.iter_images("train"),
+            total=len(sim.image_ids),
+            desc="train crops",
+            unit="crop",
+            disable=None,
+        )
         paths["train_images"] = ImageStore.write(folder / "train-image.hdf5", bar)
     if sim.test is not None and sim.test_oracle is not None:
         paths["test_metadata"] = _write_csv(_to_csv_text(sim.test), folder / "test-metadata.csv")
         paths["test_oracle"] = _write_csv(sim.test_oracle, folder / "test-oracle.csv")
         if test_images:
-            bar = tqdm(sim.iter_images("test"), total=sim.test.height, desc="test crops", unit="crop", disable=None)
+            bar = tqdm(
+                sim.iter_images("test"),
+                total=sim.test.height,
+                desc="test crops",
+                unit="crop",
+                disable=None,
+            )
             paths["test_images"] = ImageStore.write(folder / "test-image.hdf5", bar)
     return paths

@@ -32,7 +32,9 @@ def sim_frame() -> pl.DataFrame:
     return simulate_slice3d(120, seed=2).train
 
 
-def test_ks_is_zero_against_itself_and_large_against_a_shift(fidelity, sim_frame: pl.DataFrame) -> None:
+def test_ks_is_zero_against_itself_and_large_against_a_shift(
+    fidelity, sim_frame: pl.DataFrame
+) -> None:
     benign = sim_frame.filter(pl.col("target") == 0)
     half = benign.sample(fraction=0.5, seed=0)
     ks = fidelity.ks_by_column(half, benign)
@@ -56,7 +58,13 @@ def test_univariate_aucs_and_spearman(fidelity, sim_frame: pl.DataFrame) -> None
 
 def test_categorical_and_structure_summaries(fidelity, sim_frame: pl.DataFrame) -> None:
     cats = fidelity.categorical_frequencies(sim_frame)
-    assert set(cats) == {"attribution", "anatom_site_general", "tbp_tile_type", "sex", "tbp_lv_location"}
+    assert set(cats) == {
+        "attribution",
+        "anatom_site_general",
+        "tbp_tile_type",
+        "sex",
+        "tbp_lv_location",
+    }
     assert cats["tbp_lv_location"]["max_abs_diff"] < 0.05
     shares = [level["sim"] for level in cats["attribution"]["levels"].values()]
     assert sum(shares) == pytest.approx(1.0, abs=1e-3)

@@ -38,7 +38,9 @@ def mid_sim() -> SimulatedSLICE3D:
 
 
 @pytest.fixture(scope="module")
-def written(small_sim: SimulatedSLICE3D, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def written(
+    small_sim: SimulatedSLICE3D, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     return write_slice3d(small_sim, tmp_path_factory.mktemp("sim"))
 
 
@@ -78,20 +80,39 @@ def test_written_headers_equal_the_real_kaggle_headers(
 # ------------------------------------------------------------------ exact relations
 def test_deterministic_relations_hold(mid_sim: SimulatedSLICE3D) -> None:
     f = mid_sim.train
-    col = {name: f.get_column(name).to_numpy().astype(float) for name in f.columns if f.schema[name] != pl.String}
+    col = {
+        name: f.get_column(name).to_numpy().astype(float)
+        for name in f.columns
+        if f.schema[name] != pl.String
+    }
     tol = 1e-6
-    assert np.allclose(col["tbp_lv_C"], np.hypot(col["tbp_lv_A"], col["tbp_lv_B"]), atol=tol, rtol=0)
-    assert np.allclose(col["tbp_lv_Cext"], np.hypot(col["tbp_lv_Aext"], col["tbp_lv_Bext"]), atol=tol, rtol=0)
-    assert np.allclose(col["tbp_lv_H"], np.degrees(np.arctan2(col["tbp_lv_B"], col["tbp_lv_A"])), atol=tol, rtol=0)
-    assert np.allclose(col["tbp_lv_Hext"], np.degrees(np.arctan2(col["tbp_lv_Bext"], col["tbp_lv_Aext"])), atol=tol, rtol=0)
+    assert np.allclose(
+        col["tbp_lv_C"], np.hypot(col["tbp_lv_A"], col["tbp_lv_B"]), atol=tol, rtol=0
+    )
+    assert np.allclose(
+        col["tbp_lv_Cext"], np.hypot(col["tbp_lv_Aext"], col["tbp_lv_Bext"]), atol=tol, rtol=0
+    )
+    assert np.allclose(
+        col["tbp_lv_H"], np.degrees(np.arctan2(col["tbp_lv_B"], col["tbp_lv_A"])), atol=tol, rtol=0
+    )
+    assert np.allclose(
+        col["tbp_lv_Hext"],
+        np.degrees(np.arctan2(col["tbp_lv_Bext"], col["tbp_lv_Aext"])),
+        atol=tol,
+        rtol=0,
+    )
     for channel in ("A", "B", "L"):
         delta = col[f"tbp_lv_{channel}"] - col[f"tbp_lv_{channel}ext"]
         assert np.allclose(col[f"tbp_lv_delta{channel}"], delta, atol=tol, rtol=0)
     ratio = col["tbp_lv_perimeterMM"] ** 2 / col["tbp_lv_areaMM2"]
     assert np.allclose(col["tbp_lv_area_perim_ratio"], ratio, rtol=tol, atol=0)
-    assert (col["tbp_lv_deltaLB"] >= np.hypot(col["tbp_lv_deltaL"], col["tbp_lv_deltaB"]) - tol).all()
+    assert (
+        col["tbp_lv_deltaLB"] >= np.hypot(col["tbp_lv_deltaL"], col["tbp_lv_deltaB"]) - tol
+    ).all()
     assert (col["tbp_lv_minorAxisMM"] <= col["clin_size_long_diam_mm"] + tol).all()
-    assert np.allclose(col["clin_size_long_diam_mm"], np.round(col["clin_size_long_diam_mm"], 2), atol=1e-9)
+    assert np.allclose(
+        col["clin_size_long_diam_mm"], np.round(col["clin_size_long_diam_mm"], 2), atol=1e-9
+    )
     flat = col["tbp_lv_color_std_mean"] == 0
     assert 0.03 < flat.mean() < 0.11
     assert np.array_equal(flat, col["tbp_lv_norm_color"] == 0)
@@ -112,13 +133,21 @@ def test_deterministic_relations_hold(mid_sim: SimulatedSLICE3D) -> None:
         assert licence[centre] == lic
     assert f.get_column("image_type").unique().to_list() == ["TBP tile: close-up"]
     # Tile type is a patient attribute.
-    assert f.group_by("patient_id").agg(pl.col("tbp_tile_type").n_unique()).get_column("tbp_tile_type").max() == 1
+    assert (
+        f.group_by("patient_id")
+        .agg(pl.col("tbp_tile_type").n_unique())
+        .get_column("tbp_tile_type")
+        .max()
+        == 1
+    )
 
 
 # ------------------------------------------------------------------ bands
 def test_prevalence_patients_and_leak_columns_are_in_band(mid_sim: SimulatedSLICE3D) -> None:
     f = mid_sim.train
-    per_patient = f.group_by("patient_id").agg(pl.len().alias("n"), pl.col("target").sum().alias("k"))
+    per_patient = f.group_by("patient_id").agg(
+        pl.len().alias("n"), pl.col("target").sum().alias("k")
+    )
     assert per_patient.height == 300
     assert 120 <= per_patient.get_column("n").median() <= 400  # real median 241.5
     assert 80_000 <= f.height <= 150_000
@@ -141,7 +170,9 @@ def test_prevalence_patients_and_leak_columns_are_in_band(mid_sim: SimulatedSLIC
     assert dnn.filter(target == 1).mean() < dnn.filter(target == 0).mean()
 
 
-def test_oracle_is_not_in_the_metadata_and_image_term_is_independent(mid_sim: SimulatedSLICE3D) -> None:
+def test_oracle_is_not_in_the_metadata_and_image_term_is_independent(
+    mid_sim: SimulatedSLICE3D,
+) -> None:
     f, oracle = mid_sim.train, mid_sim.train_oracle
     assert f.get_column("isic_id").equals(oracle.get_column("isic_id"))
     assert not {"logit", "tabular_logit", "oracle"} & set(f.columns)
@@ -149,7 +180,12 @@ def test_oracle_is_not_in_the_metadata_and_image_term_is_independent(mid_sim: Si
     tabular = oracle.get_column("tabular_logit").to_numpy()
     image = logit - tabular
     assert 0.5 < image.std() < 3.0
-    for name in ("tbp_lv_H", "clin_size_long_diam_mm", "tbp_lv_norm_color", "tbp_lv_nevi_confidence"):
+    for name in (
+        "tbp_lv_H",
+        "clin_size_long_diam_mm",
+        "tbp_lv_norm_color",
+        "tbp_lv_nevi_confidence",
+    ):
         values = f.get_column(name).to_numpy()
         assert abs(np.corrcoef(values, image)[0, 1]) < 0.02, name
         assert abs(np.corrcoef(values, tabular)[0, 1]) > 0.05, name  # the tabular risk uses them
@@ -158,7 +194,9 @@ def test_oracle_is_not_in_the_metadata_and_image_term_is_independent(mid_sim: Si
     from lesionboost import pauc_above_tpr
 
     assert pauc_above_tpr(target, logit) > pauc_above_tpr(target, tabular)
-    assert pauc_above_tpr(target, tabular) > pauc_above_tpr(target, -f.get_column("tbp_lv_H").to_numpy())
+    assert pauc_above_tpr(target, tabular) > pauc_above_tpr(
+        target, -f.get_column("tbp_lv_H").to_numpy()
+    )
 
 
 # ------------------------------------------------------------------ seeds
@@ -189,7 +227,9 @@ def test_invalid_arguments_are_rejected() -> None:
 
 
 # ------------------------------------------------------------------ files
-def test_written_csv_round_trips_without_warnings(small_sim: SimulatedSLICE3D, written: dict[str, Path]) -> None:
+def test_written_csv_round_trips_without_warnings(
+    small_sim: SimulatedSLICE3D, written: dict[str, Path]
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train = read_metadata(written["train_metadata"])
@@ -200,7 +240,12 @@ def test_written_csv_round_trips_without_warnings(small_sim: SimulatedSLICE3D, w
     oracle = pl.read_csv(written["oracle"])
     assert oracle.columns == ["isic_id", "logit", "tabular_logit"]
     assert np.allclose(oracle["logit"].to_numpy(), small_sim.train_oracle["logit"].to_numpy())
-    assert pl.read_csv(written["test_oracle"]).columns == ["isic_id", "target", "logit", "tabular_logit"]
+    assert pl.read_csv(written["test_oracle"]).columns == [
+        "isic_id",
+        "target",
+        "logit",
+        "tabular_logit",
+    ]
 
 
 def test_csv_uses_both_kaggle_float_spellings(written: dict[str, Path]) -> None:
@@ -216,15 +261,22 @@ def test_csv_uses_both_kaggle_float_spellings(written: dict[str, Path]) -> None:
             short += 1
         elif 12 <= digits <= 15:
             long += 1
-        assert row[header.index("age_approx")] in ("",) or row[header.index("age_approx")].endswith(".0")
+        assert row[header.index("age_approx")] in ("",) or row[header.index("age_approx")].endswith(
+            ".0"
+        )
         assert row[header.index("image_type")] == "TBP tile: close-up"
     assert short > 0.3 * len(lines) and long > 0.3 * len(lines)
     text = written["train_metadata"].read_text("utf8")
-    assert '"Department of Dermatology, Hospital Clínic de Barcelona"' in text or '"Frazer Institute,' in text
+    assert (
+        '"Department of Dermatology, Hospital Clínic de Barcelona"' in text
+        or '"Frazer Institute,' in text
+    )
     assert ",," in text  # nulls are empty cells
 
 
-def test_hdf5_crops_are_kaggle_like_jpegs(small_sim: SimulatedSLICE3D, written: dict[str, Path]) -> None:
+def test_hdf5_crops_are_kaggle_like_jpegs(
+    small_sim: SimulatedSLICE3D, written: dict[str, Path]
+) -> None:
     with ImageStore(written["train_images"]) as store:
         assert sorted(store.ids()) == sorted(small_sim.image_ids)
         # Malignant lesions get crops first.
