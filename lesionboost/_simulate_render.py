@@ -26,10 +26,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import polars as pl
 from PIL import Image, ImageDraw
-from scipy import special
+from scipy import special, stats
 
-__all__ = ["crop_sizes", "lab_to_rgb", "render_crops"]
+__all__ = ["lab_to_rgb", "render_crops"]
 
 FIELD_OF_VIEW_MM = 15.0
 _SIZE_MEDIAN, _SIZE_SIGMA, _SIZE_MIN, _SIZE_MAX = 131.0, 0.17, 61, 239
@@ -58,10 +59,38 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return srgb * 255.0
 
 
-def crop_sizes(n: int, rng: np.random.Generator) -> np.ndarray:
+def _sizes_from_normal(z: np.ndarray) -> np.ndarray:
     """Side lengths in pixels: log-normal around 131 px, clipped to 61-239."""
-    sizes = _SIZE_MEDIAN * np.exp(_SIZE_SIGMA * rng.standard_normal(n))
+    sizes = _SIZE_MEDIAN * np.exp(_SIZE_SIGMA * z)
     return np.clip(np.rint(sizes), _SIZE_MIN, _SIZE_MAX).astype(np.int64)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser: a fast, well-mixed integer hash (uint64 arithmetic wraps)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _uniforms(keys: np.ndarray, seed: int, streams: int) -> np.ndarray:
+    """Uniforms in (0, 1) of shape (len(keys), streams), a pure function of (key, seed).
+
+    Every random choice of a crop comes from its own lesion's key, so a crop looks the
+    same whichever other crops are rendered with it.
+    """
+    base = _mix64(keys.astype(np.uint64) ^ _mix64(np.array([seed], dtype=np.uint64)))
+    counters = np.arange(1, streams + 1, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)
+    bits = _mix64(base[:, None] ^ counters[None, :])
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def _keys(metadata: Any) -> np.ndarray:
+    ids = metadata.get_column("isic_id")
+    digits = ids.str.extract(r"(\d+)$").cast(pl.UInt64, strict=False)
+    if digits.null_count():  # ids without a numeric tail: fall back to the row position
+        return np.arange(metadata.height, dtype=np.uint64)
+    return digits.to_numpy().astype(np.uint64)
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,7 +102,7 @@ def _texture_bank() -> np.ndarray:
     bank = np.empty((_BANK, _BANK_SIZE, _BANK_SIZE), dtype=np.float32)
     for k in range(_BANK):
         white = rng.standard_normal((_BANK_SIZE, _BANK_SIZE))
-        scale = 0.02 + 0.015 * k  # a range of grain sizes
+        scale = (0.03, 0.05, 0.07, 0.12, 0.18, 0.25)[k]  # coarse blobs ... fine grain
         field = np.real(np.fft.ifft2(np.fft.fft2(white) * np.exp(-((radius / scale) ** 2))))
         bank[k] = (field - field.mean()) / field.std()
     return bank
@@ -104,17 +133,28 @@ def render_crops(
     """Yield ``(isic_id, jpeg_bytes)`` for every row of ``metadata`` (a polars frame).
 
     ``image_u`` holds the standardised image-only component of each row; ``seed``
-    fixes every other random choice (sizes, textures, hairs).
+    and the lesion's ``isic_id`` fix every other choice (size, textures, hairs).
     """
     n = metadata.height
-    rng = np.random.default_rng([seed, 7])
-    sizes = crop_sizes(n, rng)
-    offsets = rng.random((n, 6))
-    picks = rng.integers(0, _BANK, (n, 3))
-    hairs = rng.poisson(1.2, n)
+    u = _uniforms(_keys(metadata), seed, 16)
+    sizes = _sizes_from_normal(special.ndtri(u[:, 0]))
+    offsets = u[:, 1:7]
+    # Textures 0-2 are coarse (lesion outline, mottling), 3-5 fine (skin, network).
+    half = _BANK // 2
+    picks = np.minimum((u[:, 7:10] * half).astype(int), half - 1) + np.array([half, 0, half])
+    shape_picks = np.minimum((u[:, 10] * half).astype(int), half - 1)
+    hairs = stats.poisson.ppf(u[:, 11], 0.8).astype(int)
+    hair_tone = 0.35 + 0.4 * u[:, 12]
+    blotch = (2 * u[:, 13:15] - 1).astype(np.float32)
     hair_start = np.concatenate([[0], np.cumsum(hairs)])
-    hair_paths = _hair_paths(int(hairs.sum()), rng)  # (hairs, points, 2) in crop units
-    blotch = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    owner = np.repeat(np.arange(n), hairs)
+    hair_u = _uniforms(
+        _keys(metadata)[owner] * np.uint64(64)
+        + (np.arange(len(owner)) - hair_start[owner]).astype(np.uint64),
+        seed + 1,
+        5,
+    )
+    hair_paths = _hair_paths(hair_u)  # (hairs, points, 2) in crop units
     skin_rgb = lab_to_rgb(
         np.column_stack(
             [_column(metadata, c) for c in ("tbp_lv_Lext", "tbp_lv_Aext", "tbp_lv_Bext")]
@@ -138,7 +178,8 @@ def render_crops(
     asymmetry = _column(metadata, "tbp_lv_symm_2axis")
     mottle = (_column(metadata, "tbp_lv_norm_color") + _column(metadata, "tbp_lv_stdL")) * 2.2
     skin_grain = _column(metadata, "tbp_lv_stdLExt") * 2.5
-    strength = special.ndtr(np.asarray(image_u, dtype=np.float64))  # the image-only component
+    # The image-only component: faint for most lesions, striking for the top ~20 %.
+    strength = special.ndtr(1.2 * (np.asarray(image_u, dtype=np.float64) - 0.8))
     ids = metadata.get_column("isic_id").to_list()
     for i in range(n):
         size = int(sizes[i])
@@ -163,7 +204,8 @@ def render_crops(
         radius = np.sqrt(
             (u * np.float32(1.0 / major[i])) ** 2 + (v * np.float32(1.0 / minor[i])) ** 2
         )
-        radius = radius / bulge + np.float32(0.25 * border[i]) * grain[lo:hi, lo:hi]
+        outline = _patch(offsets[i, 0:2], work, shape_picks[i])[lo:hi, lo:hi]
+        radius = radius / bulge + np.float32(0.25 * border[i]) * outline
         edge = np.float32(max(0.08, 0.7 * step / max(minor[i], 0.3)))
         alpha = np.clip((1.0 - radius) * (1.0 / edge) + 0.5, 0.0, 1.0)
         core = np.clip(1.0 - radius, 0.0, 1.0)
@@ -196,7 +238,7 @@ def render_crops(
             image = image.resize((size, size), Image.Resampling.BILINEAR)
         if hairs[i]:
             draw = ImageDraw.Draw(image)
-            colour = tuple(int(c) for c in skin_rgb[i] * 0.45)
+            colour = tuple(int(c) for c in skin_rgb[i] * hair_tone[i])
             for path in hair_paths[hair_start[i] : hair_start[i + 1]] * size:
                 draw.line(path.ravel().tolist(), fill=colour, width=1)
         buffer = io.BytesIO()
@@ -204,11 +246,11 @@ def render_crops(
         yield ids[i], buffer.getvalue()
 
 
-def _hair_paths(count: int, rng: np.random.Generator) -> np.ndarray:
-    """Gently curved hair polylines in unit crop coordinates, drawn for a whole batch."""
-    start = rng.uniform(0, 1, (count, 1, 2))
-    angle = rng.uniform(0, np.pi, (count, 1))
+def _hair_paths(u: np.ndarray) -> np.ndarray:
+    """Gently curved hair polylines in unit crop coordinates from 5 uniforms per hair."""
+    start = u[:, None, 0:2]
+    angle = np.pi * u[:, 2:3]
     direction = np.stack([np.cos(angle), np.sin(angle)], axis=-1)
-    bend = rng.normal(0, 0.15, (count, 1, 2))
+    bend = 0.15 * special.ndtri(u[:, None, 3:5])
     t = np.linspace(-0.6, 0.9, 6)[None, :, None]
     return start + t * (direction + bend * t)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+import pytest
+
+# Test modules importing these helpers are skipped, with the reason, without onnx.
+onnx = pytest.importorskip("onnx", reason="onnx is needed to build the test ONNX models")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 OPSET = 17
 IR_VERSION = 8

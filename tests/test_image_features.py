@@ -13,6 +13,8 @@ from _onnx_models import channel_mean_model
 
 from lesionboost.image import ImageModels, OnnxEmbedder, image_feature_frame, image_features
 
+pytest.importorskip("onnxruntime", reason="image features need onnxruntime to embed crops")
+
 
 def _frame(patients: list[str]) -> pl.DataFrame:
     return pl.DataFrame(

@@ -213,6 +213,13 @@ def test_same_seed_same_data_different_seed_different_data() -> None:
     crops_a = dict(simulate_slice3d(12, images=4, seed=3).iter_images())
     crops_b = dict(simulate_slice3d(12, images=4, seed=3).iter_images())
     assert crops_a == crops_b and len(crops_a) == 4
+    # A lesion's crop does not depend on which other crops are rendered with it.
+    rows, oracle = a.train.head(30), a.train_oracle.head(30)
+    every = dict(render_images(rows, oracle, seed=3))
+    some = dict(render_images(rows[10:20], oracle[10:20], seed=3))
+    assert all(every[key] == jpeg for key, jpeg in some.items())
+    other_seed = dict(render_images(rows[10:20], oracle[10:20], seed=4))
+    assert any(other_seed[key] != jpeg for key, jpeg in some.items())
 
 
 def test_invalid_arguments_are_rejected() -> None:
