@@ -87,7 +87,13 @@ _ENSEMBLE_RANGES: dict[str, _Range] = {
     "pos_oversample": _Range(1.0, 4.0),
     "n_bags": _Range(1, 4, integer=True),
 }
-_ENSEMBLE_DEFAULTS = {"neg_ratio": 0.01, "pos_oversample": 1.0, "n_bags": 3}
+
+
+def _estimator_defaults() -> dict[str, Any]:
+    """The estimator's own defaults, read (not copied) so the two never drift apart."""
+    from .estimator import LesionBoostClassifier
+
+    return LesionBoostClassifier().get_params(deep=False)
 _WEIGHT_RANGE = _Range(0.05, 1.0)
 
 
@@ -150,7 +156,7 @@ class SearchSpace:
                 out[f"{member}.{name}"] = _distribution(spec, self._member_default(member, name))
         if self.ensemble:
             for name, spec in _ENSEMBLE_RANGES.items():
-                out[f"ensemble.{name}"] = _distribution(spec, _ENSEMBLE_DEFAULTS[name])
+                out[f"ensemble.{name}"] = _distribution(spec, _estimator_defaults()[name])
             if len(self.members) > 1:
                 for member in self.members:
                     out[f"weight.{member}"] = _distribution(_WEIGHT_RANGE, 1.0)
@@ -167,11 +173,11 @@ class SearchSpace:
             if group in MEMBERS:
                 value = self._member_default(group, name)
             elif group == "ensemble":
-                value = _ENSEMBLE_DEFAULTS[name]
+                value = _estimator_defaults()[name]
             elif group == "weight":
                 value = 1.0
-            else:  # features: the estimator uses every group by default
-                value = True
+            else:  # features: on when the estimator uses the group by default
+                value = name in tuple(_estimator_defaults()["feature_groups"])
             if isinstance(value, float) and isinstance(
                 self.distributions()[key], IntDistribution
             ):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._errors import OptionalDependencyError, SchemaError
+from ._errors import DataWarning, OptionalDependencyError, SchemaError
 from ._frame import to_polars
 from ._members import MEMBER_KINDS
 from .ensemble import GBDTEnsembleClassifier
@@ -69,6 +70,19 @@ def _frame_and_labels(X: Any, y: Any, *, what: str) -> tuple[pl.DataFrame, np.nd
     )
     if missing:
         raise ValueError(f"{what}: y holds missing labels; every lesion needs 0 or 1.")
+    values = np.unique(labels)
+    unexpected = [v for v in values.tolist() if v not in (0, 1)]
+    if unexpected:
+        raise ValueError(
+            f"{what}: y must hold 0 (benign) or 1 (malignant), got {unexpected[:5]}. "
+            "Map the labels to 0/1 first (the Kaggle 'target' column already is)."
+        )
+    if values.size < 2:
+        kind = "malignant (1)" if values.size and values[0] == 0 else "benign (0)"
+        raise ValueError(
+            f"{what}: y has no {kind} lesion; training needs both benign and malignant "
+            "lesions. Add patients with the missing class."
+        )
     return frame, labels
 
 
@@ -474,6 +488,14 @@ def cross_val_oof(
             oof[valid] = model.predict_proba(frame.filter(pl.Series(valid)))[:, 1]
             if np.unique(labels[valid]).size == 2:
                 scores[position] = pauc_above_tpr(labels[valid], oof[valid])
+            else:
+                warnings.warn(
+                    f"Fold {fold} has no malignant lesion (or no benign one), so it has no pAUC "
+                    "of its own; its scores still count in the pooled OOF pAUC. Use fewer "
+                    "folds or lesionboost.patient_folds() to spread the positives.",
+                    DataWarning,
+                    stacklevel=2,
+                )
             logger.info(
                 "fold %d/%d: pAUC %.4f, fit %.1f s", position + 1, unique.size,
                 scores[position], seconds[position],
