@@ -168,7 +168,9 @@ def _add_embed(subparsers: Any) -> None:
         help="ONNX image model (default: the built-in label-free embedder)",
     )
     parser.add_argument("--out", required=True, metavar="PARQUET", help="output Parquet file")
-    parser.add_argument("--shard", metavar="i/n", help="embed shard i of n (0-based) of the sorted ids")
+    parser.add_argument(
+        "--shard", metavar="i/n", help="embed shard i of n (0-based) of the sorted ids"
+    )
     parser.add_argument(
         "--metadata", metavar="FILE",
         help="embed only the isic_id values of this CSV/Parquet file (default: every crop)",
@@ -178,7 +180,9 @@ def _add_embed(subparsers: Any) -> None:
         "--providers", choices=("auto", "cpu", "cuda"), default="auto",
         help="onnxruntime device: auto = CUDA when available (default), else CPU",
     )
-    parser.add_argument("--output-name", metavar="NAME", help="model output to write (default: the embedding)")
+    parser.add_argument(
+        "--output-name", metavar="NAME", help="model output to write (default: the embedding)"
+    )
     parser.add_argument("--workers", type=int, metavar="N", help="JPEG decoding threads")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     _common(parser)
