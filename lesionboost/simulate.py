@@ -104,7 +104,6 @@ __all__ = ["SimulatedSLICE3D", "simulate_slice3d", "write_slice3d", "render_imag
 logger = logging.getLogger(__name__)
 
 _LONG_FORMAT_SHARE = 0.484  # rows printed with 15 significant digits (FACTS.md section 2.6)
-_FLOAT_COLUMNS = [name for name, dtype in TRAIN_COLUMNS.items() if dtype == pl.Float64]
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def render_images(
         oracle.get_column("isic_id")
     ):
         raise ValueError("metadata and oracle must hold the same isic_id values in the same order.")
-    image_sd = RiskModel.from_tables().image_sd
+    image_sd = max(RiskModel.from_tables().image_sd, 1e-12)
     gap = (oracle.get_column("logit") - oracle.get_column("tabular_logit")).to_numpy()
     return render_crops(metadata, gap / image_sd, seed)
 
