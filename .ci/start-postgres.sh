@@ -3,7 +3,8 @@
 # Prints the SQLAlchemy URL on stdout; logs go to stderr. Installs the Debian
 # packages when the server binaries are missing (CI machines start bare).
 set -euo pipefail
-PORT="${LESIONBOOST_PG_PORT:-55432}"
+# A free loopback port unless one is given, so a stray server cannot collide.
+PORT="${LESIONBOOST_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 DATA_DIR="${LESIONBOOST_PG_DIR:-/tmp/lesionboost-pg}"
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
