@@ -280,7 +280,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--patients", type=int, default=None, help="simulated patients (1042)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="polars timing repeats (best)")
-    parser.add_argument("--rank-columns", default="all", choices=("all", "raw", "key", "none"))
+    parser.add_argument(
+        "--rank-columns",
+        default="none",
+        choices=("all", "raw", "key", "none"),
+        help="LesionFeaturizer(rank_columns=...); the library default is none",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     parser.add_argument("--worker", choices=("polars", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)

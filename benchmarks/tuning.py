@@ -14,11 +14,11 @@ held-out test patients with their oracle risk):
   pruned) trials per minute of wall time, counted from the tune call's start to
   its end (a trial running at the deadline is finished, so the wall time exceeds
   the budget a little);
-* **quality** -- the study of the two-worker run after its budget: the enqueued
-  defaults' out-of-fold pAUC against the best trial's, and, because the best trial
-  is chosen on those same folds, both configurations refitted on all training
-  patients and scored on the held-out patients, next to the simulator's tabular
-  and full oracles (the ceilings).
+* **quality** -- for each run after its budget: the enqueued defaults' out-of-fold
+  pAUC against the best trial's, and, because the best trial is chosen on those
+  same folds, both configurations refitted on all training patients and scored on
+  the held-out patients, next to the simulator's tabular and full oracles (the
+  ceilings).
 
 Both runs start a fresh study with the defaults as the first trial; the machine's
 load average is recorded because shared machines are noisy.
@@ -138,37 +138,43 @@ def main(argv: list[str] | None = None) -> int:
     report["speedup_2_over_1"] = round(
         report["workers_2"]["trials_per_minute"] / report["workers_1"]["trials_per_minute"], 3)
 
-    study = runs[2]
-    defaults = next(t for t in study.trials if t.user_attrs.get(DEFAULTS_ATTR))
-    best = study.best_trial
     from lesionboost.tuning import SearchSpace, build_config
 
     space = SearchSpace(members=members)
-    best_config = build_config(space, best.params, conf["rounds"])
-    default_config = build_config(space, defaults.params, conf["rounds"])
-    quality = {
-        "budget_seconds": conf["budget"],
-        "finished_trials": report["workers_2"]["finished_trials"],
-        "defaults_oof_pauc": round(float(defaults.value), 5) if defaults.value else None,
-        "best_oof_pauc": round(float(best.value), 5),
-        "best_trial": best.number,
-        "best_is_defaults": best.number == defaults.number,
-        "defaults_test_pauc": round(_held_out(default_config, train, test, args.seed), 5),
-    }
-    quality["best_test_pauc"] = (
-        quality["defaults_test_pauc"] if quality["best_is_defaults"]
-        else round(_held_out(best_config, train, test, args.seed), 5)
-    )
+    quality: dict[str, Any] = {"budget_seconds": conf["budget"]}
+
+    def held_out(params: dict[str, Any]) -> float:
+        config = build_config(space, params, conf["rounds"])
+        return round(_held_out(config, train, test, args.seed), 5)
+
+    defaults_test = None
+    for workers, study in runs.items():
+        defaults = next(t for t in study.trials if t.user_attrs.get(DEFAULTS_ATTR))
+        best = study.best_trial
+        if defaults_test is None:  # the same configuration and data in both studies
+            defaults_test = held_out(defaults.params)
+        best_test = defaults_test if best.number == defaults.number else held_out(best.params)
+        quality[f"workers_{workers}"] = {
+            "finished_trials": report[f"workers_{workers}"]["finished_trials"],
+            "defaults_oof_pauc": round(float(defaults.value), 5),
+            "best_oof_pauc": round(float(best.value), 5),
+            "best_trial": best.number,
+            "defaults_test_pauc": defaults_test,
+            "best_test_pauc": best_test,
+        }
     y = test["target"].to_numpy()
     quality["oracle_tabular_test_pauc"] = round(pauc_above_tpr(y, test["tabular_logit"]), 5)
     quality["oracle_full_test_pauc"] = round(pauc_above_tpr(y, test["logit"]), 5)
     report["quality"] = quality
     shutil.rmtree(tmp, ignore_errors=True)
     report["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    print(f"2 x {conf['budget']:.0f} s budget: OOF pAUC defaults {quality['defaults_oof_pauc']} "
-          f"-> best {quality['best_oof_pauc']} (trial {best.number}); held-out pAUC defaults "
-          f"{quality['defaults_test_pauc']} -> best {quality['best_test_pauc']} (tabular oracle "
-          f"{quality['oracle_tabular_test_pauc']}, full oracle {quality['oracle_full_test_pauc']})")
+    for workers in runs:
+        q = quality[f"workers_{workers}"]
+        print(f"{workers} worker(s), {conf['budget']:.0f} s: OOF pAUC defaults "
+              f"{q['defaults_oof_pauc']} -> best {q['best_oof_pauc']} (trial {q['best_trial']}); "
+              f"held-out pAUC defaults {q['defaults_test_pauc']} -> best {q['best_test_pauc']}")
+    print(f"held-out ceilings: tabular oracle {quality['oracle_tabular_test_pauc']}, full oracle "
+          f"{quality['oracle_full_test_pauc']}")
     print(f"speed-up of 2 workers over 1: {report['speedup_2_over_1']}x; load average "
           f"{load} -> {report['load_average_end']}")
     if args.out:

@@ -214,6 +214,9 @@ def run_tune(args: argparse.Namespace) -> int:
                                 "a Parquet copy, or the folder holding it.")
     if args.images is not None and not Path(args.images).exists():
         raise FileNotFoundError(f"--images {args.images} does not exist; pass train-image.hdf5.")
+    if args.image_model is not None and not Path(args.image_model).exists():
+        raise FileNotFoundError(f"--image-model {args.image_model} does not exist; pass an .onnx "
+                                "file, an embed Parquet file or a train_embedder folder.")
     demo = args.data is None
     defaults = DEMO if demo else REAL
     members = _members(args.members, DEMO["members"] if demo else
@@ -239,7 +242,8 @@ def run_tune(args: argparse.Namespace) -> int:
         "data": str(Path(args.data).resolve()) if args.data else None,
         "patients": None if args.data else (args.patients or DEMO["patients"]),
         "images": str(Path(args.images).resolve()) if args.images else None,
-        "image_model": args.image_model, "seed": args.seed, "folds": n_splits,
+        "image_model": str(Path(args.image_model).resolve()) if args.image_model else None,
+        "seed": args.seed, "folds": n_splits,
         "members": list(members), "rounds": rounds, "study": args.study,
         "storage": describe_storage(storage),
     }
@@ -252,7 +256,7 @@ def run_tune(args: argparse.Namespace) -> int:
         n_jobs = max(1, (os.cpu_count() or 1) // args.workers)  # workers share the cores
     fixed = {"random_state": args.seed, "device": args.device, "n_jobs": n_jobs}
     if args.images is not None:
-        fixed.update(images=str(Path(args.images).resolve()), image_model=args.image_model)
+        fixed.update(images=str(Path(args.images).resolve()), image_model=settings["image_model"])
     result = tune(
         frame, n_trials=n_trials, timeout=args.timeout, storage=storage,
         study_name=args.study, folds=folds, members=members, fixed_params=fixed,

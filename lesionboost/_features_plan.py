@@ -1,19 +1,22 @@
 """The lazy polars plan behind :class:`lesionboost.LesionFeaturizer`.
 
-Stages of the single plan (each a ``with_columns`` on the previous one):
+One query, in three parts:
 
-1. select and clean the inputs (numerics to Float64 with NaN/inf as null,
-   categoricals to strings);
-2. derived lesion attributes;
-3. group sizes of every grouping in use;
-4. z-scores, percentile ranks and counts, all window expressions (``over``);
-5. outlier summaries, which read the patient z-scores;
-6. the output selection, cast to Float32 / Int32 in the documented order.
+1. ``prepared`` (cached, computed once): the cleaned inputs (numerics as
+   Float64 with NaN/inf as null, categoricals as strings), one integer key per
+   grouping (patient, patient x location, patient x site), the group sizes and
+   the derived lesion attributes;
+2. branches that each select a slice of the window expressions (z-scores,
+   ranks, counts) from ``prepared``, stacked side by side with a parallel
+   horizontal concat -- inside one projection polars evaluates window
+   expressions one after the other, so the branches are what lets both cores
+   work; the raw, code and derived outputs form one more branch;
+3. the outlier summaries, which read the patient z-scores of every branch, and
+   the output selection in the documented order.
 
-Window expressions over the same keys inside one ``with_columns`` share their
-group computation in polars, which is why stages 4 and 5 are kept apart and why
-the per-column count of non-missing values is used only for columns that can
-hold nulls in the frame at hand.
+Integer keys hash faster than strings; the per-column count of non-missing
+values is only computed for columns that hold nulls in the frame at hand (the
+others use the shared group size).
 """
 
 from __future__ import annotations

@@ -140,8 +140,18 @@ def _run_workers(payload: dict[str, Any], n_workers: int, study: optuna.Study,
                         name=f"lesionboost-tune-{i + 1}")
         for i in range(n_workers)
     ]
-    for process in processes:
-        process.start()
+    # Each worker's polars thread pool gets its share of the cores too (the boosters get
+    # theirs through n_jobs); polars reads the variable when a spawned worker imports it.
+    threads = payload["fixed_params"].get("n_jobs")
+    saved = os.environ.get("POLARS_MAX_THREADS")
+    if threads is not None and threads > 0 and saved is None:
+        os.environ["POLARS_MAX_THREADS"] = str(threads)
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        if saved is None:
+            os.environ.pop("POLARS_MAX_THREADS", None)
     logger.info("started %d worker processes (pids %s)", n_workers,
                 ", ".join(str(p.pid) for p in processes))
     try:

@@ -297,8 +297,10 @@ def _add_tune(subparsers: Any) -> None:
     parser.add_argument("--data", metavar="CSV|PARQUET|DIR",
                         help="training metadata (default: simulate a demo cohort)")
     parser.add_argument("--images", metavar="HDF5", help="training crops (adds image features)")
-    parser.add_argument("--image-model", metavar="MODEL.onnx",
-                        help="ONNX image model for --images (default: the built-in embedder)")
+    parser.add_argument("--image-model", metavar="MODEL",
+                        help="image model for --images: an .onnx file, a `lesionboost embed` "
+                        "Parquet file (embeds once for all trials) or a train_embedder folder "
+                        "(default: the built-in embedder)")
     parser.add_argument("--trials", type=int, metavar="N",
                         help="finished trials the study should hold (default 50; demo 6)")
     parser.add_argument("--timeout", type=float, metavar="SEC",

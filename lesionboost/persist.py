@@ -413,9 +413,11 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     if not isinstance(version, int) or version < 1:
         raise ModelFileError(f"{file} has an invalid format_version {version!r}.")
     if version > FORMAT_VERSION:
+        versions = manifest.get("versions")
+        writer = versions.get("lesionboost", "?") if isinstance(versions, dict) else "?"
         raise ModelFileError(
             f"{root} was written in model format {version} by a newer lesionboost "
-            f"({manifest.get('versions', {}).get('lesionboost', '?')}); this version reads "
+            f"({writer}); this version reads "
             f"format {FORMAT_VERSION}. Upgrade lesionboost to load it."
         )
     schema = manifest.get("schema_version")

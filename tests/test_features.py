@@ -66,7 +66,7 @@ def _col(frame: pl.DataFrame, name: str) -> np.ndarray:
 
 
 def test_hand_computed_derived_z_rank_region_and_counts(hand_frame) -> None:
-    out = _features().fit_transform(hand_frame)
+    out = _features(rank_columns="all").fit_transform(hand_frame)
     # derived
     np.testing.assert_allclose(_col(out, "lesion_size_ratio"), [0.5, 0.75, 0.5, 0.5], rtol=1e-6)
     np.testing.assert_allclose(_col(out, "hue_contrast"), [5.0, 5.0, 2.0, 5.0], rtol=1e-6)
@@ -103,7 +103,7 @@ def test_hand_computed_derived_z_rank_region_and_counts(hand_frame) -> None:
 
 
 def test_missing_values_stay_missing_and_do_not_spread(hand_frame) -> None:
-    out = _features().fit_transform(hand_frame)
+    out = _features(rank_columns="all").fit_transform(hand_frame)
     # age is missing on row 2 only: its own z/rank and age-based ratios are null there...
     assert out.get_column("age_approx__z_patient").to_list()[2] is None
     assert out.get_column("normalized_lesion_size").to_list()[2] is None
@@ -257,7 +257,7 @@ def test_groups_switch_their_columns_on_and_off(tiny_metadata) -> None:
     assert base == [*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS]
     sizes = {}
     for group in features_module.GROUPS:
-        names = _features(groups=(group,)).fit(X).feature_names_out_
+        names = _features(groups=(group,), rank_columns="all").fit(X).feature_names_out_
         sizes[group] = len(names) - len(base)
         assert names[: len(base)] == base
     n_raw, n_all = len(NUMERIC_COLUMNS), len(NUMERIC_COLUMNS) + len(DERIVED_FEATURES)
@@ -268,10 +268,11 @@ def test_groups_switch_their_columns_on_and_off(tiny_metadata) -> None:
         "outlier": 4,
         "counts": 5,
     }
-    full = _features().fit(X).feature_names_out_
+    full = _features(rank_columns="all").fit(X).feature_names_out_
     assert len(full) == len(base) + len(DERIVED_FEATURES) + 6 * n_all + 4 + 5
-    only_z = _features(groups=("patient",), rank_columns="none").fit(X).feature_names_out_
-    assert not any("__rank_" in c for c in only_z)
+    default = _features().fit(X).feature_names_out_  # z-scores only, no ranks
+    assert len(default) == len(base) + len(DERIVED_FEATURES) + 3 * n_all + 4 + 5
+    assert not any("__rank_" in c for c in default)
     key = _features(groups=("patient",), rank_columns="key").fit(X).feature_names_out_
     ranked = [c for c in NUMERIC_COLUMNS if c in OUTLIER_COLUMNS]
     assert [c for c in key if "__rank_" in c] == [f"{c}__rank_patient" for c in ranked]
@@ -299,7 +300,9 @@ def test_clear_errors_for_bad_input(tiny_metadata) -> None:
 
 def test_extra_numeric_columns_get_patient_features(hand_frame) -> None:
     frame = hand_frame.with_columns(image_score=pl.Series([0.1, 0.2, 0.9, 0.4]))
-    out = _features(groups=("patient",), extra_numeric=("image_score",)).fit_transform(frame)
+    out = _features(
+        groups=("patient",), extra_numeric=("image_score",), rank_columns="key"
+    ).fit_transform(frame)
     np.testing.assert_allclose(_col(out, "image_score__rank_patient"), [0.0, 0.5, 1.0, 0.5])
     assert "image_score__z_patient" in out.columns
     with pytest.raises(SchemaError, match="image_score"):
