@@ -5,6 +5,13 @@ PYTHON ?= python3
 DEMO_VENV ?= .venv-demo
 TEST_VENV ?= .venv-test
 RUN_DIR ?= runs/demo
+# PyTorch for the `torch`-marked tests (ONNX export parity of the image trainer).
+# Pinned to a CPU build: a plain `torch` requirement resolves to the CUDA build on
+# Linux, several GB of nvidia-* wheels. The `+cpu` build comes from a local wheel
+# folder on PIP_FIND_LINKS or from PyTorch's own index (TORCH_INDEX=...); where
+# neither has it, the torch tests skip and everything else runs.
+TORCH_CPU ?= torch==2.13.0+cpu
+TORCH_INDEX ?=
 
 .PHONY: demo test clean
 
@@ -14,10 +21,13 @@ $(DEMO_VENV)/.done: pyproject.toml
 	$(DEMO_VENV)/bin/python -m pip install --quiet -e ".[report]"
 	touch $@
 
-$(TEST_VENV)/.done: pyproject.toml
+$(TEST_VENV)/.done: pyproject.toml Makefile
 	$(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(TEST_VENV)/bin/python -m pip install --quiet -e ".[test]"
+	$(TEST_VENV)/bin/python -m pip install --quiet \
+		$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$(TORCH_CPU)" "onnxscript>=0.2" \
+		|| echo "note: $(TORCH_CPU) is not available here; the torch-marked tests will skip"
 	touch $@
 
 demo: $(DEMO_VENV)/.done

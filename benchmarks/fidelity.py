@@ -43,10 +43,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 from scipy import stats
-from sklearn.metrics import roc_auc_score
 
 from lesionboost import patient_folds, pauc_above_tpr, read_metadata
-from lesionboost._simulate_calibration import CENTRES
+from lesionboost._simulate_calibration import CENTRES, univariate_aucs
 from lesionboost._simulate_population import LOCATION_WEIGHTS, LOCATIONS
 from lesionboost._simulate_risk import within_group_z
 from lesionboost.schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
@@ -100,17 +99,6 @@ def ks_by_column(sim: pl.DataFrame, real: pl.DataFrame) -> dict[str, float]:
         a = sim.get_column(name).drop_nulls().to_numpy()
         b = real.get_column(name).drop_nulls().to_numpy()
         out[name] = float(stats.ks_2samp(a, b).statistic)
-    return out
-
-
-def univariate_aucs(frame: pl.DataFrame) -> dict[str, float]:
-    """Malignant-vs-benign AUC of every numeric column (rows with the value present)."""
-    target = frame.get_column("target").to_numpy()
-    out = {}
-    for name in NUMERIC_COLUMNS:
-        values = frame.get_column(name).to_numpy().astype(float)
-        keep = ~np.isnan(values)
-        out[name] = float(roc_auc_score(target[keep], values[keep]))
     return out
 
 

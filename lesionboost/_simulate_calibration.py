@@ -46,6 +46,7 @@ __all__ = [
     "fit_tables",
     "load_tables",
     "quantile_lookup",
+    "univariate_aucs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -299,18 +300,40 @@ def _leak_tables(sample: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def _univariate_aucs(sample: pl.DataFrame) -> dict[str, float]:
-    """Malignant-vs-benign AUC of every numeric column of the real sample (risk-fit targets)."""
+def univariate_aucs(frame: pl.DataFrame, digits: int | None = None) -> dict[str, float]:
+    """Malignant-vs-benign AUC of every numeric column, over the rows where it is present.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        Train metadata with ``target`` and every column of ``NUMERIC_COLUMNS``, holding
+        both classes (real or simulated).
+    digits : int, optional
+        Round each AUC to this many decimals (the stored risk-fit targets use 4).
+
+    Returns
+    -------
+    dict of str to float
+        Column name -> AUC, in ``NUMERIC_COLUMNS`` order.
+
+    Examples
+    --------
+    >>> from lesionboost.simulate import simulate_slice3d
+    >>> aucs = univariate_aucs(simulate_slice3d(60, seed=0).train, digits=3)
+    >>> 0.0 <= aucs["clin_size_long_diam_mm"] <= 1.0
+    True
+    """
     from sklearn.metrics import roc_auc_score
 
     from .schema import NUMERIC_COLUMNS
 
-    target = sample.get_column("target").to_numpy()
+    target = frame.get_column("target").to_numpy()
     out = {}
     for name in NUMERIC_COLUMNS:
-        values = sample.get_column(name).to_numpy().astype(float)
+        values = frame.get_column(name).to_numpy().astype(float)
         keep = ~np.isnan(values)
-        out[name] = round(float(roc_auc_score(target[keep], values[keep])), 4)
+        auc = float(roc_auc_score(target[keep], values[keep]))
+        out[name] = auc if digits is None else round(auc, digits)
     return out
 
 
@@ -376,7 +399,7 @@ def fit_tables(sample_path: str | Path) -> dict[str, Any]:
         "position": _position_tables(benign),
         "missing": _missingness(sample),
         "leak": _leak_tables(sample),
-        "real_auc": _univariate_aucs(sample),
+        "real_auc": univariate_aucs(sample, digits=4),
     }
     return tables
 

@@ -9,6 +9,7 @@ The latent risk and the label are drawn afterwards from these columns
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from ._simulate_calibration import (
 )
 from .schema import LOCATION_TO_SIMPLE, SIMPLE_TO_SITE
 
-__all__ = ["Population", "draw_population", "LOCATIONS", "LOCATION_WEIGHTS"]
+__all__ = ["Population", "draw_population", "lesion_columns", "LOCATIONS", "LOCATION_WEIGHTS"]
 
 # Lesions per patient: public quantiles of the full file (p0, p25, p50, p75, p90, p95,
 # p99, max; FACTS.md section 2.1) with one extra upper knot so that 1,042 patients hold
@@ -187,7 +188,37 @@ def _columns_from_scores(u: np.ndarray, tables: dict[str, Any]) -> dict[str, np.
     free["tbp_lv_radial_color_std_max"] = np.where(
         rad_zero, 0.0, free["tbp_lv_radial_color_std_max"]
     )
+    return lesion_columns(free)
 
+
+def lesion_columns(free: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The lesion columns of a Kaggle row from its free columns, by the exact relations.
+
+    Parameters
+    ----------
+    free : mapping of str to numpy.ndarray
+        One array per name of ``FREE_COLUMNS`` (the 21 free columns, among them the
+        helpers ``minor_ratio``, ``area_ratio`` and ``deltaLB_excess``).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The 29 derived and free ``tbp_lv_*`` / size columns: ``L = Lext + deltaL``
+        (same for A and B), ``C = hypot(A, B)``, ``H = atan2(B, A)`` in degrees,
+        ``deltaLB = hypot(deltaL, deltaB) + excess``, minor axis = ratio x long
+        diameter (<= it), area of the ellipse x ``area_ratio``, perimeter =
+        ``sqrt(area_perim_ratio x area)``, size to 2 decimals (>= 1 mm), border and
+        colour scores capped at 10.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lesionboost._simulate_calibration import FREE_COLUMNS
+    >>> free = {name: np.array([2.0]) for name, *_ in FREE_COLUMNS}
+    >>> cols = lesion_columns(free)
+    >>> float(cols["tbp_lv_L"][0]), float(cols["tbp_lv_minorAxisMM"][0])
+    (4.0, 2.0)
+    """
     size = np.maximum(np.round(free["clin_size_long_diam_mm"], 2), 1.0)
     minor = size * np.minimum(free["minor_ratio"], 1.0)
     area = free["area_ratio"] * math.pi / 4 * size * minor

@@ -77,10 +77,6 @@ RELATIVE_TERMS: dict[str, tuple[str, str, float, str]] = {
     "patient_border": ("tbp_lv_norm_border", "patient", 1.0, "melanoma"),
     "patient_nevus": ("tbp_lv_nevi_confidence", "patient", -1.0, "keratinocyte"),
     "patient_delta_b": ("tbp_lv_deltaB", "patient", -1.0, "keratinocyte"),
-    "patient_skin_hue": ("tbp_lv_Hext", "patient", -1.0, "keratinocyte"),
-    "site_skin_hue": ("tbp_lv_Hext", "patient_site", -1.0, "keratinocyte"),
-    "patient_skin_texture": ("tbp_lv_stdLExt", "patient", 1.0, "shared"),
-    "patient_skin_red": ("tbp_lv_Aext", "patient", 1.0, "shared"),
     "patient_hue": ("tbp_lv_H", "patient", -1.0, "keratinocyte"),
     "site_hue": ("tbp_lv_H", "patient_site", -1.0, "keratinocyte"),
 }

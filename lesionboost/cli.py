@@ -7,7 +7,8 @@ Conventions shared by every subcommand (modelled on Optuna's CLI):
 * exit codes: 0 success, 1 failure (one-line error), 2 usage error, 130 interrupted.
 
 Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares its
-arguments and ``_run_<name>(args) -> int`` does the work by calling the library.
+arguments and ``_run_<name>(args) -> int`` does the work by calling the library
+(``_deferred`` makes one whose body lives in :mod:`lesionboost._cli_run`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ def _emit(args: argparse.Namespace, summary: dict[str, Any], text: str | None = 
         print(text)
 
 
+def _deferred(name: str) -> Callable[[argparse.Namespace], int]:
+    """A ``_run_<command>`` whose body is ``lesionboost._cli_run.<name>``, imported on use."""
+
+    def run(args: argparse.Namespace) -> int:
+        from . import _cli_run
+
+        result: int = getattr(_cli_run, name)(args)
+        return result
+
+    run.__name__ = run.__qualname__ = f"_{name}"
+    return run
+
+
 # --------------------------------------------------------------------------- simulate
 def _add_simulate(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -70,8 +84,8 @@ def _add_simulate(subparsers: Any) -> None:
     parser.add_argument("--test-patients", type=int, default=0, metavar="N",
                         help="new patients for a test split (default 0: none)")
     parser.add_argument("--images", default="0", metavar="N|all",
-                        help="train crops to render into train-image.hdf5 (malignant first; "
-                        "default 0)")
+                        help="train crops to render into train-image.hdf5 (a seeded random "
+                        "choice of lesions, independent of the label; default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _common(parser)
 
@@ -335,10 +349,7 @@ def _add_tune(subparsers: Any) -> None:
     _common(parser)
 
 
-def _run_tune(args: argparse.Namespace) -> int:
-    from ._cli_run import run_tune
-
-    return run_tune(args)
+_run_tune = _deferred("run_tune")
 
 
 def _add_predict(subparsers: Any) -> None:
@@ -365,10 +376,7 @@ def _add_predict(subparsers: Any) -> None:
     _common(parser)
 
 
-def _run_predict(args: argparse.Namespace) -> int:
-    from ._cli_run import run_predict
-
-    return run_predict(args)
+_run_predict = _deferred("run_predict")
 
 
 def _add_report(subparsers: Any) -> None:
@@ -389,10 +397,7 @@ def _add_report(subparsers: Any) -> None:
     _common(parser)
 
 
-def _run_report(args: argparse.Namespace) -> int:
-    from ._cli_run import run_report
-
-    return run_report(args)
+_run_report = _deferred("run_report")
 
 
 # name -> (declare arguments, run)

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lesionboost._simulate_population import lesion_columns
 from lesionboost.schema import LOCATION_TO_SIMPLE, SIMPLE_TO_SITE, TRAIN_COLUMNS
 
 _DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "slice3d"
@@ -61,8 +62,7 @@ def make_tiny_metadata(n_patients: int = 4, lesions: int = 5, seed: int = 0) -> 
     b, bext = rng.normal(28, 5, n), rng.normal(27, 4.5, n)
     lum, lext = rng.normal(42, 10, n), rng.normal(51, 11, n)
     size = np.round(rng.uniform(1.5, 9.0, n), 2)
-    minor = size * rng.uniform(0.5, 0.95, n)
-    area = np.pi / 4 * size * minor
+    minor_ratio = rng.uniform(0.5, 0.95, n)
     ratio = rng.uniform(13, 30, n)
     target = np.zeros(n, dtype=np.int64)
     target[:: max(1, n // 3)] = 1
@@ -73,39 +73,38 @@ def make_tiny_metadata(n_patients: int = 4, lesions: int = 5, seed: int = 0) -> 
         "age_approx": rng.choice([45.0, 55.0, 65.0, None], n).tolist(),
         "sex": rng.choice(["male", "female", None], n).tolist(),
         "anatom_site_general": [SIMPLE_TO_SITE[s] for s in simple],
-        "clin_size_long_diam_mm": size,
         "image_type": ["TBP tile: close-up"] * n,
         "tbp_tile_type": rng.choice(["3D: XP", "3D: white"], n),
-        "tbp_lv_A": a,
-        "tbp_lv_Aext": aext,
-        "tbp_lv_B": b,
-        "tbp_lv_Bext": bext,
-        "tbp_lv_C": np.hypot(a, b),
-        "tbp_lv_Cext": np.hypot(aext, bext),
-        "tbp_lv_H": np.degrees(np.arctan2(b, a)),
-        "tbp_lv_Hext": np.degrees(np.arctan2(bext, aext)),
-        "tbp_lv_L": lum,
-        "tbp_lv_Lext": lext,
-        "tbp_lv_areaMM2": area,
-        "tbp_lv_area_perim_ratio": ratio,
-        "tbp_lv_color_std_mean": rng.uniform(0, 3, n),
-        "tbp_lv_deltaA": a - aext,
-        "tbp_lv_deltaB": b - bext,
-        "tbp_lv_deltaL": lum - lext,
-        "tbp_lv_deltaLB": np.hypot(lum - lext, b - bext) + 0.14,
-        "tbp_lv_deltaLBnorm": rng.uniform(4, 15, n),
-        "tbp_lv_eccentricity": rng.uniform(0.3, 0.95, n),
         "tbp_lv_location": location,
         "tbp_lv_location_simple": simple,
-        "tbp_lv_minorAxisMM": minor,
+    }
+    # The simulator's exact relations (L = Lext + deltaL, C = hypot(A, B), ...) derive
+    # the other colour and shape columns; draws keep their historical order.
+    free = {
+        "clin_size_long_diam_mm": size,
+        "minor_ratio": minor_ratio,
+        "area_ratio": np.ones(n),
+        "tbp_lv_area_perim_ratio": ratio,
+        "tbp_lv_Lext": lext,
+        "tbp_lv_Aext": aext,
+        "tbp_lv_Bext": bext,
+        "tbp_lv_deltaL": lum - lext,
+        "tbp_lv_deltaA": a - aext,
+        "tbp_lv_deltaB": b - bext,
+        "deltaLB_excess": np.full(n, 0.14),
+        "tbp_lv_color_std_mean": rng.uniform(0, 3, n),
+        "tbp_lv_deltaLBnorm": rng.uniform(4, 15, n),
+        "tbp_lv_eccentricity": rng.uniform(0.3, 0.95, n),
         "tbp_lv_nevi_confidence": rng.uniform(0, 100, n),
         "tbp_lv_norm_border": rng.uniform(1, 9, n),
         "tbp_lv_norm_color": rng.uniform(0, 9, n),
-        "tbp_lv_perimeterMM": np.sqrt(ratio * area),
         "tbp_lv_radial_color_std_max": rng.uniform(0, 3, n),
         "tbp_lv_stdL": rng.uniform(0.5, 6, n),
         "tbp_lv_stdLExt": rng.uniform(1, 4, n),
         "tbp_lv_symm_2axis": rng.uniform(0.1, 0.6, n),
+    }
+    data.update(lesion_columns(free))
+    data |= {
         "tbp_lv_symm_2axis_angle": rng.integers(0, 36, n) * 5,
         "tbp_lv_x": rng.normal(0, 200, n),
         "tbp_lv_y": rng.normal(1050, 400, n),
@@ -123,7 +122,7 @@ def make_tiny_metadata(n_patients: int = 4, lesions: int = 5, seed: int = 0) -> 
         "mel_thick_mm": [None] * n,
         "tbp_lv_dnn_lesion_confidence": rng.uniform(80, 100, n),
     }
-    return pl.DataFrame(data, schema=TRAIN_COLUMNS)
+    return pl.DataFrame({name: data[name] for name in TRAIN_COLUMNS}, schema=TRAIN_COLUMNS)
 
 
 @pytest.fixture

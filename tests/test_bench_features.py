@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _run(script: str, out: Path, *extra: str) -> tuple[dict, str]:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--small", "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(out.read_text()), done.stdout
+from _bench import run_small
 
 
 @pytest.mark.slow
 def test_features_benchmark_times_both_engines_and_they_agree(tmp_path: Path) -> None:
     pytest.importorskip("pandas")
-    report, stdout = _run("features.py", tmp_path / "features.json", "--repeats", "1")
+    report, stdout = run_small("features.py", tmp_path / "features.json", "--repeats", "1")
     assert report["rows"] > 10_000 and report["features"] > 400
     assert report["polars_best_s"] > 0 and report["pandas_best_s"] > 0
     assert report["speedup"] == pytest.approx(
@@ -44,7 +29,7 @@ def test_features_benchmark_times_both_engines_and_they_agree(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_ablation_benchmark_scores_each_configuration(tmp_path: Path) -> None:
-    report, stdout = _run("ablation.py", tmp_path / "ablation.json")
+    report, stdout = run_small("ablation.py", tmp_path / "ablation.json")
     table = report["simulator"]["table"]
     assert set(table) == {"raw", "+derived", "all, outlier_lof"}
     assert all(0.0 <= row["mean"] <= 0.2 for row in table.values())

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _bench import run_small
 
 pytest.importorskip("onnxruntime", reason="the image benchmark runs ONNX models")
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "images.py"
 
 
 @pytest.mark.slow
 def test_small_benchmark_writes_report(tmp_path: Path) -> None:
-    out = tmp_path / "images.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--small", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(out.read_text())
+    report, stdout = run_small("images.py", tmp_path / "images.json")
     speed = report["speed"]
     best = speed["crops_per_s_best"]
     assert {"read", "decode", "embed_cpu", "model_only"} <= set(best)
@@ -46,4 +34,4 @@ def test_small_benchmark_writes_report(tmp_path: Path) -> None:
         for row in quality["seeds"]:
             assert 0.0 <= row["tabular"] <= 0.2 and 0.0 <= row["tabular_image"] <= 0.2
             assert 0.0 <= row["oracle"] <= 0.2
-    assert "decode / embed_cpu" in done.stdout
+    assert "decode / embed_cpu" in stdout

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tuning.py"
+from _bench import run_small
 
 
 @pytest.mark.slow
 def test_small_tuning_benchmark_writes_report(tmp_path: Path) -> None:
-    out = tmp_path / "tuning.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--small", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(out.read_text())
+    report, stdout = run_small("tuning.py", tmp_path / "tuning.json", timeout=300)
     for workers in (1, 2):
         run = report[f"workers_{workers}"]
         assert run["finished_trials"] >= 1 and run["failed"] == 0
@@ -38,4 +28,4 @@ def test_small_tuning_benchmark_writes_report(tmp_path: Path) -> None:
             assert 0.0 <= run[key] <= 0.2
     assert quality["workers_1"]["defaults_test_pauc"] == quality["workers_2"]["defaults_test_pauc"]
     assert 0.0 <= quality["oracle_tabular_test_pauc"] <= 0.2
-    assert "trials/min" in done.stdout
+    assert "trials/min" in stdout

@@ -2,8 +2,10 @@
 
 The PostgreSQL test reads its URL from ``LESIONBOOST_TEST_POSTGRES_URL`` (e.g.
 ``postgresql://postgres@127.0.0.1:5432/lesionboost_test``) and skips with the
-reason when the variable is unset or the server cannot be reached; CI starts a
-server and sets it. Each run uses a fresh study name and deletes it afterwards.
+reason when the variable is unset or the server cannot be reached. CI starts a
+server, sets the URL and also sets ``LESIONBOOST_REQUIRE_POSTGRES=1``, which turns
+those skips into failures so that a broken server cannot pass CI silently. Each
+run uses a fresh study name and deletes it afterwards.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import optuna
 import pytest
@@ -24,6 +27,19 @@ from lesionboost.tuning import DEFAULTS_ATTR
 
 FAST = ["--members", "lightgbm", "--rounds", "5", "--folds", "2", "--n-jobs", "1"]
 POSTGRES_ENV = "LESIONBOOST_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "LESIONBOOST_REQUIRE_POSTGRES"
+
+
+def _postgres_unavailable(reason: str) -> NoReturn:
+    """Skip, or fail when the run requires PostgreSQL (CI sets the variable)."""
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(
+            f"{reason}; {REQUIRE_POSTGRES_ENV}=1 requires the PostgreSQL test: set "
+            f"{POSTGRES_ENV} to a reachable server (bash .ci/start-postgres.sh prints one), "
+            f"or unset {REQUIRE_POSTGRES_ENV} to skip it",
+            pytrace=False,
+        )
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +98,12 @@ def test_two_processes_share_one_journal_file(train_csv, tmp_path) -> None:
 def test_two_processes_share_one_postgresql_database(train_csv, tmp_path) -> None:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set; point it at a PostgreSQL database to run "
-                    "the multi-machine test (CI starts a server and sets it)")
+        _postgres_unavailable(f"{POSTGRES_ENV} is not set; point it at a PostgreSQL database "
+                              "to run the multi-machine test (CI starts a server and sets it)")
     try:
         open_storage(url)
     except StorageError as exc:
-        pytest.skip(f"PostgreSQL from {POSTGRES_ENV} is not reachable: {exc}")
+        _postgres_unavailable(f"PostgreSQL from {POSTGRES_ENV} is not reachable: {exc}")
     name = f"lesionboost-test-{uuid.uuid4().hex[:8]}"
     try:
         _two_machines(url, name, train_csv, tmp_path)

@@ -22,6 +22,22 @@ def _frame(patients: list[str]) -> pl.DataFrame:
     )
 
 
+def _scorer(setup: dict[str, object], folder: Path, oof: np.ndarray) -> ImageModels:
+    """Save and return a fold-model scorer over the setup's 30 lesions with these OOF scores."""
+    scorer = ImageModels(
+        directory=folder,
+        model_paths=list(setup["models"]),
+        isic_ids=setup["frame"]["isic_id"].to_list(),
+        oof_scores=oof,
+        folds=np.zeros(30, np.int8),
+        train_ids=[[], []],
+        parity=[0.0, 0.0],
+        image_size=16,
+    )
+    scorer.save()
+    return scorer
+
+
 def _assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
     # Same columns, ids and flags; numbers equal up to float32 rounding (BLAS kernels
     # may sum in another order for differently aligned arrays).
@@ -183,17 +199,7 @@ def test_scores_oof_first_then_mean_of_fold_models(image_setup: dict[str, object
     ids = frame["isic_id"].to_list()
     oof = np.full(30, np.nan, dtype=np.float32)
     oof[:20] = np.arange(20, dtype=np.float32)  # rows 0-19 were scored out of fold
-    scorer = ImageModels(
-        directory=folder,
-        model_paths=list(image_setup["models"]),
-        isic_ids=ids,
-        oof_scores=oof,
-        folds=np.zeros(30, np.int8),
-        train_ids=[[], []],
-        parity=[0.0, 0.0],
-        image_size=16,
-    )
-    scorer.save()
+    _scorer(image_setup, folder, oof)
     features, state = image_feature_frame(frame, image_setup["store"], embedder=folder)
     score = features["img_score"].to_numpy()
     np.testing.assert_allclose(score[:20], np.arange(20))
@@ -280,18 +286,8 @@ def test_one_argument_may_name_embeddings_and_fold_models(
     frame = image_setup["frame"]
     folder: Path = image_setup["folder"] / "pair"
     folder.mkdir(exist_ok=True)
-    ids = frame["isic_id"].to_list()
     oof = np.arange(30, dtype=np.float32)
-    ImageModels(
-        directory=folder,
-        model_paths=list(image_setup["models"]),
-        isic_ids=ids,
-        oof_scores=oof,
-        folds=np.zeros(30, np.int8),
-        train_ids=[[], []],
-        parity=[0.0, 0.0],
-        image_size=16,
-    ).save()
+    _scorer(image_setup, folder, oof)
     table = tmp_path / "emb.parquet"
     from lesionboost.cli import main
 

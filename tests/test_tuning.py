@@ -66,7 +66,7 @@ def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
 def test_config_normalises_weights_and_switches_feature_groups() -> None:
     space = SearchSpace(members=("lightgbm", "xgboost"))
     params = {**space.defaults(), "weight.lightgbm": 0.9, "weight.xgboost": 0.3,
-              "features.outlier": False}
+              "features.region": True, "features.outlier": False}
     config = space.to_config(params)
     assert config["weights"] == pytest.approx({"lightgbm": 0.75, "xgboost": 0.25})
     assert config["feature_groups"] == ("derived", "patient", "region", "counts")
