@@ -77,8 +77,6 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
 
 # Library defaults of searched parameters the member adapters leave unset.
 _LIBRARY_DEFAULTS = {
-    ("xgboost", "min_child_weight"): 1.0,
-    ("catboost", "colsample_bylevel"): 1.0,
     ("catboost", "random_strength"): 1.0,
 }
 
