@@ -1,0 +1,172 @@
+"""How much of the gap to the tabular oracle can be learned from ~400 positives?
+
+The simulator's tabular risk is a known parametric function of the columns
+(:mod:`lesionboost._simulate_risk`): soft-clipped absolute and within-patient
+terms feeding a shared part plus the log-sum-exp of a melanoma and a
+keratinocyte-cancer hazard. This benchmark fits exactly that form -- its
+coefficients, centre intercepts and melanoma offset, nothing else -- by maximum
+likelihood on the training folds (patient-grouped 5-fold, the folds
+``benchmarks/quality.py`` uses) and scores the held-out fold.
+
+The result is a *well-specified* learner: it knows the functional form and only
+estimates ~34 numbers, so it bounds from above what a flexible model (which must
+also discover the form) can reach with the same positives. Comparing it with
+``LesionBoostClassifier`` in ``benchmarks/quality.py`` separates the part of the
+gap that is estimation noise (unreachable for any learner at this size) from the
+part a better learner could still close.
+
+Usage::
+
+    flock /tmp/lesionboost-heavy.lock python benchmarks/learnability.py [--seeds 3] [--out FILE]
+    python benchmarks/learnability.py --small     # seconds; what the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import optimize, special
+
+import lesionboost as lb
+from lesionboost._simulate_calibration import CENTRES, SITES
+from lesionboost._simulate_risk import TERM_NAMES, _masks, risk_features
+from lesionboost.schema import NUMERIC_COLUMNS
+
+_MISSING_SITE = len(SITES)  # a code of its own for rows whose site is blank
+
+
+def risk_terms(train: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's soft-clipped risk terms and centre index, rebuilt from the file's columns."""
+    _, owner = np.unique(train.get_column("patient_id").to_numpy(), return_inverse=True)
+    site_code = {name: i for i, name in enumerate(SITES)}
+    lesion: dict[str, np.ndarray] = {
+        name: train.get_column(name).cast(pl.Float64).to_numpy()
+        for name in NUMERIC_COLUMNS
+        if name != "age_approx"
+    }
+    lesion["patient"] = owner
+    lesion["site"] = np.array(
+        [site_code.get(s, _MISSING_SITE) for s in train.get_column("anatom_site_general")]
+    )
+    n_patients = int(owner.max()) + 1
+    age = np.full(n_patients, np.nan)
+    age[owner] = train.get_column("age_approx").cast(pl.Float64).to_numpy()
+    male = np.full(n_patients, 0.5)  # 0.5 = sex unknown, as the simulator codes it
+    male[owner] = (
+        train.get_column("sex")
+        .replace_strict({"male": 1.0, "female": 0.0}, default=0.5, return_dtype=pl.Float64)
+        .fill_null(0.5)
+        .to_numpy()
+    )
+    centres = [c[0] for c in CENTRES]
+    centre = np.array([centres.index(a) for a in train.get_column("attribution")])
+    return risk_features(lesion, {"age": age, "male": male}), centre
+
+
+class WellSpecifiedRisk:
+    """Maximum-likelihood fit of the simulator's tabular risk form (coefficients >= 0)."""
+
+    def __init__(self, n_centres: int) -> None:
+        self.masks = _masks()
+        self.n_terms = len(TERM_NAMES)
+        self.n_centres = n_centres
+
+    def _parts(self, theta: np.ndarray, F: np.ndarray, centre: np.ndarray):  # type: ignore[no-untyped-def]
+        coef = theta[: self.n_terms]
+        intercepts = theta[self.n_terms : self.n_terms + self.n_centres]
+        shared = F @ (coef * self.masks["shared"]) + intercepts[centre]
+        melanoma = F @ (coef * self.masks["melanoma"]) + theta[-1]
+        keratinocyte = F @ (coef * self.masks["keratinocyte"])
+        return shared, melanoma, keratinocyte
+
+    def _loss(self, theta: np.ndarray, F: np.ndarray, centre: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+        shared, melanoma, keratinocyte = self._parts(theta, F, centre)
+        z = shared + np.logaddexp(melanoma, keratinocyte)
+        residual = special.expit(z) - y
+        w_mel = special.expit(melanoma - keratinocyte)
+        grad_coef = (
+            (F.T @ residual) * self.masks["shared"]
+            + (F.T @ (residual * w_mel)) * self.masks["melanoma"]
+            + (F.T @ (residual * (1.0 - w_mel))) * self.masks["keratinocyte"]
+        )
+        grad_centre = np.bincount(centre, weights=residual, minlength=self.n_centres)
+        grad = np.concatenate([grad_coef, grad_centre, [np.sum(residual * w_mel)]])
+        return float(np.sum(np.logaddexp(0.0, z) - y * z)), grad
+
+    def fit(self, F: np.ndarray, centre: np.ndarray, y: np.ndarray) -> WellSpecifiedRisk:
+        start = np.concatenate([np.full(self.n_terms, 0.3), np.full(self.n_centres, -7.0), [0.0]])
+        bounds = [(0.0, None)] * self.n_terms + [(None, None)] * (self.n_centres + 1)
+        result = optimize.minimize(
+            self._loss, start, args=(F, centre, y.astype(float)), jac=True,
+            method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000},
+        )
+        self.theta_ = result.x
+        return self
+
+    def decision_function(self, F: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        shared, melanoma, keratinocyte = self._parts(self.theta_, F, centre)
+        return shared + np.logaddexp(melanoma, keratinocyte)
+
+
+def run_seed(n_patients: int, seed: int, n_splits: int) -> dict[str, Any]:
+    sim = lb.simulate_slice3d(n_patients, seed=seed)
+    train = sim.train
+    y = train.get_column("target").to_numpy()
+    F, centre = risk_terms(train)
+    folds = lb.patient_folds(train, n_splits=n_splits, seed=0)
+    oof = np.zeros(len(y))
+    start = time.perf_counter()
+    for k in range(n_splits):
+        fit_rows, held_out = folds != k, folds == k
+        model = WellSpecifiedRisk(len(CENTRES)).fit(F[fit_rows], centre[fit_rows], y[fit_rows])
+        oof[held_out] = model.decision_function(F[held_out], centre[held_out])
+    tabular = sim.train_oracle.get_column("tabular_logit").to_numpy()
+    return {
+        "seed": seed,
+        "rows": int(len(y)),
+        "positives": int(y.sum()),
+        "well_specified_oof_pauc": lb.pauc_above_tpr(y, oof),
+        "tabular_oracle_pauc": lb.pauc_above_tpr(y, tabular),
+        "correlation_with_oracle": float(np.corrcoef(oof, tabular)[0, 1]),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="60 patients, 3 folds, 1 seed")
+    parser.add_argument("--seeds", type=int, default=3, help="simulator seeds (default 3)")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args(argv)
+    n_patients, n_splits, seeds = (60, 3, 1) if args.small else (1042, 5, args.seeds)
+    runs = []
+    for seed in range(seeds):
+        run = run_seed(n_patients, seed, n_splits)
+        runs.append(run)
+        print(f"seed {seed}: {run['rows']:,} lesions, {run['positives']} malignant; "
+              f"well-specified OOF pAUC {run['well_specified_oof_pauc']:.4f}, tabular oracle "
+              f"{run['tabular_oracle_pauc']:.4f} ({run['seconds']:.0f} s)", flush=True)
+    report = {
+        "settings": {"patients": n_patients, "folds": n_splits, "seeds": seeds},
+        "runs": runs,
+        "mean_well_specified": float(np.mean([r["well_specified_oof_pauc"] for r in runs])),
+        "mean_tabular_oracle": float(np.mean([r["tabular_oracle_pauc"] for r in runs])),
+    }
+    print(f"mean: well-specified {report['mean_well_specified']:.4f}, "
+          f"tabular oracle {report['mean_tabular_oracle']:.4f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2), encoding="utf8")
+    return report
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

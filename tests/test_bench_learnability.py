@@ -1,0 +1,50 @@
+"""``benchmarks/learnability.py``: the rebuilt risk terms are the simulator's, the fit is exact."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _bench import BENCHMARKS, run_small
+from scipy import optimize
+
+sys.path.insert(0, str(BENCHMARKS))
+import learnability  # noqa: E402
+
+from lesionboost._simulate_calibration import CENTRES  # noqa: E402
+from lesionboost._simulate_risk import RiskModel  # noqa: E402
+from lesionboost.simulate import simulate_slice3d  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_sim():
+    return simulate_slice3d(40, seed=3)
+
+
+def test_risk_terms_from_the_file_reproduce_the_tabular_oracle(small_sim) -> None:
+    F, centre = learnability.risk_terms(small_sim.train)
+    rebuilt = RiskModel.from_tables().tabular_logit(F, centre)
+    oracle = small_sim.train_oracle["tabular_logit"].to_numpy()
+    np.testing.assert_allclose(rebuilt, oracle, atol=1e-4)
+
+
+def test_the_likelihood_gradient_is_exact(small_sim) -> None:
+    F, centre = learnability.risk_terms(small_sim.train)
+    y = small_sim.train["target"].to_numpy().astype(float)
+    model = learnability.WellSpecifiedRisk(len(CENTRES))
+    theta = np.random.default_rng(0).uniform(0.1, 0.5, len(model.masks["shared"]) + len(CENTRES) + 1)
+    theta[-len(CENTRES) - 1 : -1] = -6.0
+    error = optimize.check_grad(
+        lambda t: model._loss(t, F, centre, y)[0], lambda t: model._loss(t, F, centre, y)[1], theta
+    )
+    assert error < 1e-3 * np.linalg.norm(model._loss(theta, F, centre, y)[1])
+
+
+def test_small_learnability_benchmark_runs(tmp_path: Path) -> None:
+    report, stdout = run_small("learnability.py", tmp_path / "learn.json", timeout=300)
+    (run,) = report["runs"]
+    assert run["positives"] > 0 and 0.0 <= run["well_specified_oof_pauc"] <= 0.2
+    assert report["mean_tabular_oracle"] == pytest.approx(run["tabular_oracle_pauc"])
+    assert "well-specified OOF pAUC" in stdout
