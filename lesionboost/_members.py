@@ -18,6 +18,7 @@ CatBoost is imported only inside :meth:`_CatBoost.fit` and
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -314,9 +315,15 @@ class _CatBoost(_Member):
     def params(self, user, *, device, n_jobs):  # type: ignore[no-untyped-def]
         merged, rounds = super().params(user, device=device, n_jobs=n_jobs)
         merged["allow_writing_files"] = False  # never litter the working directory
-        if device == "cuda" and "colsample_bylevel" not in (user or {}):
-            # CatBoost's GPU trainer rejects feature subsampling for this loss.
-            merged.pop("colsample_bylevel", None)
+        if device == "cuda" and merged.pop("colsample_bylevel", None) is not None:
+            # CatBoost's GPU trainer rejects feature subsampling (rsm) for this loss.
+            if "colsample_bylevel" in (user or {}):
+                warnings.warn(
+                    "catboost_params['colsample_bylevel'] is ignored with device='cuda': "
+                    "CatBoost supports feature subsampling on the GPU only for pairwise losses.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         return merged, rounds
 
     def _pool(self, X, y, cat_idx):  # type: ignore[no-untyped-def]

@@ -261,8 +261,10 @@ def test_device_and_threads_map_to_each_library(kind):
         assert gpu["allow_writing_files"] is False
         # feature subsampling is CPU-only in CatBoost for this loss: dropped on GPU
         assert cpu["colsample_bylevel"] == 0.3 and "colsample_bylevel" not in gpu
-        kept, _ = MEMBERS[kind].params({"colsample_bylevel": 0.5}, device="cuda", n_jobs=None)
-        assert kept["colsample_bylevel"] == 0.5  # an explicit choice is the user's
+        with pytest.warns(UserWarning, match="colsample_bylevel.*ignored"):
+            explicit, _ = MEMBERS[kind].params({"colsample_bylevel": 0.5}, device="cuda",
+                                               n_jobs=None)
+        assert "colsample_bylevel" not in explicit
 
 
 def test_resolve_threads_counts_back_from_the_cores():
