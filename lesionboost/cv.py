@@ -102,3 +102,33 @@ def patient_folds(
         ):
             folds[valid] = fold
     return folds
+
+
+def patients_in_several_folds(patient_id: Any, folds: Any) -> list[Any]:
+    """Patients whose lesions sit in more than one fold (empty for patient-grouped folds).
+
+    A model scoring such a patient's held-out lesions has seen the same patient in
+    training, which makes out-of-fold scores optimistic; the cross-validation
+    helpers refuse these folds.
+
+    Parameters
+    ----------
+    patient_id : array-like of shape (n_lesions,)
+    folds : array-like of shape (n_lesions,)
+        Fold id per lesion.
+
+    Returns
+    -------
+    list
+        The offending patient ids, in order of first appearance.
+
+    Examples
+    --------
+    >>> patients_in_several_folds(["a", "a", "b", "b"], [0, 1, 1, 1])
+    ['a']
+    """
+    frame = pl.DataFrame({"patient_id": pl.Series(patient_id), "fold": np.asarray(folds)})
+    spread = frame.group_by("patient_id", maintain_order=True).agg(
+        pl.col("fold").n_unique().alias("n")
+    )
+    return spread.filter(pl.col("n") > 1).get_column("patient_id").to_list()

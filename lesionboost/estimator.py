@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ._errors import DataWarning, OptionalDependencyError, SchemaError
 from ._frame import to_polars
 from ._members import MEMBER_KINDS
+from .cv import patient_folds, patients_in_several_folds
 from .ensemble import GBDTEnsembleClassifier
 from .metrics import pauc_above_tpr
 from .schema import LEAK_COLUMNS
@@ -451,8 +452,6 @@ def cross_val_oof(
     """
     frame, labels = _frame_and_labels(metadata, y, what="cross_val_oof")
     if isinstance(folds, (int, np.integer)):
-        from .cv import patient_folds
-
         folds = patient_folds(frame, labels, n_splits=int(folds), seed=0)
     fold_ids = np.asarray(folds).ravel()
     if fold_ids.shape[0] != frame.height:
@@ -463,16 +462,12 @@ def cross_val_oof(
     if fold_ids.dtype.kind not in "iu" or (fold_ids < 0).any():
         raise ValueError("folds must hold non-negative integer fold ids, one per lesion.")
     if "patient_id" in frame.columns:
-        spread = (
-            pl.DataFrame({"patient_id": frame.get_column("patient_id"), "fold": fold_ids})
-            .group_by("patient_id").agg(pl.col("fold").n_unique().alias("n"))
-            .filter(pl.col("n") > 1)
-        )
-        if spread.height:
+        spread = patients_in_several_folds(frame.get_column("patient_id"), fold_ids)
+        if spread:
             raise ValueError(
-                f"{spread.height} patient(s) appear in more than one fold (e.g. "
-                f"{spread.get_column('patient_id').head(3).to_list()}); their lesions would be "
-                "scored by a model that saw them. Use lesionboost.patient_folds()."
+                f"{len(spread)} patient(s) appear in more than one fold (e.g. {spread[:3]}); "
+                "their lesions would be scored by a model that saw them. "
+                "Use lesionboost.patient_folds()."
             )
     unique = np.unique(fold_ids)
     if unique.size < 2:

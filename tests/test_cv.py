@@ -57,3 +57,11 @@ def test_errors_and_warnings() -> None:
     few = pl.DataFrame({"patient_id": list("abcdefgh"), "target": [1, 0, 0, 0, 0, 0, 0, 0]})
     with pytest.warns(DataWarning, match="Only 1 patient"):
         patient_folds(few, n_splits=3)
+
+
+def test_patients_in_several_folds_names_only_split_patients() -> None:
+    from lesionboost.cv import patients_in_several_folds
+
+    patients = ["a", "a", "b", "b", "c", "c", "c"]
+    assert patients_in_several_folds(patients, [0, 0, 1, 1, 2, 2, 2]) == []
+    assert patients_in_several_folds(patients, [0, 1, 1, 1, 2, 0, 2]) == ["a", "c"]

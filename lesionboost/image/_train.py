@@ -38,6 +38,7 @@ from .._atomic import atomic_path
 from .._errors import ModelFileError, OptionalDependencyError
 from .._frame import to_polars
 from .._imports import import_optional
+from ..cv import patients_in_several_folds
 from ..io import ImageStore
 from ._decode import DecodeStats, iter_decoded
 from ._embedder import METADATA_KEYS, OnnxEmbedder
@@ -269,17 +270,11 @@ def _check_folds(frame: pl.DataFrame, folds: np.ndarray) -> np.ndarray:
             f"folds must number at least two folds 0..k-1 (patient_folds() does), got ids "
             f"{present[:10].tolist()}."
         )
-    per_patient = (
-        pl.DataFrame({"p": frame["patient_id"], "f": folds})
-        .group_by("p")
-        .agg(pl.col("f").n_unique().alias("n"))
-        .filter(pl.col("n") > 1)
-    )
-    if per_patient.height:
+    spread = patients_in_several_folds(frame["patient_id"], folds)
+    if spread:
         raise ValueError(
-            f"{per_patient.height} patient(s) straddle folds (e.g. "
-            f"{per_patient['p'].head(3).to_list()}); image scores would not be out-of-fold. "
-            "Use lesionboost.patient_folds()."
+            f"{len(spread)} patient(s) straddle folds (e.g. {spread[:3]}); image scores would "
+            "not be out-of-fold. Use lesionboost.patient_folds()."
         )
     return folds.astype(np.int64)
 
