@@ -100,7 +100,9 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         Libraries in the ensemble; boosters are built inside :meth:`fit`.
     lightgbm_params, xgboost_params, catboost_params : dict, optional
         Native parameters merged over strong defaults for SLICE-3D (the tuned
-        values of the greysky public notebook, FACTS.md 4.7). The number of
+        values of the greysky public notebook, FACTS.md 4.7, regularised and
+        made cheaper where ``benchmarks/quality.py`` measured the same score in
+        half the time; each member's ``defaults`` says which). The number of
         boosting rounds is ``n_estimators``. Seeds come from ``random_state`` and
         threads from ``n_jobs``; setting them here is an error.
     neg_ratio : float or None, default=0.01
