@@ -9,7 +9,7 @@ likelihood on the training folds (patient-grouped 5-fold, the folds
 ``benchmarks/quality.py`` uses) and scores the held-out fold.
 
 The result is a *well-specified* learner: it knows the functional form and only
-estimates ~34 numbers, so it bounds from above what a flexible model (which must
+estimates 32 numbers, so it bounds from above what a flexible model (which must
 also discover the form) can reach with the same positives. Comparing it with
 ``LesionBoostClassifier`` in ``benchmarks/quality.py`` separates the part of the
 gap that is estimation noise (unreachable for any learner at this size) from the
