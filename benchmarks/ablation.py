@@ -17,9 +17,10 @@ out-of-fold scores are scored with the official pAUC above 80 % TPR.
 Configurations: groups added one at a time (cumulative) and each group left out
 of the full set -- these rows rank every column (``rank_columns="all"``, the full
 public lineage) -- then the full set with ranks for the raw columns only, the 16
-key columns only, or none (the library default), and the outlier score computed as a per-patient LocalOutlierFactor instead of the
-distance to the patient mean (``outlier_lof``). The outlier section also times the
-two outlier scores on the whole cohort.
+key columns only, or none (the library default), and the outlier score computed
+as a per-patient LocalOutlierFactor instead of the distance to the patient mean
+(``outlier_lof``). The outlier section also times the two outlier scores on the
+whole cohort.
 
 Usage::
 

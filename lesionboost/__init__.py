@@ -7,11 +7,11 @@ Modules, one concept each:
 - :mod:`lesionboost.simulate`  -- the SLICE-3D simulator with its oracle risk and rendered crops
 - :mod:`lesionboost.metrics`   -- the official pAUC above 80 % TPR and a scikit-learn scorer
 - :mod:`lesionboost.cv`        -- patient-grouped stratified folds
-- :mod:`lesionboost.features`  -- ``LesionFeaturizer``: derived and patient-relative features (polars)
+- :mod:`lesionboost.features`  -- ``LesionFeaturizer``: derived and patient-relative features
 - :mod:`lesionboost.ensemble`  -- ``GBDTEnsembleClassifier``: LightGBM + XGBoost + CatBoost
 - :mod:`lesionboost.estimator` -- ``LesionBoostClassifier`` and ``cross_val_oof``
 - :mod:`lesionboost.tuning`    -- Optuna search spaces, objective and ``tune()``
-- :mod:`lesionboost.image`     -- image decoding, ``OnnxEmbedder``, ``train_embedder``, image features
+- :mod:`lesionboost.image`     -- image decoding, ``OnnxEmbedder``, ``train_embedder``, features
 - :mod:`lesionboost.persist`   -- ``save_model`` / ``load_model`` (native files + JSON, no pickle)
 - :mod:`lesionboost.report`    -- plots and an HTML report of a run
 - :mod:`lesionboost.cli`       -- the ``lesionboost`` command

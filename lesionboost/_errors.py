@@ -50,4 +50,4 @@ class OptionalDependencyError(LesionBoostError, ImportError):
 
 
 class DataWarning(UserWarning):
-    """Input data is usable but suspicious (out-of-range values, unknown levels, dropped columns)."""
+    """Input is usable but suspicious (out-of-range values, unknown levels, dropped columns)."""

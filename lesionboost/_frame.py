@@ -31,7 +31,7 @@ def to_polars(frame: Any, *, what: str = "X") -> pl.DataFrame:
             # Categorical and object columns become plain strings so levels compare equal.
             for name in frame.columns:
                 dtype = frame[name].dtype
-                if isinstance(dtype, pd.CategoricalDtype) or dtype == object:
+                if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype):
                     frame[name] = frame[name].astype("string")
             return pl.from_pandas(frame)
     raise TypeError(

@@ -78,7 +78,7 @@ def pauc_above_tpr(
             "every lesion needs a finite score."
         )
     labels = set(np.unique(truth).tolist())
-    if not labels <= {0, 1, True, False}:
+    if not labels <= {0, 1}:  # True/False compare equal to 1/0
         raise ValueError(f"y_true must hold 0/1 labels, got {sorted(labels)[:5]}.")
     if len(labels) < 2:
         raise ValueError(

@@ -442,7 +442,9 @@ CLI_CASES: list[tuple[str, Callable[[World], list[str]], int, tuple[str, ...]]] 
 ]
 
 
-@pytest.mark.parametrize(("name", "argv", "code", "words"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+@pytest.mark.parametrize(
+    ("name", "argv", "code", "words"), CLI_CASES, ids=[c[0] for c in CLI_CASES]
+)
 def test_cli_bad_input(world: World, capsys, name, argv, code, words) -> None:
     if name == "predict-bad-metadata":
         world.train.write_csv(world.root / "semicolon.csv", separator=";")

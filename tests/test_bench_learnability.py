@@ -34,7 +34,8 @@ def test_the_likelihood_gradient_is_exact(small_sim) -> None:
     F, centre = learnability.risk_terms(small_sim.train)
     y = small_sim.train["target"].to_numpy().astype(float)
     model = learnability.WellSpecifiedRisk(len(CENTRES))
-    theta = np.random.default_rng(0).uniform(0.1, 0.5, len(model.masks["shared"]) + len(CENTRES) + 1)
+    n_params = len(model.masks["shared"]) + len(CENTRES) + 1
+    theta = np.random.default_rng(0).uniform(0.1, 0.5, n_params)
     theta[-len(CENTRES) - 1 : -1] = -6.0
     error = optimize.check_grad(
         lambda t: model._loss(t, F, centre, y)[0], lambda t: model._loss(t, F, centre, y)[1], theta

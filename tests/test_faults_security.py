@@ -162,7 +162,7 @@ def test_crafted_directory_cannot_run_code_on_load(sim_dir: Path, tmp_path: Path
     # a fresh interpreter started inside the directory does not run it either
     subprocess.run(
         [sys.executable, "-c",
-         f"import lesionboost\ntry:\n    lesionboost.load_model('.')\nexcept Exception:\n    pass"],
+         "import lesionboost\ntry:\n    lesionboost.load_model('.')\nexcept Exception:\n    pass"],
         cwd=folder, check=True, capture_output=True,
     )
     assert not sentinel.exists()

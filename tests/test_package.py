@@ -12,7 +12,8 @@ from lesionboost.cli import main
 def test_import_does_not_load_heavy_optional_libraries() -> None:
     code = (
         "import sys, lesionboost, lesionboost.cli; "
-        "heavy = [m for m in ('catboost', 'onnxruntime', 'torch', 'matplotlib') if m in sys.modules]; "
+        "heavy = [m for m in ('catboost', 'onnxruntime', 'torch', 'matplotlib') "
+        "if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
