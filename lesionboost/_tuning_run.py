@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ._errors import LesionBoostError
-from ._tuning_storage import open_storage, recover_stale_trials, worker_identity
+from ._tuning_storage import WORKER_ATTR, open_storage, recover_stale_trials, worker_identity
 
 __all__ = ["TuningError"]
 
@@ -37,6 +37,20 @@ def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=_FINISHED))
 
 
+class _StampingTPESampler(optuna.samplers.TPESampler):
+    """TPE that stamps the worker's identity on a trial as soon as it is created.
+
+    A worker killed after Optuna created its trial but before the objective ran
+    would otherwise leave a RUNNING trial that names no process, which
+    :func:`recover_stale_trials` cannot prove dead; stamping here, before any
+    sampling, narrows that window to a storage round trip.
+    """
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, WORKER_ATTR, worker_identity())
+        super().before_trial(study, trial)
+
+
 def _sampler(
     seed: int, study: optuna.Study, worker: int, n_trials: int | None, *, shared: bool
 ) -> Any:
@@ -57,7 +71,7 @@ def _sampler(
     startup = 10 if n_trials is None else int(min(10, max(3, n_trials // 3)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
+        return _StampingTPESampler(
             seed=int.from_bytes(digest[:4], "little") % 2**31, n_startup_trials=startup,
             multivariate=True, constant_liar=True,
         )

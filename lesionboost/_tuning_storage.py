@@ -38,6 +38,7 @@ copy of their parameters (state WAITING) so the next worker re-runs them:
 from __future__ import annotations
 
 import copy
+import datetime
 import logging
 import os
 import re
@@ -319,16 +320,34 @@ def _is_dead(identity: Any) -> bool:
     return recorded is not None and current is not None and recorded != current
 
 
+def _unstamped_and_old(trial: optuna.trial.FrozenTrial) -> bool:
+    """A RUNNING trial that never got a worker identity, started long enough ago.
+
+    Workers stamp their identity the moment a trial is created (a storage round
+    trip later), so such a trial comes from a process killed in between.
+    """
+    if WORKER_ATTR in trial.user_attrs or trial.datetime_start is None:
+        return False
+    age = datetime.datetime.now() - trial.datetime_start
+    return age.total_seconds() > UNSTAMPED_GRACE_SECONDS
+
+
+#: Seconds after which a RUNNING trial without a worker identity counts as abandoned.
+UNSTAMPED_GRACE_SECONDS = 30.0
+
+
 def recover_stale_trials(study: optuna.Study, *, max_retry: int = 3) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker process on this host is gone.
 
-    Returns the numbers of the trials that were failed.
+    Also fails RUNNING trials that never received a worker identity and started
+    more than :data:`UNSTAMPED_GRACE_SECONDS` ago. Returns the numbers of the
+    trials that were failed.
     """
     recovered = []
     retry = _RetryStaleTrial(max_retry=max_retry)
     storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_dead(trial.user_attrs.get(WORKER_ATTR)):
+        if not (_is_dead(trial.user_attrs.get(WORKER_ATTR)) or _unstamped_and_old(trial)):
             continue
         try:
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
@@ -338,7 +357,7 @@ def recover_stale_trials(study: optuna.Study, *, max_retry: int = 3) -> list[int
         logger.warning(
             "trial %d was left RUNNING by a dead worker (pid %s); marked it failed",
             trial.number,
-            trial.user_attrs[WORKER_ATTR].get("pid"),
+            (trial.user_attrs.get(WORKER_ATTR) or {}).get("pid", "unknown"),
         )
         recovered.append(trial.number)
         retry(study, copy.deepcopy(storage.get_trial(trial._trial_id)))

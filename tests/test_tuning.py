@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -269,3 +270,31 @@ def test_worker_entry_point_is_importable_by_spawned_processes() -> None:
     assert _worker_main.__module__ == "lesionboost._tuning_run"
     space = pickle.loads(pickle.dumps(SearchSpace(members=("xgboost",))))
     assert list(space.distributions()) == list(SearchSpace(members=("xgboost",)).distributions())
+
+
+def test_a_trial_is_stamped_with_its_worker_before_the_objective_runs() -> None:
+    from lesionboost._tuning_run import _sampler
+    from lesionboost._tuning_storage import WORKER_ATTR
+
+    study = optuna.create_study(direction="maximize")
+    study.sampler = _sampler(0, study, 0, 3, shared=False)
+    seen = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        seen.update(study._storage.get_trial(trial._trial_id).user_attrs)
+        return 0.0
+
+    study.optimize(objective, n_trials=1)
+    assert seen[WORKER_ATTR]["pid"] == os.getpid()
+
+
+def test_an_unstamped_running_trial_is_failed_once_it_is_old(monkeypatch) -> None:
+    import lesionboost._tuning_storage as storage_module
+
+    study = optuna.create_study(direction="maximize")
+    orphan = study.ask()  # created by a worker killed before it could stamp the trial
+    assert recover_stale_trials(study) == []  # young: it may still belong to a live worker
+    monkeypatch.setattr(storage_module, "UNSTAMPED_GRACE_SECONDS", -1.0)
+    assert recover_stale_trials(study) == [orphan.number]
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "WAITING"]  # failed, and its parameters queued again
