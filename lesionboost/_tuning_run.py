@@ -58,7 +58,8 @@ def _sampler(
 
     Equal seeds make two workers -- or a resumed run -- propose the very same points
     again: the seed mixes in the trials already in the study and the worker index,
-    and, when the storage may be shared with other machines (anything but memory),
+    and, when the storage may be shared with other machines (anything but memory or
+    a SQLite file, the single-process storage),
     the host and process id, because two machines started with the same command
     see the same study and the same worker index. Tuning through a shared storage
     is therefore not bit-reproducible (with parallel workers it never is).

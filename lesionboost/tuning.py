@@ -495,7 +495,12 @@ def tune(
     bar = _Progress(n_trials, before, progress)
     try:
         if n_workers == 1:
-            study.sampler = _sampler(seed, study, 0, n_trials, shared=storage is not None)
+            # A SQLite file is the single-process storage (several processes get a journal
+            # file or a server), so its runs are seeded reproducibly; other storages may be
+            # shared with other machines running the same command, which must not propose
+            # the same points.
+            shared = storage is not None and not str(storage).startswith("sqlite")
+            study.sampler = _sampler(seed, study, 0, n_trials, shared=shared)
             objective = PatientCVObjective(frame, folds, space=space, fixed_params=fixed_params,
                                            rounds=rounds, oof_dir=oof_dir)
             _optimize(study, objective, n_trials=n_trials, timeout=timeout,

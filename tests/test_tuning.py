@@ -298,3 +298,23 @@ def test_an_unstamped_running_trial_is_failed_once_it_is_old(monkeypatch) -> Non
     assert recover_stale_trials(study) == [orphan.number]
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL", "WAITING"]  # failed, and its parameters queued again
+
+
+def test_a_sqlite_run_is_reproducible_and_a_shared_storage_is_not(tiny, tmp_path,
+                                                                   monkeypatch) -> None:
+    import lesionboost._tuning_run as run_module
+
+    kwargs = dict(n_splits=2, members=("lightgbm",), rounds=8, fixed_params=FAST, progress=False)
+    proposals: dict[str, list] = {"sqlite": [], "journal": []}
+    for pid in (111, 222):  # two processes started with the same command
+        monkeypatch.setattr(run_module, "worker_identity",
+                            lambda pid=pid: {"host": "h", "pid": pid, "start": 1})
+        for kind in proposals:
+            url = (f"sqlite:///{tmp_path / f'{pid}.db'}" if kind == "sqlite"
+                   else f"journal:{tmp_path / f'{pid}.journal'}")
+            study, _ = tune(tiny, n_trials=3, storage=url, **kwargs)
+            proposals[kind].append([t.params for t in study.trials])
+    # a SQLite file is single-process: the same seed proposes the same trials
+    assert proposals["sqlite"][0] == proposals["sqlite"][1]
+    # a journal file or server may be shared by machines running one command: no duplicates
+    assert proposals["journal"][0][1:] != proposals["journal"][1][1:]
