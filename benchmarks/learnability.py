@@ -35,39 +35,26 @@ import polars as pl
 from scipy import optimize, special
 
 import lesionboost as lb
-from lesionboost._simulate_calibration import CENTRES, SITES
-from lesionboost._simulate_risk import TERM_NAMES, _masks, risk_features
+from lesionboost._simulate_calibration import CENTRES, _covariates
+from lesionboost._simulate_risk import TERM_NAMES, RiskModel, _masks, risk_features
 from lesionboost.schema import NUMERIC_COLUMNS
-
-_MISSING_SITE = len(SITES)  # a code of its own for rows whose site is blank
 
 
 def risk_terms(train: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The simulator's soft-clipped risk terms and centre index, rebuilt from the file's columns."""
     _, owner = np.unique(train.get_column("patient_id").to_numpy(), return_inverse=True)
-    site_code = {name: i for i, name in enumerate(SITES)}
+    covariates = _covariates(train)  # site, centre, age and sex coded as the simulator codes them
     lesion: dict[str, np.ndarray] = {
         name: train.get_column(name).cast(pl.Float64).to_numpy()
         for name in NUMERIC_COLUMNS
         if name != "age_approx"
     }
     lesion["patient"] = owner
-    lesion["site"] = np.array(
-        [site_code.get(s, _MISSING_SITE) for s in train.get_column("anatom_site_general")]
-    )
+    lesion["site"] = covariates["site"]
     n_patients = int(owner.max()) + 1
-    age = np.full(n_patients, np.nan)
-    age[owner] = train.get_column("age_approx").cast(pl.Float64).to_numpy()
-    male = np.full(n_patients, 0.5)  # 0.5 = sex unknown, as the simulator codes it
-    male[owner] = (
-        train.get_column("sex")
-        .replace_strict({"male": 1.0, "female": 0.0}, default=0.5, return_dtype=pl.Float64)
-        .fill_null(0.5)
-        .to_numpy()
-    )
-    centres = [c[0] for c in CENTRES]
-    centre = np.array([centres.index(a) for a in train.get_column("attribution")])
-    return risk_features(lesion, {"age": age, "male": male}), centre
+    age, male = np.full(n_patients, np.nan), np.full(n_patients, 0.5)
+    age[owner], male[owner] = covariates["age"], covariates["male"]
+    return risk_features(lesion, {"age": age, "male": male}), covariates["centre"]
 
 
 class WellSpecifiedRisk:
@@ -78,16 +65,18 @@ class WellSpecifiedRisk:
         self.n_terms = len(TERM_NAMES)
         self.n_centres = n_centres
 
-    def _parts(self, theta: np.ndarray, F: np.ndarray, centre: np.ndarray):  # type: ignore[no-untyped-def]
-        coef = theta[: self.n_terms]
-        intercepts = theta[self.n_terms : self.n_terms + self.n_centres]
-        shared = F @ (coef * self.masks["shared"]) + intercepts[centre]
-        melanoma = F @ (coef * self.masks["melanoma"]) + theta[-1]
-        keratinocyte = F @ (coef * self.masks["keratinocyte"])
-        return shared, melanoma, keratinocyte
+    def _model(self, theta: np.ndarray) -> RiskModel:
+        """The simulator's risk model with these parameters (the image part plays no role)."""
+        return RiskModel(
+            coef=theta[: self.n_terms],
+            centre=theta[self.n_terms : self.n_terms + self.n_centres],
+            melanoma_offset=float(theta[-1]),
+            image_sd=0.0,
+            scc_offset=0.0,
+        )
 
     def _loss(self, theta: np.ndarray, F: np.ndarray, centre: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
-        shared, melanoma, keratinocyte = self._parts(theta, F, centre)
+        shared, melanoma, keratinocyte = self._model(theta).hazards(F, centre)
         z = shared + np.logaddexp(melanoma, keratinocyte)
         residual = special.expit(z) - y
         w_mel = special.expit(melanoma - keratinocyte)
@@ -111,8 +100,7 @@ class WellSpecifiedRisk:
         return self
 
     def decision_function(self, F: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        shared, melanoma, keratinocyte = self._parts(self.theta_, F, centre)
-        return shared + np.logaddexp(melanoma, keratinocyte)
+        return self._model(self.theta_).tabular_logit(F, centre)
 
 
 def run_seed(n_patients: int, seed: int, n_splits: int) -> dict[str, Any]:

@@ -136,7 +136,8 @@ def render_crops(
     and the lesion's ``isic_id`` fix every other choice (size, textures, hairs).
     """
     n = metadata.height
-    u = _uniforms(_keys(metadata), seed, 16)
+    keys = _keys(metadata)
+    u = _uniforms(keys, seed, 16)
     sizes = _sizes_from_normal(special.ndtri(u[:, 0]))
     offsets = u[:, 1:7]
     # Textures 0-2 are coarse (lesion outline, mottling), 3-5 fine (skin, network).
@@ -149,7 +150,7 @@ def render_crops(
     hair_start = np.concatenate([[0], np.cumsum(hairs)])
     owner = np.repeat(np.arange(n), hairs)
     hair_u = _uniforms(
-        _keys(metadata)[owner] * np.uint64(64)
+        keys[owner] * np.uint64(64)
         + (np.arange(len(owner)) - hair_start[owner]).astype(np.uint64),
         seed + 1,
         5,

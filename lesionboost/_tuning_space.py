@@ -153,8 +153,9 @@ class SearchSpace:
             for name, spec in _MEMBER_RANGES[member].items():
                 out[f"{member}.{name}"] = _distribution(spec, self._member_default(member, name))
         if self.ensemble:
+            estimator = _estimator_defaults()
             for name, spec in _ENSEMBLE_RANGES.items():
-                out[f"ensemble.{name}"] = _distribution(spec, _estimator_defaults()[name])
+                out[f"ensemble.{name}"] = _distribution(spec, estimator[name])
             if len(self.members) > 1:
                 for member in self.members:
                     out[f"weight.{member}"] = _distribution(_WEIGHT_RANGE, 1.0)
@@ -166,19 +167,19 @@ class SearchSpace:
     def defaults(self) -> dict[str, Any]:
         """The estimator's default configuration as flat trial parameters."""
         out: dict[str, Any] = {}
-        for key in self.distributions():
+        estimator = _estimator_defaults()
+        distributions = self.distributions()
+        for key, distribution in distributions.items():
             group, name = key.split(".", 1)
             if group in MEMBERS:
                 value = self._member_default(group, name)
             elif group == "ensemble":
-                value = _estimator_defaults()[name]
+                value = estimator[name]
             elif group == "weight":
                 value = 1.0
             else:  # features: on when the estimator uses the group by default
-                value = name in tuple(_estimator_defaults()["feature_groups"])
-            if isinstance(value, float) and isinstance(
-                self.distributions()[key], IntDistribution
-            ):
+                value = name in estimator["feature_groups"]
+            if isinstance(value, float) and isinstance(distribution, IntDistribution):
                 value = int(value)
             out[key] = value
         return out

@@ -58,6 +58,7 @@ __all__ = [
     "open_storage",
     "mask_url",
     "describe_storage",
+    "is_sqlite",
     "worker_identity",
     "recover_stale_trials",
     "WORKER_ATTR",
@@ -117,6 +118,11 @@ def normalise_url(url: str) -> str:
     if "://" not in url and url.lower().endswith(_SQLITE_SUFFIXES):
         return f"sqlite:///{Path(url).expanduser().resolve()}"
     return url
+
+
+def is_sqlite(url: str) -> bool:
+    """True for a SQLite storage, however spelled (``sqlite:///...`` or a bare ``*.db`` path)."""
+    return normalise_url(url).startswith("sqlite")
 
 
 def describe_storage(url: str | None) -> str:

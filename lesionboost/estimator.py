@@ -504,6 +504,6 @@ def cross_val_oof(
             bar.set_postfix(pauc=f"{scores[position]:.4f}")
     finally:
         bar.close()
-    overall = pauc_above_tpr(labels, oof) if np.unique(labels).size == 2 else float("nan")
+    overall = pauc_above_tpr(labels, oof)  # both classes: checked by _frame_and_labels
     return OOFResult(oof=oof, folds=fold_ids, fold_scores=scores, pauc=overall,
                      fit_seconds=seconds)

@@ -123,6 +123,7 @@ from ._tuning_storage import (
     WORKER_ATTR,
     StorageError,
     describe_storage,
+    is_sqlite,
     open_storage,
     recover_stale_trials,
     worker_identity,
@@ -227,6 +228,7 @@ class PatientCVObjective:
         return LesionBoostClassifier(**config)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        # tune()'s sampler stamps trials already; this covers the objective run under any sampler
         trial.set_user_attr(WORKER_ATTR, worker_identity())
         params = self.space.suggest(trial)
         estimator = self.estimator(params)
@@ -468,8 +470,7 @@ def tune(
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}.")
-    if n_workers > 1 and (storage is None or str(storage).startswith("sqlite")
-                          or str(storage).endswith((".db", ".sqlite", ".sqlite3"))):
+    if n_workers > 1 and (storage is None or is_sqlite(storage)):
         raise ValueError(
             f"n_workers={n_workers} needs a storage that several processes can share: "
             "a journal file (storage='journal:PATH') or a database server URL; "
@@ -499,7 +500,7 @@ def tune(
             # file or a server), so its runs are seeded reproducibly; other storages may be
             # shared with other machines running the same command, which must not propose
             # the same points.
-            shared = storage is not None and not str(storage).startswith("sqlite")
+            shared = storage is not None and not is_sqlite(storage)
             study.sampler = _sampler(seed, study, 0, n_trials, shared=shared)
             objective = PatientCVObjective(frame, folds, space=space, fixed_params=fixed_params,
                                            rounds=rounds, oof_dir=oof_dir)

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from _bench import import_benchmark, run_small
 
 from lesionboost.schema import NUMERIC_COLUMNS
 from lesionboost.simulate import simulate_slice3d
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity.py"
-
 
 @pytest.fixture(scope="module")
 def fidelity():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("fidelity_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_benchmark("fidelity.py")
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +81,8 @@ def test_checks_flag_values_outside_the_targets(fidelity) -> None:
 
 
 def test_small_benchmark_runs_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "fidelity.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--small", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(out.read_text())
+    report, stdout = run_small("fidelity.py", tmp_path / "fidelity.json", timeout=300)
     assert report["settings"]["small"] is True
     assert {"structure", "categorical", "pauc", "checks"} <= set(report)
     assert report["pauc"]["oracle"] >= report["pauc"]["tabular_oracle"] - 0.02
-    assert "simulator fidelity" in done.stdout
+    assert "simulator fidelity" in stdout

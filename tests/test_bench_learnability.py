@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _bench import BENCHMARKS, run_small
+from _bench import import_benchmark, run_small
 from scipy import optimize
 
-sys.path.insert(0, str(BENCHMARKS))
-import learnability  # noqa: E402
+from lesionboost._simulate_calibration import CENTRES
+from lesionboost._simulate_risk import RiskModel
+from lesionboost.simulate import simulate_slice3d
 
-from lesionboost._simulate_calibration import CENTRES  # noqa: E402
-from lesionboost._simulate_risk import RiskModel  # noqa: E402
-from lesionboost.simulate import simulate_slice3d  # noqa: E402
+learnability = import_benchmark("learnability.py")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +32,7 @@ def test_the_likelihood_gradient_is_exact(small_sim) -> None:
     F, centre = learnability.risk_terms(small_sim.train)
     y = small_sim.train["target"].to_numpy().astype(float)
     model = learnability.WellSpecifiedRisk(len(CENTRES))
-    n_params = len(model.masks["shared"]) + len(CENTRES) + 1
+    n_params = model.n_terms + len(CENTRES) + 1
     theta = np.random.default_rng(0).uniform(0.1, 0.5, n_params)
     theta[-len(CENTRES) - 1 : -1] = -6.0
     error = optimize.check_grad(

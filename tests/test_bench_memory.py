@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import runpy
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "memory.py"
+from _bench import run_small
 
 
 @pytest.mark.slow
 def test_memory_benchmark_small_mode(tmp_path: Path) -> None:
-    module = runpy.run_path(str(BENCH))
-    out = tmp_path / "memory.json"
-    assert module["main"](["--small", "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
+    # a fresh interpreter, so the peak RSS is the pipeline's and not pytest's
+    result, _ = run_small("memory.py", tmp_path / "memory.json")
     assert [s["stage"] for s in result["stages"]] == [
         "simulate", "features", "cross-validated fit", "final fit", "predict"]
     assert 0 < result["peak_rss_gb"] < 64

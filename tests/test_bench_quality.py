@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+from _bench import run_small
 
 
 def test_small_quality_benchmark(tmp_path: Path) -> None:
-    out = tmp_path / "quality.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--small", "--seeds", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(out.read_text())
+    report, stdout = run_small("quality.py", tmp_path / "quality.json", "--seeds", "2")
     assert report["small"] is True and report["seeds"] == 2
     summary = report["summary"]
     assert set(summary) == {
@@ -32,8 +23,8 @@ def test_small_quality_benchmark(tmp_path: Path) -> None:
     assert len(summary["gap_closed"]["per_seed"]) == 2
     assert report["predict"]["rows"] == 20_000 and report["predict"]["seconds"] > 0
     assert set(report["met"]) == {"gap_closed", "cv_seconds", "predict_500k_seconds"}
-    assert "| LesionBoostClassifier (defaults) |" in done.stdout
-    assert "gap closed" in done.stdout
+    assert "| LesionBoostClassifier (defaults) |" in stdout
+    assert "gap closed" in stdout
     if report["real_sample"] is not None:  # the shared real file is present
         assert set(report["real_sample"]) == set(summary) - {"tabular oracle", "full oracle",
                                                              "gap_closed"}

@@ -48,9 +48,10 @@ def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ----------------------------------------------------------------------------- faults
 def _journal_trials(journal: Path) -> list:
     import optuna
-    from optuna.storages.journal import JournalFileBackend
 
-    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    from lesionboost._tuning_storage import open_storage
+
+    storage = open_storage(f"journal:{journal}")
     try:
         return optuna.load_study(study_name="lesionboost", storage=storage).trials
     except KeyError:  # the journal file exists before the first worker creates the study
@@ -138,7 +139,7 @@ class _Payload:
         return (Path.write_text, (self.sentinel, "pwned"))
 
 
-def test_crafted_directory_cannot_run_code_on_load(sim_dir: Path, tmp_path: Path) -> None:
+def test_crafted_directory_cannot_run_code_on_load(tmp_path: Path) -> None:
     sim = simulate_slice3d(20, seed=4)
     X, y = split_xy(sim.train)
     model = LesionBoostClassifier(members=("lightgbm",), n_bags=1,
@@ -146,9 +147,9 @@ def test_crafted_directory_cannot_run_code_on_load(sim_dir: Path, tmp_path: Path
     folder = save_model(model, tmp_path / "model")
     sentinel = tmp_path / "sentinel.txt"
     manifest_path = Path(folder) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    # every member file becomes a pickle that would write the sentinel if loaded
     text = manifest_path.read_text()
+    manifest = json.loads(text)
+    # every member file becomes a pickle that would write the sentinel if loaded
     for member in Path(folder).rglob("*"):
         if member.is_file() and member.name != "manifest.json":
             member.write_bytes(pickle.dumps(_Payload(sentinel)))
