@@ -25,12 +25,37 @@ def _check_parent(path: Path) -> None:
         )
 
 
+def _umask() -> int:
+    """The process's file-creation mask (Linux reads it without changing it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only portable read is a set-and-restore
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: Path, *, directory: bool) -> None:
+    """Give a finished temporary the mode a plain ``open``/``mkdir`` would have.
+
+    ``mkstemp`` and ``mkdtemp`` create 0600 files and 0700 folders, which would
+    make every output (a submission, a model directory) private to its owner
+    regardless of the user's umask.
+    """
+    path.chmod((0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place on success.
 
     On any exception (including ``KeyboardInterrupt``) the temporary file is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was. The file ends with the mode the
+    umask gives a new file (0644 under the usual 022), not ``mkstemp``'s 0600.
     """
     target = Path(path)
     _check_parent(target)
@@ -39,6 +64,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            _usual_mode(tmp, directory=False)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -57,6 +84,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        _usual_mode(tmp, directory=True)
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)

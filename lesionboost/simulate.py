@@ -407,18 +407,10 @@ def _to_csv_text(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def _shareable(path: Path) -> Path:
-    """Give a finished file the usual permissions (atomic temp files start as 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
-    return path
-
-
 def _write_csv(frame: pl.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
         frame.write_csv(tmp, null_value="", quote_style="necessary")
-    return _shareable(path)
+    return path
 
 
 def write_slice3d(
@@ -480,7 +472,7 @@ def write_slice3d(
             unit="crop",
             disable=None,
         )
-        paths["train_images"] = _shareable(ImageStore.write(folder / "train-image.hdf5", bar))
+        paths["train_images"] = ImageStore.write(folder / "train-image.hdf5", bar)
     if sim.test is not None and sim.test_oracle is not None:
         paths["test_metadata"] = _write_csv(_to_csv_text(sim.test), folder / "test-metadata.csv")
         paths["test_oracle"] = _write_csv(sim.test_oracle, folder / "test-oracle.csv")
@@ -492,5 +484,5 @@ def write_slice3d(
                 unit="crop",
                 disable=None,
             )
-            paths["test_images"] = _shareable(ImageStore.write(folder / "test-image.hdf5", bar))
+            paths["test_images"] = ImageStore.write(folder / "test-image.hdf5", bar)
     return paths

@@ -213,3 +213,22 @@ def test_the_command_line_never_opens_a_network_connection(sim_dir: Path, tmp_pa
         str(sim_dir / "test-metadata.csv"), "--out", str(tmp_path / "submission.csv"), "-q")
     run("report", str(run_dir), "-q")
     assert (tmp_path / "submission.csv").read_text().startswith("isic_id,target")
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_atomic_outputs_get_the_mode_the_umask_gives(tmp_path: Path, mask: int) -> None:
+    # mkstemp/mkdtemp create 0600 files and 0700 folders; the finished outputs must
+    # look like any other file the user creates, under either umask.
+    from lesionboost._atomic import atomic_directory, atomic_path
+
+    old = os.umask(mask)
+    try:
+        with atomic_path(tmp_path / "submission.csv") as tmp:
+            tmp.write_text("isic_id,target\n")
+        with atomic_directory(tmp_path / "model") as folder:
+            (folder / "manifest.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "submission.csv").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
