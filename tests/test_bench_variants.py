@@ -1,0 +1,66 @@
+"""``benchmarks/variants.py``: the variants run, select features in-fold and never leak folds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from _bench import import_benchmark, run_small
+
+from lesionboost.ensemble import GBDTEnsembleClassifier
+
+variants = import_benchmark("variants.py")
+
+
+def test_small_variants_benchmark_runs(tmp_path: Path) -> None:
+    report, stdout = run_small("variants.py", tmp_path / "variants.json", timeout=300)
+    results = {r["variant"]: r for r in report["results"]}
+    assert list(results) == ["lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear"]
+    assert report["settings"]["positives"] > 0
+    assert all(0.0 <= r["pauc"] <= 0.2 and r["seconds"] > 0 for r in results.values())
+    members = results["members"]
+    assert set(members["blends"]) == {":".join(map(str, w)) for w in variants.BLEND_WEIGHTS}
+    assert members["pauc"] == members["blends"]["1:1:1"]
+    assert {"lightgbm", "xgboost", "catboost"} <= set(members)
+    assert set(results["linear"]["blends"]) == {"20%", "30%"}
+    assert "OOF pAUC" in stdout
+
+
+def test_out_of_fold_never_trains_on_the_scored_fold() -> None:
+    features = pl.DataFrame({"row": np.arange(30, dtype=np.float64)})
+    folds = np.repeat([0, 1, 2], 10)
+    y = np.zeros(30)
+
+    def fit_predict(train: pl.DataFrame, y_train: np.ndarray, test: pl.DataFrame) -> np.ndarray:
+        seen, scored = set(train["row"].to_list()), set(test["row"].to_list())
+        assert not seen & scored and len(seen) + len(scored) == 30
+        return test["row"].to_numpy() * 2
+
+    np.testing.assert_array_equal(variants.out_of_fold(features, y, folds, fit_predict),
+                                  np.arange(30) * 2)
+
+
+def test_top_features_ranks_the_informative_column_first() -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    signal = rng.normal(size=n)
+    y = (signal + 0.5 * rng.normal(size=n) > 1.5).astype(int)
+    X = pl.DataFrame(
+        {"noise_a": rng.normal(size=n), "signal": signal, "noise_b": rng.normal(size=n)}
+    )
+    model = GBDTEnsembleClassifier(
+        members=("lightgbm",), n_bags=2, neg_ratio=None,
+        lightgbm_params={"n_estimators": 30, "min_data_in_leaf": 20}, categorical_features=None,
+    ).fit(X, y)
+    assert variants.top_features(model, X.columns, 1) == ["signal"]
+    assert sorted(variants.top_features(model, X.columns, 3)) == sorted(X.columns)
+
+
+def test_unknown_or_out_of_order_variants_are_refused() -> None:
+    features = pl.DataFrame({"a": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="unknown variant"):
+        variants.run_variant("boosted_forest", features, np.array([0, 1]), np.array([0, 1]), {})
+    with pytest.raises(ValueError, match="list 'members' before it"):
+        variants.run_variant("linear", features, np.array([0, 1]), np.array([0, 1]), {})
