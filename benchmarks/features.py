@@ -136,7 +136,7 @@ def pandas_featurize(
         out["ud_max_abs_z"] = absz.max(axis=1)
         out["ud_std_abs_z"] = absz.std(axis=1, ddof=0)
         key = zf[list(OUTLIER_COLUMNS)]
-        out["outlier_score"] = np.sqrt((key**2).sum(axis=1) / len(OUTLIER_COLUMNS))
+        out["outlier_score"] = np.sqrt((key**2).mean(axis=1)).fillna(0.0)  # skips missing z
     frame = pd.DataFrame(out)
     floats = [c for c in frame.columns if c not in CATEGORICAL_COLUMNS]
     return frame.astype({c: "float32" for c in floats})

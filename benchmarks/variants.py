@@ -11,11 +11,14 @@ patient-grouped out-of-fold pAUC (the folds ``quality.py`` uses) and its wall ti
   from :data:`LGBM_VARIANTS` (``lgbm:base`` is the member as shipped);
 * ``top:<k>`` -- that member refitted on the ``k`` features its first fit on the
   training fold ranked highest by gain (feature selection inside the fold);
-* ``members`` -- the three members of the default ensemble, each scored alone,
-  and rank blends of their out-of-fold scores under the weights of :data:`BLEND_WEIGHTS`;
+* ``members`` -- the three members of the default ensemble, each fitted and scored
+  alone, and weighted blends of their out-of-fold ranks (pooled over the folds,
+  an approximation of the shipped ensemble, which blends inside each fitted
+  model) under the weights of :data:`BLEND_WEIGHTS`;
 * ``linear`` / ``spline`` -- a logistic regression on quantile-normalised
   features (``spline``: cubic B-splines of them) trained on all positives and
-  1 in 10 negatives, alone and rank-blended 20-30 % with the default ensemble.
+  1 in 10 negatives, alone and rank-blended 20-30 % with that equal-weight
+  member blend.
 
 Usage::
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -43,7 +47,9 @@ from lesionboost.ensemble import GBDTEnsembleClassifier
 from lesionboost.estimator import LesionBoostClassifier
 from lesionboost.schema import CATEGORICAL_COLUMNS
 
-REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared/slice3d/train-metadata-sample.csv"
+SHARED = Path(os.environ.get("LESIONBOOST_SHARED",
+                             Path(__file__).resolve().parents[2] / "shared" / "slice3d"))
+REAL_SAMPLE = SHARED / "train-metadata-sample.csv"
 
 #: name -> GBDTEnsembleClassifier keyword changes for the LightGBM member (one bag).
 LGBM_VARIANTS: dict[str, dict[str, Any]] = {

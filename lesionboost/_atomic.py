@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,14 +41,19 @@ def _umask() -> int:
     return mask
 
 
-def _usual_mode(path: Path, *, directory: bool) -> None:
-    """Give a finished temporary the mode a plain ``open``/``mkdir`` would have.
+def _usual_mode(path: Path, target: Path, *, directory: bool) -> None:
+    """Give a finished temporary the mode a plain ``open``/``mkdir`` would leave.
 
     ``mkstemp`` and ``mkdtemp`` create 0600 files and 0700 folders, which would
     make every output (a submission, a model directory) private to its owner
-    regardless of the user's umask.
+    regardless of the user's umask. Replacing an existing ``target`` keeps its
+    mode (a private file stays private), as writing over it in place would.
     """
-    path.chmod((0o777 if directory else 0o666) & ~_umask())
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = (0o777 if directory else 0o666) & ~_umask()
+    path.chmod(mode)
 
 
 @contextlib.contextmanager
@@ -65,7 +72,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         if tmp.exists():
-            _usual_mode(tmp, directory=False)
+            _usual_mode(tmp, target, directory=False)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -78,15 +85,20 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     An existing directory at ``path`` is replaced only after the new one is
     complete, so an interrupted write leaves the previous directory intact.
+    The swap is two renames (old out of the way, new in): between them, for
+    microseconds, no directory exists at ``path``; a reader then gets
+    "not found", never a half-written model.
     """
     target = Path(path)
     _check_parent(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        _usual_mode(tmp, directory=True)
+        _usual_mode(tmp, target, directory=True)
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            # A unique parking name: a fixed one left behind by a killed process
+            # would make every later save fail with "Directory not empty".
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.replace(target, old)
             try:
                 os.replace(tmp, target)

@@ -154,7 +154,8 @@ def _group_keys() -> list[pl.Expr]:
     """One integer key per grouping (hashing one integer beats hashing strings)."""
 
     def code(name: str) -> pl.Expr:
-        # Categorical codes are only compared within this query; 0 stands for missing.
+        # Categorical codes (process-global UInt32 in polars 2) are only compared within
+        # this query, so their values never leave it; 0 stands for missing.
         physical = pl.col(name).cast(pl.String).cast(pl.Categorical).to_physical()
         return (physical.cast(pl.UInt64) + 1).fill_null(0)
 
@@ -289,8 +290,11 @@ def build_plan(
             .sqrt()
             .cast(pl.Float32)
             .alias("ud_std_abs_z"),
-            (pl.sum_horizontal([k * k for k in key]) / len(key))
+            # Over the key columns the lesion has (missing ones are skipped, as
+            # in ud_std_abs_z); 0 when it has none.
+            pl.mean_horizontal([k * k for k in key])
             .sqrt()
+            .fill_null(0.0)
             .cast(pl.Float32)
             .alias("outlier_score"),
         )

@@ -51,6 +51,15 @@ def resolve_threads(n_jobs: int | None) -> int | None:
     return int(n_jobs)
 
 
+# Class reweighting the log-odds offsets do not model (only scale_pos_weight is):
+# LightGBM's is_unbalance, CatBoost's class_weights / auto_class_weights, and the
+# scikit-learn style class_weight some wrappers accept.
+_CLASS_WEIGHT_KEYS: tuple[str, ...] = (
+    "is_unbalance", "unbalance", "unbalanced_sets", "class_weight", "class_weights",
+    "auto_class_weights",
+)
+
+
 class _Member:
     """Base adapter: parameter merging shared by the three libraries."""
 
@@ -66,6 +75,13 @@ class _Member:
     ) -> tuple[dict[str, Any], int]:
         """Merge user parameters over the defaults; return (params, boosting rounds)."""
         user = dict(user or {})
+        reweighting = [key for key in _CLASS_WEIGHT_KEYS if key in user]
+        if reweighting:
+            raise ValueError(
+                f"{self.kind}_params sets {reweighting[0]!r}, which reweights the classes in a "
+                "way the ensemble cannot undo in its probabilities. Use 'scale_pos_weight' "
+                "(accounted for) or the ensemble's neg_ratio / pos_oversample instead."
+            )
         for key in (*self.seed_keys, *self.thread_keys):
             if key in user:
                 owner = "random_state" if key in self.seed_keys else "n_jobs"

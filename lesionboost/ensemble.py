@@ -150,6 +150,9 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         The members trained (weight > 0).
     boosters_ : dict of str -> list
         Native boosters per member, one per bag.
+    blend_ : str
+        The blend the model was fitted with (``predict`` uses it even after
+        ``set_params(blend=...)``, until the next ``fit``).
     weights_, offsets_ : dict of str -> float
         Normalised blend weights and the log-odds shift undoing the resampling.
     rank_knots_ : dict of str -> (ndarray, ndarray)
@@ -374,6 +377,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         kept_neg = bag_sizes[0][1]
         pos_rows = bag_sizes[0][0]
         self.members_ = tuple(members)
+        self.blend_ = self.blend  # predict uses the blend it was fitted for, not a later set_params
         self.weights_ = weights
         # Undo the odds distortion of resampling and class weights: kept a fraction
         # beta of negatives -> odds x 1/beta; k copies of positives and weight w -> x k w.
@@ -388,7 +392,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             "n_rows": int(y01.size), "n_positive": n_pos, "bags": bag_sizes,
         }
         self.rank_knots_ = {}
-        if self.blend == "rank":
+        if self.blend_ == "rank":
             reference = X
             if X.shape[0] > _REFERENCE_ROWS:
                 reference = X[np.sort(rng.choice(X.shape[0], _REFERENCE_ROWS, replace=False))]
@@ -425,7 +429,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         margins = self._member_margins(X)
         kinds = list(self.members_)
         weights = np.array([self.weights_[k] for k in kinds])
-        if self.blend == "rank":
+        if self.blend_ == "rank":
             z = sum(
                 self.weights_[k] * _piecewise(margins[k], *self.rank_knots_[k]) for k in kinds
             )

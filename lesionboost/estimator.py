@@ -469,6 +469,17 @@ def cross_val_oof(
                 "their lesions would be scored by a model that saw them. "
                 "Use lesionboost.patient_folds()."
             )
+    else:
+        warnings.warn(
+            "cross_val_oof: metadata has no 'patient_id', so it cannot check that no patient "
+            "is split across folds (a leak: the model would have seen the patient's other "
+            "lesions). Pass metadata with 'patient_id' and lesionboost.patient_folds().",
+            DataWarning,
+            stacklevel=2,
+        )
+    # Any estimator gets the metadata without the train-only columns, so none can
+    # read the label (LesionBoostClassifier would drop them itself; others might not).
+    frame = _without_leaks(frame)
     unique = np.unique(fold_ids)
     if unique.size < 2:
         raise ValueError("cross_val_oof needs at least two folds.")

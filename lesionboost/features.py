@@ -22,25 +22,25 @@ levels seen at fit, sorted).
     The same z-scores and ranks within patient x ``tbp_lv_location_simple``
     (``__z_patient_location``, ``__rank_patient_location``) and patient x
     ``anatom_site_general`` (``__z_patient_site``, ``__rank_patient_site``;
-    lesions with a missing site form their own group).
+    lesions with a missing site or location form their own group).
 ``"outlier"``
     Ugly-duckling summaries over the patient z-scores of every numeric column
     (``ud_count_abs_z_gt`` = number of columns with ``|z| > z_threshold``,
     ``ud_max_abs_z``, ``ud_std_abs_z``) and ``outlier_score``: the distance of
     the lesion from its patient's mean in the space of the 16 standardised key
-    columns (:data:`OUTLIER_COLUMNS`), ``sqrt(mean(z^2))`` -- a diagonal
-    Mahalanobis distance. It was chosen over a per-patient LocalOutlierFactor on
-    the same columns (the 1st-place recipe) because ``benchmarks/ablation.py``
-    scores both alike (OOF pAUC 0.1589 vs 0.1586 on the simulator, 0.1524 vs
-    0.1506 on the real sample) while the distance takes 0.04-0.07 s on 401k
-    lesions and the LOF 3.4-57 s.
+    columns (:data:`OUTLIER_COLUMNS`), ``sqrt(mean(z^2))`` over the key columns
+    the lesion has (0 if none) -- a diagonal Mahalanobis distance. It was chosen
+    over a per-patient LocalOutlierFactor on the same columns (the 1st-place
+    recipe) because ``benchmarks/ablation.py`` scores both alike (OOF pAUC
+    0.1589 vs 0.1586 on the simulator, 0.1524 vs 0.1506 on the real sample)
+    while the distance takes 0.04-0.07 s on 401k lesions and the LOF 3.4-57 s.
 ``"counts"``
     Lesions per patient, per patient x site and per patient x location, and the
     total lesion area per patient and per patient x site.
 
 Percentile ranks are off by default (``rank_columns="none"``). A rank costs a
-sort per column and group, about five z-scores: with every column ranked in all
-three groupings the transform of 401k lesions takes ~8 s instead of ~1.2 s on two
+sort per column and group, several z-scores: with every column ranked in all
+three groupings the transform of 401k lesions takes ~8 s instead of ~1.1 s on two
 cores, and in patient-grouped cross-validation (``benchmarks/ablation.py``) the
 ranks added nothing measurable over the z-scores -- simulator, 3 seeds: OOF pAUC
 0.1589 with every rank, 0.1603 with the 16 key columns ranked, 0.1588 without;
@@ -185,6 +185,11 @@ _FORMAT_VERSION = 1
 _RANK_CHOICES = ("all", "raw", "key", "none")
 
 
+#: Largest magnitude accepted in a numeric input: far beyond every SLICE-3D
+#: measurement, and small enough that the derived products stay within Float32.
+_MAX_MAGNITUDE = 1e15
+
+
 def _user_stacklevel() -> int:
     """Stack level of the first frame outside lesionboost and scikit-learn.
 
@@ -232,7 +237,8 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     feature_names_in_ : numpy.ndarray of str
-        Columns of ``X`` seen at fit.
+        Columns of ``X`` seen at fit, as scikit-learn records them (train-only
+        columns included; they are dropped, with a warning, before any feature).
     n_features_in_ : int
         Number of columns of ``X`` seen at fit.
     feature_names_out_ : list of str
@@ -371,15 +377,16 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
             Pass it to :meth:`from_dict` to rebuild an identical featurizer.
         """
         check_is_fitted(self, "feature_names_out_")
+        groups, extra = self._checked_params()  # a bare string is one group, not letters
         state = {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
             "params": {
-                "groups": list(self.groups),
+                "groups": list(groups),
                 "eps": float(self.eps),
                 "z_threshold": float(self.z_threshold),
                 "rank_columns": self.rank_columns,
-                "extra_numeric": list(self.extra_numeric),
+                "extra_numeric": list(extra),
             },
             "feature_names_in_": [str(c) for c in self.feature_names_in_],
             "category_maps_": {k: list(v) for k, v in self.category_maps_.items()},
@@ -428,7 +435,10 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
                 "LesionFeaturizer state has category maps for "
                 f"{sorted(featurizer.category_maps_)}, expected {sorted(CATEGORICAL_COLUMNS)}."
             )
-        groups, extra = featurizer._checked_params()
+        try:
+            groups, extra = featurizer._checked_params()
+        except ValueError as exc:
+            raise ModelFileError(f"LesionFeaturizer state has invalid parameters: {exc}") from exc
         expected = output_names(groups=groups, extra=extra, rank_columns=featurizer.rank_columns)
         if expected != stored:
             differing = [a for a, b in zip(expected, stored, strict=False) if a != b]
@@ -487,6 +497,19 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
                 "derived, categorical, identifier or leak columns; "
                 f"got {_preview(clashes or extra)}."
             )
+        if extra:
+            # An extra column named like an output of the plan ("outlier_score",
+            # "x__z_patient") or an internal temporary ("__key_patient") would
+            # collide inside the query: refuse it here with the name, not later.
+            generated = set(output_names(groups=GROUPS, extra=(), rank_columns="all"))
+            taken = [c for c in extra if c.startswith("__") or c in generated]
+            taken += [c for c in extra for other in extra if c.startswith(f"{other}__")]
+            if taken:
+                raise ValueError(
+                    f"LesionFeaturizer: extra_numeric name(s) {_preview(sorted(set(taken)))} "
+                    "clash with the featurizer's own output or internal columns; rename them "
+                    "(e.g. add a prefix such as 'img_')."
+                )
         return groups, extra
 
     def _input_frame(self, X: Any, extra: tuple[str, ...], *, fitting: bool) -> pl.DataFrame:
@@ -529,7 +552,29 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
                 f"{_preview([str(frame.schema[c]) for c in not_numeric])}. Read the metadata "
                 "with lesionboost.read_metadata(), which parses and validates the numbers."
             )
+        self._check_magnitudes(frame, (*NUMERIC_COLUMNS, *extra))
         return frame
+
+    @staticmethod
+    def _check_magnitudes(frame: pl.DataFrame, columns: Sequence[str]) -> None:
+        # A finite value beyond any measurement (1e200) would overflow the Float32
+        # outputs and turn its whole patient's z-scores into NaN: refuse it by name.
+        floats = [c for c in columns if frame.schema[c].is_float() and frame.height]
+        if not floats:
+            return
+        flags = frame.select(
+            (pl.col(c).is_finite() & (pl.col(c).abs() > _MAX_MAGNITUDE)).any().alias(c)
+            for c in floats
+        ).row(0, named=True)
+        huge = [c for c, flag in flags.items() if flag]
+        if huge:
+            column = frame.get_column(huge[0])
+            row = int((column.is_finite() & (column.abs() > _MAX_MAGNITUDE)).arg_true()[0])
+            raise SchemaError(
+                f"LesionFeaturizer: column(s) {_preview(huge)} hold values beyond "
+                f"+-{_MAX_MAGNITUDE:.0e} (first: {huge[0]!r} = {column[row]!r} at row {row}); "
+                "no SLICE-3D measurement is that large. Fix the value or set it missing."
+            )
 
     def _warn_unknown_levels(self, frame: pl.DataFrame) -> None:
         probes = []

@@ -260,16 +260,33 @@ def _restore_ensemble(state: Mapping[str, Any], root: Path) -> Any:
     model.categorical_features_ = [int(i) for i in state["categorical_features"]]
     model.category_maps_ = {int(i): [str(v) for v in lv] for i, lv in
                             state["category_maps"].items()}
+    model.blend_ = model.blend  # saved models store the parameters they were fitted with
     model.weights_ = {k: float(state["weights"][k]) for k in members}
     model.offsets_ = {k: float(state["offsets"][k]) for k in members}
+    weights = np.array(list(model.weights_.values()))
+    # The hash only catches accidental damage (anyone can recompute it): values that
+    # no fit produces would silently predict NaN, so refuse them here.
+    if (
+        not np.all(np.isfinite(weights)) or np.any(weights <= 0)
+        or abs(weights.sum() - 1.0) > 1e-6
+        or not np.all(np.isfinite(list(model.offsets_.values())))
+    ):
+        raise ModelFileError(
+            f"{root}: blend weights must be positive and sum to 1 and offsets finite; "
+            f"found weights {model.weights_} and offsets {model.offsets_}. Save the model again."
+        )
     model.rank_knots_ = {}
     for kind, knots in state["rank_knots"].items():
         x = np.asarray(knots["x"], dtype=np.float64)
         y = np.asarray(knots["y"], dtype=np.float64)
-        if x.shape != y.shape or x.ndim != 1 or x.size == 0 or np.any(np.diff(x) <= 0):
+        if (
+            x.shape != y.shape or x.ndim != 1 or x.size == 0
+            or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y)))
+            or np.any(np.diff(x) <= 0) or np.any(np.diff(y) <= 0)
+        ):
             raise ModelFileError(f"{root}: the rank reference of {kind!r} is damaged.")
         model.rank_knots_[kind] = (x, y)
-    if model.blend == "rank" and sorted(model.rank_knots_) != sorted(members):
+    if model.blend_ == "rank" and sorted(model.rank_knots_) != sorted(members):
         raise ModelFileError(f"{root}: rank references are missing for some members.")
     model.sampling_ = dict(state["sampling"])
     if any(i < 0 or i >= model.n_features_in_ for i in model.categorical_features_):

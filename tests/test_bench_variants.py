@@ -20,6 +20,9 @@ def test_small_variants_benchmark_runs(tmp_path: Path) -> None:
     assert list(results) == ["lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear"]
     assert report["settings"]["positives"] > 0
     assert all(0.0 <= r["pauc"] <= 0.2 and r["seconds"] > 0 for r in results.values())
+    # a random ranking scores ~0.02 above 80 % TPR: the member and the ensemble learn
+    assert results["lgbm:base"]["pauc"] > 0.06 and results["members"]["pauc"] > 0.06
+    assert results["lgbm:base"]["pauc"] != results["lgbm:pos_weight_1"]["pauc"]
     members = results["members"]
     assert set(members["blends"]) == {":".join(map(str, w)) for w in variants.BLEND_WEIGHTS}
     assert members["pauc"] == members["blends"]["1:1:1"]

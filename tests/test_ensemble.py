@@ -201,6 +201,8 @@ def test_weights_choose_and_drop_members():
         ({"xgboost_params": {"nthread": 3}}, "set 'n_jobs'"),
         ({"catboost_params": {"iterations": 5, "n_estimators": 5}}, "boosting rounds twice"),
         ({"lightgbm_params": {"n_estimators": 0}}, "rounds must be an integer"),
+        ({"lightgbm_params": {"is_unbalance": True}}, "sets 'is_unbalance', which reweights"),
+        ({"catboost_params": {"auto_class_weights": "Balanced"}}, "sets 'auto_class_weights'"),
     ],
 )
 def test_invalid_parameters_are_reported_in_fit(params, message):
@@ -314,3 +316,29 @@ def test_cuda_training_predicts_on_cpu():
     frame, y = _rare_data()
     model = _fast(device="cuda", members=("xgboost",)).fit(frame, y)
     assert np.isfinite(model.predict_proba(frame)).all()
+
+
+def test_predictions_use_the_blend_that_was_fitted():
+    # scikit-learn contract: set_params changes nothing until the next fit.
+    frame, y = _rare_data()
+    for fitted_blend, later in (("mean", "rank"), ("rank", "mean")):
+        model = _fast(blend=fitted_blend).fit(frame, y)
+        before = model.decision_function(frame)
+        model.set_params(blend=later)
+        np.testing.assert_array_equal(model.decision_function(frame), before)
+        assert model.blend_ == fitted_blend
+
+
+def test_rank_blend_orders_rows_by_the_weighted_normal_scores():
+    frame, y = _rare_data()
+    weights = {"lightgbm": 0.6, "xgboost": 0.3, "catboost": 0.1}
+    model = _fast(weights=weights).fit(frame, y)
+    X = model._prepare(frame, fit=False)
+    margins = model._member_margins(X)
+    z = sum(w * _piecewise(margins[k], *model.rank_knots_[k]) for k, w in weights.items())
+    decision = model.decision_function(frame)
+    order = np.argsort(z, kind="stable")
+    assert np.all(np.diff(decision[order]) >= -1e-9)  # monotone in the weighted blend
+    # and the weights matter: another weighting orders the rows differently
+    other = sum(_piecewise(margins[k], *model.rank_knots_[k]) for k in weights)
+    assert not np.array_equal(np.argsort(other, kind="stable"), order)

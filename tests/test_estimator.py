@@ -247,3 +247,31 @@ def test_quickstart_example_runs(tmp_path):
     assert "out-of-fold pAUC above 80% TPR" in done.stdout
     assert (tmp_path / "model" / "manifest.json").is_file()
     assert type(load_model(tmp_path / "model")) is LesionBoostClassifier
+
+
+class LabelReader(ClassifierMixin, BaseEstimator):
+    """A careless classifier that would score lesions by any label column it is given."""
+
+    def fit(self, X, y):
+        self.classes_ = np.array([0, 1])
+        self.columns_ = list(X.columns)
+        return self
+
+    def predict_proba(self, X):
+        leaked = [c for c in LEAK_COLUMNS if c in X.columns]
+        s = X[leaked[0]].cast(pl.Float64).to_numpy() if leaked else np.zeros(X.height)
+        return np.column_stack([1 - s, s])
+
+
+def test_cross_val_oof_hands_no_train_only_column_to_any_estimator(meta):
+    folds = patient_folds(meta, n_splits=3, seed=0)
+    result = cross_val_oof(LabelReader(), meta, folds, progress=False)
+    assert result.pauc < 0.2  # reading 'target' would give the maximum, 0.2
+    assert np.all(result.oof == 0.0)
+
+
+def test_cross_val_oof_warns_when_it_cannot_check_patients(meta):
+    folds = patient_folds(meta, n_splits=3, seed=0)
+    anonymous = meta.drop("patient_id")
+    with pytest.warns(DataWarning, match="no 'patient_id'"):
+        cross_val_oof(LabelReader(), anonymous, folds, progress=False)

@@ -232,3 +232,25 @@ def test_atomic_outputs_get_the_mode_the_umask_gives(tmp_path: Path, mask: int) 
     assert (tmp_path / "submission.csv").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~mask
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_replacing_an_existing_output_keeps_its_mode_and_tolerates_stale_parking(
+    tmp_path: Path,
+) -> None:
+    from lesionboost._atomic import atomic_directory, atomic_path
+
+    private = tmp_path / "submission.csv"
+    private.write_text("old\n")
+    private.chmod(0o600)
+    with atomic_path(private) as tmp:
+        tmp.write_text("new\n")
+    assert private.read_text() == "new\n" and private.stat().st_mode & 0o777 == 0o600
+    # a parking folder left by a killed save of the same process id must not block saves
+    model = tmp_path / "model"
+    model.mkdir()
+    stale = tmp_path / f".model.old-{os.getpid()}"
+    (stale / "leftover").mkdir(parents=True)
+    for version in ("1", "2"):
+        with atomic_directory(model) as folder:
+            (folder / "manifest.json").write_text(version)
+        assert (model / "manifest.json").read_text() == version

@@ -367,3 +367,82 @@ def test_pipeline_and_pandas_output(tiny_metadata) -> None:
     assert features["tbp_lv_H"].dtype == np.float32
     default = clone(pipe.named_steps["features"]).set_output(transform="default").fit(X)
     assert isinstance(default.transform(X), pl.DataFrame)
+
+
+# -- review of session 3: groupings that differ, nulls in the outlier score, names -------
+
+
+def test_site_and_location_groupings_are_not_interchangeable(hand_frame) -> None:
+    # Patient A: three lesions on "Torso Back" (one location group), but two sites plus
+    # a missing site, which forms its own group. Swapping the two groupings in the plan
+    # (or dropping the null-site group) changes these values.
+    frame = hand_frame.with_columns(
+        tbp_lv_location=pl.Series(["Torso Back Top Third"] * 3 + ["Head & Neck"]),
+        tbp_lv_location_simple=pl.Series(["Torso Back"] * 3 + ["Head & Neck"]),
+        anatom_site_general=pl.Series(
+            ["posterior torso", "posterior torso", None, "head/neck"]
+        ),
+    )
+    out = _features().fit_transform(frame)
+    # location: sizes 2, 4, 6 in one group -> mean 4, sd 2
+    np.testing.assert_allclose(
+        _col(out, "clin_size_long_diam_mm__z_patient_location"),
+        [-2 / (2 + EPS), 0.0, 2 / (2 + EPS), 0.0], rtol=1e-6,
+    )
+    # site: (2, 4) -> mean 3, sd sqrt(2); the null-site lesion is alone -> 0
+    r2 = math.sqrt(2.0)
+    np.testing.assert_allclose(
+        _col(out, "clin_size_long_diam_mm__z_patient_site"),
+        [-1 / (r2 + EPS), 1 / (r2 + EPS), 0.0, 0.0], rtol=1e-6,
+    )
+    np.testing.assert_allclose(_col(out, "n_lesions_patient_site"), [2, 2, 1, 1])
+    np.testing.assert_allclose(_col(out, "n_lesions_patient_location"), [3, 3, 3, 1])
+
+
+def test_outlier_score_averages_over_the_key_columns_present() -> None:
+    X, _ = split_xy(make_tiny_metadata(n_patients=2, lesions=6, seed=5))
+    X = X.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col(OUTLIER_COLUMNS[0]))
+        .alias(OUTLIER_COLUMNS[0])
+    )
+    out = _features(groups=("patient", "derived", "outlier")).fit_transform(X)
+    z = np.column_stack([_col(out, f"{c}__z_patient") for c in OUTLIER_COLUMNS])
+    assert np.isnan(z[1, 0]) and not np.isnan(np.delete(z, 1, axis=0)).any()
+    expected = np.sqrt(np.nanmean(z**2, axis=1))  # row 1: the mean of 15 squares, not 16
+    np.testing.assert_allclose(_col(out, "outlier_score"), expected, rtol=1e-5)
+
+
+def test_string_groups_and_extra_survive_the_json_round_trip() -> None:
+    X, _ = split_xy(make_tiny_metadata(n_patients=2, lesions=4, seed=1))
+    X = X.with_columns(img_score=pl.Series(np.linspace(0.0, 1.0, X.height)))
+    fitted = _features(groups="derived", extra_numeric="img_score").fit(X)
+    state = json.loads(json.dumps(fitted.to_dict()))
+    assert state["params"]["groups"] == ["derived"]
+    assert state["params"]["extra_numeric"] == ["img_score"]
+    assert LesionFeaturizer.from_dict(state).transform(X).equals(fitted.transform(X))
+    state["params"]["groups"] = ["not-a-group"]
+    with pytest.raises(ModelFileError, match="invalid parameters.*not-a-group"):
+        LesionFeaturizer.from_dict(state)
+
+
+@pytest.mark.parametrize(
+    "extra", [("outlier_score",), ("__key_patient",), ("tbp_lv_H__z_patient",),
+              ("score", "score__z_patient")],
+)
+def test_extra_names_that_collide_with_outputs_are_refused(extra) -> None:
+    X, _ = split_xy(make_tiny_metadata(n_patients=2, lesions=3))
+    X = X.with_columns(pl.lit(1.0).alias(name) for name in extra)
+    with pytest.raises(ValueError, match=f"name\\(s\\) '{extra[-1]}' clash"):
+        _features(extra_numeric=extra).fit(X)
+
+
+def test_values_beyond_any_measurement_are_refused_by_name() -> None:
+    X, _ = split_xy(make_tiny_metadata(n_patients=2, lesions=3))
+    fitted = _features().fit(X)
+    bad = X.with_columns(
+        pl.when(pl.int_range(pl.len()) == 4).then(1e200).otherwise(pl.col("tbp_lv_x"))
+        .alias("tbp_lv_x")
+    )
+    with pytest.raises(SchemaError, match=r"'tbp_lv_x' = 1e\+200 at row 4"):
+        fitted.transform(bad)
+    fitted.transform(X.with_columns(tbp_lv_x=pl.lit(float("inf"))))  # inf is missing, as before

@@ -324,3 +324,37 @@ def test_fingerprint_follows_the_content():
     changed = frame.with_columns(pl.col("x0") * 1.0000001)
     assert fingerprint(changed)["sha256"] != first["sha256"]
     assert fingerprint(frame.with_columns(pl.lit("x").alias("site")))["sha256"] != first["sha256"]
+
+
+@pytest.mark.parametrize("damage", ["negative_weight", "weights_not_normalised", "reversed_ranks",
+                                    "infinite_knot", "nan_offset"])
+def test_rehashed_nonsense_blend_values_are_refused(saved, damage):
+    # Anyone can recompute the manifest hash; values no fit produces must still be
+    # refused instead of predicting NaN.
+    path, _, _ = saved
+    manifest = _manifest(path)
+    ensemble = manifest["ensemble"]
+    first = next(iter(ensemble["weights"]))
+    if damage == "negative_weight":
+        ensemble["weights"][first] = -1.0
+    elif damage == "weights_not_normalised":
+        ensemble["weights"] = {k: 1.0 for k in ensemble["weights"]}
+    elif damage == "reversed_ranks":
+        knots = ensemble["rank_knots"][first]
+        knots["y"] = knots["y"][::-1]
+    elif damage == "infinite_knot":
+        ensemble["rank_knots"][first]["x"][-1] = float("inf")
+    else:
+        ensemble["offsets"][first] = float("nan")
+    _write_manifest(path, manifest)
+    with pytest.raises(ModelFileError, match="rank reference|blend weights"):
+        load_model(path)
+
+
+def test_a_loaded_model_keeps_its_fitted_blend(saved):
+    path, model, frame = saved
+    loaded = load_model(path)
+    assert loaded.blend_ == model.blend_ == "rank"
+    before = loaded.predict_proba(frame)
+    loaded.set_params(blend="mean")
+    np.testing.assert_array_equal(loaded.predict_proba(frame), before)
