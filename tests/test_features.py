@@ -173,10 +173,11 @@ def test_zero_denominators_and_extreme_positions_stay_finite(hand_frame) -> None
 # -- patient context ---------------------------------------------------------------------
 
 
-def test_patient_features_depend_only_on_that_patients_lesions() -> None:
+@pytest.mark.parametrize("rank_columns", ["none", "all"])  # ranks sort within groups
+def test_patient_features_depend_only_on_that_patients_lesions(rank_columns) -> None:
     frame = make_tiny_metadata(n_patients=3, lesions=6, seed=1)
     X, _ = split_xy(frame)
-    featurizer = _features().fit(X)
+    featurizer = _features(rank_columns=rank_columns).fit(X)
     alone = featurizer.transform(X)
     other = make_tiny_metadata(n_patients=2, lesions=9, seed=7).with_columns(
         patient_id=pl.concat_str(pl.lit("NEW_"), pl.col("patient_id")),
@@ -189,9 +190,10 @@ def test_patient_features_depend_only_on_that_patients_lesions() -> None:
     assert together.slice(9, X.height).equals(alone)
 
 
-def test_row_order_does_not_matter() -> None:
+@pytest.mark.parametrize("rank_columns", ["none", "all"])
+def test_row_order_does_not_matter(rank_columns) -> None:
     X, _ = split_xy(make_tiny_metadata(n_patients=4, lesions=8, seed=2))
-    featurizer = _features().fit(X)
+    featurizer = _features(rank_columns=rank_columns).fit(X)
     base = featurizer.transform(X)
     order = np.random.default_rng(0).permutation(X.height)
     shuffled = featurizer.transform(X[order])
