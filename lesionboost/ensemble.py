@@ -83,6 +83,12 @@ def _piecewise(values: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(values > x[-1], y[-1] + (values - x[-1]) * high, out)
 
 
+def _inverse_rank(z: np.ndarray, knots: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Map a blended normal score back to one member's margin scale (its rank map inverted)."""
+    margin, normal = knots
+    return _piecewise(z, normal, margin)
+
+
 def _mixture_logit(logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """log(p / (1 - p)) of p = sum_m w_m * sigmoid(logit_m), without overflow."""
     log_w = np.log(weights)[:, None]
@@ -433,10 +439,8 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             z = sum(
                 self.weights_[k] * _piecewise(margins[k], *self.rank_knots_[k]) for k in kinds
             )
-            x_y = [self.rank_knots_[k] for k in kinds]
             logits = np.stack(
-                [_piecewise(z, y, x) + self.offsets_[k] for k, (x, y) in zip(kinds, x_y,
-                                                                              strict=True)]
+                [_inverse_rank(z, self.rank_knots_[k]) + self.offsets_[k] for k in kinds]
             )
         else:
             logits = np.stack([margins[k] + self.offsets_[k] for k in kinds])
