@@ -80,6 +80,21 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _inside(storage: str, run_dir: Path) -> bool:
+    """Whether a file storage (SQLite or journal URL) lies in ``run_dir``."""
+    url = normalise_url(storage)
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix):]).resolve().is_relative_to(run_dir.resolve())
+    return False
+
+
+def _study_names(backend: Any) -> list[str]:
+    import optuna  # the CLI imports Optuna only when it tunes
+
+    return optuna.study.get_all_study_names(backend)
+
+
 def _prepare_run_dir(run_dir: Path, settings: dict[str, Any], force: bool) -> None:
     """Create RUN_DIR, or check that an existing one belongs to the same run."""
     marker = run_dir / "run.json"
@@ -237,7 +252,19 @@ def run_tune(args: argparse.Namespace) -> int:
             "use --storage journal:PATH (one machine) or a PostgreSQL URL (several machines)."
         )
     if args.storage or os.environ.get("LESIONBOOST_STORAGE"):
-        open_storage(storage)  # an unreachable server fails here, before any work or file
+        backend = open_storage(storage)  # an unreachable server fails here, before any work
+        if (
+            args.force and not _inside(storage, run_dir)
+            and args.study in _study_names(backend)
+        ):
+            # --force only clears RUN_DIR; a study in a storage outside it may be shared
+            # with other workers or machines, so it is never deleted implicitly.
+            raise UsageError(
+                f"--force starts RUN_DIR over, but study {args.study!r} lives in "
+                f"{describe_storage(storage)}, outside it, and would be resumed. Choose a new "
+                "--study name, or delete that study yourself (optuna delete-study "
+                f"--study-name {args.study} --storage URL) if no one else uses it."
+            )
     settings = {
         "data": str(Path(args.data).resolve()) if args.data else None,
         "patients": None if args.data else (args.patients or DEMO["patients"]),

@@ -330,7 +330,8 @@ def _add_tune(subparsers: Any) -> None:
     parser.add_argument("--out", default="runs/lesionboost", metavar="RUN_DIR",
                         help="run folder (default: runs/lesionboost)")
     parser.add_argument("--force", action="store_true",
-                        help="discard a previous run in RUN_DIR and start over")
+                        help="discard a previous run in RUN_DIR and start over (a study in "
+                        "a --storage outside RUN_DIR is never deleted)")
     parser.add_argument("--folds", type=int, metavar="K",
                         help="patient-grouped folds (default 5; demo 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of folds, sampler, models")
@@ -461,7 +462,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except KeyboardInterrupt:
-        print("lesionboost: interrupted; no partial output was kept.", file=sys.stderr)
+        if args.command == "tune":  # finished trials live in the study, not in the outputs
+            print("lesionboost: interrupted; finished trials are kept in the study: run the "
+                  "same command again to resume.", file=sys.stderr)
+        else:
+            print("lesionboost: interrupted; no partial output was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except UsageError as exc:
         if args.debug:

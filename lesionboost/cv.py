@@ -72,6 +72,7 @@ def patient_folds(
             raise ValueError(
                 f"y has {labels.shape[0]} labels but metadata has {frame.height} rows."
             )
+    _check_labels(labels, "target" if y is None else "y")
     groups = frame.get_column("patient_id")
     if groups.null_count():
         raise SchemaError("patient_folds: 'patient_id' has empty values; fill or drop those rows.")
@@ -93,7 +94,7 @@ def patient_folds(
         )
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     folds = np.full(frame.height, -1, dtype=np.int8)
-    codes = groups.cast(pl.Categorical).to_physical().to_numpy()
+    codes = _first_appearance_codes(groups)
     with warnings.catch_warnings():
         # sklearn warns when a class has fewer members than folds; we warned above.
         warnings.simplefilter("ignore", UserWarning)
@@ -102,6 +103,38 @@ def patient_folds(
         ):
             folds[valid] = fold
     return folds
+
+
+def _check_labels(labels: np.ndarray, name: str) -> None:
+    """0/1 labels without gaps, or an error naming the rows (strings "0"/"1" included)."""
+    if labels.dtype.kind in "biuf":  # numbers: NaN and other values are bad
+        bad = ~np.isin(labels, (0, 1))
+    else:  # objects or text ("1" is not 1): check each value
+        bad = np.array([isinstance(v, str) or v is None or v not in (0, 1)
+                        for v in labels.tolist()], dtype=bool)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"patient_folds: {name} must hold 0 (benign) or 1 (malignant) for every lesion, "
+            f"got {sorted({repr(v) for v in labels[rows[:20]].tolist()})[:5]} at row(s) "
+            f"{rows[:5].tolist()}{' ...' if rows.size > 5 else ''}. Map the labels to 0/1 "
+            "and drop unlabelled lesions first."
+        )
+
+
+def _first_appearance_codes(groups: pl.Series) -> np.ndarray:
+    """Integer patient codes numbered by first appearance in the frame.
+
+    A function of the frame alone -- unlike polars' categorical codes, which
+    depend on the strings the process has cast before -- so the folds are a
+    function of the data and the seed. Integer ids are compared as text.
+    """
+    _, first, inverse = np.unique(
+        groups.cast(pl.String).to_numpy(), return_index=True, return_inverse=True
+    )
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    return rank[inverse.ravel()]
 
 
 def patients_in_several_folds(patient_id: Any, folds: Any) -> list[Any]:

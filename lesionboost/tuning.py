@@ -364,7 +364,19 @@ def open_study(
     if space is not None and created:
         study.enqueue_trial(space.defaults(), user_attrs={DEFAULTS_ATTR: True},
                             skip_if_exists=True)
+    elif space is not None and _defaults_trial_failed(study):
+        # Ctrl-C (or any error) in the defaults trial leaves it FAIL, and nothing else
+        # would ever run the defaults again: queue them once more so the best trial is
+        # still never worse than the defaults. Only after a *failed* defaults trial,
+        # so a worker that loads a study its creator has not filled yet never enqueues.
+        study.enqueue_trial(space.defaults(), user_attrs={DEFAULTS_ATTR: True})
     return study
+
+
+def _defaults_trial_failed(study: optuna.Study) -> bool:
+    """True when the defaults trial failed and no copy of it is queued, running or done."""
+    defaults = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(DEFAULTS_ATTR)]
+    return bool(defaults) and all(t.state == TrialState.FAIL for t in defaults)
 
 
 def trial_history(study: optuna.Study) -> list[dict[str, Any]]:
@@ -470,7 +482,7 @@ def tune(
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}.")
-    if n_workers > 1 and (storage is None or is_sqlite(storage)):
+    if n_workers > 1 and (storage in (None, "", ":memory:") or is_sqlite(storage)):
         raise ValueError(
             f"n_workers={n_workers} needs a storage that several processes can share: "
             "a journal file (storage='journal:PATH') or a database server URL; "
@@ -483,8 +495,19 @@ def tune(
         folds = patient_folds(frame, n_splits=n_splits, seed=seed)
     folds = np.asarray(folds, dtype=np.int8)
     space = search_space if search_space is not None else SearchSpace(members=members)
+    # Everything that changes what a trial measures: a worker started with other
+    # images, device or search space must not add its trials to this study
+    # (n_jobs only changes the speed). Keys an older study lacks are not compared.
+    fixed_settings = {
+        key: (value if isinstance(value, (str, int, float, bool, type(None))) else repr(value))
+        for key, value in sorted((fixed_params or {}).items())
+        if key != "n_jobs"
+    }
     settings = {"members": list(space.members), "rounds": rounds,
-                "n_folds": int(len(np.unique(folds))), "search_space": 1}
+                "n_folds": int(len(np.unique(folds))), "search_space": 1,
+                "search_space_ensemble": bool(space.ensemble),
+                "search_space_feature_groups": bool(space.feature_groups),
+                "fixed_params": fixed_settings}
     pruner = _wilcoxon(p_threshold)
     study = open_study(storage, study_name, fingerprint=data_fingerprint(frame, folds),
                        settings=settings, space=space, pruner=pruner)

@@ -23,13 +23,18 @@ def channel_mean_model(
     metadata: dict[str, str] | None = None,
     logit_weights: tuple[float, float, float] = (1.0, -1.0, 0.5),
     dtype: int = TensorProto.FLOAT,
+    batch: int | str = "N",
 ) -> Path:
-    """Outputs ``embedding`` = per-channel spatial mean (N, 3), ``logit`` = embedding @ w (N, 1)."""
+    """Outputs ``embedding`` = per-channel spatial mean (N, 3), ``logit`` = embedding @ w (N, 1).
+
+    ``batch`` is the batch dimension: symbolic by default, an int for a model
+    exported with a fixed batch size.
+    """
     if layout == "NCHW":
-        shape = ["N", 3, size, size]
+        shape = [batch, 3, size, size]
         axes = [2, 3]
     else:
-        shape = ["N", size, size, 3]
+        shape = [batch, size, size, 3]
         axes = [1, 2]
     nodes = []
     source = "image"
@@ -47,8 +52,8 @@ def channel_mean_model(
         "tiny_channel_mean",
         [helper.make_tensor_value_info("image", dtype, shape)],
         [
-            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3]),
-            helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["N", 1]),
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [batch, 3]),
+            helper.make_tensor_value_info("logit", TensorProto.FLOAT, [batch, 1]),
         ],
         initializer=[weights],
     )

@@ -218,10 +218,27 @@ def test_ctrl_c_exits_130_and_leaves_no_outputs(sim_dir, tmp_path, capsys, monke
     monkeypatch.setattr(lesionboost.tuning, "tune", interrupted)
     code, out, err = _run(capsys, ["tune", "--data", str(sim_dir / "train-metadata.csv"),
                                    "--out", str(tmp_path / "r"), *FAST])
-    assert code == 130 and "interrupted" in err
+    assert code == 130 and "run the same command again to resume" in err
     leftovers = {p.name for p in (tmp_path / "r").iterdir()}
     assert leftovers <= {"run.json", "folds.parquet"}  # resume state only, all complete
     assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_force_never_deletes_a_study_outside_the_run_folder(sim_dir, tmp_path, capsys):
+    data = ["--data", str(sim_dir / "train-metadata.csv"), *FAST, "--trials", "1"]
+    shared = f"journal:{tmp_path / 'shared.journal'}"
+    code, _, err = _run(capsys, ["tune", *data, "--storage", shared, "--out", str(tmp_path / "a")])
+    assert code == 0, err
+    code, _, err = _run(capsys, ["tune", *data, "--storage", shared, "--out", str(tmp_path / "a"),
+                                 "--force"])
+    assert code == 2 and "outside it" in err and "new --study name" in err
+    # a study file inside RUN_DIR is the run's own: --force starts it over
+    own = f"sqlite:///{tmp_path / 'b' / 'study.db'}"
+    (tmp_path / "b").mkdir()
+    for _ in range(2):
+        code, _, err = _run(capsys, ["tune", *data, "--storage", own, "--out", str(tmp_path / "b"),
+                                     "--force"])
+        assert code == 0, err
 
 
 def test_every_command_has_help_with_an_example(capsys) -> None:

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from lesionboost import DataWarning, patient_folds
+from lesionboost.cv import patients_in_several_folds
 
 
 def _frame(n_patients: int = 60, seed: int = 0) -> pl.DataFrame:
@@ -65,3 +66,37 @@ def test_patients_in_several_folds_names_only_split_patients() -> None:
     patients = ["a", "a", "b", "b", "c", "c", "c"]
     assert patients_in_several_folds(patients, [0, 0, 1, 1, 2, 2, 2]) == []
     assert patients_in_several_folds(patients, [0, 1, 1, 1, 2, 0, 2]) == ["a", "c"]
+
+
+def test_folds_do_not_depend_on_strings_the_process_cast_before() -> None:
+    # polars' categorical codes are process-global: folds must not follow them.
+    import subprocess
+    import sys
+
+    script = (
+        "import polars as pl, lesionboost as lb, hashlib;"
+        "t = lb.simulate_slice3d(40, seed=3).train;"
+        "{warm}"
+        "print(hashlib.sha1(lb.patient_folds(t, seed=0).tobytes()).hexdigest())"
+    )
+    # cast the same patient ids, in reverse order, to a categorical first
+    warm = "t['patient_id'].unique(maintain_order=True).reverse().cast(pl.Categorical);"
+    runs = [
+        subprocess.run([sys.executable, "-c", script.format(warm=w)], capture_output=True,
+                       text=True, check=True).stdout
+        for w in ("", warm)
+    ]
+    assert runs[0] == runs[1]
+
+
+def test_integer_patient_ids_and_bad_labels() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"patient_id": [1, 1, 2, 2, 3, 3, 4, 4],
+                          "target": [0, 1, 0, 0, 1, 0, 0, 1]})
+    folds = patient_folds(frame, n_splits=2, seed=0)
+    assert not patients_in_several_folds(frame["patient_id"], folds)
+    with pytest.raises(ValueError, match=r"target must hold 0 \(benign\) or 1.*row\(s\) \[3\]"):
+        patient_folds(frame.assign(target=[0, 1, 0, None, 1, 0, 0, 1]), n_splits=2)
+    with pytest.raises(ValueError, match=r"y must hold 0.*'1'"):
+        patient_folds(frame, frame["target"].astype(str).to_numpy(), n_splits=2)

@@ -245,3 +245,28 @@ def test_write_model_metadata_makes_arguments_unnecessary(tmp_path: Path) -> Non
     with pytest.raises(ModelFileError, match="not an ONNX model"):
         (tmp_path / "x.onnx").write_text("nope")
         write_model_metadata(tmp_path / "x.onnx", input_size=3)
+
+
+def test_models_exported_with_a_fixed_batch_size_embed_any_number_of_crops(
+    tmp_path: Path, crops: tuple[Path, list[str]]
+) -> None:
+    path, ids = crops
+    fixed = channel_mean_model(tmp_path / "fixed.onnx", batch=4, metadata=_metadata("NCHW"))
+    dynamic = channel_mean_model(tmp_path / "dynamic.onnx", metadata=_metadata("NCHW"))
+    embedder = OnnxEmbedder(fixed, providers="cpu", batch_size=16)  # 16 != the model's 4
+    assert embedder.fixed_batch == 4
+    reference = OnnxEmbedder(dynamic, providers="cpu", batch_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the broken crop is logged, not raised
+        got = embedder.embed(path, ids[:23], progress=False)  # 23 = 5 full slices + 3
+    np.testing.assert_allclose(got, reference.embed(path, ids[:23], progress=False), atol=1e-6)
+    assert embedder.run_outputs(np.zeros((0, 16, 16, 3), np.uint8))[0].shape == (0, 3)
+
+
+@pytest.mark.parametrize("bad", [(0.5, 0.5), (0.1, 0.2, 0.3, 0.4)])
+def test_mean_and_std_must_have_one_or_three_values(tmp_path: Path, bad) -> None:
+    model = channel_mean_model(tmp_path / "m.onnx", metadata=_metadata("NCHW"))
+    with pytest.raises(ValueError, match="mean must be one number or three"):
+        OnnxEmbedder(model, providers="cpu", mean=bad)
+    with pytest.raises(ValueError, match="std must be one number or three"):
+        OnnxEmbedder(model, providers="cpu", std=bad)

@@ -15,6 +15,7 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
 from lesionboost._members import MEMBERS
+from lesionboost._tuning_space import _LIBRARY_DEFAULTS
 from lesionboost._tuning_storage import (
     WORKER_ATTR,
     StorageError,
@@ -51,14 +52,16 @@ def tiny() -> pl.DataFrame:
 def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
     space = SearchSpace()
     dists, defaults = space.distributions(), space.defaults()
-    assert set(dists) == set(defaults)
+    assert set(dists) == set(defaults) and len(dists) > 20
     for key, value in defaults.items():
         assert dists[key]._contains(dists[key].to_internal_repr(value)), key
     config = space.to_config(defaults)
     estimator = LesionBoostClassifier().get_params()
     for member in ("lightgbm", "xgboost", "catboost"):
         for name, value in config[f"{member}_params"].items():
-            assert value == pytest.approx(MEMBERS[member].defaults.get(name, value)), name
+            # the adapter's default, else the library default the space documents
+            expected = MEMBERS[member].defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
+            assert expected is not None and value == pytest.approx(expected), (member, name)
     for name in ("neg_ratio", "pos_oversample", "n_bags", "feature_groups"):
         assert tuple(np.atleast_1d(config[name])) == tuple(np.atleast_1d(estimator[name]))
     assert "weights" not in config  # equal weights = the estimator's default (None)
@@ -162,6 +165,38 @@ def test_tune_resumes_to_the_same_total_without_losing_or_repeating(tiny, tmp_pa
     assert result.best_params["lightgbm_params"]["n_estimators"] == 8
     again = tune(tiny, n_trials=3, **kwargs)  # already complete: runs nothing
     assert len(again.study.trials) == 3
+
+
+def test_ctrl_c_in_the_defaults_trial_queues_the_defaults_again(tiny, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    kwargs = dict(storage=url, n_splits=2, members=("lightgbm",), rounds=8,
+                  fixed_params=FAST, progress=False)
+    real_fit = LesionBoostClassifier.fit
+
+    def interrupted(self, X, y):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LesionBoostClassifier, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune(tiny, n_trials=2, **kwargs)
+    monkeypatch.setattr(LesionBoostClassifier, "fit", real_fit)
+    result = tune(tiny, n_trials=2, **kwargs)  # resume
+    states = [(t.state, bool(t.user_attrs.get(DEFAULTS_ATTR))) for t in result.study.trials]
+    assert states[0] == (TrialState.FAIL, True)
+    assert (TrialState.COMPLETE, True) in states[1:]
+    assert result.defaults_value is not None and result.best_value >= result.defaults_value
+    # resuming again does not queue the defaults a third time
+    again = tune(tiny, n_trials=2, **kwargs)
+    assert sum(bool(t.user_attrs.get(DEFAULTS_ATTR)) for t in again.study.trials) == 2
+
+
+def test_a_study_refuses_workers_with_other_fixed_settings(tiny, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    kwargs = dict(storage=url, n_splits=2, members=("lightgbm",), rounds=8, progress=False)
+    tune(tiny, n_trials=1, fixed_params=FAST, **kwargs)
+    tune(tiny, n_trials=1, fixed_params={**FAST, "n_jobs": 2}, **kwargs)  # speed only: fine
+    with pytest.raises(ValueError, match="other data or settings.*fixed_params"):
+        tune(tiny, n_trials=2, fixed_params={**FAST, "neg_ratio": 0.05}, **kwargs)
 
 
 def test_a_study_refuses_other_data(tiny, tmp_path) -> None:

@@ -172,9 +172,12 @@ def _decode_chunk(
             continue
         try:
             images[k] = decode_jpeg(data, size)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        except (
+            OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError
+        ) as exc:
             # Pillow raises OSError for truncated/garbled JPEGs, SyntaxError for
-            # some malformed headers; all mean "this crop is unusable".
+            # some malformed headers and DecompressionBombError for absurd sizes;
+            # all mean "this crop is unusable", never "stop the run".
             failed[k] = True
             problems.append((isic_id, "corrupt", f"{type(exc).__name__}: {exc}"))
     return images, failed, problems

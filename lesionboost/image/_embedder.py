@@ -116,8 +116,13 @@ def _parse_triple(text: str, key: str, source: str) -> tuple[float, float, float
 def _triple(value: Sequence[float] | float | None, name: str) -> tuple[float, float, float] | None:
     if value is None:
         return None
-    array = np.broadcast_to(np.asarray(value, dtype=np.float64), (3,))
-    return tuple(float(v) for v in array)  # type: ignore[return-value]
+    array = np.asarray(value, dtype=np.float64).ravel()
+    if array.size not in (1, 3):
+        raise ValueError(
+            f"{name} must be one number or three (r, g, b on the [0, 1] pixel scale), "
+            f"got {value!r}."
+        )
+    return tuple(float(v) for v in np.broadcast_to(array, (3,)))  # type: ignore[return-value]
 
 
 class OnnxEmbedder:
@@ -297,6 +302,11 @@ class OnnxEmbedder:
         spec = inputs[0]
         self.input_name: str = spec.name
         shape = list(spec.shape)
+        # Exports without a dynamic batch axis (common for timm/torch exports) take
+        # exactly this many images per call; run_outputs pads the last slice.
+        self.fixed_batch: int | None = (
+            shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        )
         if len(shape) != 4:
             raise ModelFileError(
                 f"{self._source} takes input {spec.name!r} of rank {len(shape)} (shape {shape}); "
@@ -439,8 +449,22 @@ class OnnxEmbedder:
                 f"decode_jpeg(data, {self.input_size})."
             )
         names = list(outputs) if outputs is not None else [self.output]
-        results = self._session.run(names, {self.input_name: self._prepare(images)})
-        return [np.asarray(r, dtype=np.float32).reshape(images.shape[0], -1) for r in results]
+        if self.fixed_batch is None or images.shape[0] == self.fixed_batch:
+            results = self._session.run(names, {self.input_name: self._prepare(images)})
+            return [np.asarray(r, dtype=np.float32).reshape(images.shape[0], -1) for r in results]
+        size = self.fixed_batch
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, images.shape[0], size):
+            piece = images[start : start + size]
+            padded = np.zeros((size, *piece.shape[1:]), dtype=np.uint8)
+            padded[: len(piece)] = piece
+            results = self._session.run(names, {self.input_name: self._prepare(padded)})
+            parts.append([
+                np.asarray(r, dtype=np.float32).reshape(size, -1)[: len(piece)] for r in results
+            ])
+        if not parts:  # no images: ask the model once for the output widths
+            return [r[:0] for r in self.run_outputs(np.zeros((size, *expected), np.uint8), names)]
+        return [np.concatenate([part[k] for part in parts]) for k in range(len(names))]
 
     def embed_images(self, images: np.ndarray) -> np.ndarray:
         """Embed already decoded images, in batches of ``batch_size``.
