@@ -31,7 +31,7 @@ import polars as pl
 
 from . import __version__
 from ._atomic import atomic_path
-from ._tuning_storage import describe_storage, normalise_url, open_storage
+from ._tuning_storage import describe_storage, is_sqlite, open_storage, storage_file
 from .cli import EXIT_OK, UsageError, _emit
 
 logger = logging.getLogger("lesionboost")
@@ -80,13 +80,8 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _inside(storage: str, run_dir: Path) -> bool:
-    """Whether a file storage (SQLite or journal URL) lies in ``run_dir``."""
-    url = normalise_url(storage)
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix):
-            return Path(url[len(prefix):]).resolve().is_relative_to(run_dir.resolve())
-    return False
+def _is_in(path: Path | None, folder: Path) -> bool:
+    return path is not None and path.resolve().is_relative_to(folder.resolve())
 
 
 def _study_names(backend: Any) -> list[str]:
@@ -246,7 +241,7 @@ def run_tune(args: argparse.Namespace) -> int:
     if storage is None:
         storage = (f"sqlite:///{(run_dir / 'study.db').resolve()}" if args.workers == 1
                    else f"journal:{(run_dir / 'study.journal').resolve()}")
-    elif args.workers > 1 and normalise_url(storage).startswith("sqlite"):
+    elif args.workers > 1 and is_sqlite(storage):
         raise UsageError(
             f"--workers {args.workers} with a SQLite storage fails with 'database is locked'; "
             "use --storage journal:PATH (one machine) or a PostgreSQL URL (several machines)."
@@ -254,8 +249,8 @@ def run_tune(args: argparse.Namespace) -> int:
     if args.storage or os.environ.get("LESIONBOOST_STORAGE"):
         backend = open_storage(storage)  # an unreachable server fails here, before any work
         if (
-            args.force and not _inside(storage, run_dir)
-            and args.study in _study_names(backend)
+            args.force and args.study in _study_names(backend)
+            and not _is_in(storage_file(storage), run_dir)
         ):
             # --force only clears RUN_DIR; a study in a storage outside it may be shared
             # with other workers or machines, so it is never deleted implicitly.

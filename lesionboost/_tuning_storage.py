@@ -59,6 +59,8 @@ __all__ = [
     "mask_url",
     "describe_storage",
     "is_sqlite",
+    "is_in_memory",
+    "storage_file",
     "worker_identity",
     "recover_stale_trials",
     "WORKER_ATTR",
@@ -125,6 +127,21 @@ def is_sqlite(url: str) -> bool:
     return normalise_url(url).startswith("sqlite")
 
 
+def is_in_memory(url: str | None) -> bool:
+    """True for the in-memory storage (``None``, ``""`` or ``":memory:"``)."""
+    return url is None or url in ("", ":memory:")
+
+
+def storage_file(url: str | None) -> Path | None:
+    """The file behind a SQLite or journal storage; ``None`` for memory or a server."""
+    if is_in_memory(url):
+        return None
+    canonical = normalise_url(url)  # type: ignore[arg-type]
+    if canonical.startswith("sqlite:///"):
+        return Path(canonical[len("sqlite:///") :])
+    return _journal_path(canonical)
+
+
 def describe_storage(url: str | None) -> str:
     """One human-readable line about a storage URL (password masked)."""
     if not url:
@@ -185,7 +202,7 @@ def open_storage(
     >>> open_storage(None) is None
     True
     """
-    if url is None or url in ("", ":memory:"):
+    if is_in_memory(url):
         return None
     canonical = normalise_url(url)
     shown = describe_storage(url)
@@ -202,10 +219,9 @@ def open_storage(
                 "expected a SQLAlchemy URL (sqlite:///path.db, postgresql://user@host/db), "
                 "journal:PATH, or a path ending in .db or .journal"
             )
-        if canonical.startswith("sqlite:///"):
-            folder = Path(canonical[len("sqlite:///") :]).parent
-            if not folder.is_dir():
-                raise FileNotFoundError(f"the folder {folder} does not exist")
+        database = storage_file(canonical)
+        if database is not None and not database.parent.is_dir():
+            raise FileNotFoundError(f"the folder {database.parent} does not exist")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(

@@ -559,17 +559,18 @@ class LesionFeaturizer(TransformerMixin, BaseEstimator):
     def _check_magnitudes(frame: pl.DataFrame, columns: Sequence[str]) -> None:
         # A finite value beyond any measurement (1e200) would overflow the Float32
         # outputs and turn its whole patient's z-scores into NaN: refuse it by name.
-        floats = [c for c in columns if frame.schema[c].is_float() and frame.height]
-        if not floats:
+        floats = [c for c in columns if frame.schema[c].is_float()]
+        if not floats or frame.height == 0:
             return
-        flags = frame.select(
-            (pl.col(c).is_finite() & (pl.col(c).abs() > _MAX_MAGNITUDE)).any().alias(c)
-            for c in floats
-        ).row(0, named=True)
+
+        def too_large(x: pl.Expr) -> pl.Expr:
+            return x.is_finite() & (x.abs() > _MAX_MAGNITUDE)
+
+        flags = frame.select(too_large(pl.col(c)).any().alias(c) for c in floats).row(0, named=True)
         huge = [c for c, flag in flags.items() if flag]
         if huge:
             column = frame.get_column(huge[0])
-            row = int((column.is_finite() & (column.abs() > _MAX_MAGNITUDE)).arg_true()[0])
+            row = int(frame.select(too_large(pl.col(huge[0])).arg_true().first()).item())
             raise SchemaError(
                 f"LesionFeaturizer: column(s) {_preview(huge)} hold values beyond "
                 f"+-{_MAX_MAGNITUDE:.0e} (first: {huge[0]!r} = {column[row]!r} at row {row}); "

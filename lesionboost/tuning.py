@@ -123,6 +123,7 @@ from ._tuning_storage import (
     WORKER_ATTR,
     StorageError,
     describe_storage,
+    is_in_memory,
     is_sqlite,
     open_storage,
     recover_stale_trials,
@@ -482,7 +483,7 @@ def tune(
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}.")
-    if n_workers > 1 and (storage in (None, "", ":memory:") or is_sqlite(storage)):
+    if n_workers > 1 and (is_in_memory(storage) or is_sqlite(storage)):
         raise ValueError(
             f"n_workers={n_workers} needs a storage that several processes can share: "
             "a journal file (storage='journal:PATH') or a database server URL; "
