@@ -15,6 +15,11 @@ patient-grouped out-of-fold pAUC (the folds ``quality.py`` uses) and its wall ti
   alone, and weighted blends of their out-of-fold ranks (pooled over the folds,
   an approximation of the shipped ensemble, which blends inside each fitted
   model) under the weights of :data:`BLEND_WEIGHTS`;
+* ``followup`` -- an auxiliary LightGBM trained on the *benign* lesions of the
+  training folds to tell which ones carry a ``lesion_id`` (clinics give one to the
+  lesions they follow up; it is a train-only column, used here as a label, never a
+  feature), its score alone, and its 10-30 % rank blend with the LightGBM member --
+  the 7th-place idea of learning from follow-up decisions (FACTS.md section 4.5);
 * ``linear`` / ``spline`` -- a logistic regression on quantile-normalised
   features (``spline``: cubic B-splines of them) trained on all positives and
   1 in 10 negatives, alone and rank-blended 20-30 % with that equal-weight
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
 import lesionboost as lb
 from lesionboost.ensemble import GBDTEnsembleClassifier
@@ -79,10 +85,14 @@ BLEND_WEIGHTS: tuple[tuple[int, int, int], ...] = (
     (1, 1, 1), (1, 0, 1), (1, 1, 0), (0, 1, 1), (2, 1, 1), (1, 1, 2), (1, 2, 1),
 )
 LINEAR_BLEND_SHARES: tuple[float, ...] = (0.2, 0.3)
+#: Shares of the follow-up model in its rank blend with the LightGBM member.
+FOLLOWUP_BLEND_SHARES: tuple[float, ...] = (0.1, 0.2, 0.3)
 
 
-def load(source: str, seed: int, n_patients: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """Features (the estimator's default groups), labels and patient folds."""
+def load(
+    source: str, seed: int, n_patients: int
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Features (the estimator's default groups), labels, patient folds and lesion_id presence."""
     if source == "sim":
         train = lb.simulate_slice3d(n_patients, seed=seed).train
     else:
@@ -93,7 +103,8 @@ def load(source: str, seed: int, n_patients: int) -> tuple[pl.DataFrame, np.ndar
         groups = tuple(g for g in groups if g != "counts")
     folds = lb.patient_folds(train, n_splits=3 if n_patients < 200 else 5, seed=0)
     features = lb.LesionFeaturizer(groups=groups).fit_transform(X)
-    return features, np.asarray(y), folds
+    followed_up = train.get_column("lesion_id").is_not_null().to_numpy()
+    return features, np.asarray(y), folds, followed_up
 
 
 def _categoricals(features: pl.DataFrame) -> list[str]:
@@ -183,17 +194,49 @@ def logistic(splines: bool) -> Callable[..., np.ndarray]:
     return fit_predict
 
 
+def followup_model() -> Callable[..., np.ndarray]:
+    """Fit-predict of the auxiliary "has a lesion_id" model, trained on benign rows.
+
+    Its labels are two columns, ``(malignant, followed up)``, so that
+    :func:`out_of_fold` hands it both for the training fold.
+    """
+    import lightgbm
+
+    def fit_predict(train: pl.DataFrame, labels: np.ndarray, test: pl.DataFrame) -> np.ndarray:
+        y, tracked = labels[:, 0], labels[:, 1]
+        # Benign rows only, and 1 in 4 of those nobody followed up (4x faster; still
+        # ~4 negatives per followed-up lesion).
+        keep = (y == 0) & ((tracked == 1) | (np.random.default_rng(0).random(len(y)) < 0.25))
+        categorical = _categoricals(train)
+        train = train.with_columns(pl.col(c).cast(pl.Int32) for c in categorical)
+        test = test.with_columns(pl.col(c).cast(pl.Int32) for c in categorical)
+        data = lightgbm.Dataset(
+            train.filter(pl.Series(keep)).to_numpy().astype(np.float32), tracked[keep],
+            feature_name=train.columns, categorical_feature=categorical,
+        )
+        params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31,
+                  "min_data_in_leaf": 100, "feature_fraction": 0.5, "bagging_fraction": 0.8,
+                  "bagging_freq": 1, "lambda_l2": 10.0, "num_threads": 2, "seed": 0,
+                  "verbose": -1}  # fmt: skip
+        booster = lightgbm.train(params, data, num_boost_round=300)
+        return booster.predict(test.to_numpy().astype(np.float32), raw_score=True)
+
+    return fit_predict
+
+
 def _rank(scores: np.ndarray) -> np.ndarray:
     return rankdata(scores) / len(scores)
 
 
 def run_variant(name: str, features: pl.DataFrame, y: np.ndarray, folds: np.ndarray,
-                cache: dict[str, np.ndarray]) -> dict[str, Any]:
-    """One variant's out-of-fold pAUC(s) and wall time."""
+                cache: dict[str, np.ndarray],
+                followed_up: np.ndarray | None = None) -> dict[str, Any]:
+    """One variant's out-of-fold pAUC(s) and wall time (``followup`` needs ``followed_up``)."""
     start = time.perf_counter()
     result: dict[str, Any] = {"variant": name}
     if name.startswith("lgbm:"):
         oof = out_of_fold(features, y, folds, lightgbm_member(**LGBM_VARIANTS[name[5:]]))
+        cache[name] = oof
         result["pauc"] = lb.pauc_above_tpr(y, oof)
     elif name.startswith("top:"):
         oof = out_of_fold(features, y, folds, selected_member(int(name[4:])))
@@ -211,6 +254,24 @@ def run_variant(name: str, features: pl.DataFrame, y: np.ndarray, folds: np.ndar
         }
         cache["ensemble"] = sum(ranks)
         result["pauc"] = result["blends"]["1:1:1"]
+    elif name == "followup":
+        if followed_up is None:
+            raise ValueError("variant 'followup' needs the lesion_id presence of every row")
+        if "lgbm:base" not in cache:
+            cache["lgbm:base"] = out_of_fold(features, y, folds, lightgbm_member())
+        labels = np.column_stack([y, followed_up.astype(int)])
+        aux = out_of_fold(features, labels, folds, followup_model())
+        benign = y == 0
+        result["followup_auc_benign"] = float(roc_auc_score(followed_up[benign], aux[benign]))
+        result["malignancy_auc"] = float(roc_auc_score(y, aux))
+        result["pauc"] = lb.pauc_above_tpr(y, aux)
+        result["base"] = lb.pauc_above_tpr(y, cache["lgbm:base"])
+        result["blends"] = {
+            f"{share:.0%}": lb.pauc_above_tpr(
+                y, (1 - share) * _rank(cache["lgbm:base"]) + share * _rank(aux)
+            )
+            for share in FOLLOWUP_BLEND_SHARES
+        }
     elif name in ("linear", "spline"):
         if "ensemble" not in cache:
             raise ValueError(f"variant {name!r} blends with the ensemble: list 'members' before it")
@@ -240,16 +301,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.source == "real" and not REAL_SAMPLE.exists():
         parser.error(f"--source real needs the real sample at {REAL_SAMPLE}")
     every = [*(f"lgbm:{n}" for n in LGBM_VARIANTS), "top:20", "top:40", "top:80",
-             "members", "linear", "spline"]
-    small = ["lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear"]
+             "members", "linear", "spline", "followup"]
+    small = ["lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear", "followup"]
     variants = args.variants or (small if args.small else every)
-    features, y, folds = load(args.source, args.seed, 60 if args.small else 1042)
+    features, y, folds, followed_up = load(args.source, args.seed, 60 if args.small else 1042)
     print(f"{args.source} seed {args.seed}: {features.height:,} lesions, {int(y.sum())} malignant, "
           f"{features.width} features, {len(np.unique(folds))} folds", flush=True)
     cache: dict[str, np.ndarray] = {}
     results = []
     for name in variants:
-        result = run_variant(name, features, y, folds, cache)
+        result = run_variant(name, features, y, folds, cache, followed_up)
         results.append(result)
         blends = " ".join(f"{k} {v:.4f}" for k, v in result.get("blends", {}).items())
         print(f"{name:<22} OOF pAUC {result['pauc']:.4f}  ({result['seconds']:.0f} s)"

@@ -67,6 +67,9 @@ class Population:
 
     patient: dict[str, np.ndarray]  # one entry per patient
     lesion: dict[str, np.ndarray]  # one entry per lesion, incl. "patient" (row -> patient)
+    #: Standard-normal scores of the free columns (rows x FREE_COLUMNS), the scale
+    #: the calibration tables model them on; the lesion-tracking model reads them.
+    normal_scores: np.ndarray
 
     @property
     def n_lesions(self) -> int:
@@ -312,4 +315,4 @@ def draw_population(
     columns["patient"] = patient
     columns["location"] = location
     columns["site"] = site
-    return Population(patient=patients, lesion=columns)
+    return Population(patient=patients, lesion=columns, normal_scores=scores / tables["total_sd"])

@@ -85,6 +85,7 @@ COMPONENT_OF: dict[str, str] = {
     name: spec[-1] for name, spec in (*ABSOLUTE_TERMS.items(), *RELATIVE_TERMS.items())
 }
 _SOFT_CLIP = 3.0
+_BENIGN_TRACKED_RATE = 0.054  # benign rows with a lesion_id in the full file (FACTS.md 2.2)
 _HEAD_NECK = 2  # index of "head/neck" in _simulate_calibration.SITES
 _IDDX2 = {
     "BCC": "Malignant adnexal epithelial proliferations - Follicular",
@@ -189,9 +190,25 @@ def subtype_probabilities(
     return np.column_stack([(1 - p_mel) * (1 - p_scc), p_mel, (1 - p_mel) * p_scc])
 
 
+def tracking_score(
+    normal_scores: np.ndarray, centre_of_row: np.ndarray, tables: dict[str, Any] | None = None
+) -> np.ndarray:
+    """Log-odds (up to a constant) that a clinic follows a benign lesion up.
+
+    The logistic model of :func:`lesionboost._simulate_calibration._tracking_model`,
+    fitted on the real sample: a linear function of the free columns' normal scores
+    plus a centre effect. It is not a function of the malignancy risk, so the
+    ``lesion_id`` column relates to malignancy only as much as the real drivers of
+    tracking (border, symmetry, contrast, centre) do.
+    """
+    model = (load_tables() if tables is None else tables)["tracking"]
+    centre = np.asarray(model["centre"], dtype=float)
+    return normal_scores @ np.asarray(model["coef"], dtype=float) + centre[centre_of_row]
+
+
 def leak_columns(
     target: np.ndarray,
-    tabular: np.ndarray,
+    tracking: np.ndarray,
     features: np.ndarray,
     centre_of_row: np.ndarray,
     risk: RiskModel,
@@ -200,8 +217,8 @@ def leak_columns(
 ) -> dict[str, list[Any] | np.ndarray]:
     """Train-only columns drawn after the label, the way the real ones behave.
 
-    ``lesion_id`` on every malignant lesion and on ~5.4 % of benign ones (more often
-    on suspicious-looking lesions); ``iddx_*`` from the diagnosis vocabulary of the
+    ``lesion_id`` on every malignant lesion and on ~5.4 % of benign ones, drawn
+    from ``tracking`` (:func:`tracking_score`); ``iddx_*`` from the diagnosis vocabulary of the
     real sample (BCC / melanoma / SCC mix for malignant lesions; a few biopsied
     benign and indeterminate lesions); ``mel_*`` for invasive melanomas only;
     ``tbp_lv_dnn_lesion_confidence`` from the benign or malignant distribution.
@@ -210,10 +227,9 @@ def leak_columns(
     leak = tables["leak"]
     n = len(target)
     malignant = target == 1
-    # lesion_id: tracked lesions are the suspicious ones; solve the offset for ~5.4 %.
-    spread = (tabular - tabular.mean()) / (tabular.std() + 1e-12)
-    offset = _solve_offset(0.6 * spread, 0.054)
-    tracked = malignant | (rng.random(n) < special.expit(offset + 0.6 * spread))
+    # lesion_id: solve the tracking model's intercept for ~5.4 % of benign lesions.
+    offset = _solve_offset(tracking[~malignant], _BENIGN_TRACKED_RATE)
+    tracked = malignant | (rng.random(n) < special.expit(offset + tracking))
     iddx_full = np.full(n, "Benign", dtype=object)
     vocabulary = [(t, name, count) for t, name, count in leak["iddx_full"]]
     benign_paths = [(name, count) for t, name, count in vocabulary if t == 0 and name != "Benign"]
@@ -268,7 +284,7 @@ def leak_columns(
 
 
 def _solve_offset(score: np.ndarray, rate: float) -> float:
-    """Offset ``c`` with ``mean(expit(c + score)) == rate`` (bisection; score is small)."""
+    """Offset ``c`` with ``mean(expit(c + score)) == rate`` (bisection)."""
     low, high = -20.0, 20.0
     for _ in range(60):
         mid = (low + high) / 2

@@ -58,7 +58,9 @@ Generative story
    of FACTS.md section 2.5, the univariate AUCs of the real sample and the pAUC of
    the oracles.
 4. **Train-only columns** are drawn after the label: ``lesion_id`` on every
-   malignant lesion and ~5.4 % of benign ones (suspicious ones more often);
+   malignant lesion and ~5.4 % of benign ones, chosen by a follow-up model fitted
+   on the real sample (high-contrast, regular lesions and one centre, the Frazer
+   Institute, far more often; not the malignancy risk);
    ``iddx_*`` from the real diagnosis vocabulary (BCC / melanoma / SCC from the
    two hazards); ``mel_*`` on invasive melanomas; a lower
    ``tbp_lv_dnn_lesion_confidence`` for malignant lesions.
@@ -113,7 +115,7 @@ from ._atomic import atomic_path
 from ._simulate_calibration import CENTRES, SITES, load_tables
 from ._simulate_population import LOCATIONS, draw_population
 from ._simulate_render import render_crops
-from ._simulate_risk import RiskModel, leak_columns, risk_features
+from ._simulate_risk import RiskModel, leak_columns, risk_features, tracking_score
 from .schema import LOCATION_TO_SIMPLE, TEST_COLUMNS, TRAIN_COLUMNS
 
 __all__ = ["SimulatedSLICE3D", "simulate_slice3d", "write_slice3d", "render_images"]
@@ -256,7 +258,8 @@ def _cohort(
         if name.startswith("tbp_lv_") and name in lesion:
             data[name] = lesion[name]
     if train:
-        leak = leak_columns(target, tabular, features, centre, risk, leak_rng, tables)
+        tracking = tracking_score(pop.normal_scores, centre, tables)
+        leak = leak_columns(target, tracking, features, centre, risk, leak_rng, tables)
         tracked = leak.pop("tracked")
         lesion_ids = _unique_ids(id_rng, n, 0, "IL_")
         data["lesion_id"] = np.where(tracked, lesion_ids, None)

@@ -66,6 +66,19 @@ def test_categorical_and_structure_summaries(fidelity, sim_frame: pl.DataFrame) 
     assert s["lesion_id_malignant_pct"] == 100.0
 
 
+def test_tracking_aucs_use_lesion_id_among_benign_lesions(
+    fidelity, sim_frame: pl.DataFrame
+) -> None:
+    aucs = fidelity.tracking_aucs(sim_frame)
+    assert set(aucs) == set(NUMERIC_COLUMNS)
+    assert aucs["tbp_lv_symm_2axis"] < 0.45  # followed-up naevi are regular, as in the real sample
+    # A label unrelated to the columns gives AUCs near 0.5.
+    shuffled = sim_frame.with_columns(pl.col("lesion_id").shuffle(seed=3))
+    assert abs(fidelity.tracking_aucs(shuffled)["tbp_lv_symm_2axis"] - 0.5) < 0.06
+    report = {"tracking_auc": {"top8_max_gap": 0.07}}
+    assert fidelity.checks(report) == {"tracking_auc_top8": False}
+
+
 def test_lightgbm_oof_scores_every_row_out_of_fold(fidelity, sim_frame: pl.DataFrame) -> None:
     oof = fidelity.lightgbm_oof(sim_frame, patient_features=False, n_splits=3)
     assert oof.shape == (sim_frame.height,) and np.isfinite(oof).all()

@@ -17,7 +17,9 @@ variants = import_benchmark("variants.py")
 def test_small_variants_benchmark_runs(tmp_path: Path) -> None:
     report, stdout = run_small("variants.py", tmp_path / "variants.json", timeout=300)
     results = {r["variant"]: r for r in report["results"]}
-    assert list(results) == ["lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear"]
+    assert list(results) == [
+        "lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear", "followup"
+    ]
     assert report["settings"]["positives"] > 0
     assert all(0.0 <= r["pauc"] <= 0.2 and r["seconds"] > 0 for r in results.values())
     # a random ranking scores ~0.02 above 80 % TPR: the member and the ensemble learn
@@ -28,6 +30,11 @@ def test_small_variants_benchmark_runs(tmp_path: Path) -> None:
     assert members["pauc"] == members["blends"]["1:1:1"]
     assert {"lightgbm", "xgboost", "catboost"} <= set(members)
     assert set(results["linear"]["blends"]) == {"20%", "30%"}
+    followup = results["followup"]
+    # Follow-up is predictable from the columns (real sample: CV AUC ~0.9).
+    assert followup["followup_auc_benign"] > 0.75
+    assert followup["base"] == results["lgbm:base"]["pauc"]
+    assert set(followup["blends"]) == {"10%", "20%", "30%"}
     assert "OOF pAUC" in stdout
 
 
@@ -65,5 +72,23 @@ def test_unknown_or_out_of_order_variants_are_refused() -> None:
     features = pl.DataFrame({"a": [0.0, 1.0]})
     with pytest.raises(ValueError, match="unknown variant"):
         variants.run_variant("boosted_forest", features, np.array([0, 1]), np.array([0, 1]), {})
+    with pytest.raises(ValueError, match="needs the lesion_id presence"):
+        variants.run_variant("followup", features, np.array([0, 1]), np.array([0, 1]), {})
     with pytest.raises(ValueError, match="list 'members' before it"):
         variants.run_variant("linear", features, np.array([0, 1]), np.array([0, 1]), {})
+
+
+def test_followup_model_learns_from_benign_rows_only() -> None:
+    # Malignant rows are all followed up and carry a feature of their own; a model
+    # that trained on them would rank by it. Among benign rows only "b" matters.
+    rng = np.random.default_rng(1)
+    n = 4000
+    y = (rng.random(n) < 0.05).astype(int)
+    b = rng.normal(size=n)
+    tracked = np.where(y == 1, 1, (b + 0.3 * rng.normal(size=n) > 1.2).astype(int))
+    a = np.where(y == 1, 5.0, 0.0) + 0.1 * rng.normal(size=n)
+    train = pl.DataFrame({"a": a, "b": b})
+    test = pl.DataFrame({"a": [5.0, 0.0, 0.0], "b": [-2.0, -2.0, 2.0]})
+    scores = variants.followup_model()(train, np.column_stack([y, tracked]), test)
+    assert scores[2] > scores[0] and scores[2] > scores[1]
+    assert abs(scores[0] - scores[1]) < 0.5
