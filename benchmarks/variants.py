@@ -77,6 +77,13 @@ LGBM_VARIANTS: dict[str, dict[str, Any]] = {
             "min_data_in_leaf": 100,
         }
     },
+    # Additive (GAM-like) boosting: each tree splits on one feature only.
+    "stumps_1500": {
+        "lightgbm_params": {
+            "max_depth": 1, "num_leaves": 2, "n_estimators": 1500, "learning_rate": 0.05,
+            "min_data_in_leaf": 100,
+        }
+    },
     "linear_tree": {"lightgbm_params": {"linear_tree": True, "linear_lambda": 1.0}},
     "extra_trees": {"lightgbm_params": {"extra_trees": True}},
 }

@@ -79,6 +79,23 @@ def test_tracking_aucs_use_lesion_id_among_benign_lesions(
     assert fidelity.checks(report) == {"tracking_auc_top8": False}
 
 
+def test_followup_model_aucs_learn_follow_up_from_benign_rows(
+    fidelity, sim_frame: pl.DataFrame
+) -> None:
+    aucs = fidelity.followup_model_aucs(sim_frame, n_benign=3000)
+    assert aucs["followup_auc"] > 0.75
+    assert 0.0 <= aucs["malignancy_auc"] <= 1.0
+    # Follow-up shuffled among the benign rows carries nothing to learn.
+    benign = sim_frame.filter(pl.col("target") == 0)
+    shuffled = pl.concat([
+        benign.with_columns(pl.col("lesion_id").shuffle(seed=4)),
+        sim_frame.filter(pl.col("target") == 1),
+    ])
+    assert abs(fidelity.followup_model_aucs(shuffled, n_benign=3000)["followup_auc"] - 0.5) < 0.1
+    report = {"followup_model": {"real": {"malignancy_auc": 0.84}, "sim": {"malignancy_auc": 0.68}}}
+    assert fidelity.checks(report) == {"followup_malignancy_auc": False}
+
+
 def test_lightgbm_oof_scores_every_row_out_of_fold(fidelity, sim_frame: pl.DataFrame) -> None:
     oof = fidelity.lightgbm_oof(sim_frame, patient_features=False, n_splits=3)
     assert oof.shape == (sim_frame.height,) and np.isfinite(oof).all()
