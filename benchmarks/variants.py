@@ -19,7 +19,8 @@ patient-grouped out-of-fold pAUC (the folds ``quality.py`` uses) and its wall ti
   training folds to tell which ones carry a ``lesion_id`` (clinics give one to the
   lesions they follow up; it is a train-only column, used here as a label, never a
   feature), its score alone, and its 10-30 % rank blend with the LightGBM member --
-  the 7th-place idea of learning from follow-up decisions (FACTS.md section 4.5);
+  inspired by the 7th place, who learned from follow-up decisions by weighting
+  followed-up benign lesions in their main model (FACTS.md section 4.5);
 * ``linear`` / ``spline`` -- a logistic regression on quantile-normalised
   features (``spline``: cubic B-splines of them) trained on all positives and
   1 in 10 negatives, alone and rank-blended 20-30 % with that equal-weight
@@ -298,11 +299,12 @@ def run_variant(name: str, features: pl.DataFrame, y: np.ndarray, folds: np.ndar
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="60 patients, 3 folds, 5 variants")
+    parser.add_argument("--small", action="store_true", help="60 patients, 3 folds, 6 variants")
     parser.add_argument("--source", choices=("sim", "real"), default="sim")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
     parser.add_argument("--variants", nargs="+", default=None,
-                        help="default: every lgbm:<name>, top:20/40/80, members, linear, spline")
+                        help="default: every lgbm:<name>, top:20/40/80, members, linear, spline, "
+                             "followup")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.source == "real" and not REAL_SAMPLE.exists():

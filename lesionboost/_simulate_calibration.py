@@ -120,6 +120,7 @@ FREE_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("tbp_lv_nevi_confidence", "log10", False),
 )
 FREE_NAMES: tuple[str, ...] = tuple(name for name, _, _ in FREE_COLUMNS)
+ZERO_INFLATED: tuple[str, ...] = tuple(name for name, _, zero in FREE_COLUMNS if zero)
 
 # Probability grid of the stored quantile tables (finer in the tails).
 _PROBS = np.unique(
@@ -127,7 +128,7 @@ _PROBS = np.unique(
 )
 _POSITION_LEVELS = 41
 _MIN_ROWS_PER_LOCATION = 40
-_TRACKING_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+_FOLLOWUP_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 _RIDGE = 8.0  # prior strength in rows: small centres borrow from the pooled mean
 _AGE_CENTRE, _AGE_SCALE = 58.0, 13.6
 
@@ -301,44 +302,48 @@ def _leak_tables(sample: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def _tracking_model(
-    scores: np.ndarray, centre: np.ndarray, tracked: np.ndarray, groups: np.ndarray
-) -> dict[str, Any]:
-    """Logistic model of "this benign lesion has a ``lesion_id``" on the normal scores.
+def followup_design(
+    normal_scores: np.ndarray, columns: dict[str, np.ndarray], covariates: np.ndarray
+) -> np.ndarray:
+    """Inputs of the follow-up model, shared by its fit and the simulator.
 
-    Clinics give a ``lesion_id`` to lesions they follow up. On the real sample that
-    choice is far from random (a logistic model on the free columns' normal scores
-    and the centre reaches a patient-grouped CV AUC of ~0.87; norm_border, symm_2axis,
-    deltaL and the Frazer Institute dominate), so the simulator draws it from this
-    model rather than from the malignancy risk. The L2 strength is chosen by
-    patient-grouped 5-fold CV AUC.
+    The free columns' normal scores, a "is exactly 0" flag per zero-inflated free
+    column (flat lesions tie at one normal score, which a linear model cannot
+    separate from small positive values), and the covariates of
+    :func:`design_matrix` without its intercept (tile type, site, centre, age, sex).
+    """
+    flags = [np.asarray(columns[name]) == 0 for name in ZERO_INFLATED]
+    return np.column_stack([normal_scores, *flags, covariates[:, 1:]]).astype(float)
+
+
+def _followup_model(design: np.ndarray, followed: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+    """Logistic model of "this benign lesion has a ``lesion_id``" on :func:`followup_design`.
+
+    Clinics give a ``lesion_id`` to the lesions they follow up. On the real sample
+    that choice is far from random: this model's patient-grouped CV AUC is ~0.88,
+    driven by border and symmetry, colour variation (``norm_color`` against
+    ``color_std_mean``), ``deltaL``, age and the Frazer Institute. So the simulator
+    draws ``lesion_id`` from it rather than from the malignancy risk. The L2
+    strength is the best of a small grid by patient-grouped 5-fold CV AUC (so the
+    stored ``cv_auc`` is slightly optimistic).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
-    design = np.hstack([scores, np.eye(len(CENTRES))[centre]])
     cv = GroupKFold(n_splits=5)
     best_auc, best_c = -1.0, 1.0
-    for strength in _TRACKING_C_GRID:
+    for strength in _FOLLOWUP_C_GRID:
         model = LogisticRegression(C=strength, max_iter=5000)
         margin = cross_val_predict(
-            model, design, tracked, groups=groups, cv=cv, method="decision_function"
+            model, design, followed, groups=groups, cv=cv, method="decision_function"
         )
-        auc = float(roc_auc_score(tracked, margin))
+        auc = float(roc_auc_score(followed, margin))
         if auc > best_auc:
             best_auc, best_c = auc, strength
-    model = LogisticRegression(C=best_c, max_iter=5000).fit(design, tracked)
-    coef = model.coef_[0]
-    k = scores.shape[1]
-    return {
-        "coef": np.round(coef[:k], 5).tolist(),
-        # The simulator solves its own intercept for the benign rate, so only the
-        # centres' contrasts matter; stored centred.
-        "centre": np.round(coef[k:] - coef[k:].mean(), 5).tolist(),
-        "C": best_c,
-        "cv_auc": round(best_auc, 4),
-    }
+    model = LogisticRegression(C=best_c, max_iter=5000).fit(design, followed)
+    # The simulator solves its own intercept for the benign rate: only the slopes are kept.
+    return {"coef": np.round(model.coef_[0], 5).tolist(), "C": best_c, "cv_auc": round(best_auc, 4)}
 
 
 def univariate_aucs(frame: pl.DataFrame, digits: int | None = None) -> dict[str, float]:
@@ -440,9 +445,10 @@ def fit_tables(sample_path: str | Path) -> dict[str, Any]:
         "position": _position_tables(benign),
         "missing": _missingness(sample),
         "leak": _leak_tables(sample),
-        "tracking": _tracking_model(
-            scores,
-            covariates["centre"],
+        "followup": _followup_model(
+            followup_design(
+                scores, {name: benign.get_column(name).to_numpy() for name in ZERO_INFLATED}, design
+            ),
             benign.get_column("lesion_id").is_not_null().to_numpy().astype(int),
             benign.get_column("patient_id").to_numpy(),
         ),

@@ -68,8 +68,11 @@ class Population:
     patient: dict[str, np.ndarray]  # one entry per patient
     lesion: dict[str, np.ndarray]  # one entry per lesion, incl. "patient" (row -> patient)
     #: Standard-normal scores of the free columns (rows x FREE_COLUMNS), the scale
-    #: the calibration tables model them on; the lesion-tracking model reads them.
+    #: the calibration tables model them on, and the covariate design of every row
+    #: (:func:`~lesionboost._simulate_calibration.design_matrix`); the follow-up
+    #: model reads both.
     normal_scores: np.ndarray
+    covariates: np.ndarray
 
     @property
     def n_lesions(self) -> int:
@@ -315,4 +318,9 @@ def draw_population(
     columns["patient"] = patient
     columns["location"] = location
     columns["site"] = site
-    return Population(patient=patients, lesion=columns, normal_scores=scores / tables["total_sd"])
+    return Population(
+        patient=patients,
+        lesion=columns,
+        normal_scores=scores / tables["total_sd"],
+        covariates=design,
+    )

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from ._simulate_calibration import load_tables, quantile_lookup
+from ._simulate_calibration import followup_design, load_tables, quantile_lookup
 
 __all__ = [
     "ABSOLUTE_TERMS",
@@ -85,7 +85,7 @@ COMPONENT_OF: dict[str, str] = {
     name: spec[-1] for name, spec in (*ABSOLUTE_TERMS.items(), *RELATIVE_TERMS.items())
 }
 _SOFT_CLIP = 3.0
-_BENIGN_TRACKED_RATE = 0.054  # benign rows with a lesion_id in the full file (FACTS.md 2.2)
+_BENIGN_FOLLOWED_RATE = 0.054  # benign rows with a lesion_id in the full file (FACTS.md 2.2)
 _HEAD_NECK = 2  # index of "head/neck" in _simulate_calibration.SITES
 _IDDX2 = {
     "BCC": "Malignant adnexal epithelial proliferations - Follicular",
@@ -190,25 +190,28 @@ def subtype_probabilities(
     return np.column_stack([(1 - p_mel) * (1 - p_scc), p_mel, (1 - p_mel) * p_scc])
 
 
-def tracking_score(
-    normal_scores: np.ndarray, centre_of_row: np.ndarray, tables: dict[str, Any] | None = None
+def followup_score(
+    normal_scores: np.ndarray,
+    columns: dict[str, np.ndarray],
+    covariates: np.ndarray,
+    tables: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Log-odds (up to a constant) that a clinic follows a benign lesion up.
 
-    The logistic model of :func:`lesionboost._simulate_calibration._tracking_model`,
-    fitted on the real sample: a linear function of the free columns' normal scores
-    plus a centre effect. It is not a function of the malignancy risk, so the
-    ``lesion_id`` column relates to malignancy only as much as the real drivers of
-    tracking (border, symmetry, contrast, centre) do.
+    The logistic model fitted on the real sample by
+    :func:`lesionboost._simulate_calibration._followup_model`, applied to the
+    simulated lesions. It is not a function of the malignancy risk, so ``lesion_id``
+    relates to malignancy only as much as the drivers of follow-up (border,
+    symmetry, colour variation, contrast, age, centre) do in the simulated risk.
     """
-    model = (load_tables() if tables is None else tables)["tracking"]
-    centre = np.asarray(model["centre"], dtype=float)
-    return normal_scores @ np.asarray(model["coef"], dtype=float) + centre[centre_of_row]
+    model = (load_tables() if tables is None else tables)["followup"]
+    design = followup_design(normal_scores, columns, covariates)
+    return design @ np.asarray(model["coef"], dtype=float)
 
 
 def leak_columns(
     target: np.ndarray,
-    tracking: np.ndarray,
+    followup: np.ndarray,
     features: np.ndarray,
     centre_of_row: np.ndarray,
     risk: RiskModel,
@@ -218,7 +221,7 @@ def leak_columns(
     """Train-only columns drawn after the label, the way the real ones behave.
 
     ``lesion_id`` on every malignant lesion and on ~5.4 % of benign ones, drawn
-    from ``tracking`` (:func:`tracking_score`); ``iddx_*`` from the diagnosis vocabulary of the
+    from ``followup`` (:func:`followup_score`); ``iddx_*`` from the diagnosis vocabulary of the
     real sample (BCC / melanoma / SCC mix for malignant lesions; a few biopsied
     benign and indeterminate lesions); ``mel_*`` for invasive melanomas only;
     ``tbp_lv_dnn_lesion_confidence`` from the benign or malignant distribution.
@@ -227,13 +230,13 @@ def leak_columns(
     leak = tables["leak"]
     n = len(target)
     malignant = target == 1
-    # lesion_id: solve the tracking model's intercept for ~5.4 % of benign lesions.
-    offset = _solve_offset(tracking[~malignant], _BENIGN_TRACKED_RATE)
-    tracked = malignant | (rng.random(n) < special.expit(offset + tracking))
+    # lesion_id: solve the follow-up model's intercept for ~5.4 % of benign lesions.
+    offset = _solve_offset(followup[~malignant], _BENIGN_FOLLOWED_RATE)
+    followed = malignant | (rng.random(n) < special.expit(offset + followup))
     iddx_full = np.full(n, "Benign", dtype=object)
     vocabulary = [(t, name, count) for t, name, count in leak["iddx_full"]]
     benign_paths = [(name, count) for t, name, count in vocabulary if t == 0 and name != "Benign"]
-    biopsied = tracked & ~malignant & (rng.random(n) < 0.031)
+    biopsied = followed & ~malignant & (rng.random(n) < 0.031)
     if biopsied.any() and benign_paths:
         names, counts = zip(*benign_paths, strict=True)
         weights = np.asarray(counts, dtype=float)
@@ -274,7 +277,7 @@ def leak_columns(
         quantile_lookup(leak["dnn_benign"], rng.random(n)),
     )
     return {
-        "tracked": tracked,
+        "followed_up": followed,
         "iddx_full": iddx_full.tolist(),
         **iddx,
         "mel_mitotic_index": mitotic.tolist(),

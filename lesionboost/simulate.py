@@ -115,7 +115,7 @@ from ._atomic import atomic_path
 from ._simulate_calibration import CENTRES, SITES, load_tables
 from ._simulate_population import LOCATIONS, draw_population
 from ._simulate_render import render_crops
-from ._simulate_risk import RiskModel, leak_columns, risk_features, tracking_score
+from ._simulate_risk import RiskModel, followup_score, leak_columns, risk_features
 from .schema import LOCATION_TO_SIMPLE, TEST_COLUMNS, TRAIN_COLUMNS
 
 __all__ = ["SimulatedSLICE3D", "simulate_slice3d", "write_slice3d", "render_images"]
@@ -258,11 +258,11 @@ def _cohort(
         if name.startswith("tbp_lv_") and name in lesion:
             data[name] = lesion[name]
     if train:
-        tracking = tracking_score(pop.normal_scores, centre, tables)
-        leak = leak_columns(target, tracking, features, centre, risk, leak_rng, tables)
-        tracked = leak.pop("tracked")
+        followup = followup_score(pop.normal_scores, lesion, pop.covariates, tables)
+        leak = leak_columns(target, followup, features, centre, risk, leak_rng, tables)
+        followed_up = leak.pop("followed_up")
         lesion_ids = _unique_ids(id_rng, n, 0, "IL_")
-        data["lesion_id"] = np.where(tracked, lesion_ids, None)
+        data["lesion_id"] = np.where(followed_up, lesion_ids, None)
         data.update(leak)
     schema = TRAIN_COLUMNS if train else TEST_COLUMNS
     frame = pl.DataFrame([_series(name, data[name], dtype) for name, dtype in schema.items()])
