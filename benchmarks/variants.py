@@ -21,6 +21,8 @@ patient-grouped out-of-fold pAUC (the folds ``quality.py`` uses) and its wall ti
   feature), its score alone, and its 10-30 % rank blend with the LightGBM member --
   inspired by the 7th place, who learned from follow-up decisions by weighting
   followed-up benign lesions in their main model (FACTS.md section 4.5);
+* ``followup_weight:<w>`` -- the LightGBM member with the 7th place's actual
+  scheme: benign lesions with a ``lesion_id`` get sample weight ``w`` (others 1);
 * ``linear`` / ``spline`` -- a logistic regression on quantile-normalised
   features (``spline``: cubic B-splines of them) trained on all positives and
   1 in 10 negatives, alone and rank-blended 20-30 % with that equal-weight
@@ -202,6 +204,24 @@ def logistic(splines: bool) -> Callable[..., np.ndarray]:
     return fit_predict
 
 
+def weighted_member(followed_weight: float) -> Callable[..., np.ndarray]:
+    """The LightGBM member with followed-up benign lesions weighted ``followed_weight``.
+
+    Labels are two columns, ``(malignant, followed up)`` (see :func:`followup_model`).
+    """
+
+    def fit_predict(train: pl.DataFrame, labels: np.ndarray, test: pl.DataFrame) -> np.ndarray:
+        y, followed = labels[:, 0], labels[:, 1]
+        weight = np.where((y == 0) & (followed == 1), followed_weight, 1.0)
+        model = GBDTEnsembleClassifier(
+            members=("lightgbm",), n_bags=1, categorical_features=_categoricals(train),
+            random_state=0,
+        ).fit(train, y, sample_weight=weight)
+        return model.decision_function(test)
+
+    return fit_predict
+
+
 def followup_model() -> Callable[..., np.ndarray]:
     """Fit-predict of the auxiliary "has a lesion_id" model, trained on benign rows.
 
@@ -280,6 +300,12 @@ def run_variant(name: str, features: pl.DataFrame, y: np.ndarray, folds: np.ndar
             )
             for share in FOLLOWUP_BLEND_SHARES
         }
+    elif name.startswith("followup_weight:"):
+        if followed_up is None:
+            raise ValueError(f"variant {name!r} needs the lesion_id presence of every row")
+        labels = np.column_stack([y, followed_up.astype(int)])
+        oof = out_of_fold(features, labels, folds, weighted_member(float(name.split(":")[1])))
+        result["pauc"] = lb.pauc_above_tpr(y, oof)
     elif name in ("linear", "spline"):
         if "ensemble" not in cache:
             raise ValueError(f"variant {name!r} blends with the ensemble: list 'members' before it")
@@ -310,7 +336,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.source == "real" and not REAL_SAMPLE.exists():
         parser.error(f"--source real needs the real sample at {REAL_SAMPLE}")
     every = [*(f"lgbm:{n}" for n in LGBM_VARIANTS), "top:20", "top:40", "top:80",
-             "members", "linear", "spline", "followup"]
+             "members", "linear", "spline", "followup", "followup_weight:0.5",
+             "followup_weight:3"]
     small = ["lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear", "followup"]
     variants = args.variants or (small if args.small else every)
     features, y, folds, followed_up = load(args.source, args.seed, 60 if args.small else 1042)

@@ -163,12 +163,13 @@ class _LightGBM(_Member):
         # lightgbm_params={"device_type": "gpu"} (user params win over this mapping).
         return {"device_type": "cuda"} if device == "cuda" else {}
 
-    def fit(self, params, rounds, X, y, cat_idx, seed):  # type: ignore[no-untyped-def]
+    def fit(self, params, rounds, X, y, cat_idx, seed, weight=None):  # type: ignore[no-untyped-def]
         import lightgbm as lgb
 
         params = {**params, "seed": int(seed)}
         dataset = lgb.Dataset(
-            X, label=y, categorical_feature=list(cat_idx), params=params, free_raw_data=True
+            X, label=y, weight=weight, categorical_feature=list(cat_idx), params=params,
+            free_raw_data=True,
         )
         try:
             return lgb.train(params, dataset, num_boost_round=rounds)
@@ -235,7 +236,7 @@ class _XGBoost(_Member):
     def device_params(self, device: str) -> dict[str, Any]:
         return {"device": "cuda" if device == "cuda" else "cpu"}
 
-    def _dmatrix(self, X, y, cat_idx, threads):  # type: ignore[no-untyped-def]
+    def _dmatrix(self, X, y, cat_idx, threads, weight=None):  # type: ignore[no-untyped-def]
         import xgboost as xgb
 
         types = None
@@ -246,17 +247,18 @@ class _XGBoost(_Member):
         return xgb.DMatrix(
             X,
             label=y,
+            weight=weight,
             missing=np.nan,
             feature_types=types,
             enable_categorical=bool(len(cat_idx)),
             nthread=threads if threads is not None else -1,
         )
 
-    def fit(self, params, rounds, X, y, cat_idx, seed):  # type: ignore[no-untyped-def]
+    def fit(self, params, rounds, X, y, cat_idx, seed, weight=None):  # type: ignore[no-untyped-def]
         import xgboost as xgb
 
         threads = params.get("nthread")
-        dtrain = self._dmatrix(X, y, cat_idx, threads)
+        dtrain = self._dmatrix(X, y, cat_idx, threads, weight)
         try:
             booster = xgb.train({**params, "seed": int(seed)}, dtrain, num_boost_round=rounds)
         except xgb.core.XGBoostError as exc:
@@ -342,7 +344,7 @@ class _CatBoost(_Member):
                 )
         return merged, rounds
 
-    def _pool(self, X, y, cat_idx):  # type: ignore[no-untyped-def]
+    def _pool(self, X, y, cat_idx, weight=None):  # type: ignore[no-untyped-def]
         import polars as pl
 
         catboost = import_optional("catboost", purpose="the CatBoost ensemble member")
@@ -354,12 +356,12 @@ class _CatBoost(_Member):
             frame = frame.with_columns(
                 pl.col(cat_names).fill_nan(-1.0).fill_null(-1.0).cast(pl.Int32)
             )
-        return catboost.Pool(frame, label=y, cat_features=cat_names or None)
+        return catboost.Pool(frame, label=y, cat_features=cat_names or None, weight=weight)
 
-    def fit(self, params, rounds, X, y, cat_idx, seed):  # type: ignore[no-untyped-def]
+    def fit(self, params, rounds, X, y, cat_idx, seed, weight=None):  # type: ignore[no-untyped-def]
         catboost = import_optional("catboost", purpose="the CatBoost ensemble member")
         model = catboost.CatBoost({**params, "iterations": rounds, "random_seed": int(seed)})
-        model.fit(self._pool(X, y, cat_idx))
+        model.fit(self._pool(X, y, cat_idx, weight))
         return model
 
     def prepare(self, X, cat_idx, threads):  # type: ignore[no-untyped-def]

@@ -44,7 +44,7 @@ from scipy.special import expit, ndtri
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._ensemble_input import check_codes, column_position, encode_frame, frame_kind
 from ._members import MEMBER_KINDS, MEMBERS, resolve_threads
@@ -95,6 +95,20 @@ def _mixture_logit(logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
     log_p = np.logaddexp.reduce(log_w - np.logaddexp(0.0, -logits), axis=0)
     log_q = np.logaddexp.reduce(log_w - np.logaddexp(0.0, logits), axis=0)
     return log_p - log_q
+
+
+def _checked_weights(sample_weight: Any, X: np.ndarray, y01: np.ndarray) -> np.ndarray | None:
+    """``sample_weight`` as a float array, or None; each class must keep some weight."""
+    if sample_weight is None:
+        return None
+    weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+    for label, name in ((1, "positive"), (0, "negative")):
+        if not weight[y01 == label].sum() > 0:
+            raise ValueError(
+                f"sample_weight leaves the {name} class with a total weight of 0, so only "
+                f"one class remains to learn; give some {name} rows a positive weight."
+            )
+    return weight
 
 
 class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
@@ -326,7 +340,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         neg_rows = rng.choice(negatives, size=n_neg, replace=False)
         return np.sort(np.concatenate([pos_rows, neg_rows]))
 
-    def fit(self, X: Any, y: Any) -> GBDTEnsembleClassifier:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> GBDTEnsembleClassifier:
         """Fit every member on ``n_bags`` downsampled bags of ``(X, y)``.
 
         Parameters
@@ -335,6 +349,13 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             Numeric features (NaN = missing) plus categorical columns.
         y : array-like of shape (n_samples,)
             Binary labels; the larger label is the positive class.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of every row, handed to each member with the rows of
+            its bag (bags are still drawn by row, not by weight). Probabilities are
+            those of the weighted population (a weight of 2 counts a row twice): the
+            offsets undo the downsampling in weight instead of rows, and
+            ``scale_pos_weight`` as before. Weights are not exact row copies,
+            though: LightGBM's ``min_data_in_leaf`` and the downsampling count rows.
 
         Returns
         -------
@@ -357,6 +378,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 f"({self.classes_.tolist()}); add samples of the other class."
             )
         y01 = y01.astype(np.int32)
+        weight = _checked_weights(sample_weight, X, y01)
         cat_idx = self.categorical_features_
         rng = check_random_state(self.random_state)
         resolved = {
@@ -367,21 +389,28 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         }
         self.boosters_ = {kind: [] for kind in members}
         bag_sizes = []
+        kept_weight = []  # (positive, negative) weight of the first bag
         for bag in range(int(self.n_bags)):
             rows = self._bag_rows(y01, rng)
             seed = int(rng.randint(0, 2**31 - 1))
             Xb, yb = X[rows], y01[rows]
+            wb = None if weight is None else weight[rows]
             bag_sizes.append([int(yb.sum()), int(yb.size - yb.sum())])
+            if bag == 0 and wb is not None:
+                kept_weight = [float(wb[yb == 1].sum()), float(wb[yb == 0].sum())]
             for kind in members:
                 params, rounds = resolved[kind]
                 logger.debug("bag %d/%d: %s on %d rows", bag + 1, self.n_bags, kind, rows.size)
                 self.boosters_[kind].append(
-                    MEMBERS[kind].fit(params, rounds, Xb, yb, cat_idx, seed)
+                    MEMBERS[kind].fit(params, rounds, Xb, yb, cat_idx, seed, wb)
                 )
         n_pos = int(y01.sum())
         n_neg = int(y01.size - n_pos)
         kept_neg = bag_sizes[0][1]
         pos_rows = bag_sizes[0][0]
+        if weight is not None:  # the same ratios, in weight instead of rows
+            n_pos, n_neg = float(weight[y01 == 1].sum()), float(weight[y01 == 0].sum())
+            pos_rows, kept_neg = kept_weight
         self.members_ = tuple(members)
         self.blend_ = self.blend  # predict uses the blend it was fitted for, not a later set_params
         self.weights_ = weights
@@ -395,7 +424,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             for kind in members
         }
         self.sampling_ = {
-            "n_rows": int(y01.size), "n_positive": n_pos, "bags": bag_sizes,
+            "n_rows": int(y01.size), "n_positive": int(y01.sum()), "bags": bag_sizes,
         }
         self.rank_knots_ = {}
         if self.blend_ == "rank":

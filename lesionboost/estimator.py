@@ -217,7 +217,7 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
     def _ensemble_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _ENSEMBLE_PARAMS}
 
-    def fit(self, X: Any, y: Any = None) -> LesionBoostClassifier:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> LesionBoostClassifier:
         """Fit the featurizer and the ensemble on SLICE-3D training metadata.
 
         Parameters
@@ -227,6 +227,11 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
             columns (``target``, ``iddx_*``, ...) are dropped.
         y : array-like of shape (n_samples,), optional
             0/1 labels; defaults to ``X["target"]``.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative row weights for the ensemble (see
+            :meth:`GBDTEnsembleClassifier.fit`); the features never depend on them.
+            For example, compute them from a train-only column such as ``lesion_id``
+            before it is dropped.
 
         Returns
         -------
@@ -244,7 +249,7 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         self.ensemble_ = GBDTEnsembleClassifier(
             **self._ensemble_params(),
             categorical_features=list(self.featurizer_.categorical_features_),
-        ).fit(features, labels)
+        ).fit(features, labels, sample_weight=sample_weight)
         self.classes_ = self.ensemble_.classes_
         self.feature_names_in_ = np.asarray(
             [c for c in frame.columns if c not in image_columns], dtype=object

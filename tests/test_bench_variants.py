@@ -92,3 +92,16 @@ def test_followup_model_learns_from_benign_rows_only() -> None:
     scores = variants.followup_model()(train, np.column_stack([y, tracked]), test)
     assert scores[2] > scores[0] and scores[2] > scores[1]
     assert abs(scores[0] - scores[1]) < 0.5
+
+
+def test_weighted_member_with_unit_weights_is_the_member() -> None:
+    rng = np.random.default_rng(2)
+    n = 3000
+    signal = rng.normal(size=n)
+    y = (signal + rng.normal(size=n) > 2.0).astype(int)
+    followed = (rng.random(n) < 0.1).astype(int)
+    train = pl.DataFrame({"signal": signal, "noise": rng.normal(size=n)})
+    labels = np.column_stack([y, followed])
+    plain = variants.lightgbm_member()(train, y, train)
+    np.testing.assert_array_equal(variants.weighted_member(1.0)(train, labels, train), plain)
+    assert not np.array_equal(variants.weighted_member(5.0)(train, labels, train), plain)

@@ -100,6 +100,21 @@ def test_same_seed_same_scores(meta, fitted):
     np.testing.assert_array_equal(again.predict_proba(meta), fitted.predict_proba(meta))
 
 
+def test_sample_weight_reaches_the_ensemble_and_works_in_cross_val_score(meta, fitted):
+    ones = _fast().fit(meta, sample_weight=np.ones(meta.height))
+    np.testing.assert_array_equal(ones.predict_proba(meta), fitted.predict_proba(meta))
+    # e.g. weight lesions by a train-only column before it is dropped
+    weight = np.where(meta["clin_size_long_diam_mm"].to_numpy() > 5.0, 3.0, 1.0)
+    weighted = _fast().fit(meta, sample_weight=weight)
+    assert not np.array_equal(weighted.predict_proba(meta), fitted.predict_proba(meta))
+    X = meta.to_pandas()
+    scores = cross_val_score(
+        _fast(), X, X["target"], groups=X["patient_id"], cv=StratifiedGroupKFold(3),
+        scoring=pauc_scorer, params={"sample_weight": weight},
+    )
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 0.2))
+
+
 def test_cross_val_score_with_patient_groups(meta):
     X = meta.to_pandas()
     scores = cross_val_score(
