@@ -425,6 +425,7 @@ def cross_val_oof(
     folds: Any,
     *,
     y: Any = None,
+    sample_weight: Any = None,
     progress: bool = True,
 ) -> OOFResult:
     """Out-of-fold malignancy scores: fit a clone per fold, score the held-out patients.
@@ -441,6 +442,9 @@ def cross_val_oof(
         A patient may not appear in two folds.
     y : array-like, optional
         Labels; defaults to ``metadata["target"]``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Row weights; each fold's fit gets those of its training rows (scores and
+        pAUC are unweighted).
     progress : bool, default=True
         Show a progress bar (only when stderr is a terminal).
 
@@ -466,6 +470,14 @@ def cross_val_oof(
         )
     if fold_ids.dtype.kind not in "iu" or (fold_ids < 0).any():
         raise ValueError("folds must hold non-negative integer fold ids, one per lesion.")
+    weight = None
+    if sample_weight is not None:
+        weight = np.asarray(sample_weight, dtype=np.float64).ravel()
+        if weight.shape[0] != frame.height:
+            raise ValueError(
+                f"sample_weight has {weight.shape[0]} entries but metadata has {frame.height} "
+                "rows; pass one weight per lesion."
+            )
     if "patient_id" in frame.columns:
         spread = patients_in_several_folds(frame.get_column("patient_id"), fold_ids)
         if spread:
@@ -499,7 +511,10 @@ def cross_val_oof(
             train_mask = pl.Series(~valid)
             model = clone(estimator)
             start = time.perf_counter()
-            model.fit(frame.filter(train_mask), labels[~valid])
+            if weight is None:
+                model.fit(frame.filter(train_mask), labels[~valid])
+            else:
+                model.fit(frame.filter(train_mask), labels[~valid], sample_weight=weight[~valid])
             seconds[position] = time.perf_counter() - start
             oof[valid] = model.predict_proba(frame.filter(pl.Series(valid)))[:, 1]
             if np.unique(labels[valid]).size == 2:

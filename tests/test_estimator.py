@@ -115,6 +115,24 @@ def test_sample_weight_reaches_the_ensemble_and_works_in_cross_val_score(meta, f
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 0.2))
 
 
+def test_cross_val_oof_hands_each_fold_its_training_weights(meta):
+    class WeightSpy(PatientSpy):
+        weights: list[np.ndarray] = []
+
+        def fit(self, X, y, sample_weight=None):
+            type(self).weights.append(sample_weight)
+            return super().fit(X, y)
+
+    WeightSpy.seen_in_fit, WeightSpy.scored, WeightSpy.weights = [], [], []
+    folds = patient_folds(meta, n_splits=3, seed=0)
+    weight = np.arange(meta.height, dtype=float)
+    cross_val_oof(WeightSpy(), meta, folds, sample_weight=weight, progress=False)
+    for fold, got in zip(np.unique(folds), WeightSpy.weights, strict=True):
+        np.testing.assert_array_equal(got, weight[folds != fold])
+    with pytest.raises(ValueError, match="sample_weight has 3 entries"):
+        cross_val_oof(WeightSpy(), meta, folds, sample_weight=[1.0, 2.0, 3.0], progress=False)
+
+
 def test_cross_val_score_with_patient_groups(meta):
     X = meta.to_pandas()
     scores = cross_val_score(
