@@ -25,7 +25,8 @@ Probabilities
 -------------
 Downsampling, oversampling and ``scale_pos_weight`` multiply a booster's odds
 by known factors; each member's log-odds are shifted back by them, so
-``predict_proba`` estimates the probability at the training prevalence. For
+``predict_proba`` estimates the probability at the training prevalence (of the
+weighted population when ``fit`` gets ``sample_weight``). For
 the rank blend the blended rank is mapped back through each member's
 reference (the member's log-odds at that rank) before the probabilities are
 averaged, so ``predict_proba``, ``decision_function`` (its log-odds) and
@@ -98,7 +99,7 @@ def _mixture_logit(logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _checked_weights(sample_weight: Any, X: np.ndarray, y01: np.ndarray) -> np.ndarray | None:
-    """``sample_weight`` as a float array, or None; each class must keep some weight."""
+    """``sample_weight`` as floats, or None; each class must keep some weight."""
     if sample_weight is None:
         return None
     weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
@@ -350,12 +351,15 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Binary labels; the larger label is the positive class.
         sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weight of every row, handed to each member with the rows of
-            its bag (bags are still drawn by row, not by weight). Probabilities are
-            those of the weighted population (a weight of 2 counts a row twice): the
-            offsets undo the downsampling in weight instead of rows, and
-            ``scale_pos_weight`` as before. Weights are not exact row copies,
-            though: LightGBM's ``min_data_in_leaf`` and the downsampling count rows.
+            Non-negative weight of every row. Rows of weight 0 are left out; the
+            others are rescaled to mean 1 (the members' regularisation works in
+            weight units) and handed to each member with the rows of its bag (bags
+            are still drawn by row, not by weight). Probabilities are those of the
+            weighted population (a weight of 2 counts a row twice): the offsets undo
+            the downsampling by the weight each bag kept of either class, averaged
+            over the bags, and ``scale_pos_weight`` by its value. Weights are not
+            exact row copies, though: LightGBM's ``min_data_in_leaf`` and CatBoost's
+            and LightGBM's bins count rows.
 
         Returns
         -------
@@ -379,6 +383,14 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             )
         y01 = y01.astype(np.int32)
         weight = _checked_weights(sample_weight, X, y01)
+        if weight is not None:
+            if not weight.all():
+                # A weight of 0 removes the row (it must not take a bag's downsampling slot).
+                keep = weight > 0
+                X, y01, weight = X[keep], y01[keep], weight[keep]
+            # Mean 1 keeps the members' regularisation (L2, minimum hessian per leaf),
+            # which works in weight units, where the defaults were chosen.
+            weight = weight / weight.mean()
         cat_idx = self.categorical_features_
         rng = check_random_state(self.random_state)
         resolved = {
@@ -389,15 +401,15 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         }
         self.boosters_ = {kind: [] for kind in members}
         bag_sizes = []
-        kept_weight = []  # (positive, negative) weight of the first bag
+        bag_weights = []  # (positive, negative) weight each bag kept
         for bag in range(int(self.n_bags)):
             rows = self._bag_rows(y01, rng)
             seed = int(rng.randint(0, 2**31 - 1))
             Xb, yb = X[rows], y01[rows]
             wb = None if weight is None else weight[rows]
             bag_sizes.append([int(yb.sum()), int(yb.size - yb.sum())])
-            if bag == 0 and wb is not None:
-                kept_weight = [float(wb[yb == 1].sum()), float(wb[yb == 0].sum())]
+            if wb is not None:
+                bag_weights.append([float(wb[yb == 1].sum()), float(wb[yb == 0].sum())])
             for kind in members:
                 params, rounds = resolved[kind]
                 logger.debug("bag %d/%d: %s on %d rows", bag + 1, self.n_bags, kind, rows.size)
@@ -406,26 +418,33 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 )
         n_pos = int(y01.sum())
         n_neg = int(y01.size - n_pos)
-        kept_neg = bag_sizes[0][1]
-        pos_rows = bag_sizes[0][0]
-        if weight is not None:  # the same ratios, in weight instead of rows
-            n_pos, n_neg = float(weight[y01 == 1].sum()), float(weight[y01 == 0].sum())
-            pos_rows, kept_neg = kept_weight
         self.members_ = tuple(members)
         self.blend_ = self.blend  # predict uses the blend it was fitted for, not a later set_params
         self.weights_ = weights
         # Undo the odds distortion of resampling and class weights: kept a fraction
         # beta of negatives -> odds x 1/beta; k copies of positives and weight w -> x k w.
+        if weight is None:  # every bag keeps the same row counts
+            kept_pos, kept_neg = bag_sizes[0]
+            resampling = float(np.log(kept_neg / n_neg) - np.log(kept_pos / n_pos))
+        else:  # the same ratios in weight, which differ between bags: their mean log-odds shift
+            total_pos, total_neg = float(weight[y01 == 1].sum()), float(weight[y01 == 0].sum())
+            resampling = float(np.mean([
+                np.log(kept_neg / total_neg) - np.log(kept_pos / total_pos)
+                for kept_pos, kept_neg in bag_weights
+            ]))
         self.offsets_ = {
-            kind: float(
-                np.log(kept_neg / n_neg) - np.log(pos_rows / n_pos)
-                - np.log(MEMBERS[kind].pos_weight(resolved[kind][0]))
-            )
+            kind: resampling - float(np.log(MEMBERS[kind].pos_weight(resolved[kind][0])))
             for kind in members
         }
         self.sampling_ = {
-            "n_rows": int(y01.size), "n_positive": int(y01.sum()), "bags": bag_sizes,
+            "n_rows": int(y01.size), "n_positive": n_pos, "bags": bag_sizes,
         }
+        if weight is not None:
+            self.sampling_.update(
+                weighted=True,
+                weight=[float(weight[y01 == 1].sum()), float(weight[y01 == 0].sum())],
+                bag_weights=bag_weights,
+            )
         self.rank_knots_ = {}
         if self.blend_ == "rank":
             reference = X

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 from tqdm.auto import tqdm
 
 from ._errors import DataWarning, OptionalDependencyError, SchemaError
@@ -229,7 +229,8 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
             0/1 labels; defaults to ``X["target"]``.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative row weights for the ensemble (see
-            :meth:`GBDTEnsembleClassifier.fit`); the features never depend on them.
+            :meth:`~lesionboost.ensemble.GBDTEnsembleClassifier.fit`); the features
+            never depend on them.
             For example, compute them from a train-only column such as ``lesion_id``
             before it is dropped.
 
@@ -238,6 +239,12 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         self : LesionBoostClassifier
         """
         frame, labels = _frame_and_labels(X, y, what="LesionBoostClassifier.fit")
+        if sample_weight is not None and np.ndim(sample_weight) == 1:
+            if len(sample_weight) != frame.height:
+                raise ValueError(
+                    f"sample_weight has {len(sample_weight)} entries but X has {frame.height} "
+                    "rows; pass one weight per lesion."
+                )
         frame = _without_leaks(frame)
         frame, image_columns = self._with_image_features(frame, fit=True)
         from .features import LesionFeaturizer
@@ -472,7 +479,14 @@ def cross_val_oof(
         raise ValueError("folds must hold non-negative integer fold ids, one per lesion.")
     weight = None
     if sample_weight is not None:
-        weight = np.asarray(sample_weight, dtype=np.float64).ravel()
+        if not has_fit_parameter(estimator, "sample_weight"):
+            raise TypeError(
+                f"{type(estimator).__name__}.fit takes no sample_weight; drop sample_weight or "
+                "use an estimator that accepts it (LesionBoostClassifier, "
+                "GBDTEnsembleClassifier)."
+            )
+        weight = np.asarray(sample_weight, dtype=np.float64)
+        weight = np.full(frame.height, float(weight)) if weight.ndim == 0 else weight.ravel()
         if weight.shape[0] != frame.height:
             raise ValueError(
                 f"sample_weight has {weight.shape[0]} entries but metadata has {frame.height} "

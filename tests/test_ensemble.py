@@ -35,10 +35,9 @@ def _fast(**overrides):
 #: Expected failures of the scikit-learn checks, each with its reason.
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": (
-        "a weight of 2 is not a duplicated row for gradient boosting: LightGBM's "
-        "min_data_in_leaf and histogram bins, XGBoost's and CatBoost's quantile sketches "
-        "count rows, so the trees differ (the weighted odds are honoured; see "
-        "test_sample_weight_*)"
+        "a weight of 2 is not a duplicated row for LightGBM and CatBoost: "
+        "min_data_in_leaf and their feature bins count rows, so the trees differ "
+        "(XGBoost alone passes; the weighted odds are honoured, see test_sample_weight_*)"
     ),
 }
 
@@ -163,17 +162,43 @@ def test_sample_weight_of_ones_changes_nothing_and_other_weights_reach_the_membe
 
 
 def test_sample_weight_probabilities_are_those_of_the_weighted_population():
-    # Positives weighted 4: the weighted prevalence is ~4x; the offsets undo the
-    # downsampling in weight, so mean probabilities follow the weighted population.
+    # Positives weighted 4, negatives 0.5-2: the offsets must undo the downsampling
+    # in weight (in rows they would be off by the kept negatives' mean weight).
     frame, y = _rare_data(n=20000, rate_shift=-5.0)
-    weight = np.where(y == 1, 4.0, 1.0)
-    model = _fast(neg_ratio=0.05, members=("lightgbm",),
+    rng = np.random.default_rng(3)
+    weight = np.where(y == 1, 4.0, rng.choice([0.5, 2.0], len(y)))
+    weight[(y == 0) & (frame["x0"].to_numpy() > 1.0)] = 2.0  # weights tied to the signal
+    model = _fast(neg_ratio=0.2, members=("lightgbm",), n_bags=2, pos_oversample=1.5,
                   lightgbm_params={"n_estimators": 60, "learning_rate": 0.1,
-                                   "scale_pos_weight": 1.0}).fit(frame, y, sample_weight=weight)
+                                   "scale_pos_weight": 2.0}).fit(frame, y, sample_weight=weight)
     weighted_prevalence = weight[y == 1].sum() / weight.sum()
-    mean_p = model.predict_proba(frame)[:, 1].mean()
-    assert mean_p == pytest.approx(weighted_prevalence, rel=0.35)
-    assert mean_p > 2.5 * y.mean()
+    mean_p = np.average(model.predict_proba(frame)[:, 1], weights=weight)
+    assert mean_p == pytest.approx(weighted_prevalence, rel=0.15)
+    # the stored offset is the bags' mean log-odds shift in weight, minus scale_pos_weight
+    sampling = model.sampling_
+    assert sampling["weighted"] and len(sampling["bag_weights"]) == 2
+    total_pos, total_neg = sampling["weight"]
+    expected = np.mean([np.log(neg / total_neg) - np.log(pos / total_pos)
+                        for pos, neg in sampling["bag_weights"]]) - np.log(2.0)
+    assert model.offsets_["lightgbm"] == pytest.approx(expected)
+    assert sampling["bags"][0][1] < (y == 0).sum()  # the negatives were downsampled
+
+
+def test_zero_weights_remove_rows_and_scale_does_not_matter():
+    frame, y = _rare_data()
+    rng = np.random.default_rng(4)
+    weight = rng.uniform(0.5, 2.0, len(y))
+    dropped = rng.random(len(y)) < 0.3
+    zeroed = _fast(neg_ratio=0.2).fit(frame, y, sample_weight=np.where(dropped, 0.0, weight))
+    keep = pl.Series(~dropped)
+    removed = _fast(neg_ratio=0.2).fit(
+        frame.filter(keep), y[~dropped], sample_weight=weight[~dropped]
+    )
+    np.testing.assert_array_equal(zeroed.decision_function(frame), removed.decision_function(frame))
+    scaled = _fast(neg_ratio=0.2).fit(frame, y, sample_weight=0.01 * weight)
+    plain = _fast(neg_ratio=0.2).fit(frame, y, sample_weight=weight)
+    np.testing.assert_allclose(scaled.decision_function(frame), plain.decision_function(frame),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_sample_weight_errors_name_the_problem():

@@ -108,11 +108,17 @@ def test_sample_weight_reaches_the_ensemble_and_works_in_cross_val_score(meta, f
     weighted = _fast().fit(meta, sample_weight=weight)
     assert not np.array_equal(weighted.predict_proba(meta), fitted.predict_proba(meta))
     X = meta.to_pandas()
+    cv = StratifiedGroupKFold(3)
+    unweighted = cross_val_score(_fast(), X, X["target"], groups=X["patient_id"], cv=cv,
+                                 scoring=pauc_scorer)
     scores = cross_val_score(
-        _fast(), X, X["target"], groups=X["patient_id"], cv=StratifiedGroupKFold(3),
+        _fast(), X, X["target"], groups=X["patient_id"], cv=cv,
         scoring=pauc_scorer, params={"sample_weight": weight},
     )
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 0.2))
+    assert not np.array_equal(scores, unweighted)  # the weights reached every fold's fit
+    with pytest.raises(ValueError, match="sample_weight has 3 entries but X has"):
+        _fast().fit(meta, sample_weight=[1.0, 2.0, 3.0])
 
 
 def test_cross_val_oof_hands_each_fold_its_training_weights(meta):
@@ -131,6 +137,11 @@ def test_cross_val_oof_hands_each_fold_its_training_weights(meta):
         np.testing.assert_array_equal(got, weight[folds != fold])
     with pytest.raises(ValueError, match="sample_weight has 3 entries"):
         cross_val_oof(WeightSpy(), meta, folds, sample_weight=[1.0, 2.0, 3.0], progress=False)
+    WeightSpy.weights = []
+    cross_val_oof(WeightSpy(), meta, folds, sample_weight=2.0, progress=False)  # a scalar
+    assert all(np.all(w == 2.0) for w in WeightSpy.weights)
+    with pytest.raises(TypeError, match="PatientSpy.fit takes no sample_weight"):
+        cross_val_oof(PatientSpy(), meta, folds, sample_weight=weight, progress=False)
 
 
 def test_cross_val_score_with_patient_groups(meta):

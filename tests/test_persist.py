@@ -97,6 +97,16 @@ def test_round_trip_predicts_bit_identically(tmp_path, blend):
     assert manifest["ensemble"]["category_maps"] == {"5": ["arm", "leg", "torso"]}
 
 
+def test_weighted_model_round_trips_with_its_sampling_record(tmp_path):
+    frame, y = _data()
+    weight = np.random.default_rng(5).uniform(0.2, 3.0, len(y))
+    model = GBDTEnsembleClassifier(**FAST).fit(frame, y, sample_weight=weight)
+    loaded = load_model(save_model(model, tmp_path / "w"))
+    assert np.array_equal(loaded.predict_proba(frame), model.predict_proba(frame))
+    assert loaded.sampling_["weighted"] is True
+    assert loaded.sampling_["bag_weights"] == model.sampling_["bag_weights"]
+
+
 def test_manifest_is_plain_json_and_members_are_not_pickles(saved):
     path, _, _ = saved
     for file in path.rglob("*"):
