@@ -135,13 +135,19 @@ def out_of_fold(
     return oof
 
 
+def _member_scores(train: pl.DataFrame, y: np.ndarray, test: pl.DataFrame,
+                   sample_weight: np.ndarray | None = None, **changes: Any) -> np.ndarray:
+    """The LightGBM member (one bag, ``changes`` applied) fitted on ``train``, scoring ``test``."""
+    model = GBDTEnsembleClassifier(
+        members=("lightgbm",), **{"n_bags": 1, **changes},
+        categorical_features=_categoricals(train), random_state=0,
+    ).fit(train, y, sample_weight=sample_weight)
+    return model.decision_function(test)
+
+
 def lightgbm_member(**changes: Any) -> Callable[..., np.ndarray]:
     def fit_predict(train: pl.DataFrame, y: np.ndarray, test: pl.DataFrame) -> np.ndarray:
-        model = GBDTEnsembleClassifier(
-            members=("lightgbm",), **{"n_bags": 1, **changes},
-            categorical_features=_categoricals(train), random_state=0,
-        ).fit(train, y)
-        return model.decision_function(test)
+        return _member_scores(train, y, test, **changes)
 
     return fit_predict
 
@@ -213,11 +219,7 @@ def weighted_member(followed_weight: float) -> Callable[..., np.ndarray]:
     def fit_predict(train: pl.DataFrame, labels: np.ndarray, test: pl.DataFrame) -> np.ndarray:
         y, followed = labels[:, 0], labels[:, 1]
         weight = np.where((y == 0) & (followed == 1), followed_weight, 1.0)
-        model = GBDTEnsembleClassifier(
-            members=("lightgbm",), n_bags=1, categorical_features=_categoricals(train),
-            random_state=0,
-        ).fit(train, y, sample_weight=weight)
-        return model.decision_function(test)
+        return _member_scores(train, y, test, sample_weight=weight)
 
     return fit_predict
 
