@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             report["speed"] = speed
         report["placeholder"] = placeholder()
         if not args.skip_quality:
-            patients = args.patients or (6 if args.small else 300)
+            patients = args.patients or (8 if args.small else 300)
             seeds = args.seeds[:1] if args.small else args.seeds
             report["quality"] = measure_quality(
                 patients,

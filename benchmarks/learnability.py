@@ -9,7 +9,7 @@ likelihood on the training folds (patient-grouped 5-fold, the folds
 ``benchmarks/quality.py`` uses) and scores the held-out fold.
 
 The result is a *well-specified* learner: it knows the functional form and only
-estimates 32 numbers, so it bounds from above what a flexible model (which must
+estimates 33 numbers, so it bounds from above what a flexible model (which must
 also discover the form) can reach with the same positives. Comparing it with
 ``LesionBoostClassifier`` in ``benchmarks/quality.py`` separates the part of the
 gap that is estimation noise (unreachable for any learner at this size) from the
@@ -40,8 +40,12 @@ from lesionboost._simulate_risk import TERM_NAMES, RiskModel, _masks, risk_featu
 from lesionboost.schema import NUMERIC_COLUMNS
 
 
-def risk_terms(train: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The simulator's soft-clipped risk terms and centre index, rebuilt from the file's columns."""
+def risk_terms(train: pl.DataFrame, followup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's soft-clipped risk terms and centre index, rebuilt from the file's columns.
+
+    ``followup`` is the oracle's ``followup_score``: a linear function of the latent
+    normal scores the simulator maps to the columns, given rather than inverted.
+    """
     _, owner = np.unique(train.get_column("patient_id").to_numpy(), return_inverse=True)
     covariates = _covariates(train)  # site, centre, age and sex coded as the simulator codes them
     lesion: dict[str, np.ndarray] = {
@@ -54,7 +58,7 @@ def risk_terms(train: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     n_patients = int(owner.max()) + 1
     age, male = np.full(n_patients, np.nan), np.full(n_patients, 0.5)
     age[owner], male[owner] = covariates["age"], covariates["male"]
-    return risk_features(lesion, {"age": age, "male": male}), covariates["centre"]
+    return risk_features(lesion, {"age": age, "male": male}, followup), covariates["centre"]
 
 
 class WellSpecifiedRisk:
@@ -107,7 +111,7 @@ def run_seed(n_patients: int, seed: int, n_splits: int) -> dict[str, Any]:
     sim = lb.simulate_slice3d(n_patients, seed=seed)
     train = sim.train
     y = train.get_column("target").to_numpy()
-    F, centre = risk_terms(train)
+    F, centre = risk_terms(train, sim.train_oracle.get_column("followup_score").to_numpy())
     folds = lb.patient_folds(train, n_splits=n_splits, seed=0)
     oof = np.zeros(len(y))
     start = time.perf_counter()

@@ -23,6 +23,11 @@ patient-grouped out-of-fold pAUC (the folds ``quality.py`` uses) and its wall ti
   followed-up benign lesions in their main model (FACTS.md section 4.5);
 * ``followup_weight:<w>`` -- the LightGBM member with the 7th place's actual
   scheme: benign lesions with a ``lesion_id`` get sample weight ``w`` (others 1);
+* ``followup_feature`` -- the LightGBM member with that auxiliary model's score as
+  one more feature (stacking): inside each training fold the score of a training
+  lesion comes from aux models fitted on the other patients of the fold
+  (patient-grouped 4-fold), the score of a held-out lesion from the aux model
+  fitted on the whole training fold, so both sides see an out-of-sample score;
 * ``linear`` / ``spline`` -- a logistic regression on quantile-normalised
   features (``spline``: cubic B-splines of them) trained on all positives and
   1 in 10 negatives, alone and rank-blended 20-30 % with that equal-weight
@@ -101,8 +106,9 @@ FOLLOWUP_BLEND_SHARES: tuple[float, ...] = (0.1, 0.2, 0.3)
 
 def load(
     source: str, seed: int, n_patients: int
-) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """Features (the estimator's default groups), labels, patient folds and lesion_id presence."""
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features (the estimator's default groups), labels, patient folds, lesion_id
+    presence and a patient index of every lesion."""
     if source == "sim":
         train = lb.simulate_slice3d(n_patients, seed=seed).train
     else:
@@ -114,7 +120,8 @@ def load(
     folds = lb.patient_folds(train, n_splits=3 if n_patients < 200 else 5, seed=0)
     features = lb.LesionFeaturizer(groups=groups).fit_transform(X)
     followed_up = train.get_column("lesion_id").is_not_null().to_numpy()
-    return features, np.asarray(y), folds, followed_up
+    _, patients = np.unique(train.get_column("patient_id").to_numpy(), return_inverse=True)
+    return features, np.asarray(y), folds, followed_up, patients
 
 
 def _categoricals(features: pl.DataFrame) -> list[str]:
@@ -254,14 +261,42 @@ def followup_model() -> Callable[..., np.ndarray]:
     return fit_predict
 
 
+def followup_feature_member(inner_splits: int = 4) -> Callable[..., np.ndarray]:
+    """The LightGBM member with the follow-up model's score as an extra feature.
+
+    Labels are three columns, ``(malignant, followed up, patient index)``; the
+    patient index groups the inner folds that score the training lesions.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    aux = followup_model()
+
+    def fit_predict(train: pl.DataFrame, labels: np.ndarray, test: pl.DataFrame) -> np.ndarray:
+        y, patients = labels[:, 0], labels[:, 2]
+        train_score = np.zeros(train.height)
+        inner = GroupKFold(n_splits=inner_splits).split(np.zeros(train.height), groups=patients)
+        for fit_rows, score_rows in inner:
+            train_score[score_rows] = aux(
+                train[fit_rows], labels[fit_rows, :2], train[score_rows]
+            )
+        test_score = aux(train, labels[:, :2], test)
+        return _member_scores(
+            train.with_columns(followup_score=pl.Series(train_score, dtype=pl.Float32)), y,
+            test.with_columns(followup_score=pl.Series(test_score, dtype=pl.Float32)),
+        )
+
+    return fit_predict
+
+
 def _rank(scores: np.ndarray) -> np.ndarray:
     return rankdata(scores) / len(scores)
 
 
 def run_variant(name: str, features: pl.DataFrame, y: np.ndarray, folds: np.ndarray,
-                cache: dict[str, np.ndarray],
-                followed_up: np.ndarray | None = None) -> dict[str, Any]:
-    """One variant's out-of-fold pAUC(s) and wall time (``followup`` needs ``followed_up``)."""
+                cache: dict[str, np.ndarray], followed_up: np.ndarray | None = None,
+                patients: np.ndarray | None = None) -> dict[str, Any]:
+    """One variant's out-of-fold pAUC(s) and wall time (the ``followup*`` variants need
+    ``followed_up``; ``followup_feature`` also ``patients``)."""
     start = time.perf_counter()
     result: dict[str, Any] = {"variant": name}
     if name.startswith("lgbm:"):
@@ -308,6 +343,12 @@ def run_variant(name: str, features: pl.DataFrame, y: np.ndarray, folds: np.ndar
         labels = np.column_stack([y, followed_up.astype(int)])
         oof = out_of_fold(features, labels, folds, weighted_member(float(name.split(":")[1])))
         result["pauc"] = lb.pauc_above_tpr(y, oof)
+    elif name == "followup_feature":
+        if followed_up is None or patients is None:
+            raise ValueError(f"variant {name!r} needs the lesion_id presence and patient of rows")
+        labels = np.column_stack([y, followed_up.astype(int), patients])
+        oof = out_of_fold(features, labels, folds, followup_feature_member())
+        result["pauc"] = lb.pauc_above_tpr(y, oof)
     elif name in ("linear", "spline"):
         if "ensemble" not in cache:
             raise ValueError(f"variant {name!r} blends with the ensemble: list 'members' before it")
@@ -332,23 +373,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
     parser.add_argument("--variants", nargs="+", default=None,
                         help="default: every lgbm:<name>, top:20/40/80, members, linear, spline, "
-                             "followup")
+                             "followup, followup_weight:0.5/3, followup_feature")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.source == "real" and not REAL_SAMPLE.exists():
         parser.error(f"--source real needs the real sample at {REAL_SAMPLE}")
     every = [*(f"lgbm:{n}" for n in LGBM_VARIANTS), "top:20", "top:40", "top:80",
              "members", "linear", "spline", "followup", "followup_weight:0.5",
-             "followup_weight:3"]
-    small = ["lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear", "followup"]
+             "followup_weight:3", "followup_feature"]
+    small = ["lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear", "followup",
+             "followup_feature"]
     variants = args.variants or (small if args.small else every)
-    features, y, folds, followed_up = load(args.source, args.seed, 60 if args.small else 1042)
+    features, y, folds, followed_up, patients = load(
+        args.source, args.seed, 60 if args.small else 1042
+    )
     print(f"{args.source} seed {args.seed}: {features.height:,} lesions, {int(y.sum())} malignant, "
           f"{features.width} features, {len(np.unique(folds))} folds", flush=True)
     cache: dict[str, np.ndarray] = {}
     results = []
     for name in variants:
-        result = run_variant(name, features, y, folds, cache, followed_up)
+        result = run_variant(name, features, y, folds, cache, followed_up, patients)
         results.append(result)
         blends = " ".join(f"{k} {v:.4f}" for k, v in result.get("blends", {}).items())
         print(f"{name:<22} OOF pAUC {result['pauc']:.4f}  ({result['seconds']:.0f} s)"

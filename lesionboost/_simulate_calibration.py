@@ -184,6 +184,19 @@ def _normal_scores(values: np.ndarray) -> np.ndarray:
     return stats.norm.ppf((ranks - 0.5) / len(values))
 
 
+def _normal_scores_against(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Normal scores of ``values`` on the empirical distribution of ``reference``.
+
+    Equal to :func:`_normal_scores` for the reference rows themselves (mid-ranks),
+    and defined for other rows (malignant lesions scored on the benign scale).
+    """
+    ordered = np.sort(reference)
+    below = np.searchsorted(ordered, values, side="left")
+    at_most = np.searchsorted(ordered, values, side="right")
+    n = len(ordered)
+    return stats.norm.ppf(np.clip((below + at_most) / 2, 0.5, n - 0.5) / n)
+
+
 def _nearest_psd(matrix: np.ndarray, floor: float = 0.0) -> np.ndarray:
     sym = (matrix + matrix.T) / 2
     values, vectors = np.linalg.eigh(sym)
@@ -454,7 +467,33 @@ def fit_tables(sample_path: str | Path) -> dict[str, Any]:
         ),
         "real_auc": univariate_aucs(sample, digits=4),
     }
+    tables["followup"].update(_followup_risk_targets(sample, tables["followup"]["coef"]))
     return tables
+
+
+def _followup_risk_targets(sample: pl.DataFrame, coef: list[float]) -> dict[str, float]:
+    """How the real sample's follow-up score relates to malignancy.
+
+    The benign mean and SD of the score (the risk term standardises it with them) and
+    its malignant-vs-benign AUC, every row scored on the benign scale: clinics follow
+    up lesions that look like cancers, and the risk fit makes the simulator agree.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    frame = _free_frame(sample)
+    benign = (frame.get_column("target") == 0).to_numpy()
+    scores = np.column_stack([
+        _normal_scores_against(values, values[benign])
+        for values in (frame.get_column(name).to_numpy().astype(float) for name in FREE_NAMES)
+    ])  # fmt: skip
+    columns = {name: frame.get_column(name).to_numpy() for name in ZERO_INFLATED}
+    design = followup_design(scores, columns, design_matrix(**_covariates(frame)))
+    score = design @ np.asarray(coef, dtype=float)
+    return {
+        "benign_mean": round(float(score[benign].mean()), 5),
+        "benign_sd": round(float(score[benign].std()), 5),
+        "malignant_auc": round(float(roc_auc_score(~benign, score)), 4),
+    }
 
 
 # --------------------------------------------------------------------------- load/save

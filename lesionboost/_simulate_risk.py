@@ -10,9 +10,12 @@ The risk is computed from observable columns only (plus the image-only draw), so
 * ``centre`` -- one intercept per centre (their malignancy rates differ 8-fold);
 * ``s_k`` -- terms of every cancer: age, sex, head/neck site, height on the body,
   skin lightness, texture (``stdLExt``) and hue (``Hext``) around the lesion, the
-  patient's lesion count (fewer lesions, higher risk per lesion), and the "ugly
+  patient's lesion count (fewer lesions, higher risk per lesion), the "ugly
   duckling" size terms -- within-patient and within patient x site z-scores of
-  ``clin_size_long_diam_mm``;
+  ``clin_size_long_diam_mm`` -- and the follow-up score (:func:`followup_score`,
+  standardised on the real sample's benign rows): on the real sample the lesions
+  clinics follow up look like its cancers (the score's malignant-vs-benign AUC is
+  0.73), and this term lets the risk fit reproduce that;
 * ``m_k`` -- the melanoma hazard: log size, colour variation (``norm_color``),
   border irregularity, hue, and colour variation relative to the patient's lesions;
 * ``c_k`` -- the keratinocyte-cancer (BCC, SCC) hazard: a redder hue, a lower
@@ -60,6 +63,7 @@ ABSOLUTE_TERMS: dict[str, tuple[str, float, float, str]] = {
     "skin_texture": ("log_tbp_lv_stdLExt", 0.762, 0.252, "shared"),
     "skin_hue": ("tbp_lv_Hext", 61.2, -5.59, "shared"),
     "few_lesions": ("log_n_lesions", 5.49, -1.0, "shared"),
+    "followup": ("followup_z", 0.0, 1.0, "shared"),
     "mel_size": ("log_clin_size_long_diam_mm", 1.30, 0.342, "melanoma"),
     "mel_colour": ("tbp_lv_norm_color", 3.06, 2.03, "melanoma"),
     "mel_border": ("tbp_lv_norm_border", 3.45, 1.69, "melanoma"),
@@ -110,10 +114,20 @@ def within_group_z(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     return np.where(counts[inverse] > 1, z, 0.0)
 
 
-def risk_features(lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray]) -> np.ndarray:
-    """The soft-clipped risk terms of every lesion, columns in :data:`TERM_NAMES` order."""
+def risk_features(
+    lesion: dict[str, np.ndarray],
+    patient: dict[str, np.ndarray],
+    followup: np.ndarray,
+    tables: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """The soft-clipped risk terms of every lesion, columns in :data:`TERM_NAMES` order.
+
+    ``followup`` is :func:`followup_score` of the same lesions.
+    """
+    model = (load_tables() if tables is None else tables)["followup"]
     owner = lesion["patient"]
     source = dict(lesion)
+    source["followup_z"] = (followup - model["benign_mean"]) / model["benign_sd"]
     source["age_approx"] = np.nan_to_num(patient["age"][owner], nan=58.0)
     source["male"] = patient["male"][owner]
     source["head_neck"] = (lesion["site"] == _HEAD_NECK).astype(float)
@@ -200,9 +214,9 @@ def followup_score(
 
     The logistic model fitted on the real sample by
     :func:`lesionboost._simulate_calibration._followup_model`, applied to the
-    simulated lesions. It is not a function of the malignancy risk, so ``lesion_id``
-    relates to malignancy only as much as the drivers of follow-up (border,
-    symmetry, colour variation, contrast, age, centre) do in the simulated risk.
+    simulated lesions. ``lesion_id`` is drawn from it, not from the malignancy
+    risk; the risk has it as one term (``followup``), fitted so that the score
+    ranks malignant above benign lesions as it does on the real sample.
     """
     model = (load_tables() if tables is None else tables)["followup"]
     design = followup_design(normal_scores, columns, covariates)

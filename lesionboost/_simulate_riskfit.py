@@ -6,7 +6,8 @@ beforehand, so the malignant class is the benign population re-weighted by
 weighted statistic of one simulated population, and the coefficients can be fitted
 without drawing labels at all: prevalence and rates by centre, site and sex, the
 class-conditional mean shifts of FACTS.md section 2.5, the univariate AUCs of the
-real sample, and the expected pAUC of the full and tabular oracles.
+real sample, the malignant-vs-benign AUC of its follow-up score, and the expected
+pAUC of the full and tabular oracles.
 
 Run through ``python -m lesionboost._simulate_calibration --fit-risk``.
 """
@@ -26,6 +27,7 @@ from ._simulate_risk import (
     RELATIVE_TERMS,
     TERM_NAMES,
     RiskModel,
+    followup_score,
     risk_features,
     subtype_probabilities,
 )
@@ -74,7 +76,9 @@ class _Cohort:
         rng = np.random.default_rng(seed)
         pop = draw_population(n_patients, rng, tables)
         lesion, patient = pop.lesion, pop.patient
-        self.features = risk_features(lesion, patient)
+        followup = followup_score(pop.normal_scores, lesion, pop.covariates, tables)
+        self.features = risk_features(lesion, patient, followup, tables)
+        self.followup_cdf = (stats.rankdata(followup) - 0.5) / len(followup)
         owner = lesion["patient"]
         self.raw_features = _raw_projection(self.features, lesion, patient)
         self.centre = patient["centre"][owner]
@@ -192,6 +196,7 @@ def tilt_summary(cohort: _Cohort, risk: RiskModel) -> dict[str, Any]:
         "size_top10": float(w @ (cohort.size_percentile >= 0.9) / total),
         "size_above_88": float(w @ (cohort.size_percentile >= 0.88) / total),
         "auc": dict(zip(cohort.columns, w @ cohort.cdf / total, strict=True)),
+        "followup_auc": float(w @ cohort.followup_cdf / total),
         "shift": dict(zip(cohort.columns, w @ cohort.value / total, strict=True)),
         "pauc_full": weighted_pauc(full, w),
         "pauc_tabular": weighted_pauc(tabular, w),
@@ -203,7 +208,12 @@ def tilt_summary(cohort: _Cohort, risk: RiskModel) -> dict[str, Any]:
     }
 
 
-def _residuals(theta: np.ndarray, cohorts: list[_Cohort], real_auc: dict[str, float]) -> np.ndarray:
+def _residuals(
+    theta: np.ndarray,
+    cohorts: list[_Cohort],
+    real_auc: dict[str, float],
+    followup_auc: float,
+) -> np.ndarray:
     risk = _unpack(theta)
     target_rates = np.array([pos / rows for _, rows, pos, *_ in CENTRES])
     out = []
@@ -225,6 +235,7 @@ def _residuals(theta: np.ndarray, cohorts: list[_Cohort], real_auc: dict[str, fl
         out += [
             (s["auc"][c] - real_auc[c]) / (0.01 if k < 10 else 0.02) for k, c in enumerate(ranked)
         ]
+        out.append((s["followup_auc"] - followup_auc) / 0.004)
         out.append((s["pauc_full"] - TARGET_PAUC["full"]) / 0.0015)
         out.append((s["pauc_tabular"] - TARGET_PAUC["tabular"]) / 0.0015)
         out.append((s["pauc_raw_proxy"] - TARGET_PAUC["raw_proxy"]) / 0.002)
@@ -253,7 +264,7 @@ def fit_risk(
         _residuals,
         start,
         bounds=(lower, upper),
-        args=(cohorts, tables["real_auc"]),
+        args=(cohorts, tables["real_auc"], tables["followup"]["malignant_auc"]),
         diff_step=1e-3,
         max_nfev=max_nfev,
     )

@@ -42,8 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: Featurizer groups used by default: all but ``"region"``. The region z-scores
 #: (patient x body location, patient x site) double the feature count and the
-#: fit time for no measured gain (benchmarks/ablation.py: OOF pAUC 0.1598 without
-#: vs 0.1589 with on the simulator, 0.1546 vs 0.1524 on the real sample).
+#: fit time for no measured gain (benchmarks/ablation.py: OOF pAUC 0.1578 without
+#: vs 0.1543 with on the simulator, 0.1546 vs 0.1524 on the real sample).
 DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "counts")
 
 # LesionBoostClassifier parameters forwarded unchanged to GBDTEnsembleClassifier.

@@ -32,7 +32,7 @@ levels seen at fit, sorted).
     the lesion has (0 if none) -- a diagonal Mahalanobis distance. It was chosen
     over a per-patient LocalOutlierFactor on the same columns (the 1st-place
     recipe) because ``benchmarks/ablation.py`` scores both alike (OOF pAUC
-    0.1589 vs 0.1586 on the simulator, 0.1524 vs 0.1506 on the real sample)
+    0.1543 vs 0.1549 on the simulator, 0.1524 vs 0.1506 on the real sample)
     while the distance takes 0.04-0.07 s on 401k lesions and the LOF 3.4-57 s.
 ``"counts"``
     Lesions per patient, per patient x site and per patient x location, and the
@@ -43,8 +43,8 @@ sort per column and group, several z-scores: with every column ranked in all
 three groupings the transform of 401k lesions takes ~8 s instead of ~1.1 s on two
 cores, and in patient-grouped cross-validation (``benchmarks/ablation.py``) the
 ranks added nothing measurable over the z-scores -- simulator, 3 seeds: OOF pAUC
-0.1589 with every rank, 0.1603 with the 16 key columns ranked, 0.1588 without;
-real 3,449-row sample: 0.1524 / 0.1516 / 0.1506, all within one seed-to-seed SD.
+0.1543 with every rank, 0.1566 with the 16 key columns ranked, 0.1576 without;
+real 3,449-row sample: 0.1524 / 0.1516 / 0.1506, all about one seed-to-seed SD apart.
 The simulator's risk is built on within-patient z-scores, so it cannot reward
 ranks, and the sample holds ~5 lesions per patient: on the full Kaggle data
 (~385 lesions per patient) it is worth checking ``rank_columns="key"`` or

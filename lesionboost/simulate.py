@@ -38,12 +38,14 @@ Generative story
 3. **Malignancy.** Only now is the risk computed, from the observed columns:
    ``logit = centre + shared + log(exp(h_melanoma) + exp(h_keratinocyte)) + s * u``.
    The shared part holds age, sex, head/neck site, height on the body, skin
-   lightness, hue and texture around the lesion, the patient's lesion count and
+   lightness, hue and texture around the lesion, the patient's lesion count,
    the patient-relative ("ugly duckling") size terms -- within-patient and within
-   patient x site z-scores. The melanoma hazard grows with size, colour variation,
-   border irregularity and relative colour variation; the keratinocyte (BCC/SCC)
-   hazard with a redder hue, a lower deltaB and nevus confidence, and with a hue
-   and nevus confidence unusual *for this patient*. Every term is a smooth,
+   patient x site z-scores -- and the follow-up score (step 4), so that cancers
+   look like the lesions clinics follow up, as on the real sample. The melanoma
+   hazard grows with size, colour variation, border irregularity and relative
+   colour variation; the keratinocyte (BCC/SCC) hazard with a redder hue, a
+   lower deltaB and nevus confidence, and with a hue and nevus confidence
+   unusual *for this patient*. Every term is a smooth,
    bounded, monotone function (3 tanh(v / 3)) of a standardised column or a
    z-score computed over all of the patient's rows -- what a featurizer can
    compute. ``u ~ N(0, 1)`` is the image-only component, independent of every
@@ -55,12 +57,13 @@ Generative story
    tilting (:mod:`lesionboost._simulate_riskfit`) to the prevalence (0.098 %),
    centre rates, head/neck ~8x, sex ratio, 40 % melanoma share, the "ugly
    duckling" size percentiles, 25 % of patients with a positive, the mean shifts
-   of FACTS.md section 2.5, the univariate AUCs of the real sample and the pAUC of
-   the oracles.
+   of FACTS.md section 2.5, the univariate AUCs of the real sample, the
+   malignant-vs-benign AUC of its follow-up score (0.726) and the pAUC of the
+   oracles.
 4. **Train-only columns** are drawn after the label: ``lesion_id`` on every
    malignant lesion and ~5.4 % of benign ones, chosen by a follow-up model fitted
    on the real sample (high-contrast, regular lesions and one centre, the Frazer
-   Institute, far more often; not the malignancy risk);
+   Institute, far more often; drawn from that score, not from the risk);
    ``iddx_*`` from the real diagnosis vocabulary (BCC / melanoma / SCC from the
    two hazards); ``mel_*`` on invasive melanomas; a lower
    ``tbp_lv_dnn_lesion_confidence`` for malignant lesions.
@@ -75,27 +78,29 @@ Fidelity (``python benchmarks/fidelity.py``; 1,042 patients, seed 0)
 --------------------------------------------------------------------
 Measured against the real 3,449-row sample and FACTS.md (2 shared cores):
 
-* 401,486 rows, 398 malignant (0.099 %), 25.4 % of patients with a malignant
-  lesion, head/neck rate 7.37x the rest; simulated in 5.0 s; crops at
-  1,970/s on one core;
+* 401,486 rows, 415 malignant (0.103 %), 24.8 % of patients with a malignant
+  lesion, head/neck rate 8.22x the rest; simulated in 4.8 s; crops at
+  2,104/s on one core;
 * Kolmogorov-Smirnov distance of the 34 numeric columns (benign rows): median
   0.010, max 0.060 (``age_approx``); Spearman matrix difference: mean 0.021,
-  max 0.090; categorical shares within 0.008 of FACTS.md;
-* univariate AUCs of the 10 most discriminative real columns within 0.043 of
-  the real ones (e.g. ``tbp_lv_H`` 0.210 real vs 0.198, ``tbp_lv_stdLExt``
-  0.666 vs 0.659); weaker columns are looser (``tbp_lv_Lext`` 0.521 vs 0.403);
-* pAUC above 80 % TPR over all rows: oracle 0.1864, tabular oracle 0.1730;
-  patient-grouped 5-fold out-of-fold LightGBM on the raw columns 0.1406 (the
-  band FACTS.md reports for real data is 0.12-0.15), and 0.1613 once
+  max 0.087; categorical shares within 0.008 of FACTS.md;
+* univariate AUCs of the 10 most discriminative real columns within 0.033 of
+  the real ones (e.g. ``tbp_lv_H`` 0.210 real vs 0.216, ``tbp_lv_stdLExt``
+  0.666 vs 0.666); weaker columns are looser (``tbp_lv_Lext`` 0.521 vs 0.426);
+* pAUC above 80 % TPR over all rows: oracle 0.1872, tabular oracle 0.1718;
+  patient-grouped 5-fold out-of-fold LightGBM on the raw columns 0.1329 (the
+  band FACTS.md reports for real data is 0.12-0.15), and 0.1582 once
   within-patient z-scores are added -- the patient-relative terms carry most of
-  the gap to the tabular oracle.
+  the gap to the tabular oracle;
+* a follow-up model (LightGBM of ``lesion_id`` on benign rows) ranks malignant
+  lesions with AUC 0.693 (real sample: 0.836; see the README).
 
 Examples
 --------
 >>> from lesionboost.simulate import simulate_slice3d
 >>> sim = simulate_slice3d(20, seed=1)
 >>> sim.train.width, sim.train_oracle.columns
-(55, ['isic_id', 'logit', 'tabular_logit'])
+(55, ['isic_id', 'logit', 'tabular_logit', 'followup_score'])
 """
 
 from __future__ import annotations
@@ -134,12 +139,15 @@ class SimulatedSLICE3D:
     train : polars.DataFrame
         The 55 columns of ``train-metadata.csv`` in file order, sorted by ``isic_id``.
     train_oracle : polars.DataFrame
-        ``isic_id``, ``logit`` (the true malignancy log-odds) and ``tabular_logit``
-        (the same without the image-only component), row-aligned with ``train``.
+        ``isic_id``, ``logit`` (the true malignancy log-odds), ``tabular_logit``
+        (the same without the image-only component) and ``followup_score`` (the
+        log-odds, up to a constant, that a clinic follows a benign lesion up; one
+        input of the risk), row-aligned with ``train``.
     test : polars.DataFrame or None
         The 44 columns of ``test-metadata.csv`` for new patients.
     test_oracle : polars.DataFrame or None
-        ``isic_id``, ``target``, ``logit``, ``tabular_logit`` for ``test``.
+        ``isic_id``, ``target``, ``logit``, ``tabular_logit``, ``followup_score``
+        for ``test``.
     image_ids : tuple of str
         The train lesions that get a rendered crop, in ``isic_id`` order: a seeded
         uniform draw that never looks at ``target`` (see :func:`simulate_slice3d`).
@@ -225,7 +233,8 @@ def _cohort(
     n = pop.n_lesions
     owner = lesion["patient"]
     centre = patient["centre"][owner]
-    features = risk_features(lesion, patient)
+    followup = followup_score(pop.normal_scores, lesion, pop.covariates, tables)
+    features = risk_features(lesion, patient, followup, tables)
     tabular = risk.tabular_logit(features, centre)
     image_u = risk_rng.standard_normal(n)
     logit = tabular + risk.image_sd * image_u
@@ -258,7 +267,6 @@ def _cohort(
         if name.startswith("tbp_lv_") and name in lesion:
             data[name] = lesion[name]
     if train:
-        followup = followup_score(pop.normal_scores, lesion, pop.covariates, tables)
         leak = leak_columns(target, followup, features, centre, risk, leak_rng, tables)
         followed_up = leak.pop("followed_up")
         lesion_ids = _unique_ids(id_rng, n, 0, "IL_")
@@ -267,7 +275,13 @@ def _cohort(
     schema = TRAIN_COLUMNS if train else TEST_COLUMNS
     frame = pl.DataFrame([_series(name, data[name], dtype) for name, dtype in schema.items()])
     oracle = pl.DataFrame(
-        {"isic_id": isic, "target": target, "logit": logit, "tabular_logit": tabular}
+        {
+            "isic_id": isic,
+            "target": target,
+            "logit": logit,
+            "tabular_logit": tabular,
+            "followup_score": followup,
+        }
     )
     order = np.argsort(isic, kind="stable")  # Kaggle files are sorted by isic_id
     frame, oracle = frame[order], oracle[order]

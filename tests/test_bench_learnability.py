@@ -22,14 +22,18 @@ def small_sim():
 
 
 def test_risk_terms_from_the_file_reproduce_the_tabular_oracle(small_sim) -> None:
-    F, centre = learnability.risk_terms(small_sim.train)
+    F, centre = learnability.risk_terms(
+        small_sim.train, small_sim.train_oracle["followup_score"].to_numpy()
+    )
     rebuilt = RiskModel.from_tables().tabular_logit(F, centre)
     oracle = small_sim.train_oracle["tabular_logit"].to_numpy()
     np.testing.assert_allclose(rebuilt, oracle, atol=1e-4)
 
 
 def test_the_likelihood_gradient_is_exact(small_sim) -> None:
-    F, centre = learnability.risk_terms(small_sim.train)
+    F, centre = learnability.risk_terms(
+        small_sim.train, small_sim.train_oracle["followup_score"].to_numpy()
+    )
     y = small_sim.train["target"].to_numpy().astype(float)
     model = learnability.WellSpecifiedRisk(len(CENTRES))
     n_params = model.n_terms + len(CENTRES) + 1

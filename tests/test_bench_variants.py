@@ -18,8 +18,9 @@ def test_small_variants_benchmark_runs(tmp_path: Path) -> None:
     report, stdout = run_small("variants.py", tmp_path / "variants.json", timeout=300)
     results = {r["variant"]: r for r in report["results"]}
     assert list(results) == [
-        "lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear", "followup"
-    ]
+        "lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear", "followup",
+        "followup_feature",
+    ]  # fmt: skip
     assert report["settings"]["positives"] > 0
     assert all(0.0 <= r["pauc"] <= 0.2 and r["seconds"] > 0 for r in results.values())
     # a random ranking scores ~0.02 above 80 % TPR: the member and the ensemble learn
@@ -74,6 +75,10 @@ def test_unknown_or_out_of_order_variants_are_refused() -> None:
         variants.run_variant("boosted_forest", features, np.array([0, 1]), np.array([0, 1]), {})
     with pytest.raises(ValueError, match="needs the lesion_id presence"):
         variants.run_variant("followup", features, np.array([0, 1]), np.array([0, 1]), {})
+    with pytest.raises(ValueError, match="needs the lesion_id presence and patient"):
+        variants.run_variant(
+            "followup_feature", features, np.array([0, 1]), np.array([0, 1]), {}, np.ones(2)
+        )
     with pytest.raises(ValueError, match="list 'members' before it"):
         variants.run_variant("linear", features, np.array([0, 1]), np.array([0, 1]), {})
 
@@ -105,3 +110,37 @@ def test_weighted_member_with_unit_weights_is_the_member() -> None:
     plain = variants.lightgbm_member()(train, y, train)
     np.testing.assert_array_equal(variants.weighted_member(1.0)(train, labels, train), plain)
     assert not np.array_equal(variants.weighted_member(5.0)(train, labels, train), plain)
+
+
+def test_followup_feature_scores_training_lesions_with_models_that_never_saw_their_patient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+
+    def recording_aux():  # stands in for followup_model(): records what each fit saw
+        def fit_predict(train: pl.DataFrame, labels: np.ndarray, test: pl.DataFrame) -> np.ndarray:
+            calls.append((set(train["patient"]), set(test["patient"]), labels.shape[1]))
+            return test["patient"].to_numpy()
+
+        return fit_predict
+
+    member_inputs = {}
+
+    def recording_member(train: pl.DataFrame, y: np.ndarray, test: pl.DataFrame) -> np.ndarray:
+        member_inputs["train"], member_inputs["test"] = train, test
+        return np.zeros(test.height)
+
+    monkeypatch.setattr(variants, "followup_model", recording_aux)
+    monkeypatch.setattr(variants, "_member_scores", recording_member)
+    patients = np.repeat(np.arange(8), 5)
+    train = pl.DataFrame({"patient": patients.astype(float)})
+    labels = np.column_stack([np.zeros(40), np.zeros(40), patients])
+    test = pl.DataFrame({"patient": [100.0, 101.0]})
+    variants.followup_feature_member(inner_splits=4)(train, labels, test)
+    *inner, final = calls
+    assert len(inner) == 4
+    assert all(not seen & scored and width == 2 for seen, scored, width in inner)
+    assert set().union(*(scored for _, scored, _ in inner)) == set(range(8))
+    assert final[0] == set(range(8))  # held-out lesions: the aux model of the whole fold
+    np.testing.assert_array_equal(member_inputs["train"]["followup_score"], patients)
+    assert member_inputs["test"]["followup_score"].to_list() == [100.0, 101.0]
