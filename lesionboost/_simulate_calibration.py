@@ -179,18 +179,14 @@ def _table(values: np.ndarray, transform: str, probs: np.ndarray = _PROBS) -> di
     return table
 
 
-def _normal_scores(values: np.ndarray) -> np.ndarray:
-    ranks = stats.rankdata(values, method="average")
-    return stats.norm.ppf((ranks - 0.5) / len(values))
-
-
-def _normal_scores_against(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def _normal_scores(values: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """Normal scores of ``values`` on the empirical distribution of ``reference``.
 
-    Equal to :func:`_normal_scores` for the reference rows themselves (mid-ranks),
-    and defined for other rows (malignant lesions scored on the benign scale).
+    Mid-ranks, ``ndtri((rank - 0.5) / n)``; ``reference`` defaults to ``values``
+    itself, and rows outside it (malignant lesions scored on the benign scale) get
+    the rank they would take among the reference rows.
     """
-    ordered = np.sort(reference)
+    ordered = np.sort(values if reference is None else reference)
     below = np.searchsorted(ordered, values, side="left")
     at_most = np.searchsorted(ordered, values, side="right")
     n = len(ordered)
@@ -483,7 +479,7 @@ def _followup_risk_targets(sample: pl.DataFrame, coef: list[float]) -> dict[str,
     frame = _free_frame(sample)
     benign = (frame.get_column("target") == 0).to_numpy()
     scores = np.column_stack([
-        _normal_scores_against(values, values[benign])
+        _normal_scores(values, values[benign])
         for values in (frame.get_column(name).to_numpy().astype(float) for name in FREE_NAMES)
     ])  # fmt: skip
     columns = {name: frame.get_column(name).to_numpy() for name in ZERO_INFLATED}
