@@ -13,7 +13,7 @@ RUN_DIR ?= runs/demo
 TORCH_CPU ?= torch==2.13.0+cpu
 TORCH_INDEX ?=
 
-.PHONY: demo test clean
+.PHONY: demo test gpu-check clean
 
 $(DEMO_VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)
@@ -35,6 +35,13 @@ demo: $(DEMO_VENV)/.done
 
 test: $(TEST_VENV)/.done
 	$(TEST_VENV)/bin/python -m pytest -q
+
+# On a machine with an NVIDIA GPU and the CUDA builds (`pip install xgboost
+# onnxruntime-gpu` in place of xgboost-cpu / onnxruntime; CatBoost's wheel has
+# CUDA): the gpu-marked tests, then CPU against CUDA at full simulator size.
+gpu-check: $(TEST_VENV)/.done
+	$(TEST_VENV)/bin/python -m pytest -m gpu -rs tests/test_gpu.py
+	$(TEST_VENV)/bin/python benchmarks/devices.py --out runs/devices.json
 
 clean:
 	rm -rf $(DEMO_VENV) $(TEST_VENV) runs

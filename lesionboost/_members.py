@@ -159,7 +159,8 @@ class _LightGBM(_Member):
     thread_keys = ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs")
 
     def device_params(self, device: str) -> dict[str, Any]:
-        # The PyPI wheels carry no CUDA learner; users with an OpenCL build can pass
+        # The PyPI wheels carry no CUDA learner: fit() then trains on the CPU with
+        # a warning. Users with an OpenCL build can pass
         # lightgbm_params={"device_type": "gpu"} (user params win over this mapping).
         return {"device_type": "cuda"} if device == "cuda" else {}
 
@@ -167,20 +168,32 @@ class _LightGBM(_Member):
         import lightgbm as lgb
 
         params = {**params, "seed": int(seed)}
-        dataset = lgb.Dataset(
-            X, label=y, weight=weight, categorical_feature=list(cat_idx), params=params,
-            free_raw_data=True,
-        )
+
+        def train(run_params: dict[str, Any]):  # type: ignore[no-untyped-def]
+            dataset = lgb.Dataset(
+                X, label=y, weight=weight, categorical_feature=list(cat_idx),
+                params=run_params, free_raw_data=True,
+            )
+            return lgb.train(run_params, dataset, num_boost_round=rounds)
+
         try:
-            return lgb.train(params, dataset, num_boost_round=rounds)
+            return train(params)
         except lgb.basic.LightGBMError as exc:
-            if "CUDA" in str(exc) or "GPU" in str(exc):
-                raise ValueError(
-                    f"LightGBM could not train on the GPU ({exc}). This LightGBM build has no "
-                    "CUDA learner: use device='cpu', pass lightgbm_params={'device_type': "
-                    "'gpu'} for an OpenCL build, or drop 'lightgbm' from members."
-                ) from exc
-            raise
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            on_gpu = str(params.get("device_type", "cpu")).lower() in ("cuda", "gpu")
+            if not (on_gpu and ("CUDA" in reason or "GPU" in reason)):
+                raise
+            # device="cuda" should not fail the whole ensemble because pip's
+            # LightGBM lacks a GPU learner: XGBoost and CatBoost still use the GPU.
+            warnings.warn(
+                f"LightGBM cannot train on the GPU here ({reason}); its member trains on "
+                "the CPU. The PyPI wheel has no CUDA learner: build LightGBM with "
+                "-DUSE_CUDA=1 (or pass lightgbm_params={'device_type': 'gpu'} with an "
+                "OpenCL build) to train it on the GPU, or drop 'lightgbm' from members.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return train({**params, "device_type": "cpu"})
 
     def prepare(self, X, cat_idx, threads):  # type: ignore[no-untyped-def]
         return X

@@ -148,7 +148,8 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
     device : {"cpu", "cuda"}, default="cpu"
         ``"cuda"`` sets LightGBM ``device_type="cuda"``, XGBoost
         ``device="cuda"`` and CatBoost ``task_type="GPU"``; prediction runs on
-        the CPU. GPU training is not bit-reproducible.
+        the CPU. A LightGBM without a CUDA learner (the PyPI wheel) trains on
+        the CPU with a ``RuntimeWarning``. GPU training is not bit-reproducible.
     n_jobs : int, optional
         Threads per booster; ``None`` uses each library's default (all cores),
         negative values count back from the number of cores.
