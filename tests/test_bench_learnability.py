@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from _bench import import_benchmark, run_small
 from scipy import optimize
@@ -49,5 +50,35 @@ def test_small_learnability_benchmark_runs(tmp_path: Path) -> None:
     report, stdout = run_small("learnability.py", tmp_path / "learn.json", timeout=300)
     (run,) = report["runs"]
     assert run["positives"] > 0 and 0.0 <= run["well_specified_oof_pauc"] <= 0.2
+    for key in ("well_specified_estimated_followup_oof_pauc",
+                "well_specified_no_followup_oof_pauc"):
+        assert 0.0 <= run[key] <= 0.2
+    # even 20 rounds on 60 patients recover the direction of the latent follow-up score
+    assert run["followup_estimate_spearman_benign"] > 0.3
     assert report["mean_tabular_oracle"] == pytest.approx(run["tabular_oracle_pauc"])
     assert "well-specified OOF pAUC" in stdout
+
+
+def test_estimated_followup_tracks_the_oracle_score_out_of_fold(small_sim) -> None:
+    import lesionboost as lb
+
+    train = small_sim.train
+    folds = lb.patient_folds(train, n_splits=2, seed=0)
+    estimate = learnability.estimated_followup(train, folds, rounds=30)
+    oracle = small_sim.train_oracle["followup_score"].to_numpy()
+    benign = train["target"].to_numpy() == 0
+    assert np.corrcoef(estimate[benign], oracle[benign])[0, 1] > 0.3
+    # put on the calibration tables' benign scale, not the oracle's
+    tables = learnability.load_tables()["followup"]
+    assert estimate[benign].mean() == pytest.approx(tables["benign_mean"], abs=1e-9)
+    assert estimate[benign].std() == pytest.approx(tables["benign_sd"], rel=1e-9)
+    # out of fold: erasing one fold's lesion_id leaves that fold's raw scores as they
+    # were (the common rescaling to the benign scale moves, hence the correlation),
+    # and changes those of the fold its model scores
+    shuffled = train.with_columns(
+        lesion_id=pl.when(pl.Series(folds == 0)).then(pl.lit(None, dtype=pl.String))
+        .otherwise(pl.col("lesion_id"))
+    )
+    again = learnability.estimated_followup(shuffled, folds, rounds=30)
+    assert np.corrcoef(again[folds == 0], estimate[folds == 0])[0, 1] == pytest.approx(1, abs=1e-12)
+    assert np.corrcoef(again[folds == 1], estimate[folds == 1])[0, 1] < 0.999
