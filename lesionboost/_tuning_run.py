@@ -139,7 +139,7 @@ def _worker_main(payload: dict[str, Any]) -> None:
     objective = PatientCVObjective(
         payload["metadata"], payload["folds"], space=payload["space"],
         fixed_params=payload["fixed_params"], rounds=payload["rounds"],
-        oof_dir=payload["oof_dir"],
+        oof_dir=payload["oof_dir"], sample_weight=payload.get("sample_weight"),
     )
     try:
         _optimize(study, objective, n_trials=payload["n_trials"], timeout=payload["timeout"])

@@ -167,8 +167,12 @@ def _as_training_frame(metadata: Any) -> tuple[pl.DataFrame, np.ndarray]:
     return X, y
 
 
-def data_fingerprint(metadata: Any, folds: np.ndarray) -> str:
-    """SHA-256 prefix of the lesion ids, labels and fold ids: the data a study was tuned on."""
+def data_fingerprint(metadata: Any, folds: np.ndarray, sample_weight: Any = None) -> str:
+    """SHA-256 prefix of the lesion ids, labels, fold ids and any weights: the tuning data.
+
+    Without weights the value is what it was before weights existed, so older
+    studies resume.
+    """
     frame = to_polars(metadata, what="metadata")
     digest = hashlib.sha256()
     ids = frame.get_column("isic_id") if "isic_id" in frame.columns else pl.Series([], dtype=str)
@@ -176,7 +180,28 @@ def data_fingerprint(metadata: Any, folds: np.ndarray) -> str:
     if "target" in frame.columns:
         digest.update(frame.get_column("target").cast(pl.Int8).to_numpy().tobytes())
     digest.update(np.asarray(folds, dtype=np.int8).tobytes())
+    if sample_weight is not None:
+        digest.update(b"sample_weight")
+        digest.update(np.ascontiguousarray(sample_weight, dtype=np.float64).tobytes())
     return digest.hexdigest()[:16]
+
+
+def _checked_tuning_weights(sample_weight: Any, n_rows: int) -> np.ndarray | None:
+    """``sample_weight`` as one finite, non-negative float per row, or None."""
+    if sample_weight is None:
+        return None
+    weight = np.asarray(sample_weight, dtype=np.float64).ravel()
+    if weight.shape[0] != n_rows:
+        raise ValueError(
+            f"sample_weight has {weight.shape[0]} entries but metadata has {n_rows} rows; "
+            "pass one weight per lesion."
+        )
+    if not np.isfinite(weight).all() or (weight < 0).any():
+        raise ValueError(
+            "sample_weight must be finite and non-negative; found "
+            f"{int((~np.isfinite(weight) | (weight < 0)).sum())} bad value(s)."
+        )
+    return weight
 
 
 class PatientCVObjective:
@@ -197,6 +222,9 @@ class PatientCVObjective:
     oof_dir : path-like, optional
         Where a trial that beats the study's best so far saves its OOF scores
         (``trial-<number>.parquet``), so the run need not recompute them.
+    sample_weight : array-like of shape (n_rows,), optional
+        Row weights for fitting each fold's model (sliced per fold, as in
+        :func:`~lesionboost.cross_val_oof`); the pAUC itself is unweighted.
     """
 
     def __init__(
@@ -208,6 +236,7 @@ class PatientCVObjective:
         fixed_params: Mapping[str, Any] | None = None,
         rounds: int | None = None,
         oof_dir: str | os.PathLike[str] | None = None,
+        sample_weight: Any = None,
     ) -> None:
         self.X, self.y = _as_training_frame(metadata)
         self.folds = np.asarray(folds)
@@ -215,6 +244,7 @@ class PatientCVObjective:
             raise ValueError(
                 f"folds has {self.folds.shape[0]} entries but metadata has {self.X.height} rows."
             )
+        self.sample_weight = _checked_tuning_weights(sample_weight, self.X.height)
         self.fold_ids = np.unique(self.folds)
         self.space = space
         self.fixed_params = dict(fixed_params or {})
@@ -245,7 +275,11 @@ class PatientCVObjective:
                 # Levels unseen in a training fold (a hospital whose patients all landed in
                 # the validation fold) are expected in CV; the data was validated on read.
                 warnings.simplefilter("ignore", DataWarning)
-                model = _clone(estimator).fit(self.X.filter(pl.Series(train)), self.y[train])
+                # Passed only when given, so estimators without sample_weight still tune.
+                fit_kwargs = ({} if self.sample_weight is None
+                              else {"sample_weight": self.sample_weight[train]})
+                model = _clone(estimator).fit(self.X.filter(pl.Series(train)), self.y[train],
+                                              **fit_kwargs)
                 oof[valid] = model.predict_proba(self.X.filter(pl.Series(valid)))[:, 1]
             labels = self.y[valid]
             if 0 < labels.sum() < labels.size:
@@ -418,6 +452,7 @@ def tune(
     progress: bool = True,
     oof_dir: str | os.PathLike[str] | None = None,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    sample_weight: Any = None,
 ) -> TuneResult:
     """Tune a :class:`~lesionboost.LesionBoostClassifier` by patient-grouped OOF pAUC.
 
@@ -459,6 +494,11 @@ def tune(
         Keep the OOF scores of the best trial there (see :class:`PatientCVObjective`).
     callbacks : sequence of callables, optional
         Extra ``study.optimize`` callbacks (single-process runs only).
+    sample_weight : array-like of shape (n_rows,), optional
+        Non-negative row weights every fold's model is fitted with (e.g. an
+        extra weight on followed-up benign lesions, from the train-only
+        ``lesion_id``); the pAUC is unweighted. Part of the study's data
+        fingerprint: a study tuned with other weights (or none) is not resumed.
 
     Returns
     -------
@@ -495,6 +535,7 @@ def tune(
 
         folds = patient_folds(frame, n_splits=n_splits, seed=seed)
     folds = np.asarray(folds, dtype=np.int8)
+    weight = _checked_tuning_weights(sample_weight, frame.height)
     space = search_space if search_space is not None else SearchSpace(members=members)
     # Everything that changes what a trial measures: a worker started with other
     # images, device or search space must not add its trials to this study
@@ -510,7 +551,7 @@ def tune(
                 "search_space_feature_groups": bool(space.feature_groups),
                 "fixed_params": fixed_settings}
     pruner = _wilcoxon(p_threshold)
-    study = open_study(storage, study_name, fingerprint=data_fingerprint(frame, folds),
+    study = open_study(storage, study_name, fingerprint=data_fingerprint(frame, folds, weight),
                        settings=settings, space=space, pruner=pruner)
     recover_stale_trials(study)
     before = _finished(study)
@@ -527,7 +568,7 @@ def tune(
             shared = storage is not None and not is_sqlite(storage)
             study.sampler = _sampler(seed, study, 0, n_trials, shared=shared)
             objective = PatientCVObjective(frame, folds, space=space, fixed_params=fixed_params,
-                                           rounds=rounds, oof_dir=oof_dir)
+                                           rounds=rounds, oof_dir=oof_dir, sample_weight=weight)
             _optimize(study, objective, n_trials=n_trials, timeout=timeout,
                       callbacks=[lambda s, t: bar.update(s), *callbacks])
         else:
@@ -536,6 +577,7 @@ def tune(
                 "seed": seed, "n_trials": n_trials, "timeout": timeout, "metadata": frame,
                 "folds": folds, "space": space, "fixed_params": dict(fixed_params or {}),
                 "rounds": rounds, "oof_dir": None if oof_dir is None else str(oof_dir),
+                "sample_weight": weight,
                 "log_level": logging.getLogger("lesionboost").getEffectiveLevel(),
             }
             _run_workers(payload, n_workers, study, bar)

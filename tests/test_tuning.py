@@ -206,6 +206,42 @@ def test_a_study_refuses_other_data(tiny, tmp_path) -> None:
         open_study(url, "s", fingerprint="bbb", settings={"members": ["lightgbm"]})
 
 
+def test_tune_fits_every_fold_with_the_rows_weights(tiny, tmp_path, monkeypatch) -> None:
+    followed = tiny["lesion_id"].is_not_null().to_numpy() & (tiny["target"].to_numpy() == 0)
+    weight = np.where(followed, 3.0, 1.0)  # the 7th place's extra weight on followed-up lesions
+    seen: list[tuple[int, float]] = []
+    real_fit = LesionBoostClassifier.fit
+
+    def recording(self, X, y, sample_weight=None):
+        if sample_weight is not None:
+            seen.append((X.height, float(np.sum(sample_weight))))
+        return real_fit(self, X, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(LesionBoostClassifier, "fit", recording)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    kwargs = dict(storage=url, n_splits=2, members=("lightgbm",), rounds=8,
+                  fixed_params=FAST, progress=False, seed=0)
+    tune(tiny, n_trials=1, sample_weight=weight, oof_dir=tmp_path / "weighted", **kwargs)
+    folds = patient_folds(tiny, n_splits=2, seed=0)
+    # each fold's model got exactly its training rows' weights
+    assert sorted(seen) == sorted((int((folds != k).sum()), float(weight[folds != k].sum()))
+                                  for k in (0, 1))
+    # the same study refuses other weights (or none): its trials measured something else
+    with pytest.raises(ValueError, match="other data or settings.*data_fingerprint"):
+        tune(tiny, n_trials=2, **kwargs)
+    with pytest.raises(ValueError, match="other data or settings.*data_fingerprint"):
+        tune(tiny, n_trials=2, sample_weight=weight * 2, **kwargs)
+    # and the weights change what the trial measures (its out-of-fold scores)
+    tune(tiny, n_trials=1, oof_dir=tmp_path / "plain", **{**kwargs, "storage": None})
+    scores = [pl.read_parquet(tmp_path / run / "trial-0.parquet")["score"].to_numpy()
+              for run in ("weighted", "plain")]
+    assert not np.allclose(*scores)
+    with pytest.raises(ValueError, match="sample_weight has 3 entries"):
+        tune(tiny, n_trials=1, sample_weight=[1.0, 1.0, 1.0], **{**kwargs, "storage": None})
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        tune(tiny, n_trials=1, sample_weight=-weight, **{**kwargs, "storage": None})
+
+
 def test_tune_rejects_bad_arguments(tiny) -> None:
     with pytest.raises(ValueError, match="n_trials"):
         tune(tiny, n_trials=0)
