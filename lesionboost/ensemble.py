@@ -59,11 +59,29 @@ _REFERENCE_KNOTS = 1_024  # quantiles kept from them
 
 
 # --------------------------------------------------------------------------- rank maps
-def _rank_knots(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Quantile knots (score, normal quantile of its percentile), strictly increasing."""
+def _weighted_quantile(values: np.ndarray, levels: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Quantiles of the weighted empirical distribution (each row at its weight's midpoint)."""
+    order = np.argsort(values, kind="stable")
+    sorted_values, sorted_weight = values[order], weight[order]
+    cumulative = np.cumsum(sorted_weight)
+    midpoints = (cumulative - 0.5 * sorted_weight) / cumulative[-1]
+    return np.interp(levels, midpoints, sorted_values)
+
+
+def _rank_knots(
+    scores: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quantile knots (score, normal quantile of its percentile), strictly increasing.
+
+    With ``weight`` the percentiles are those of the weighted population, the
+    one the members were fitted for.
+    """
     k = min(_REFERENCE_KNOTS, scores.size)
     levels = (np.arange(k) + 0.5) / k
-    x = np.quantile(scores, levels)
+    if weight is None or np.all(weight == weight[0]):  # equal weights: the plain quantiles
+        x = np.quantile(scores, levels)
+    else:
+        x = _weighted_quantile(scores, levels, weight)
     y = ndtri(levels)
     # Tree ensembles give tied scores; one knot per distinct score (mean rank) keeps
     # the map strictly increasing and therefore invertible.
@@ -358,9 +376,10 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             are still drawn by row, not by weight). Probabilities are those of the
             weighted population (a weight of 2 counts a row twice): the offsets undo
             the downsampling by the weight each bag kept of either class, averaged
-            over the bags, and ``scale_pos_weight`` by its value. Weights are not
-            exact row copies, though: LightGBM's ``min_data_in_leaf`` and CatBoost's
-            and LightGBM's bins count rows.
+            over the bags, and ``scale_pos_weight`` by its value; the rank blend's
+            reference percentiles are those of the weighted rows too. Weights are
+            not exact row copies, though: LightGBM's ``min_data_in_leaf`` and
+            CatBoost's and LightGBM's bins count rows.
 
         Returns
         -------
@@ -448,11 +467,14 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             )
         self.rank_knots_ = {}
         if self.blend_ == "rank":
-            reference = X
+            rows = np.arange(X.shape[0])
             if X.shape[0] > _REFERENCE_ROWS:
-                reference = X[np.sort(rng.choice(X.shape[0], _REFERENCE_ROWS, replace=False))]
-            margins = self._member_margins(reference)
-            self.rank_knots_ = {kind: _rank_knots(margins[kind]) for kind in members}
+                rows = np.sort(rng.choice(X.shape[0], _REFERENCE_ROWS, replace=False))
+            margins = self._member_margins(X[rows])
+            reference_weight = None if weight is None else weight[rows]
+            self.rank_knots_ = {
+                kind: _rank_knots(margins[kind], reference_weight) for kind in members
+            }
         return self
 
     # ------------------------------------------------------------------ predict

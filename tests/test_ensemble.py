@@ -250,6 +250,37 @@ def test_rank_map_is_monotone_invertible_and_extends_past_the_reference():
     assert norm.cdf(_piecewise(np.array([0.0]), x, y))[0] == pytest.approx(0.5, abs=0.02)
 
 
+def test_weighted_rank_knots_are_the_weighted_population_quantiles():
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=4000)
+    counts = rng.integers(1, 4, size=scores.size)
+    x_w, y_w = _rank_knots(scores, counts.astype(float))
+    x_r, y_r = _rank_knots(np.repeat(scores, counts))  # integer weights = repeated rows
+    grid = np.linspace(-2, 2, 41)
+    np.testing.assert_allclose(_piecewise(grid, x_w, y_w), _piecewise(grid, x_r, y_r), atol=0.02)
+    # only relative weights matter
+    x_s, y_s = _rank_knots(scores, 7.0 * counts)
+    np.testing.assert_allclose(x_s, x_w, rtol=1e-12)
+    np.testing.assert_allclose(y_s, y_w, rtol=1e-12)
+
+
+def test_rank_reference_of_a_weighted_fit_is_the_weighted_population():
+    from scipy.stats import norm
+
+    frame, y = _rare_data()
+    weight = np.where(frame["x0"].to_numpy() > 0, 5.0, 1.0)  # heavy rows score high
+    weighted = _fast(members=("lightgbm",), blend="rank").fit(frame, y, sample_weight=weight)
+    plain = _fast(members=("lightgbm",), blend="rank").fit(frame, y)
+    for model, expected in ((weighted, weight), (plain, np.ones_like(weight))):
+        margins = model._member_margins(model._prepare(frame, fit=False))["lightgbm"]
+        order = np.argsort(margins)
+        cumulative = np.cumsum(expected[order]) / expected.sum()
+        # the margin below which a quarter of the (weighted) reference population lies
+        quartile = margins[order][np.searchsorted(cumulative, 0.25)]
+        percentile = norm.cdf(_piecewise(np.array([quartile]), *model.rank_knots_["lightgbm"]))
+        assert percentile[0] == pytest.approx(0.25, abs=0.02)
+
+
 def test_weights_choose_and_drop_members():
     frame, y = _rare_data()
     model = _fast(weights={"lightgbm": 3, "xgboost": 1, "catboost": 0}).fit(frame, y)
