@@ -21,7 +21,8 @@ is therefore run three ways: with the oracle's score; with the score a learner
 can *estimate* -- a LightGBM of "has a ``lesion_id``" on the benign lesions
 (the train-only label the 7th place learned from), patient-grouped out-of-fold,
 put on the simulator's benign scale; and with no follow-up term. The estimated
-row is the fair ceiling for any learner that sees the file.
+row is a reference point for a learner that sees the file and knows the form
+(a better follow-up estimator could still beat it).
 
 Usage::
 
@@ -52,8 +53,9 @@ from lesionboost.schema import NUMERIC_COLUMNS
 def risk_terms(train: pl.DataFrame, followup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The simulator's soft-clipped risk terms and centre index, rebuilt from the file's columns.
 
-    ``followup`` is the oracle's ``followup_score``: a linear function of the latent
-    normal scores the simulator maps to the columns, given rather than inverted.
+    ``followup`` is the follow-up score: the oracle's ``followup_score`` (a linear
+    function of the latent normal scores the simulator maps to the columns, given
+    rather than inverted) or an estimate of it (:func:`estimated_followup`).
     """
     _, owner = np.unique(train.get_column("patient_id").to_numpy(), return_inverse=True)
     covariates = _covariates(train)  # site, centre, age and sex coded as the simulator codes them
@@ -122,11 +124,14 @@ class WellSpecifiedRisk:
 def estimated_followup(train: pl.DataFrame, folds: np.ndarray, *, rounds: int = 200) -> np.ndarray:
     """The follow-up score as a learner can estimate it from ``lesion_id``, out of fold.
 
-    A LightGBM of "this benign lesion has a ``lesion_id``" on the default
-    ``LesionFeaturizer`` features of the benign lesions of the other folds scores
-    each fold (no malignancy label is used, and no lesion is scored by a model
-    that saw its patient). Its log-odds are mapped onto the simulator's benign
-    scale of the score (mean and SD of the calibration tables, not of the oracle).
+    Each fold is scored by a LightGBM of "this benign lesion has a ``lesion_id``"
+    fitted on the default ``LesionFeaturizer`` features of the benign lesions of
+    the other folds: no lesion is scored by a model that saw its patient, and no
+    label of the scored fold is used. (Not nested: the estimates of the rows a
+    well-specified fit trains on come from follow-up models that saw the held-out
+    fold's benign ``lesion_id`` -- never its malignancy labels.) The log-odds of all
+    rows are mapped onto the simulator's benign scale of the score (the
+    calibration tables' mean and SD; the rows are 99.9 % benign).
     """
     import lightgbm
 
@@ -145,7 +150,7 @@ def estimated_followup(train: pl.DataFrame, folds: np.ndarray, *, rounds: int = 
         )
         score[folds == k] = booster.predict(features[folds == k], raw_score=True)
     scale = load_tables()["followup"]
-    standard = (score - score[benign].mean()) / score[benign].std()
+    standard = (score - score.mean()) / score.std()
     return standard * scale["benign_sd"] + scale["benign_mean"]
 
 

@@ -119,6 +119,12 @@ class _Member:
 
 
 # --------------------------------------------------------------------------- LightGBM
+#: device_type -> LightGBM's error, for GPU learners this LightGBM build lacks; filled
+#: by the first fit that asks for one, so later fits neither retry nor print the
+#: library's fatal message again.
+_LIGHTGBM_MISSING_LEARNERS: dict[str, str] = {}
+
+
 class _LightGBM(_Member):
     kind = "lightgbm"
     suffix = ".txt"
@@ -176,24 +182,34 @@ class _LightGBM(_Member):
             )
             return lgb.train(run_params, dataset, num_boost_round=rounds)
 
+        device_type = str(params.get("device_type", "cpu")).lower()
+        if device_type in _LIGHTGBM_MISSING_LEARNERS:  # known from an earlier fit
+            self._warn_cpu_fallback(device_type, _LIGHTGBM_MISSING_LEARNERS[device_type])
+            return train({**params, "device_type": "cpu"})
         try:
             return train(params)
         except lgb.basic.LightGBMError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            on_gpu = str(params.get("device_type", "cpu")).lower() in ("cuda", "gpu")
-            if not (on_gpu and ("CUDA" in reason or "GPU" in reason)):
+            # Only "this build has no such learner" falls back; a real GPU failure of a
+            # CUDA build (out of memory, a driver error) is the user's to see.
+            if device_type not in ("cuda", "gpu") or "was not enabled in this" not in reason:
                 raise
-            # device="cuda" should not fail the whole ensemble because pip's
-            # LightGBM lacks a GPU learner: XGBoost and CatBoost still use the GPU.
-            warnings.warn(
-                f"LightGBM cannot train on the GPU here ({reason}); its member trains on "
-                "the CPU. The PyPI wheel has no CUDA learner: build LightGBM with "
-                "-DUSE_CUDA=1 (or pass lightgbm_params={'device_type': 'gpu'} with an "
-                "OpenCL build) to train it on the GPU, or drop 'lightgbm' from members.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            _LIGHTGBM_MISSING_LEARNERS[device_type] = reason
+            self._warn_cpu_fallback(device_type, reason)
             return train({**params, "device_type": "cpu"})
+
+    @staticmethod
+    def _warn_cpu_fallback(device_type: str, reason: str) -> None:
+        # device="cuda" should not fail the whole ensemble because pip's LightGBM
+        # lacks a GPU learner: XGBoost and CatBoost still use the GPU.
+        warnings.warn(
+            f"LightGBM cannot train with device_type={device_type!r} here ({reason}); its "
+            "member trains on the CPU. The PyPI wheel has no CUDA learner: build LightGBM "
+            "with -DUSE_CUDA=1 (or pass lightgbm_params={'device_type': 'gpu'} with an "
+            "OpenCL build) to train it on the GPU, or drop 'lightgbm' from members.",
+            RuntimeWarning,
+            stacklevel=4,  # the user's call of the estimator's fit
+        )
 
     def prepare(self, X, cat_idx, threads):  # type: ignore[no-untyped-def]
         return X

@@ -181,26 +181,46 @@ def data_fingerprint(metadata: Any, folds: np.ndarray, sample_weight: Any = None
         digest.update(frame.get_column("target").cast(pl.Int8).to_numpy().tobytes())
     digest.update(np.asarray(folds, dtype=np.int8).tobytes())
     if sample_weight is not None:
-        digest.update(b"sample_weight")
-        digest.update(np.ascontiguousarray(sample_weight, dtype=np.float64).tobytes())
+        # The ensemble trains on weights / their mean, so only relative weights
+        # count: equal weights are no weights, and scaling them resumes the study.
+        relative = np.asarray(sample_weight, dtype=np.float64)
+        relative = relative / relative.mean()
+        if not np.all(relative == 1.0):
+            digest.update(b"sample_weight")
+            digest.update(np.ascontiguousarray(relative).tobytes())
     return digest.hexdigest()[:16]
 
 
-def _checked_tuning_weights(sample_weight: Any, n_rows: int) -> np.ndarray | None:
-    """``sample_weight`` as one finite, non-negative float per row, or None."""
+def _checked_tuning_weights(
+    sample_weight: Any, y: np.ndarray, folds: np.ndarray
+) -> np.ndarray | None:
+    """``sample_weight`` as one finite, non-negative float per row, or None.
+
+    Every training fold must keep some weight on both classes, else each trial
+    would fail inside ``fit``.
+    """
     if sample_weight is None:
         return None
-    weight = np.asarray(sample_weight, dtype=np.float64).ravel()
-    if weight.shape[0] != n_rows:
+    weight = np.asarray(sample_weight, dtype=np.float64)
+    if weight.ndim != 1 or weight.shape[0] != y.shape[0]:
         raise ValueError(
-            f"sample_weight has {weight.shape[0]} entries but metadata has {n_rows} rows; "
-            "pass one weight per lesion."
+            f"sample_weight has shape {weight.shape} but metadata has {y.shape[0]} rows; "
+            "pass one weight per lesion (a 1-D array)."
         )
     if not np.isfinite(weight).all() or (weight < 0).any():
         raise ValueError(
             "sample_weight must be finite and non-negative; found "
             f"{int((~np.isfinite(weight) | (weight < 0)).sum())} bad value(s)."
         )
+    for fold in np.unique(folds):
+        train = folds != fold
+        for label, name in ((1, "malignant"), (0, "benign")):
+            if not weight[train & (y == label)].sum() > 0:
+                raise ValueError(
+                    f"sample_weight gives the {name} lesions outside fold {int(fold)} a total "
+                    "weight of 0, so that fold's model could not be fitted; give them "
+                    "positive weights."
+                )
     return weight
 
 
@@ -244,7 +264,7 @@ class PatientCVObjective:
             raise ValueError(
                 f"folds has {self.folds.shape[0]} entries but metadata has {self.X.height} rows."
             )
-        self.sample_weight = _checked_tuning_weights(sample_weight, self.X.height)
+        self.sample_weight = _checked_tuning_weights(sample_weight, self.y, self.folds)
         self.fold_ids = np.unique(self.folds)
         self.space = space
         self.fixed_params = dict(fixed_params or {})
@@ -535,7 +555,7 @@ def tune(
 
         folds = patient_folds(frame, n_splits=n_splits, seed=seed)
     folds = np.asarray(folds, dtype=np.int8)
-    weight = _checked_tuning_weights(sample_weight, frame.height)
+    weight = _checked_tuning_weights(sample_weight, _as_training_frame(frame)[1], folds)
     space = search_space if search_space is not None else SearchSpace(members=members)
     # Everything that changes what a trial measures: a worker started with other
     # images, device or search space must not add its trials to this study

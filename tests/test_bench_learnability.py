@@ -68,17 +68,19 @@ def test_estimated_followup_tracks_the_oracle_score_out_of_fold(small_sim) -> No
     oracle = small_sim.train_oracle["followup_score"].to_numpy()
     benign = train["target"].to_numpy() == 0
     assert np.corrcoef(estimate[benign], oracle[benign])[0, 1] > 0.3
-    # put on the calibration tables' benign scale, not the oracle's
+    # put on the calibration tables' benign scale (over all rows), not the oracle's
     tables = learnability.load_tables()["followup"]
-    assert estimate[benign].mean() == pytest.approx(tables["benign_mean"], abs=1e-9)
-    assert estimate[benign].std() == pytest.approx(tables["benign_sd"], rel=1e-9)
+    assert estimate.mean() == pytest.approx(tables["benign_mean"], abs=1e-9)
+    assert estimate.std() == pytest.approx(tables["benign_sd"], rel=1e-9)
     # out of fold: erasing one fold's lesion_id leaves that fold's raw scores as they
     # were (the common rescaling to the benign scale moves, hence the correlation),
     # and changes those of the fold its model scores
+    erase = (folds == 0) & (np.arange(train.height) % 2 == 0)  # half of fold 0's ids
     shuffled = train.with_columns(
-        lesion_id=pl.when(pl.Series(folds == 0)).then(pl.lit(None, dtype=pl.String))
+        lesion_id=pl.when(pl.Series(erase)).then(pl.lit(None, dtype=pl.String))
         .otherwise(pl.col("lesion_id"))
     )
     again = learnability.estimated_followup(shuffled, folds, rounds=30)
     assert np.corrcoef(again[folds == 0], estimate[folds == 0])[0, 1] == pytest.approx(1, abs=1e-12)
-    assert np.corrcoef(again[folds == 1], estimate[folds == 1])[0, 1] < 0.999
+    assert not np.allclose(again[folds == 1], estimate[folds == 1])
+    assert np.unique(again[folds == 1]).size > 10  # a real model, not a constant

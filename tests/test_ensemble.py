@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -423,14 +424,29 @@ def test_lightgbm_without_a_cuda_learner_trains_on_the_cpu_with_a_warning():
         pytest.skip("this LightGBM has a CUDA learner")
     except lightgbm.basic.LightGBMError:
         pass
-    with pytest.warns(RuntimeWarning, match="LightGBM cannot train on the GPU.*-DUSE_CUDA=1"):
-        gpu = _fast(device="cuda", members=("lightgbm",)).fit(frame, y)
+    for _ in range(2):  # the second fit uses what the first learned, and warns again
+        with pytest.warns(RuntimeWarning, match="LightGBM cannot train.*'cuda'.*-DUSE_CUDA=1"):
+            gpu = _fast(device="cuda", members=("lightgbm",)).fit(frame, y)
     cpu = _fast(device="cpu", members=("lightgbm",)).fit(frame, y)
     np.testing.assert_array_equal(gpu.predict_proba(frame), cpu.predict_proba(frame))
-    # An unrelated LightGBM error is not swallowed by the fallback.
-    with pytest.raises(lightgbm.basic.LightGBMError):
-        _fast(device="cuda", members=("lightgbm",),
-              lightgbm_params={"n_estimators": 5, "num_leaves": -3}).fit(frame, y)
+
+
+def test_lightgbm_errors_other_than_a_missing_gpu_learner_are_raised(monkeypatch):
+    import lightgbm
+
+    from lesionboost import _members
+
+    frame, y = _rare_data()
+
+    def out_of_memory(*args, **kwargs):
+        raise lightgbm.basic.LightGBMError("[CUDA] out of memory")
+
+    monkeypatch.setattr(_members, "_LIGHTGBM_MISSING_LEARNERS", {})
+    monkeypatch.setattr(lightgbm, "train", out_of_memory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback may be tried
+        with pytest.raises(lightgbm.basic.LightGBMError, match="out of memory"):
+            _fast(device="cuda", members=("lightgbm",)).fit(frame, y)
 
 
 def test_predictions_use_the_blend_that_was_fitted():

@@ -230,16 +230,51 @@ def test_tune_fits_every_fold_with_the_rows_weights(tiny, tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="other data or settings.*data_fingerprint"):
         tune(tiny, n_trials=2, **kwargs)
     with pytest.raises(ValueError, match="other data or settings.*data_fingerprint"):
-        tune(tiny, n_trials=2, sample_weight=weight * 2, **kwargs)
+        tune(tiny, n_trials=2, sample_weight=weight**2, **kwargs)
+    # only relative weights count (the ensemble divides by their mean): scaled ones resume
+    resumed = tune(tiny, n_trials=2, sample_weight=weight * 2, **kwargs)
+    assert len(resumed.study.trials) == 2
     # and the weights change what the trial measures (its out-of-fold scores)
     tune(tiny, n_trials=1, oof_dir=tmp_path / "plain", **{**kwargs, "storage": None})
     scores = [pl.read_parquet(tmp_path / run / "trial-0.parquet")["score"].to_numpy()
               for run in ("weighted", "plain")]
     assert not np.allclose(*scores)
-    with pytest.raises(ValueError, match="sample_weight has 3 entries"):
-        tune(tiny, n_trials=1, sample_weight=[1.0, 1.0, 1.0], **{**kwargs, "storage": None})
+    memory = {**kwargs, "storage": None}
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\)"):
+        tune(tiny, n_trials=1, sample_weight=[1.0, 1.0, 1.0], **memory)
+    with pytest.raises(ValueError, match="1-D"):
+        tune(tiny, n_trials=1, sample_weight=weight.reshape(-1, 1), **memory)
     with pytest.raises(ValueError, match="finite and non-negative"):
-        tune(tiny, n_trials=1, sample_weight=-weight, **{**kwargs, "storage": None})
+        tune(tiny, n_trials=1, sample_weight=-weight, **memory)
+    no_cancer = np.where(tiny["target"].to_numpy() == 1, 0.0, 1.0)
+    with pytest.raises(ValueError, match="malignant lesions outside fold 0 a total weight of 0"):
+        tune(tiny, n_trials=1, sample_weight=no_cancer, **memory)
+
+
+def test_workers_fit_with_the_weights_too(tiny, tmp_path, monkeypatch) -> None:
+    # The worker entry point run in this process (spawned workers are tested in
+    # test_distributed.py): what tune() hands a worker must carry the weights.
+    from lesionboost import _tuning_run, tuning
+
+    weight = np.where(tiny["target"].to_numpy() == 1, 2.0, 1.0)
+    seen: list[float] = []
+    real_fit = LesionBoostClassifier.fit
+
+    def recording(self, X, y, sample_weight=None):
+        seen.append(float(np.sum(sample_weight)))
+        return real_fit(self, X, y, sample_weight=sample_weight)
+
+    def in_process(payload, n_workers, study, bar):
+        _tuning_run._worker_main({**payload, "worker": 1})
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # the worker sets it; restored afterwards
+    monkeypatch.setattr(LesionBoostClassifier, "fit", recording)
+    monkeypatch.setattr(tuning, "_run_workers", in_process)
+    tune(tiny, n_trials=1, n_workers=2, storage=f"journal:{tmp_path / 'w.journal'}",
+         n_splits=2, members=("lightgbm",), rounds=8, fixed_params=FAST, progress=False,
+         sample_weight=weight)
+    folds = patient_folds(tiny, n_splits=2, seed=0)
+    assert sorted(seen) == sorted(float(weight[folds != k].sum()) for k in (0, 1))
 
 
 def test_tune_rejects_bad_arguments(tiny) -> None:
