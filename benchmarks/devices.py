@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 import lesionboost as lb
-from lesionboost._members import library_versions
+from lesionboost._members import library_versions, lightgbm_has_learner
 
 MEMBERS = ("lightgbm", "xgboost", "catboost")
 
@@ -75,15 +75,8 @@ def cuda_support() -> dict[str, str | None]:
         reasons["catboost"] = None if get_gpu_device_count() > 0 else "CatBoost sees no GPU"
     except Exception as exc:  # noqa: BLE001 -- any CatBoost failure is a reason to report
         reasons["catboost"] = f"CatBoost GPU check failed: {exc}"
-    import lightgbm
-
-    try:
-        lightgbm.train({"device_type": "cuda", "verbose": -1},
-                       lightgbm.Dataset(np.arange(200.0).reshape(100, 2),
-                                        label=np.arange(100) % 2), num_boost_round=1)
-        reasons["lightgbm"] = None
-    except lightgbm.basic.LightGBMError:
-        reasons["lightgbm"] = "no CUDA learner in this LightGBM build: trains on the CPU"
+    reasons["lightgbm"] = (None if lightgbm_has_learner("cuda")
+                           else "no CUDA learner in this LightGBM build: trains on the CPU")
     if gpu is None:
         reasons = {k: "no NVIDIA GPU visible" for k in reasons}
     return reasons

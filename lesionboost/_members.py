@@ -125,6 +125,28 @@ class _Member:
 _LIGHTGBM_MISSING_LEARNERS: dict[str, str] = {}
 
 
+def lightgbm_has_learner(device_type: str) -> bool:
+    """Whether this LightGBM build trains with ``device_type`` (``"cuda"``, ``"gpu"``) here.
+
+    One boosting round on a toy problem; a build that lacks the learner is
+    remembered as :meth:`_LightGBM.fit` remembers it.
+    """
+    import lightgbm as lgb
+
+    if device_type in _LIGHTGBM_MISSING_LEARNERS:
+        return False
+    try:
+        lgb.train({"device_type": device_type, "verbose": -1},
+                  lgb.Dataset(np.arange(200.0).reshape(100, 2), label=np.arange(100) % 2),
+                  num_boost_round=1)
+    except lgb.basic.LightGBMError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        if "was not enabled in this" in reason:
+            _LIGHTGBM_MISSING_LEARNERS[device_type] = reason
+        return False
+    return True
+
+
 class _LightGBM(_Member):
     kind = "lightgbm"
     suffix = ".txt"

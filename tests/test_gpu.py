@@ -29,6 +29,7 @@ from lesionboost import (
     save_model,
     simulate_slice3d,
 )
+from lesionboost._members import lightgbm_has_learner
 
 pytestmark = pytest.mark.gpu
 
@@ -53,18 +54,6 @@ def _need_catboost_gpu() -> None:
 
     if get_gpu_device_count() == 0:
         pytest.skip("CatBoost sees no GPU")
-
-
-def _lightgbm_has_cuda() -> bool:
-    import lightgbm
-
-    try:
-        lightgbm.train({"device_type": "cuda", "verbose": -1},
-                       lightgbm.Dataset(np.arange(200.0).reshape(100, 2),
-                                        label=np.arange(100) % 2), num_boost_round=1)
-    except lightgbm.basic.LightGBMError:
-        return False
-    return True
 
 
 def _data(n: int = 20_000, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:
@@ -128,7 +117,7 @@ def test_default_members_train_with_device_cuda() -> None:
         warnings.simplefilter("always")
         model = GBDTEnsembleClassifier(device="cuda", n_bags=1, random_state=0).fit(frame, y)
     fallbacks = [w for w in caught if "LightGBM cannot train" in str(w.message)]
-    assert len(fallbacks) == (0 if _lightgbm_has_cuda() else 1)
+    assert len(fallbacks) == (0 if lightgbm_has_learner("cuda") else 1)
     assert set(model.boosters_) == {"lightgbm", "xgboost", "catboost"}
     assert np.isfinite(model.predict_proba(frame)).all()
 
