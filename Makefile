@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine; each builds its own virtual environment.
 #   make demo  - tune the default ensemble on the built-in SLICE-3D simulator
-#   make test  - run the test suite
+#   make test  - lint, type-check, check the import layers, run the test suite and doctests
 PYTHON ?= python3
 DEMO_VENV ?= .venv-demo
 TEST_VENV ?= .venv-test
@@ -13,7 +13,7 @@ RUN_DIR ?= runs/demo
 TORCH_CPU ?= torch==2.13.0+cpu
 TORCH_INDEX ?=
 
-.PHONY: demo test gpu-check clean
+.PHONY: demo test results gpu-check clean
 
 $(DEMO_VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)
@@ -33,7 +33,13 @@ $(TEST_VENV)/.done: pyproject.toml Makefile
 demo: $(DEMO_VENV)/.done
 	$(DEMO_VENV)/bin/lesionboost tune --out $(RUN_DIR) --force
 
+# The habits CI enforces, then the suite with the docstring examples.
+LINT_PATHS = lesionboost tests benchmarks examples conftest.py
 test: $(TEST_VENV)/.done
+	$(TEST_VENV)/bin/ruff check $(LINT_PATHS)
+	$(TEST_VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(TEST_VENV)/bin/mypy
+	$(TEST_VENV)/bin/lint-imports
 	$(TEST_VENV)/bin/python -m pytest -q
 
 # On a machine with an NVIDIA GPU and the CUDA builds (`pip install xgboost
@@ -42,6 +48,10 @@ test: $(TEST_VENV)/.done
 gpu-check: $(TEST_VENV)/.done
 	$(TEST_VENV)/bin/python -m pytest -m gpu -rs tests/test_gpu.py
 	$(TEST_VENV)/bin/python benchmarks/devices.py --out runs/devices.json
+
+# Fill the README and docs tables from benchmarks/results/*.json.
+results: $(TEST_VENV)/.done
+	$(TEST_VENV)/bin/python benchmarks/render.py
 
 clean:
 	rm -rf $(DEMO_VENV) $(TEST_VENV) runs

@@ -1,20 +1,22 @@
 """lesionboost: gradient-boosted, tabular-first skin-cancer triage on ISIC 2024 SLICE-3D.
 
-Modules, one concept each:
+Modules (a subpackage where a concept spans several modules), in the order data flows:
 
-- :mod:`lesionboost.schema`    -- the SLICE-3D column contract and ``validate()``
-- :mod:`lesionboost.io`        -- ``read_metadata``, ``ImageStore``, ``write_submission``
-- :mod:`lesionboost.simulate`  -- the SLICE-3D simulator with its oracle risk and rendered crops
-- :mod:`lesionboost.metrics`   -- the official pAUC above 80 % TPR and a scikit-learn scorer
-- :mod:`lesionboost.cv`        -- patient-grouped stratified folds
-- :mod:`lesionboost.features`  -- ``LesionFeaturizer``: derived and patient-relative features
-- :mod:`lesionboost.ensemble`  -- ``GBDTEnsembleClassifier``: LightGBM + XGBoost + CatBoost
-- :mod:`lesionboost.estimator` -- ``LesionBoostClassifier`` and ``cross_val_oof``
-- :mod:`lesionboost.tuning`    -- Optuna search spaces, objective and ``tune()``
-- :mod:`lesionboost.image`     -- image decoding, ``OnnxEmbedder``, ``train_embedder``, features
-- :mod:`lesionboost.persist`   -- ``save_model`` / ``load_model`` (native files + JSON, no pickle)
-- :mod:`lesionboost.report`    -- plots and an HTML report of a run
-- :mod:`lesionboost.cli`       -- the ``lesionboost`` command
+- :mod:`lesionboost.exceptions`      -- ``LesionBoostError`` and the errors and warnings it raises
+- :mod:`lesionboost.schema`          -- the SLICE-3D column contract and ``validate()``
+- :mod:`lesionboost.io`              -- ``read_metadata``, ``ImageStore``, ``write_submission``
+- :mod:`lesionboost.simulate`        -- the SLICE-3D simulator with its oracle risk and crops
+- :mod:`lesionboost.metrics`         -- the official pAUC above 80 % TPR and a scorer
+- :mod:`lesionboost.model_selection` -- patient-grouped stratified folds
+- :mod:`lesionboost.features`        -- ``LesionFeaturizer``: derived and patient-relative features
+- :mod:`lesionboost.image`           -- decoding, ``OnnxEmbedder``, ``train_embedder``, features
+- :mod:`lesionboost.ensemble`        -- ``GBDTEnsembleClassifier``: LightGBM + XGBoost + CatBoost
+- :mod:`lesionboost.estimator`       -- ``LesionBoostClassifier`` and ``cross_val_oof``
+- :mod:`lesionboost.evaluation`      -- ``evaluate``: bootstrap CIs, calibration, subgroups
+- :mod:`lesionboost.persist`         -- ``save_model`` / ``load_model`` (native files + JSON)
+- :mod:`lesionboost.tuning`          -- Optuna search space, objective and ``tune()``
+- :mod:`lesionboost.report`          -- plots and an HTML report of a run
+- :mod:`lesionboost.cli`             -- the ``lesionboost`` command
 
 Heavy and optional libraries are imported lazily: ``import lesionboost`` never
 imports catboost, onnxruntime, torch or matplotlib.
@@ -25,17 +27,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._errors import (
+from ._version import __version__
+from .exceptions import (
     DataWarning,
     ImageStoreError,
     LesionBoostError,
     MissingImageError,
     ModelFileError,
     OptionalDependencyError,
+    OutputError,
     SchemaError,
+    StorageError,
+    TuningError,
 )
-
-__version__ = "0.1.0"
 
 # public name -> module that defines it; resolved on first access (PEP 562)
 _LAZY = {
@@ -46,7 +50,13 @@ _LAZY = {
     "simulate_slice3d": "simulate",
     "pauc_above_tpr": "metrics",
     "pauc_scorer": "metrics",
-    "patient_folds": "cv",
+    "top_k_sensitivity": "metrics",
+    "lesions_per_cancer": "metrics",
+    "patient_folds": "model_selection",
+    "repeated_patient_folds": "model_selection",
+    "centre_folds": "model_selection",
+    "evaluate": "evaluation",
+    "Evaluation": "evaluation",
     "LesionFeaturizer": "features",
     "GBDTEnsembleClassifier": "ensemble",
     "LesionBoostClassifier": "estimator",
@@ -54,7 +64,7 @@ _LAZY = {
     "tune": "tuning",
     "save_model": "persist",
     "load_model": "persist",
-    "show_versions": "_show_versions",
+    "show_versions": "_utils",
 }
 
 __all__ = [
@@ -65,12 +75,37 @@ __all__ = [
     "ImageStoreError",
     "MissingImageError",
     "OptionalDependencyError",
+    "OutputError",
+    "StorageError",
+    "TuningError",
     "DataWarning",
     *_LAZY,
 ]
 
 
+# public modules, importable as attributes (``lb.image``) as well as by name
+_SUBMODULES = (
+    "cli",
+    "ensemble",
+    "estimator",
+    "evaluation",
+    "exceptions",
+    "features",
+    "image",
+    "io",
+    "metrics",
+    "model_selection",
+    "persist",
+    "report",
+    "schema",
+    "simulate",
+    "tuning",
+)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lesionboost' has no attribute {name!r}")
@@ -80,17 +115,18 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ._show_versions import show_versions
-    from .cv import patient_folds
+    from ._utils._show_versions import show_versions
     from .ensemble import GBDTEnsembleClassifier
     from .estimator import LesionBoostClassifier, cross_val_oof
+    from .evaluation import Evaluation, evaluate
     from .features import LesionFeaturizer
     from .io import ImageStore, read_metadata, write_submission
-    from .metrics import pauc_above_tpr, pauc_scorer
+    from .metrics import lesions_per_cancer, pauc_above_tpr, pauc_scorer, top_k_sensitivity
+    from .model_selection import centre_folds, patient_folds, repeated_patient_folds
     from .persist import load_model, save_model
     from .schema import split_xy
     from .simulate import simulate_slice3d

@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 from tqdm.auto import tqdm
 
-from ._errors import DataWarning, OptionalDependencyError, SchemaError
-from ._frame import to_polars
-from ._members import MEMBER_KINDS
-from .cv import patient_folds, patients_in_several_folds
-from .ensemble import GBDTEnsembleClassifier
+from ._utils._frame import to_polars
+from .ensemble import MEMBER_KINDS, GBDTEnsembleClassifier
+from .exceptions import DataWarning, OptionalDependencyError, SchemaError
 from .metrics import pauc_above_tpr
+from .model_selection import patient_folds, patients_in_several_folds
 from .schema import LEAK_COLUMNS
 
 __all__ = ["LesionBoostClassifier", "cross_val_oof", "OOFResult"]
@@ -136,6 +136,8 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
     >>> model.predict_proba(X)[:, 1]  # doctest: +SKIP
     >>> model.explain(X.head(3), top_k=3)  # doctest: +SKIP
     """
+
+    image_state_: dict[str, Any] | None
 
     def __init__(
         self,
@@ -434,6 +436,7 @@ def cross_val_oof(
     y: Any = None,
     sample_weight: Any = None,
     progress: bool = True,
+    n_jobs: int | None = None,
 ) -> OOFResult:
     """Out-of-fold malignancy scores: fit a clone per fold, score the held-out patients.
 
@@ -454,6 +457,18 @@ def cross_val_oof(
         pAUC are unweighted).
     progress : bool, default=True
         Show a progress bar (only when stderr is a terminal).
+    n_jobs : int, optional
+        Folds fitted at the same time through :class:`joblib.Parallel`; ``-1`` uses
+        every worker of the active joblib backend, so that inside
+        ``with joblib.parallel_backend("dask"):`` the folds run on a Dask cluster.
+        ``None`` (the default) fits the folds one after the other in this process,
+        as does a backend with a single worker (joblib then runs in the calling
+        thread, e.g. on a Dask cluster with one worker thread).
+        Every fold fits a clone of ``estimator`` and the results are gathered in
+        fold order, so the scores equal a serial run's whenever the estimator
+        itself is deterministic for its thread count (pin it, e.g.
+        ``LesionBoostClassifier(n_jobs=1)``: joblib gives worker processes fewer
+        threads than the main process).
 
     Returns
     -------
@@ -467,6 +482,12 @@ def cross_val_oof(
     >>> round(result.pauc, 3), result.fold_scores  # doctest: +SKIP
     """
     frame, labels = _frame_and_labels(metadata, y, what="cross_val_oof")
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0
+    ):
+        raise ValueError(
+            f"n_jobs must be None or a non-zero integer (-1 = all workers), got {n_jobs!r}."
+        )
     if isinstance(folds, (int, np.integer)):
         folds = patient_folds(frame, labels, n_splits=int(folds), seed=0)
     fold_ids = np.asarray(folds).ravel()
@@ -517,20 +538,32 @@ def cross_val_oof(
     oof = np.full(frame.height, np.nan)
     scores = np.full(unique.size, np.nan)
     seconds = np.zeros(unique.size)
+    masks = [fold_ids == fold for fold in unique]
+    tasks = (
+        (
+            clone(estimator),
+            frame.filter(pl.Series(~valid)),
+            labels[~valid],
+            None if weight is None else weight[~valid],
+            frame.filter(pl.Series(valid)),
+        )
+        for valid in masks
+    )
+    if n_jobs is None:
+        results: Any = (_fit_fold(*task) for task in tasks)
+    else:
+        # ordered generator: results arrive in fold order, whichever worker ran them
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_fit_fold)(*task) for task in tasks
+        )
     bar = tqdm(total=unique.size, desc="cross-validation", unit="fold",
                disable=None if progress else True, leave=False)
     try:
-        for position, fold in enumerate(unique):
-            valid = fold_ids == fold
-            train_mask = pl.Series(~valid)
-            model = clone(estimator)
-            start = time.perf_counter()
-            if weight is None:
-                model.fit(frame.filter(train_mask), labels[~valid])
-            else:
-                model.fit(frame.filter(train_mask), labels[~valid], sample_weight=weight[~valid])
-            seconds[position] = time.perf_counter() - start
-            oof[valid] = model.predict_proba(frame.filter(pl.Series(valid)))[:, 1]
+        for position, (fold, valid, (fold_oof, fold_seconds)) in enumerate(
+            zip(unique, masks, results, strict=True)
+        ):
+            seconds[position] = fold_seconds
+            oof[valid] = fold_oof
             if np.unique(labels[valid]).size == 2:
                 scores[position] = pauc_above_tpr(labels[valid], oof[valid])
             else:
@@ -552,3 +585,23 @@ def cross_val_oof(
     overall = pauc_above_tpr(labels, oof)  # both classes: checked by _frame_and_labels
     return OOFResult(oof=oof, folds=fold_ids, fold_scores=scores, pauc=overall,
                      fit_seconds=seconds)
+
+
+def _fit_fold(
+    model: Any,
+    train: pl.DataFrame,
+    y_train: np.ndarray,
+    weight: np.ndarray | None,
+    valid: pl.DataFrame,
+) -> tuple[np.ndarray, float]:
+    """Fit ``model`` (an unfitted clone) on one fold; malignancy scores of ``valid`` and fit time.
+
+    Module level so that joblib's process and Dask backends can pickle it.
+    """
+    start = time.perf_counter()
+    if weight is None:
+        model.fit(train, y_train)
+    else:
+        model.fit(train, y_train, sample_weight=weight)
+    seconds = time.perf_counter() - start
+    return np.asarray(model.predict_proba(valid))[:, 1], seconds

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -17,16 +18,41 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from ._atomic import atomic_path
-from ._errors import ImageStoreError, MissingImageError, SchemaError
+from ._utils._atomic import atomic_path
+from .exceptions import ImageStoreError, MissingImageError, SchemaError
 from .schema import validate
 
-__all__ = ["read_metadata", "ImageStore", "write_submission"]
+__all__ = ["read_metadata", "resolve_metadata_path", "ImageStore", "write_submission"]
+
+logger = logging.getLogger(__name__)
 
 _PARQUET_MAGIC = b"PAR1"
 
 
-def _resolve_metadata_path(path: Path, kind: str) -> Path:
+def resolve_metadata_path(path: str | os.PathLike[str], kind: str = "auto") -> Path:
+    """The metadata file that ``path`` names: itself, or the ``kind`` file of a folder.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A metadata file, or a folder holding ``train-metadata.{parquet,csv}`` and/or
+        ``test-metadata.{parquet,csv}``.
+    kind : {"auto", "train", "test"}, default="auto"
+        Which file of a folder; "auto" needs the folder to hold exactly one of them.
+
+    Returns
+    -------
+    pathlib.Path
+        The file to read (the choice is logged).
+
+    Raises
+    ------
+    FileNotFoundError
+        The path does not exist, or the folder lacks the file.
+    SchemaError
+        ``kind="auto"`` and the folder holds both files.
+    """
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
             f"Metadata file {path} does not exist. Pass the path of train-metadata.csv, "
@@ -34,15 +60,31 @@ def _resolve_metadata_path(path: Path, kind: str) -> Path:
         )
     if not path.is_dir():
         return path
-    stems = ("test-metadata",) if kind == "test" else ("train-metadata",)
-    for stem in stems:
-        for suffix in (".parquet", ".csv"):
-            candidate = path / f"{stem}{suffix}"
-            if candidate.exists():
-                return candidate
+    found = {
+        stem: next((c for c in (path / f"{stem}.parquet", path / f"{stem}.csv") if c.exists()),
+                   None)
+        for stem in ("train-metadata", "test-metadata")
+    }  # fmt: skip
+    if kind == "auto":
+        present = [file for file in found.values() if file is not None]
+        if len(present) > 1:
+            raise SchemaError(
+                f"The folder {path} holds both {present[0].name} and {present[1].name}; pass "
+                "the file itself (or kind='train' / kind='test')."
+            )
+        if present:
+            logger.info("reading %s from the folder %s", present[0].name, path)
+            return present[0]
+        stem = "train-metadata or test-metadata"
+    else:
+        stem = f"{kind}-metadata"
+        file = found[stem]
+        if file is not None:
+            logger.info("reading %s from the folder %s", file.name, path)
+            return file
     raise FileNotFoundError(
-        f"The folder {path} holds no {stems[0]}.csv or {stems[0]}.parquet. "
-        "Pass the metadata file itself or the folder that holds it."
+        f"The folder {path} holds no {stem}.csv or .parquet. Pass the metadata file itself "
+        "or the folder that holds it."
     )
 
 
@@ -57,8 +99,9 @@ def read_metadata(
     ----------
     path : str or path-like
         A CSV or Parquet file (the Kaggle files load unchanged), or a folder that
-        holds ``train-metadata.{parquet,csv}`` (``kind`` "train"/"auto") or
-        ``test-metadata.{parquet,csv}`` (``kind="test"``).
+        holds ``train-metadata.{parquet,csv}`` (``kind="train"``) or
+        ``test-metadata.{parquet,csv}`` (``kind="test"``); with ``kind="auto"`` the
+        folder must hold exactly one of them. The file chosen is logged.
     kind : {"auto", "train", "test"}, default="auto"
         What the file must be; "auto" means train when it has a ``target`` column.
 
@@ -78,12 +121,14 @@ def read_metadata(
 
     Examples
     --------
-    >>> from lesionboost import read_metadata
-    >>> meta = read_metadata("train-metadata.csv")  # doctest: +SKIP
-    >>> meta.shape  # doctest: +SKIP
-    (401059, 55)
+    >>> from lesionboost import read_metadata, simulate_slice3d
+    >>> from lesionboost.simulate import write_slice3d
+    >>> paths = write_slice3d(simulate_slice3d(20, seed=0), "data")
+    >>> meta = read_metadata("data/train-metadata.csv")
+    >>> meta.width, meta.height == simulate_slice3d(20, seed=0).train.height
+    (55, True)
     """
-    file = _resolve_metadata_path(Path(path), kind)
+    file = resolve_metadata_path(Path(path), kind)
     if file.stat().st_size == 0:
         raise SchemaError(
             f"The metadata file {file} is empty (0 bytes). Pass a SLICE-3D metadata CSV or "
@@ -128,10 +173,16 @@ class ImageStore:
 
     Examples
     --------
-    >>> store = ImageStore("test-image.hdf5")  # doctest: +SKIP
-    >>> len(store), "ISIC_0015657" in store  # doctest: +SKIP
+    >>> from lesionboost import simulate_slice3d
+    >>> from lesionboost.simulate import write_slice3d
+    >>> sim = simulate_slice3d(5, images=3, seed=0)
+    >>> paths = write_slice3d(sim, "data")
+    >>> store = ImageStore(paths["train_images"])
+    >>> len(store), sim.image_ids[0] in store
     (3, True)
-    >>> jpeg = store.get_bytes("ISIC_0015657")  # doctest: +SKIP
+    >>> store.get_bytes(sim.image_ids[0])[:2]  # a JPEG starts with the SOI marker
+    b'\xff\xd8'
+
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

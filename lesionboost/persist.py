@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_directory
-from ._errors import ModelFileError
-from ._members import MEMBERS, library_versions
+from ._utils._atomic import atomic_directory
+from ._utils._outputs import check_folder_output, claim
+from .ensemble._members import MEMBERS, library_versions
+from .exceptions import ModelFileError, OutputError
 from .schema import SCHEMA_VERSION
 
 __all__ = ["save_model", "load_model", "fingerprint", "FORMAT_VERSION"]
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _FORMAT = "lesionboost-model"
 _MANIFEST = "manifest.json"
+#: The marker of a model folder.
+WRITTEN_BY = "lesionboost save_model"
 _MAX_MANIFEST_BYTES = 64 * 2**20
 
 
@@ -110,7 +113,7 @@ def fingerprint(data: Any) -> dict[str, Any]:
     """
     import polars as pl
 
-    from ._frame import to_polars
+    from ._utils._frame import to_polars
 
     frame = to_polars(data, what="training_data")
     digest = hashlib.sha256()
@@ -194,12 +197,12 @@ def _safe_member_path(root: Path, relative: Any) -> Path:
 
 def _read_member(root: Path, entry: Mapping[str, Any]) -> tuple[str, int, Any]:
     kind = entry.get("member")
-    adapter = MEMBERS.get(kind) if isinstance(kind, str) else None
-    if adapter is None:
+    if not isinstance(kind, str) or kind not in MEMBERS:
         raise ModelFileError(
             f"{root}: {_MANIFEST} lists a member of unknown kind {kind!r}; this lesionboost "
             f"reads {sorted(MEMBERS)}."
         )
+    adapter = MEMBERS[kind]
     path = _safe_member_path(root, entry.get("path"))
     if not path.is_file():
         raise ModelFileError(
@@ -335,12 +338,22 @@ def save_model(
 
     Examples
     --------
-    >>> save_model(model, "runs/model")  # doctest: +SKIP
-    >>> load_model("runs/model").predict_proba(X_new)  # doctest: +SKIP
+    >>> import lesionboost as lb
+    >>> X, y = lb.split_xy(lb.simulate_slice3d(30, seed=0).train)
+    >>> model = lb.GBDTEnsembleClassifier(members=("lightgbm",), n_bags=1,
+    ...                                   lightgbm_params={"n_estimators": 10})
+    >>> model = model.fit(X.select(lb.schema.NUMERIC_COLUMNS), y)
+    >>> path = save_model(model, "model")
+    >>> sorted(p.name for p in path.iterdir())[:2]
+    ['manifest.json', 'members']
+    >>> reloaded = load_model("model")
+    >>> bool((reloaded.predict_proba(X.select(lb.schema.NUMERIC_COLUMNS))
+    ...       == model.predict_proba(X.select(lb.schema.NUMERIC_COLUMNS))).all())
+    True
     """
     from sklearn.utils.validation import check_is_fitted
 
-    from . import __version__
+    from ._version import __version__
     from .ensemble import GBDTEnsembleClassifier
     from .estimator import LesionBoostClassifier
 
@@ -351,17 +364,12 @@ def save_model(
         )
     check_is_fitted(model)
     target = Path(path)
-    if target.exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"{target} already exists. Pass overwrite=True to replace it, or choose "
-                "another path."
-            )
-        if not (target / _MANIFEST).is_file():
-            raise FileExistsError(
-                f"{target} exists and is not a lesionboost model directory (no {_MANIFEST}); "
-                "refusing to replace it. Choose another path."
-            )
+    if target.exists() and not overwrite:
+        raise OutputError(
+            f"{target} already exists. Pass overwrite=True to replace it, or choose "
+            "another path."
+        )
+    check_folder_output(target, written_by=WRITTEN_BY, option="the model folder", replace=True)
     if hasattr(metrics, "to_dict"):
         metrics = metrics.to_dict()
     manifest: dict[str, Any] = {
@@ -399,6 +407,7 @@ def save_model(
         }
         manifest["manifest_sha256"] = _sha256(_canonical(manifest))
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        claim(tmp, [entry.name for entry in tmp.iterdir()], written_by=WRITTEN_BY)
     logger.info("saved %s to %s", type(model).__name__, target)
     return target
 
@@ -478,7 +487,15 @@ def load_model(path: str | os.PathLike[str]) -> Any:
 
     Examples
     --------
-    >>> model = load_model("runs/model")  # doctest: +SKIP
+    >>> import lesionboost as lb
+    >>> X, y = lb.split_xy(lb.simulate_slice3d(30, seed=0).train)
+    >>> X = X.select(lb.schema.NUMERIC_COLUMNS)
+    >>> model = lb.GBDTEnsembleClassifier(members=("lightgbm",), n_bags=1,
+    ...                                   lightgbm_params={"n_estimators": 10}).fit(X, y)
+    >>> _ = save_model(model, "model")
+    >>> type(load_model("model")).__name__
+    'GBDTEnsembleClassifier'
+    
     """
     root = Path(path)
     manifest = _read_manifest(root)

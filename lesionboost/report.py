@@ -39,8 +39,9 @@ import polars as pl
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ._atomic import atomic_directory
-from ._imports import import_optional
+from ._utils._atomic import atomic_directory
+from ._utils._outputs import check_folder_output, claim
+from ._utils._imports import import_optional
 from .metrics import pauc_above_tpr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The marker of a report folder.
+WRITTEN_BY = "lesionboost report"
 
 #: file name -> title of every plot :func:`write_report` draws, in page order.
 PLOT_FILES = {
@@ -371,9 +375,9 @@ def write_report(
         A ``lesionboost tune`` output folder (needs ``best.json`` and
         ``oof.parquet``).
     out_dir : str or path-like, optional
-        Where to write; defaults to ``run_dir/report``. The folder is written
-        atomically: an existing report is replaced only once the new one is
-        complete.
+        Where to write; defaults to ``run_dir/report``. The folder must be new,
+        empty or an earlier report; it is written atomically: an existing report
+        is replaced only once the new one is complete.
 
     Returns
     -------
@@ -381,14 +385,29 @@ def write_report(
         The report folder, holding the PNGs of :data:`PLOT_FILES` and
         ``index.html`` (plots embedded, so the page stands alone).
 
+    Raises
+    ------
+    OutputError
+        ``out_dir`` holds files lesionboost did not write, is another command's
+        folder (e.g. the run folder itself), or holds the run's inputs.
+
     Examples
     --------
-    >>> write_report("runs/demo")  # doctest: +SKIP
-    PosixPath('runs/demo/report')
+    >>> from lesionboost.cli import main
+    >>> main(["tune", "--out", "run", "--patients", "40", "--trials", "1", "--rounds", "10",
+    ...       "-q"])  # doctest: +ELLIPSIS
+    best OOF pAUC ...
+    0
+    >>> write_report("run")
+    PosixPath('run/report')
     """
     run = Path(run_dir)
-    best, oof = _load_run(run)
     target = Path(out_dir) if out_dir is not None else run / "report"
+    check_folder_output(
+        target, written_by=WRITTEN_BY, option="the report folder", replace=True,
+        inputs=[run / "best.json", run / "oof.parquet"],
+    )  # fmt: skip
+    best, oof = _load_run(run)
     y = oof["target"].to_numpy()
     score = oof["score"].to_numpy()
     fold_scores = best.get("fold_scores")
@@ -414,5 +433,6 @@ def write_report(
             _save(draw(), tmp / name)
             images[name] = (tmp / name).read_bytes()
         (tmp / "index.html").write_text(_html_page(best, images, oof), encoding="utf-8")
+        claim(tmp, [*figures, "index.html"], written_by=WRITTEN_BY)
     logger.info("wrote the report to %s (%d plots + index.html)", target, len(images))
     return target

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
-from ._errors import DataWarning, SchemaError
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
+from .exceptions import DataWarning, SchemaError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,7 +47,7 @@ _S = pl.String
 _I = pl.Int64
 
 #: Every column of ``train-metadata.csv`` in file order, with its canonical dtype.
-TRAIN_COLUMNS: dict[str, pl.DataType] = {
+TRAIN_COLUMNS: dict[str, PolarsDataType] = {
     "isic_id": _S,
     "target": _I,
     "patient_id": _S,
@@ -118,7 +121,7 @@ LEAK_COLUMNS: tuple[str, ...] = (
 )
 
 #: The 44 columns of ``test-metadata.csv`` in file order.
-TEST_COLUMNS: dict[str, pl.DataType] = {
+TEST_COLUMNS: dict[str, PolarsDataType] = {
     name: dtype for name, dtype in TRAIN_COLUMNS.items() if name not in LEAK_COLUMNS
 }
 

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+# The GBDT libraries' OpenMP threads busy-wait between parallel regions by default,
+# which slows every fit several times on a loaded 2-core machine. OpenMP reads the
+# policy when its runtime loads, so set it before any booster library is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np
 import polars as pl
 import pytest
 
-from lesionboost._simulate_population import lesion_columns
 from lesionboost.schema import LOCATION_TO_SIMPLE, SIMPLE_TO_SITE, TRAIN_COLUMNS
+from lesionboost.simulate._population import lesion_columns
 
 _DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "slice3d"
 SHARED = Path(os.environ.get("LESIONBOOST_SHARED", _DEFAULT_SHARED))

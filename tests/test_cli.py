@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lesionboost._tuning_storage import WORKER_ATTR
 from lesionboost.cli import main
+from lesionboost.tuning._storage import WORKER_ATTR
 
 FAST = ["--members", "lightgbm", "--rounds", "8", "--folds", "2", "--n-jobs", "1"]
 
@@ -105,7 +105,7 @@ def test_simulate_tune_predict_report_end_to_end(sim_dir, tmp_path, capsys) -> N
     # an existing submission is only replaced with --force
     code, _, err = _run(capsys, ["predict", "--model", str(run / "model"), "--data",
                                  str(sim_dir / "test-metadata.csv"), "--out", str(submission)])
-    assert code == 1 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "--force" in err and len(err.strip().splitlines()) == 1
     code, _, err = _run(capsys, ["predict", "--model", str(run / "model"), "--data",
                                  str(sim_dir / "test-metadata.csv"), "--out", str(submission),
                                  "--force", "-q"])
@@ -199,11 +199,14 @@ def test_existing_foreign_folder_and_changed_options_are_refused(
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     data = ["--data", str(sim_dir / "train-metadata.csv"), "--out", str(foreign), *FAST]
+    for force in ([], ["--force"]):  # a folder of someone else's files is never written
+        code, _, err = _run(capsys, ["tune", *data, *force])
+        assert code == 2 and "holds files lesionboost did not write ('notes.txt')" in err
+        assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    run = tmp_path / "run"
+    data = ["--data", str(sim_dir / "train-metadata.csv"), "--out", str(run), *FAST]
     code, _, err = _run(capsys, ["tune", *data])
-    assert code == 2 and "not a lesionboost run" in err
-    code, _, err = _run(capsys, ["tune", *data, "--force"])
-    assert code == 130 and (foreign / "notes.txt").read_text() == "mine"  # --force keeps it
-    assert (foreign / "run.json").exists()
+    assert code == 130 and (run / "run.json").exists()
     code, _, err = _run(capsys, ["tune", *data, "--seed", "5"])
     assert code == 2 and "seed: was 0, now 5" in err
     code, _, err = _run(capsys, ["tune", *data])  # the same options resume
@@ -221,7 +224,8 @@ def test_ctrl_c_exits_130_and_leaves_no_outputs(sim_dir, tmp_path, capsys, monke
                                    "--out", str(tmp_path / "r"), *FAST])
     assert code == 130 and "run the same command again to resume" in err
     leftovers = {p.name for p in (tmp_path / "r").iterdir()}
-    assert leftovers <= {"run.json", "folds.parquet"}  # resume state only, all complete
+    # resume state only, all complete, and the marker that says lesionboost wrote them
+    assert leftovers <= {"run.json", "folds.parquet", ".lesionboost.json"}
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
 

@@ -21,9 +21,9 @@ from typing import NoReturn
 import optuna
 import pytest
 
-from lesionboost._tuning_storage import WORKER_ATTR, StorageError, open_storage
 from lesionboost.cli import main
 from lesionboost.tuning import DEFAULTS_ATTR
+from lesionboost.tuning._storage import WORKER_ATTR, StorageError, open_storage
 
 FAST = ["--members", "lightgbm", "--rounds", "5", "--folds", "2", "--n-jobs", "1"]
 POSTGRES_ENV = "LESIONBOOST_TEST_POSTGRES_URL"

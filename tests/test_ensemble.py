@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from lesionboost._members import MEMBERS, resolve_threads
-from lesionboost.ensemble import GBDTEnsembleClassifier, _piecewise, _rank_knots
+from lesionboost.ensemble._classifier import GBDTEnsembleClassifier, _piecewise, _rank_knots
+from lesionboost.ensemble._members import MEMBERS, resolve_threads
 from lesionboost.metrics import pauc_above_tpr
 
 # Small boosters keep every fit in this file well under a second.
@@ -414,7 +414,7 @@ def test_accepts_pandas_numeric_frames_and_lists():
 
 
 def test_lightgbm_without_a_cuda_learner_trains_on_the_cpu_with_a_warning(monkeypatch):
-    from lesionboost import _members
+    from lesionboost.ensemble import _members
 
     frame, y = _rare_data()
     if _members.lightgbm_has_learner("cuda"):  # it would train on the GPU: nothing to check
@@ -430,7 +430,7 @@ def test_lightgbm_without_a_cuda_learner_trains_on_the_cpu_with_a_warning(monkey
 def test_lightgbm_errors_other_than_a_missing_gpu_learner_are_raised(monkeypatch):
     import lightgbm
 
-    from lesionboost import _members
+    from lesionboost.ensemble import _members
 
     frame, y = _rare_data()
 

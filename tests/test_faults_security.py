@@ -49,7 +49,7 @@ def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _journal_trials(journal: Path) -> list:
     import optuna
 
-    from lesionboost._tuning_storage import open_storage
+    from lesionboost.tuning._storage import open_storage
 
     storage = open_storage(f"journal:{journal}")
     try:
@@ -219,7 +219,7 @@ def test_the_command_line_never_opens_a_network_connection(sim_dir: Path, tmp_pa
 def test_atomic_outputs_get_the_mode_the_umask_gives(tmp_path: Path, mask: int) -> None:
     # mkstemp/mkdtemp create 0600 files and 0700 folders; the finished outputs must
     # look like any other file the user creates, under either umask.
-    from lesionboost._atomic import atomic_directory, atomic_path
+    from lesionboost._utils._atomic import atomic_directory, atomic_path
 
     old = os.umask(mask)
     try:
@@ -237,7 +237,7 @@ def test_atomic_outputs_get_the_mode_the_umask_gives(tmp_path: Path, mask: int) 
 def test_replacing_an_existing_output_keeps_its_mode_and_tolerates_stale_parking(
     tmp_path: Path,
 ) -> None:
-    from lesionboost._atomic import atomic_directory, atomic_path
+    from lesionboost._utils._atomic import atomic_directory, atomic_path
 
     private = tmp_path / "submission.csv"
     private.write_text("old\n")

@@ -29,7 +29,7 @@ from lesionboost import (
     save_model,
     simulate_slice3d,
 )
-from lesionboost._members import lightgbm_has_learner
+from lesionboost.ensemble._members import lightgbm_has_learner
 
 pytestmark = pytest.mark.gpu
 

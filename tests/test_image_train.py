@@ -125,7 +125,7 @@ def test_folds_that_split_a_patient_are_refused(trained, tmp_path: Path) -> None
     frame, folds, result = trained
     bad = folds.copy()
     bad[0] = 1 - bad[0]  # IP_000 now straddles both folds
-    with pytest.raises(ValueError, match="straddle folds"):
+    with pytest.raises(ValueError, match="more than one fold of train_embedder"):
         train_embedder(frame, result.directory.parent / "crops.hdf5", bad, out_dir=tmp_path)
     with pytest.raises(ValueError, match="0..k-1"):
         train_embedder(frame, result.directory.parent / "crops.hdf5", folds * 2, out_dir=tmp_path)

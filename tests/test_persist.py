@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from lesionboost import ModelFileError
-from lesionboost._members import MEMBERS
 from lesionboost.ensemble import GBDTEnsembleClassifier
+from lesionboost.ensemble._members import MEMBERS
 from lesionboost.persist import (
     FORMAT_VERSION,
     _canonical,
@@ -284,9 +284,14 @@ def test_overwrite_rules(fitted, tmp_path):
     assert load_model(target).predict(frame).shape == (frame.height,)
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not a lesionboost model directory"):
+    with pytest.raises(FileExistsError, match="holds files lesionboost did not write"):
         save_model(model, tmp_path / "precious", overwrite=True)
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
+    # a file the user added to a model folder survives: the folder is not replaced
+    (target / "my-notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="my-notes.txt"):
+        save_model(model, target, overwrite=True)
+    assert (target / "my-notes.txt").read_text() == "mine"
 
 
 def test_failed_save_leaves_the_previous_model_intact(fitted, tmp_path, monkeypatch):

@@ -130,12 +130,22 @@ def test_write_report_writes_valid_pngs_and_a_self_contained_page(tmp_path: Path
     assert "2 / 1 / 1" in text  # complete / pruned / failed
 
 
-def test_report_replaces_an_old_report_and_needs_a_finished_run(tmp_path: Path) -> None:
+def test_report_replaces_its_own_report_only_and_needs_a_finished_run(tmp_path: Path) -> None:
+    from lesionboost.exceptions import OutputError
+
     run = _fake_run(tmp_path)
-    (run / "report").mkdir()
-    (run / "report" / "stale.txt").write_text("old")
-    write_report(run)
-    assert not (run / "report" / "stale.txt").exists()
+    first = write_report(run)
+    (first / "index.html").write_text("old")
+    write_report(run)  # an earlier report is replaced
+    assert (first / "index.html").read_text() != "old"
+    (first / "stale.txt").write_text("the user's")
+    with pytest.raises(OutputError, match="stale.txt"):
+        write_report(run)  # ... but never a file lesionboost did not write
+    assert (first / "stale.txt").read_text() == "the user's"
+    with pytest.raises(OutputError, match="holds the input"):
+        write_report(run, out_dir=run)  # nor the run folder, whose files are the input
+    assert (run / "best.json").exists() and (run / "oof.parquet").exists()
+    (first / "stale.txt").unlink()
     (run / "oof.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="oof.parquet"):
         write_report(run)

@@ -16,16 +16,17 @@ from polars.testing import assert_frame_equal
 from scipy import special, stats
 
 from lesionboost import ImageStore, read_metadata
-from lesionboost._simulate_calibration import CENTRES, TABLES_PATH, fit_tables, load_tables
 from lesionboost.cli import main
 from lesionboost.schema import LOCATION_TO_SIMPLE, SIMPLE_TO_SITE, TEST_COLUMNS, TRAIN_COLUMNS
 from lesionboost.simulate import (
     SimulatedSLICE3D,
-    _choose_image_ids,
     render_images,
     simulate_slice3d,
     write_slice3d,
 )
+from lesionboost.simulate._simulator import _choose_image_ids
+from lesionboost.simulate._calibrate import fit_tables
+from lesionboost.simulate._tables import CENTRES, TABLES_PATH, load_tables
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +353,7 @@ def test_image_only_component_is_drawn_into_the_pixels(small_sim: SimulatedSLICE
     tabular = oracle.get_column("tabular_logit")
 
     def mean_pixels(u: float) -> np.ndarray:
-        from lesionboost._simulate_risk import RiskModel
+        from lesionboost.simulate._risk import RiskModel
 
         shifted = oracle.with_columns(logit=tabular + u * RiskModel.from_tables().image_sd)
         return np.stack([
@@ -396,7 +397,7 @@ def test_stored_tables_are_reproduced_by_the_fitting_script(real_train_csv: Path
 
 
 def test_followup_model_recovers_a_known_logistic_relation() -> None:
-    from lesionboost._simulate_calibration import _followup_model
+    from lesionboost.simulate._calibrate import _followup_model
 
     rng = np.random.default_rng(0)
     n = 6000
@@ -411,7 +412,7 @@ def test_followup_model_recovers_a_known_logistic_relation() -> None:
 
 
 def test_followup_design_flags_zeros_and_drops_the_intercept() -> None:
-    from lesionboost._simulate_calibration import FREE_COLUMNS, ZERO_INFLATED, followup_design
+    from lesionboost.simulate._tables import FREE_COLUMNS, ZERO_INFLATED, followup_design
 
     scores = np.zeros((3, len(FREE_COLUMNS)))
     columns = {name: np.array([0.0, 1.5, 0.0]) for name in ZERO_INFLATED}

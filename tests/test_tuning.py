@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 import sys
 import textwrap
 
@@ -14,18 +15,8 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
-from lesionboost._members import MEMBERS
-from lesionboost._tuning_space import _LIBRARY_DEFAULTS
-from lesionboost._tuning_storage import (
-    WORKER_ATTR,
-    StorageError,
-    describe_storage,
-    mask_url,
-    normalise_url,
-    open_storage,
-    recover_stale_trials,
-)
 from lesionboost.cv import patient_folds
+from lesionboost.ensemble._members import MEMBERS
 from lesionboost.estimator import LesionBoostClassifier
 from lesionboost.simulate import simulate_slice3d
 from lesionboost.tuning import (
@@ -35,6 +26,16 @@ from lesionboost.tuning import (
     open_study,
     trial_history,
     tune,
+)
+from lesionboost.tuning._space import _LIBRARY_DEFAULTS
+from lesionboost.tuning._storage import (
+    WORKER_ATTR,
+    StorageError,
+    describe_storage,
+    mask_url,
+    normalise_url,
+    open_storage,
+    recover_stale_trials,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -254,7 +255,8 @@ def test_tune_fits_every_fold_with_the_rows_weights(tiny, tmp_path, monkeypatch)
 def test_workers_fit_with_the_weights_too(tiny, tmp_path, monkeypatch) -> None:
     # The worker entry point run in this process (spawned workers are tested in
     # test_distributed.py): what tune() hands a worker must carry the weights.
-    from lesionboost import _tuning_run, tuning
+    from lesionboost.tuning import _runner as _tuning_run
+    from lesionboost.tuning import _tune as tuning
 
     weight = np.where(tiny["target"].to_numpy() == 1, 2.0, 1.0)
     seen: list[float] = []
@@ -318,7 +320,7 @@ def test_unreachable_storage_gives_one_clear_line(url: str, needle: str) -> None
 _DEAD_WORKER = textwrap.dedent(
     """
     import os, sys, optuna
-    from lesionboost._tuning_storage import WORKER_ATTR, open_storage, worker_identity
+    from lesionboost.tuning._storage import WORKER_ATTR, open_storage, worker_identity
     study = optuna.load_study(study_name="s", storage=open_storage(sys.argv[1]))
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     trial.set_user_attr(WORKER_ATTR, worker_identity())
@@ -348,7 +350,7 @@ def test_trials_of_a_dead_worker_are_failed_and_retried(tmp_path, kind) -> None:
 def test_a_live_workers_trial_is_left_alone(tmp_path) -> None:
     study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 'j.journal'}"))
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    from lesionboost._tuning_storage import worker_identity
+    from lesionboost.tuning._storage import worker_identity
 
     trial.set_user_attr(WORKER_ATTR, worker_identity())  # this very process: alive
     assert recover_stale_trials(study) == []
@@ -357,13 +359,13 @@ def test_a_live_workers_trial_is_left_alone(tmp_path) -> None:
     assert recover_stale_trials(study) == []
 
 
-def test_tuning_module_documents_every_searched_parameter() -> None:
-    import lesionboost.tuning as module
-
-    doc = module.__doc__ or ""
+def test_tuning_guide_documents_every_searched_parameter() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "tuning.md").read_text()
+    table = [line for line in doc.splitlines() if line.startswith("| ")]
     for key in SearchSpace().distributions():
         group, name = key.split(".", 1)
-        assert name in doc, key
+        member, name = ("ensemble", "weight.<member>") if group == "weight" else (group, name)
+        assert any(line.startswith(f"| {member} |") and name in line for line in table), key
 
 
 def test_worker_entry_point_is_importable_by_spawned_processes() -> None:
@@ -371,16 +373,16 @@ def test_worker_entry_point_is_importable_by_spawned_processes() -> None:
     # function of an importable module, and its payload (space, frame) must pickle.
     import pickle
 
-    from lesionboost._tuning_run import _worker_main
+    from lesionboost.tuning._runner import _worker_main
 
-    assert _worker_main.__module__ == "lesionboost._tuning_run"
+    assert _worker_main.__module__ == "lesionboost.tuning._runner"
     space = pickle.loads(pickle.dumps(SearchSpace(members=("xgboost",))))
     assert list(space.distributions()) == list(SearchSpace(members=("xgboost",)).distributions())
 
 
 def test_a_trial_is_stamped_with_its_worker_before_the_objective_runs() -> None:
-    from lesionboost._tuning_run import _sampler
-    from lesionboost._tuning_storage import WORKER_ATTR
+    from lesionboost.tuning._runner import _sampler
+    from lesionboost.tuning._storage import WORKER_ATTR
 
     study = optuna.create_study(direction="maximize")
     study.sampler = _sampler(0, study, 0, 3, shared=False)
@@ -395,7 +397,7 @@ def test_a_trial_is_stamped_with_its_worker_before_the_objective_runs() -> None:
 
 
 def test_an_unstamped_running_trial_is_failed_once_it_is_old(monkeypatch) -> None:
-    import lesionboost._tuning_storage as storage_module
+    import lesionboost.tuning._storage as storage_module
 
     study = optuna.create_study(direction="maximize")
     orphan = study.ask()  # created by a worker killed before it could stamp the trial
@@ -408,7 +410,7 @@ def test_an_unstamped_running_trial_is_failed_once_it_is_old(monkeypatch) -> Non
 
 def test_a_sqlite_run_is_reproducible_and_a_shared_storage_is_not(tiny, tmp_path,
                                                                    monkeypatch) -> None:
-    import lesionboost._tuning_run as run_module
+    import lesionboost.tuning._runner as run_module
 
     kwargs = dict(n_splits=2, members=("lightgbm",), rounds=8, fixed_params=FAST, progress=False)
     proposals: dict[str, list] = {"sqlite": [], "journal": []}

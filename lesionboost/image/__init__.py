@@ -23,8 +23,9 @@ from ._builtin import (
     builtin_model_path,
 )
 from ._decode import DecodeStats, decode_jpeg, iter_decoded
-from ._embedder import METADATA_KEYS, OnnxEmbedder, write_model_metadata
+from ._embedder import OnnxEmbedder
 from ._features import image_feature_frame, image_features
+from ._metadata import METADATA_KEYS, write_model_metadata
 from ._train import ImageModels, train_embedder
 
 __all__ = [

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path
-from .._imports import import_optional
-from ._embedder import METADATA_KEYS
+from .._utils._atomic import atomic_path
+from .._utils._imports import import_optional
+from ._metadata import METADATA_KEYS
 
 __all__ = [
     "build_builtin_embedder",

@@ -26,11 +26,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .._errors import ImageStoreError, MissingImageError
+from ..exceptions import ImageStoreError, MissingImageError
 from ..io import ImageStore
 
 __all__ = ["decode_jpeg", "iter_decoded", "DecodeStats", "DecodedChunk", "default_workers"]
@@ -278,7 +279,7 @@ def iter_decoded(
     stats = stats if stats is not None else DecodeStats()
     stats.total += len(isic_ids)
     n_workers = workers or default_workers()
-    pending: queue.Queue[object] = queue.Queue(maxsize=max(2, prefetch * n_workers))
+    pending: queue.Queue[Any] = queue.Queue(maxsize=max(2, prefetch * n_workers))
     stop = threading.Event()
     reader_error: list[BaseException] = []
 
@@ -325,8 +326,8 @@ def iter_decoded(
                 item = pending.get()
                 if item is _DONE:
                     break
-                start, future = item  # type: ignore[misc]
-                images, failed, problems = future.result()  # type: ignore[union-attr]
+                start, future = item
+                images, failed, problems = future.result()
                 for isic_id, kind, reason in problems:
                     stats._record(isic_id, kind, reason)
                 yield DecodedChunk(start=start, images=images, failed=failed)
@@ -339,7 +340,7 @@ def iter_decoded(
                 except queue.Empty:
                     continue
                 if isinstance(item, tuple):
-                    item[1].cancel()  # type: ignore[union-attr]
+                    item[1].cancel()
             reader.join()
     if reader_error:
         raise reader_error[0]

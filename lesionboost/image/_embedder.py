@@ -29,24 +29,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._errors import ModelFileError
-from .._imports import import_optional
+from .._utils._imports import import_optional
+from ..exceptions import ModelFileError
 from ..io import ImageStore
 from ._decode import DecodeStats, iter_decoded
+from ._metadata import METADATA_KEYS, _parse_triple, _triple
 
-__all__ = ["OnnxEmbedder", "METADATA_KEYS", "write_model_metadata"]
+__all__ = ["OnnxEmbedder"]
 
 logger = logging.getLogger(__name__)
 
-#: ``metadata_props`` keys that lesionboost reads from (and writes into) image models.
-METADATA_KEYS = {
-    "input_size": "lesionboost.input_size",  # side of the square input, pixels, e.g. "64"
-    "layout": "lesionboost.layout",  # "NCHW" or "NHWC"
-    "mean": "lesionboost.mean",  # "r,g,b" on the [0, 1] pixel scale, e.g. "0.485,0.456,0.406"
-    "std": "lesionboost.std",  # "r,g,b" on the [0, 1] pixel scale
-    "output": "lesionboost.output",  # name of the output used as the embedding
-    "score_output": "lesionboost.score_output",  # output holding a malignancy logit, if any
-}
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
@@ -100,29 +92,8 @@ def _resolve_providers(providers: ProviderSpec) -> tuple[list[Any], bool]:
     return list(providers), _CUDA in names
 
 
-def _parse_triple(text: str, key: str, source: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise ModelFileError(
-            f"{source}: metadata {key}={text!r} must be three comma-separated numbers "
-            "(r,g,b on the [0, 1] pixel scale)."
-        )
-    return values  # type: ignore[return-value]
 
 
-def _triple(value: Sequence[float] | float | None, name: str) -> tuple[float, float, float] | None:
-    if value is None:
-        return None
-    array = np.asarray(value, dtype=np.float64).ravel()
-    if array.size not in (1, 3):
-        raise ValueError(
-            f"{name} must be one number or three (r, g, b on the [0, 1] pixel scale), "
-            f"got {value!r}."
-        )
-    return tuple(float(v) for v in np.broadcast_to(array, (3,)))  # type: ignore[return-value]
 
 
 class OnnxEmbedder:
@@ -194,7 +165,12 @@ class OnnxEmbedder:
     >>> import numpy as np
     >>> embedder.embed_images(np.zeros((2, 64, 64, 3), np.uint8)).shape[0]
     2
-    >>> emb, failed = embedder.embed("test-image.hdf5", return_failed=True)  # doctest: +SKIP
+    >>> from lesionboost import simulate_slice3d
+    >>> from lesionboost.simulate import write_slice3d
+    >>> paths = write_slice3d(simulate_slice3d(5, images=4, seed=0), "data")
+    >>> emb, failed = embedder.embed(paths["train_images"], return_failed=True)
+    >>> emb.shape[0], int(failed.sum())
+    (4, 0)
     """
 
     def __init__(
@@ -608,66 +584,3 @@ def _as_id_list(isic_ids: Any) -> list[str]:
     return values
 
 
-def write_model_metadata(
-    model_path: str | os.PathLike[str],
-    *,
-    input_size: int | None = None,
-    layout: Literal["NCHW", "NHWC"] | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    output: str | None = None,
-    score_output: str | None = None,
-    out: str | os.PathLike[str] | None = None,
-) -> Path:
-    """Record how an image model wants its input in its ``metadata_props`` (atomically).
-
-    Useful for models exported elsewhere (e.g. from timm), so that
-    :class:`OnnxEmbedder` needs no arguments for them afterwards.
-
-    Parameters
-    ----------
-    model_path : path
-        The ``.onnx`` file.
-    input_size, layout, mean, std, output, score_output
-        Values for the keys in :data:`METADATA_KEYS`; ``None`` leaves a key as it is.
-    out : path, optional
-        Where to write the annotated model; default: overwrite ``model_path``.
-
-    Returns
-    -------
-    pathlib.Path
-        The written file.
-
-    Examples
-    --------
-    >>> write_model_metadata("convnext_nano.onnx", input_size=224, layout="NCHW",  # doctest: +SKIP
-    ...                      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    """
-    from .._atomic import atomic_path
-
-    onnx = import_optional("onnx", purpose="editing ONNX model metadata")
-    source = Path(model_path)
-    try:
-        model = onnx.load(str(source), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise ModelFileError(f"{source} is not an ONNX model ({exc}).") from exc
-    if layout is not None and layout.upper() not in ("NCHW", "NHWC"):
-        raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}.")
-    values = {
-        "input_size": None if input_size is None else str(int(input_size)),
-        "layout": None if layout is None else layout.upper(),
-        "mean": None if mean is None else ",".join(f"{v:.8g}" for v in _triple(mean, "mean")),
-        "std": None if std is None else ",".join(f"{v:.8g}" for v in _triple(std, "std")),
-        "output": output,
-        "score_output": score_output,
-    }
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update({METADATA_KEYS[k]: v for k, v in values.items() if v is not None})
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    target = Path(out) if out is not None else source
-    with atomic_path(target) as tmp:
-        onnx.save(model, str(tmp))
-    return target

@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from .._frame import to_polars
+from .._utils._frame import to_polars
 from ..io import ImageStore
 
 __all__ = ["image_features", "image_feature_frame"]
@@ -226,7 +226,7 @@ def image_features(
     # A lone lesion has no other lesion to differ from: distance 0, as the tabular z is 0.
     cosine = np.where((others > 0) & (norms > _EPS), 1.0 - dot / np.maximum(norms, _EPS), 0.0)
     columns["img_cos_patient"] = np.where(valid, cosine, np.nan)
-    columns["img_cos_prank"] = _rank_within(cosine, codes, valid)
+    columns["img_cos_prank"] = _rank_within(cosine, codes, np.asarray(valid))
     features = pl.DataFrame(columns).with_columns(
         pl.col(pl.Float64).fill_nan(None).cast(pl.Float32)
     )
@@ -398,12 +398,17 @@ def image_feature_frame(
 
     Examples
     --------
-    >>> from lesionboost import read_metadata
+    >>> from lesionboost import simulate_slice3d
     >>> from lesionboost.image import image_feature_frame
-    >>> meta = read_metadata("train-metadata.csv")  # doctest: +SKIP
-    >>> features, state = image_feature_frame(meta, "train-image.hdf5")  # doctest: +SKIP
-    >>> test_features, _ = image_feature_frame(  # doctest: +SKIP
-    ...     read_metadata("test-metadata.csv"), "test-image.hdf5", fitted_state=state)
+    >>> from lesionboost.simulate import write_slice3d
+    >>> sim = simulate_slice3d(6, n_test_patients=2, images=True, seed=0)
+    >>> paths = write_slice3d(sim, "data")
+    >>> features, state = image_feature_frame(sim.train, paths["train_images"])
+    >>> features.height == sim.train.height, "img_missing" in features.columns
+    (True, True)
+    >>> test_features, _ = image_feature_frame(sim.test, paths["test_images"], fitted_state=state)
+    >>> test_features.height == sim.test.height
+    True
     """
     from ._train import ImageModels
 

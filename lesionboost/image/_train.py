@@ -34,14 +34,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .._atomic import atomic_path
-from .._errors import ModelFileError, OptionalDependencyError
-from .._frame import to_polars
-from .._imports import import_optional
-from ..cv import patients_in_several_folds
+from .._utils._atomic import atomic_path
+from .._utils._frame import to_polars
+from .._utils._imports import import_optional
+from ..exceptions import ModelFileError, OptionalDependencyError
 from ..io import ImageStore
+from ..model_selection import check_patient_folds
 from ._decode import DecodeStats, iter_decoded
-from ._embedder import METADATA_KEYS, OnnxEmbedder
+from ._embedder import OnnxEmbedder
+from ._metadata import METADATA_KEYS
 
 __all__ = ["train_embedder", "ImageModels"]
 
@@ -73,7 +74,7 @@ def _build_cnn(torch: Any, width: int) -> Any:
             nn.ReLU(inplace=True),
         ]
 
-    class _SmallCNN(nn.Module):
+    class _SmallCNN(nn.Module):  # type: ignore[name-defined]  # torch is imported at run time
         """Four conv blocks (64 -> 32 -> 16 -> 8 px), global average pooling, a linear head.
 
         ``forward`` returns ``(embedding, logit)``; both become ONNX outputs.
@@ -270,12 +271,7 @@ def _check_folds(frame: pl.DataFrame, folds: np.ndarray) -> np.ndarray:
             f"folds must number at least two folds 0..k-1 (patient_folds() does), got ids "
             f"{present[:10].tolist()}."
         )
-    spread = patients_in_several_folds(frame["patient_id"], folds)
-    if spread:
-        raise ValueError(
-            f"{len(spread)} patient(s) straddle folds (e.g. {spread[:3]}); image scores would "
-            "not be out-of-fold. Use lesionboost.patient_folds()."
-        )
+    check_patient_folds(frame["patient_id"], folds, what="train_embedder's folds")
     return folds.astype(np.int64)
 
 

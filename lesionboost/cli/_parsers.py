@@ -1,0 +1,233 @@
+"""The argument parsers of every ``lesionboost`` subcommand.
+
+Each subcommand is declared by ``_add_<name>(subparsers)`` here and run by a
+function of its command-group module (:data:`COMMANDS`), imported only when the
+command runs, so that ``lesionboost --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .._version import __version__
+from ._output import add_output_options
+
+
+def _add_simulate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="write a simulated SLICE-3D cohort (Kaggle files + oracle risk)",
+        description=(
+            "Simulate a SLICE-3D cohort calibrated to the real data and write "
+            "train-metadata.csv (exact Kaggle schema), oracle.csv (true logit and "
+            "tabular-only logit per isic_id), optionally train-image.hdf5, and with "
+            "--test-patients a test-metadata.csv, test-oracle.csv and test-image.hdf5."
+        ),
+        epilog="example: lesionboost simulate --out sim-data --patients 200 --images 1000",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    parser.add_argument("--patients", type=int, default=1042, metavar="N",
+                        help="training patients (default 1042: ~401k lesions)")
+    parser.add_argument("--test-patients", type=int, default=0, metavar="N",
+                        help="new patients for a test split (default 0: none)")
+    parser.add_argument("--images", default="0", metavar="N|all",
+                        help="train crops to render into train-image.hdf5 (a seeded random "
+                        "choice of lesions, independent of the label; default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the files of an earlier simulation in --out")
+    add_output_options(parser)
+
+
+def _add_show_versions(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "show-versions",
+        help="print library versions, onnxruntime providers and CUDA facts",
+        description="Print library versions, onnxruntime providers and CUDA facts.",
+        epilog="example: lesionboost show-versions --json",
+    )
+    add_output_options(parser)
+
+
+def _add_embed(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "embed",
+        help="embed the crops of an HDF5 image file with an ONNX model (Parquet out)",
+        description=(
+            "Embed the JPEG crops of a Kaggle-layout HDF5 file with an ONNX image model "
+            "(default: the built-in label-free embedder) on CUDA or CPU. Writes one row per "
+            "crop: isic_id, image_failed, emb_000, ... A missing or corrupt crop gives a NaN "
+            "row flagged in image_failed. --shard i/n embeds the i-th of n equal parts of the "
+            "sorted ids, so several machines can split one large file."
+        ),
+        epilog="example: lesionboost embed --images train-image.hdf5 --out emb.parquet --shard 0/4",
+    )
+    parser.add_argument("--images", required=True, metavar="HDF5", help="Kaggle-layout image file")
+    parser.add_argument(
+        "--model", "--image-model", dest="model", metavar="MODEL.onnx",
+        help="ONNX image model (default: the built-in label-free embedder)",
+    )
+    parser.add_argument("--out", required=True, metavar="PARQUET", help="output Parquet file")
+    parser.add_argument(
+        "--shard", metavar="i/n", help="embed shard i of n (0-based) of the sorted ids"
+    )
+    parser.add_argument(
+        "--metadata", metavar="FILE",
+        help="embed only the isic_id values of this CSV/Parquet file (default: every crop)",
+    )
+    parser.add_argument("--batch-size", type=int, metavar="N", help="crops per model call")
+    parser.add_argument(
+        "--providers", choices=("auto", "cpu", "cuda"), default="auto",
+        help="onnxruntime device: auto = CUDA when available (default), else CPU",
+    )
+    parser.add_argument(
+        "--output-name", metavar="NAME", help="model output to write (default: the embedding)"
+    )
+    parser.add_argument("--workers", type=int, metavar="N", help="JPEG decoding threads")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_output_options(parser)
+
+
+def _add_tune(subparsers: Any) -> None:
+    import textwrap
+
+    parser = subparsers.add_parser(
+        "tune",
+        help="tune the ensemble with Optuna (resumable, distributed); fit and save the best",
+        description=textwrap.fill(
+            "Tune LesionBoostClassifier by patient-grouped out-of-fold pAUC with Optuna, then "
+            "fit the best configuration on all data. Writes RUN_DIR/model/, best.json, "
+            "folds.parquet, oof.parquet and report/. Without --data it tunes on the built-in "
+            "simulator with demo settings (150 patients, 3 folds, LightGBM only, 60 rounds, 6 "
+            "trials: a few minutes on 2 cores). Rerunning the same command resumes "
+            "a killed run without losing finished trials. Several machines: start the same "
+            "command with one --storage postgresql://... URL and --study NAME on each."
+        ),
+        epilog=(
+            "examples:\n  lesionboost tune --out runs/demo\n"
+            "  lesionboost tune --data train-metadata.csv --trials 100 --workers 2 "
+            "--out runs/real\n"
+            "  lesionboost tune --data train-metadata.csv --storage "
+            "postgresql://user:pw@db/optuna --study isic --out runs/m1"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", metavar="CSV|PARQUET|DIR",
+                        help="training metadata (default: simulate a demo cohort)")
+    parser.add_argument("--images", metavar="HDF5", help="training crops (adds image features)")
+    parser.add_argument("--image-model", metavar="MODEL",
+                        help="image model for --images: an .onnx file, a `lesionboost embed` "
+                        "Parquet file (embeds once for all trials) or a train_embedder folder "
+                        "(default: the built-in embedder)")
+    parser.add_argument("--trials", type=int, metavar="N",
+                        help="finished trials the study should hold (default 50; demo 6)")
+    parser.add_argument("--timeout", type=float, metavar="SEC",
+                        help="stop starting trials after SEC seconds")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage: sqlite:///f.db, journal:PATH, postgresql://... "
+                        "(default: $LESIONBOOST_STORAGE, else RUN_DIR/study.db, or "
+                        "RUN_DIR/study.journal with --workers > 1)")
+    parser.add_argument("--study", default="lesionboost", metavar="NAME",
+                        help="study name in the storage (default: lesionboost)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes on this machine sharing the storage (default 1)")
+    parser.add_argument("--out", default="runs/lesionboost", metavar="RUN_DIR",
+                        help="run folder (default: runs/lesionboost)")
+    parser.add_argument("--force", action="store_true",
+                        help="discard a previous run in RUN_DIR and start over (a study in "
+                        "a --storage outside RUN_DIR is never deleted)")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="patient-grouped folds (default 5; demo 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of folds, sampler, models")
+    parser.add_argument("--members", metavar="LIST",
+                        help="comma-separated members (default lightgbm,xgboost,catboost; "
+                        "demo lightgbm)")
+    parser.add_argument("--rounds", type=int, metavar="N",
+                        help="boosting rounds of every member (default: the estimator's; demo "
+                        "60); small values make quick test runs")
+    parser.add_argument("--patients", type=int, metavar="N",
+                        help="size of the simulated cohort without --data (default 150)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the boosters train (default cpu)")
+    parser.add_argument("--n-jobs", type=int, metavar="N",
+                        help="threads per booster (default: all cores / workers)")
+    add_output_options(parser)
+
+
+def _add_predict(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="score new lesions with a saved model: a Kaggle submission (+ triage view)",
+        description=(
+            "Score the lesions of a metadata file with a saved model directory and write a "
+            "Kaggle submission (isic_id,target). --top-k K also writes OUT-triage.csv: for "
+            "each patient their K highest-risk lesions with rank, score and the three "
+            "features that pushed the score up most (SHAP contributions of the members)."
+        ),
+        epilog="example: lesionboost predict --model runs/demo/model --data test-metadata.csv "
+        "--out submission.csv --top-k 5",
+    )
+    parser.add_argument("--model", required=True, metavar="DIR", help="saved model directory")
+    parser.add_argument("--data", required=True, metavar="CSV|PARQUET",
+                        help="metadata of the lesions to score (test-metadata.csv)")
+    parser.add_argument("--images", metavar="HDF5", help="their crops (models with image features)")
+    parser.add_argument("--out", required=True, metavar="CSV", help="submission file to write")
+    parser.add_argument("--top-k", type=int, metavar="K",
+                        help="also write OUT-triage.csv with each patient's top K lesions")
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+    add_output_options(parser)
+
+
+def _add_report(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="draw the plots and HTML page of a tune run",
+        description=(
+            "Draw ROC (scored region TPR >= 0.8 shaded, pAUC printed), per-fold pAUC, "
+            "optimisation history, feature importances and calibration as PNGs, plus one "
+            "self-contained index.html, from a tune run folder. Needs matplotlib "
+            '(pip install "lesionboost[report]").'
+        ),
+        epilog="example: lesionboost report runs/demo   (writes runs/demo/report/index.html)",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a tune run")
+    parser.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/report; "
+                        "replaced atomically)")
+    add_output_options(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lesionboost",
+        description=(
+            "Gradient-boosted skin-cancer triage on ISIC 2024 SLICE-3D. "
+            "Run without data to use the built-in simulator."
+        ),
+        epilog="example: lesionboost tune --out runs/demo   (tunes on simulated data)",
+    )
+    parser.add_argument("--version", action="version", version=f"lesionboost {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _DECLARE.values():
+        add(subparsers)
+    return parser
+
+
+#: subcommand -> (declare its arguments, "module:function" that runs it)
+_DECLARE = {
+    "show-versions": _add_show_versions,
+    "simulate": _add_simulate,
+    "embed": _add_embed,
+    "tune": _add_tune,
+    "predict": _add_predict,
+    "report": _add_report,
+}
+COMMANDS: dict[str, str] = {
+    "show-versions": "._data:run_show_versions",
+    "simulate": "._data:run_simulate",
+    "embed": "._data:run_embed",
+    "tune": "._tune:run_tune",
+    "predict": "._predict:run_predict",
+    "report": "._report:run_report",
+}

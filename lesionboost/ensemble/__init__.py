@@ -1,0 +1,27 @@
+"""The gradient-boosted ensemble: LightGBM, XGBoost and CatBoost members, blended.
+
+- :class:`GBDTEnsembleClassifier` -- downsampling, bagging and the rank blend
+  (``_classifier.py``);
+- the member adapters, one per library, with their defaults (``_members.py``);
+- the encoding of polars/pandas/numpy input into one numeric matrix (``_input.py``);
+- :func:`library_versions`, :func:`lightgbm_has_learner` -- for reports and benchmarks.
+"""
+
+from ._classifier import GBDTEnsembleClassifier
+from ._members import (
+    MEMBER_KINDS,
+    MEMBERS,
+    library_versions,
+    lightgbm_has_learner,
+    resolve_threads,
+)
+
+__all__ = [
+    "GBDTEnsembleClassifier",
+    "MEMBERS",
+    "MEMBER_KINDS",
+    "resolve_threads",
+    # for reports and benchmarks
+    "library_versions",
+    "lightgbm_has_learner",
+]

@@ -1,0 +1,240 @@
+"""Search space of :mod:`lesionboost.tuning` (documented there): ranges, defaults, configs.
+
+Parameters are flat ``"<group>.<name>"`` keys (``lightgbm.learning_rate``,
+``ensemble.neg_ratio``, ``weight.xgboost``, ``features.outlier``) so that one
+Optuna study holds them all; :meth:`SearchSpace.to_config` turns a trial's
+parameters into :class:`~lesionboost.LesionBoostClassifier` keyword arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from ..ensemble import MEMBER_KINDS, MEMBERS
+
+__all__ = ["SearchSpace", "build_config"]
+
+_OPTIONAL_GROUPS = ("region", "outlier", "counts")
+
+
+@dataclass(frozen=True)
+class _Range:
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+_MEMBER_RANGES: dict[str, dict[str, _Range]] = {
+    "lightgbm": {
+        "learning_rate": _Range(0.01, 0.1, log=True),
+        "num_leaves": _Range(16, 256, log=True, integer=True),
+        "max_depth": _Range(3, 8, integer=True),
+        "lambda_l1": _Range(1e-3, 10.0, log=True),
+        "lambda_l2": _Range(1e-3, 10.0, log=True),
+        "feature_fraction": _Range(0.4, 1.0),
+        "feature_fraction_bynode": _Range(0.4, 1.0),
+        "bagging_fraction": _Range(0.4, 1.0),
+        "bagging_freq": _Range(1, 7, integer=True),
+        "min_data_in_leaf": _Range(5, 100, log=True, integer=True),
+        "scale_pos_weight": _Range(0.8, 4.0, log=True),
+    },
+    "xgboost": {
+        "learning_rate": _Range(0.01, 0.1, log=True),
+        "max_depth": _Range(3, 8, integer=True),
+        "lambda": _Range(1e-3, 10.0, log=True),
+        "alpha": _Range(1e-3, 10.0, log=True),
+        "subsample": _Range(0.4, 1.0),
+        "colsample_bytree": _Range(0.4, 1.0),
+        "colsample_bylevel": _Range(0.4, 1.0),
+        "colsample_bynode": _Range(0.4, 1.0),
+        "min_child_weight": _Range(0.5, 10.0, log=True),
+        "scale_pos_weight": _Range(0.8, 4.0, log=True),
+    },
+    "catboost": {
+        "learning_rate": _Range(0.01, 0.1, log=True),
+        "depth": _Range(4, 8, integer=True),
+        "l2_leaf_reg": _Range(1e-2, 30.0, log=True),
+        "subsample": _Range(0.4, 1.0),
+        "colsample_bylevel": _Range(0.4, 1.0),
+        "min_data_in_leaf": _Range(5, 100, log=True, integer=True),
+        "random_strength": _Range(0.1, 10.0, log=True),
+        "scale_pos_weight": _Range(0.8, 4.0, log=True),
+    },
+}
+
+# Library defaults of searched parameters the member adapters leave unset.
+_LIBRARY_DEFAULTS = {
+    ("catboost", "random_strength"): 1.0,
+}
+
+_ENSEMBLE_RANGES: dict[str, _Range] = {
+    "neg_ratio": _Range(0.003, 0.05, log=True),
+    "pos_oversample": _Range(1.0, 4.0),
+    "n_bags": _Range(1, 4, integer=True),
+}
+
+
+def _estimator_defaults() -> dict[str, Any]:
+    """The estimator's own defaults, read (not copied) so the two never drift apart."""
+    from ..estimator import LesionBoostClassifier
+
+    return LesionBoostClassifier().get_params(deep=False)
+_WEIGHT_RANGE = _Range(0.05, 1.0)
+
+
+def _distribution(spec: _Range, default: Any) -> BaseDistribution:
+    low, high = spec.low, spec.high
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        low, high = min(low, default), max(high, default)  # always contain the default
+    if spec.integer:
+        return IntDistribution(int(math.floor(low)), int(math.ceil(high)), log=spec.log)
+    return FloatDistribution(float(low), float(high), log=spec.log)
+
+
+class SearchSpace:
+    """The tuned parameters of a :class:`~lesionboost.LesionBoostClassifier`.
+
+    Parameters
+    ----------
+    members : sequence of str, default=("lightgbm", "xgboost", "catboost")
+        Ensemble members whose parameters are searched (and only those are used).
+    ensemble : bool, default=True
+        Search ``neg_ratio``, ``pos_oversample``, ``n_bags`` and the blend weights.
+    feature_groups : bool, default=True
+        Switch the optional feature groups (region, outlier, counts) on and off.
+
+    Examples
+    --------
+    >>> space = SearchSpace(members=("lightgbm",))
+    >>> space.distributions()["lightgbm.learning_rate"]
+    FloatDistribution(high=0.1, log=True, low=0.01, step=None)
+    >>> space.to_config(space.defaults())["neg_ratio"]
+    0.01
+    """
+
+    def __init__(
+        self,
+        *,
+        members: Sequence[str] = MEMBER_KINDS,
+        ensemble: bool = True,
+        feature_groups: bool = True,
+    ) -> None:
+        members = (members,) if isinstance(members, str) else tuple(members)
+        unknown = [m for m in members if m not in _MEMBER_RANGES]
+        if not members or unknown:
+            raise ValueError(
+                f"members must be names from {list(MEMBER_KINDS)}, got {list(members)!r}."
+            )
+        self.members = members
+        self.ensemble = ensemble
+        self.feature_groups = feature_groups
+
+    def _member_default(self, member: str, name: str) -> Any:
+        defaults = MEMBERS[member].defaults
+        return defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Flat ``{"<group>.<name>": distribution}`` in a fixed order."""
+        out: dict[str, BaseDistribution] = {}
+        for member in self.members:
+            for name, spec in _MEMBER_RANGES[member].items():
+                out[f"{member}.{name}"] = _distribution(spec, self._member_default(member, name))
+        if self.ensemble:
+            estimator = _estimator_defaults()
+            for name, spec in _ENSEMBLE_RANGES.items():
+                out[f"ensemble.{name}"] = _distribution(spec, estimator[name])
+            if len(self.members) > 1:
+                for member in self.members:
+                    out[f"weight.{member}"] = _distribution(_WEIGHT_RANGE, 1.0)
+        if self.feature_groups:
+            for group in _OPTIONAL_GROUPS:
+                out[f"features.{group}"] = CategoricalDistribution((True, False))
+        return out
+
+    def defaults(self) -> dict[str, Any]:
+        """The estimator's default configuration as flat trial parameters."""
+        out: dict[str, Any] = {}
+        estimator = _estimator_defaults()
+        distributions = self.distributions()
+        for key, distribution in distributions.items():
+            group, name = key.split(".", 1)
+            if group in MEMBERS:
+                value = self._member_default(group, name)
+            elif group == "ensemble":
+                value = estimator[name]
+            elif group == "weight":
+                value = 1.0
+            else:  # features: on when the estimator uses the group by default
+                value = name in estimator["feature_groups"]
+            if isinstance(value, float) and isinstance(distribution, IntDistribution):
+                value = int(value)
+            out[key] = value
+        return out
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Draw (or read, for enqueued trials) every parameter of the space."""
+        params: dict[str, Any] = {}
+        for key, dist in self.distributions().items():
+            if isinstance(dist, FloatDistribution):
+                params[key] = trial.suggest_float(key, dist.low, dist.high, log=dist.log)
+            elif isinstance(dist, IntDistribution):
+                params[key] = trial.suggest_int(key, dist.low, dist.high, log=dist.log)
+            elif isinstance(dist, CategoricalDistribution):
+                params[key] = trial.suggest_categorical(key, list(dist.choices))
+            else:  # pragma: no cover - the space builds only the three kinds above
+                raise TypeError(f"{key}: unsupported distribution {dist!r}")
+        return params
+
+    def to_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Flat trial parameters -> :class:`LesionBoostClassifier` keyword arguments."""
+        config: dict[str, Any] = {"members": self.members}
+        member_params: dict[str, dict[str, Any]] = {m: {} for m in self.members}
+        weights: dict[str, float] = {}
+        groups = ["derived", "patient"]
+        for key, value in params.items():
+            group, name = key.split(".", 1)
+            if group in member_params:
+                member_params[group][name] = value
+            elif group == "ensemble":
+                config[name] = value
+            elif group == "weight":
+                weights[name] = float(value)
+            elif group == "features" and value:
+                groups.append(name)
+        for member, values in member_params.items():
+            if values:
+                config[f"{member}_params"] = values
+        if weights:
+            total = sum(weights.values())
+            normalised = {m: weights[m] / total for m in self.members if m in weights}
+            if len(set(np.round(list(normalised.values()), 12))) > 1:
+                config["weights"] = normalised
+        if self.feature_groups:
+            config["feature_groups"] = tuple(
+                g for g in ("derived", "patient", *_OPTIONAL_GROUPS) if g in groups
+            )
+        return config
+
+
+
+def build_config(space: SearchSpace, params: Mapping[str, Any], rounds: int | None) -> dict:
+    """Estimator keyword arguments of flat trial ``params`` (``rounds`` fixed per member)."""
+    config = space.to_config(params)
+    if rounds is not None:
+        for member in space.members:
+            key = f"{member}_params"
+            config[key] = {**config.get(key, {}), "n_estimators": int(rounds)}
+    return config
