@@ -18,17 +18,16 @@ CPU (the row says so).
 
 Usage (on a GPU machine, where the numbers mean something)::
 
-    python benchmarks/devices.py --out devices.json
+    python benchmarks/devices.py [--out FILE.json]
     python benchmarks/devices.py --small      # seconds; what the test suite runs
 
-``--small`` uses 30 patients, 3 folds and small boosters: it checks that the
-benchmark runs, not the speed-up.
+A full run writes ``benchmarks/results/devices.json`` (tables ``devices/models`` and
+``devices/reproducibility``). ``--small`` uses 30 patients, 3 folds and small
+boosters: it checks that the benchmark runs, not the speed-up.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import shutil
@@ -36,13 +35,14 @@ import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from _common import NA, Table, parser, write_results
 
 import lesionboost as lb
-from lesionboost._members import library_versions, lightgbm_has_learner
+from lesionboost.ensemble import library_versions, lightgbm_has_learner
 
 MEMBERS = ("lightgbm", "xgboost", "catboost")
 
@@ -52,8 +52,12 @@ def gpu_name() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     names = done.stdout.split("\n") if done.returncode == 0 else []
@@ -67,16 +71,20 @@ def cuda_support() -> dict[str, str | None]:
     gpu = gpu_name()
     import xgboost
 
-    reasons["xgboost"] = (None if xgboost.build_info().get("USE_CUDA")
-                          else "this xgboost has no CUDA (xgboost-cpu)")
+    reasons["xgboost"] = (
+        None if xgboost.build_info().get("USE_CUDA") else "this xgboost has no CUDA (xgboost-cpu)"
+    )
     try:
         from catboost.utils import get_gpu_device_count
 
         reasons["catboost"] = None if get_gpu_device_count() > 0 else "CatBoost sees no GPU"
     except Exception as exc:  # noqa: BLE001 -- any CatBoost failure is a reason to report
         reasons["catboost"] = f"CatBoost GPU check failed: {exc}"
-    reasons["lightgbm"] = (None if lightgbm_has_learner("cuda")
-                           else "no CUDA learner in this LightGBM build: trains on the CPU")
+    reasons["lightgbm"] = (
+        None
+        if lightgbm_has_learner("cuda")
+        else "no CUDA learner in this LightGBM build: trains on the CPU"
+    )
     if gpu is None:
         reasons = {k: "no NVIDIA GPU visible" for k in reasons}
     return reasons
@@ -86,16 +94,20 @@ def configurations(small: bool) -> dict[str, dict[str, Any]]:
     """Row name -> LesionBoostClassifier arguments."""
     tiny: dict[str, Any] = {}
     if small:
-        tiny = {"n_bags": 1, "lightgbm_params": {"n_estimators": 20},
-                "xgboost_params": {"n_estimators": 20},
-                "catboost_params": {"n_estimators": 20, "depth": 4}}
+        tiny = {
+            "n_bags": 1,
+            "lightgbm_params": {"n_estimators": 20},
+            "xgboost_params": {"n_estimators": 20},
+            "catboost_params": {"n_estimators": 20, "depth": 4},
+        }
     rows = {f"{kind} alone": {**tiny, "members": (kind,)} for kind in MEMBERS}
     rows["LesionBoostClassifier (defaults)"] = dict(tiny)
     return rows
 
 
-def run_one(frame: Any, folds: np.ndarray, arguments: dict[str, Any],
-            device: str) -> dict[str, Any]:
+def run_one(
+    frame: Any, folds: np.ndarray, arguments: dict[str, Any], device: str
+) -> dict[str, Any]:
     """OOF pAUC and fit seconds of one configuration on one device, and a refit check.
 
     Fold 0 is fitted twice more with the same seed: ``bit_identical_refit`` says
@@ -126,17 +138,100 @@ def run_one(frame: Any, folds: np.ndarray, arguments: dict[str, Any],
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="tiny sizes: a smoke run")
-    parser.add_argument("--patients", type=int, help="simulated patients (default 1042)")
-    parser.add_argument("--folds", type=int, help="patient-grouped folds (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="simulator seed")
-    parser.add_argument("--models", nargs="+", metavar="NAME",
-                        help="only these rows (e.g. 'xgboost alone'); default all")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write the results as JSON")
-    args = parser.parse_args(argv)
+LABELS = {
+    "lightgbm alone": "LightGBM alone",
+    "xgboost alone": "XGBoost alone",
+    "catboost alone": "CatBoost alone",
+    "LesionBoostClassifier (defaults)": "`LesionBoostClassifier()` defaults",
+}
+
+
+def _note(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    note = (
+        f"Simulator seed {results['seed']}: {results['rows']:,} lesions "
+        f"({results['positives']} malignant), patient-grouped {results['n_splits']}-fold; fit "
+        f"seconds summed over the folds, features included. {machine['cpus']} CPU cores, GPU: "
+        f"{machine['gpu'] or 'none'}; Python {machine['python']}, {versions}."
+    )
+    if results["small"]:
+        note += " A --small run: it checks that the script works, not its figures."
+    return note
+
+
+def tables(results: dict[str, Any]) -> list[Table]:
+    """``devices/models`` and ``devices/reproducibility`` from the results."""
+    models, refits = [], []
+    for name, cells in results["results"].items():
+        cpu, cuda = cells["cpu"], cells["cuda"]
+        label = LABELS.get(name, name)
+        if "pauc" in cuda:
+            on_cpu = " (LightGBM on the CPU)" if cuda["lightgbm_on_cpu"] else ""
+            cuda_cells = [
+                f"{cuda['pauc']:.4f}",
+                f"{cuda['fit_seconds']:.1f}{on_cpu}",
+                f"{cpu['fit_seconds'] / cuda['fit_seconds']:.2f}x",
+            ]
+            cuda_refit = [
+                "yes" if cuda["bit_identical_refit"] else "no",
+                f"{cuda['max_abs_refit_difference']:.2g}",
+            ]
+        else:
+            cuda_cells = [f"{NA} ({cuda['unavailable']})", NA, NA]
+            cuda_refit = [f"{NA} ({cuda['unavailable']})", NA]
+        models.append([label, f"{cpu['pauc']:.4f}", f"{cpu['fit_seconds']:.1f}", *cuda_cells])
+        refits.append(
+            [
+                label,
+                "yes" if cpu["bit_identical_refit"] else "no",
+                f"{cpu['max_abs_refit_difference']:.2g}",
+                *cuda_refit,
+            ]
+        )
+    note = _note(results)
+    return [
+        Table(
+            "devices/models",
+            [
+                "model",
+                "CPU pAUC",
+                f"CPU fit s ({results['machine']['cpus']} cores)",
+                "CUDA pAUC",
+                "CUDA fit s",
+                "CPU / CUDA time",
+            ],
+            models,
+            note=note,
+        ),
+        Table(
+            "devices/reproducibility",
+            [
+                "model",
+                "CPU: refit identical",
+                "CPU: max abs. difference",
+                "CUDA: refit identical",
+                "CUDA: max abs. difference",
+            ],
+            refits,
+            note="Fold 0 fitted twice with one seed on each device; its held-out scores "
+            f"compared. {note}",
+        ),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cli = parser(__doc__.splitlines()[0], name="devices")
+    cli.add_argument("--patients", type=int, help="simulated patients (default 1042)")
+    cli.add_argument("--folds", type=int, help="patient-grouped folds (default 5)")
+    cli.add_argument("--seed", type=int, default=0, help="simulator seed")
+    cli.add_argument(
+        "--models",
+        nargs="+",
+        metavar="NAME",
+        help="only these rows (e.g. 'xgboost alone'); default all",
+    )
+    args = cli.parse_args(argv)
     warnings.simplefilter("ignore", lb.DataWarning)
     n_patients = args.patients or (30 if args.small else 1042)
     n_splits = args.folds or (3 if args.small else 5)
@@ -147,54 +242,72 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     simulate_seconds = time.perf_counter() - start
     frame = sim.train
     folds = lb.patient_folds(frame, n_splits=n_splits, seed=0)
-    print(f"{frame.height:,} lesions, {int(frame['target'].sum())} malignant, "
-          f"simulated in {simulate_seconds:.1f} s; GPU: {gpu_name()}", file=sys.stderr)
+    print(
+        f"{frame.height:,} lesions, {int(frame['target'].sum())} malignant, "
+        f"simulated in {simulate_seconds:.1f} s; GPU: {gpu_name()}",
+        file=sys.stderr,
+    )
 
     chosen = configurations(args.small)
     if args.models:
         unknown = sorted(set(args.models) - set(chosen))
         if unknown:
-            parser.error(f"unknown --models {unknown}; choose from {sorted(chosen)}")
+            cli.error(f"unknown --models {unknown}; choose from {sorted(chosen)}")
         chosen = {name: chosen[name] for name in args.models}
     rows: dict[str, dict[str, Any]] = {}
     for name, arguments in chosen.items():
         members = arguments.get("members", MEMBERS)
         rows[name] = {}
         for device in ("cpu", "cuda"):
-            blocked = [support[m] for m in members if device == "cuda" and support[m]
-                       and m != "lightgbm"]
+            blocked = [
+                support[m] for m in members if device == "cuda" and support[m] and m != "lightgbm"
+            ]
             if device == "cuda" and (blocked or all(support[m] for m in members)):
                 reason = "; ".join(sorted({support[m] for m in members if support[m]}))
                 rows[name][device] = {"unavailable": reason}
             else:
                 rows[name][device] = run_one(frame, folds, arguments, device)
             cell = rows[name][device]
-            text = (f"pAUC {cell['pauc']:.4f}  fit {cell['fit_seconds']:7.1f} s"
-                    if "pauc" in cell else cell["unavailable"])
+            text = (
+                f"pAUC {cell['pauc']:.4f}  fit {cell['fit_seconds']:7.1f} s"
+                if "pauc" in cell
+                else cell["unavailable"]
+            )
             print(f"  {name:34s} {device:4s} {text}", file=sys.stderr, flush=True)
 
     results = {
-        "benchmark": "devices", "small": args.small, "n_patients": n_patients,
-        "rows": frame.height, "positives": int(frame["target"].sum()), "n_splits": n_splits,
-        "simulate_seconds": simulate_seconds, "cuda_support": support, "results": rows,
-        "machine": {"cpus": os.cpu_count(), "gpu": gpu_name(),
-                    "python": platform.python_version(), "platform": platform.platform(),
-                    "versions": {"lesionboost": lb.__version__, **library_versions(MEMBERS)}},
+        "benchmark": "devices",
+        "small": args.small,
+        "n_patients": n_patients,
+        "seed": args.seed,
+        "rows": frame.height,
+        "positives": int(frame["target"].sum()),
+        "n_splits": n_splits,
+        "simulate_seconds": simulate_seconds,
+        "cuda_support": support,
+        "results": rows,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "gpu": gpu_name(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "versions": {"lesionboost": lb.__version__, **library_versions(MEMBERS)},
+        },
     }
     print_table(results)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1, default=str))
-        tmp.replace(args.out)
+    write_results(args.out, results, tables(results))
     return results
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"\n{results['rows']:,} lesions, {results['n_splits']}-fold; "
-          f"{results['machine']['cpus']} CPU cores; GPU: {results['machine']['gpu']}")
-    print("| model | CPU pAUC | CPU fit s | CUDA pAUC | CUDA fit s | CPU / CUDA time "
-          "| refit identical (CPU / CUDA) |")
+    print(
+        f"\n{results['rows']:,} lesions, {results['n_splits']}-fold; "
+        f"{results['machine']['cpus']} CPU cores; GPU: {results['machine']['gpu']}"
+    )
+    print(
+        "| model | CPU pAUC | CPU fit s | CUDA pAUC | CUDA fit s | CPU / CUDA time "
+        "| refit identical (CPU / CUDA) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, cells in results["results"].items():
         cpu, cuda = cells["cpu"], cells["cuda"]
@@ -206,8 +319,10 @@ def print_table(results: dict[str, Any]) -> None:
         else:
             cuda_text, ratio = f"- | {cuda['unavailable']}", "-"
             same = f"{cpu['bit_identical_refit']} / -"
-        print(f"| {name} | {cpu['pauc']:.4f} | {cpu['fit_seconds']:.1f} | {cuda_text} "
-              f"| {ratio} | {same} |")
+        print(
+            f"| {name} | {cpu['pauc']:.4f} | {cpu['fit_seconds']:.1f} | {cuda_text} "
+            f"| {ratio} | {same} |"
+        )
 
 
 if __name__ == "__main__":

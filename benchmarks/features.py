@@ -1,27 +1,30 @@
-"""Speed of ``LesionFeaturizer`` against a straightforward pandas peer, in one run.
+"""Speed of ``LesionFeaturizer`` against a vectorised pandas peer, in one run.
 
-Simulates full-size SLICE-3D metadata (1,042 patients, ~401k lesions), then times
+Simulates full-size SLICE-3D metadata (1,042 patients, ~401k lesions), then, for
+each ``rank_columns`` configuration (default: ``"none"``, the library default, and
+``"all"``), times
 
 * ``LesionFeaturizer().fit_transform`` (polars, one lazy plan), and
 * the same features written the usual pandas way: ``groupby(...).transform`` for
   the means and standard deviations, ``groupby(...).rank`` for the ranks, the same
-  derived formulas evaluated on Series (:class:`lesionboost._features_derived.PandasOps`),
+  derived formulas evaluated on Series (:class:`lesionboost.features.PandasOps`),
 
 each in a fresh subprocess so that peak memory (``ru_maxrss``) belongs to one engine.
-It prints rows, feature count, seconds for each engine, the ratio and peak memory,
-a per-group breakdown of the polars time, and checks on a subset of patients that
-both engines produce the same numbers (features of a lesion depend only on its own
-patient, so a subset of patients is an exact check).
+It reports rows, feature count, seconds for each engine, the ratio and peak memory,
+a per-group breakdown of the polars time (first configuration), and checks on a
+subset of patients that both engines produce the same numbers (features of a
+lesion depend only on its own patient, so a subset of patients is an exact check).
 
-Targets (issue 4): polars >= 20x faster than pandas; <= 1.5 s on 2 cores.
+Targets (default configuration): polars >= 20x faster than pandas; <= 1.5 s on 2 cores.
 
 Usage::
 
-    python benchmarks/features.py [--small] [--patients N] [--seed S] [--repeats R]
-                                  [--rank-columns all|raw|key|none] [--out FILE]
+    python benchmarks/features.py [--patients N] [--seed S] [--repeats R]
+                                  [--rank-columns none all] [--out FILE.json]
+    python benchmarks/features.py --small     # 60 patients; what the test suite runs
 
-``--small`` simulates 60 patients (for the test suite). Heavy runs on a shared
-machine: ``flock /tmp/lesionboost-heavy.lock python benchmarks/features.py``.
+A full run writes ``benchmarks/results/features.json`` (tables ``features/headline``,
+``features/speed`` and ``features/groups``).
 """
 
 from __future__ import annotations
@@ -34,16 +37,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from _common import Table, parser, write_results
 
 from lesionboost import LesionFeaturizer, simulate_slice3d, split_xy
-from lesionboost._features_derived import DERIVED_FEATURES, OUTLIER_COLUMNS, PandasOps
-from lesionboost._features_plan import GROUPINGS, _groupings, _numeric_columns, _ranked
-from lesionboost.features import GROUPS
+from lesionboost.features import (
+    DERIVED_FEATURES,
+    GROUPINGS,
+    GROUPS,
+    OUTLIER_COLUMNS,
+    PandasOps,
+    groupings_for,
+    ranked_columns,
+    zscored_columns,
+)
 from lesionboost.schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 
 TARGET_RATIO = 20.0
@@ -81,13 +93,13 @@ def pandas_featurize(
             ],
             axis=1,
         )
-    numeric = _numeric_columns(groups, ())
-    ranked = _ranked(numeric, (), rank_columns)
+    numeric = zscored_columns(groups, ())
+    ranked = ranked_columns(numeric, (), rank_columns)
     out: dict[str, Any] = {c: num[c] for c in NUMERIC_COLUMNS}
     out.update(cats)
     if "derived" in groups:
         out.update({d.name: num[d.name] for d in DERIVED_FEATURES})
-    groupings = _groupings(groups)
+    groupings = groupings_for(groups)
     z_groupings = (
         groupings
         if ("outlier" not in groups or "patient" in groupings)
@@ -274,46 +286,19 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true", help="60 patients, for the test suite")
-    parser.add_argument("--patients", type=int, default=None, help="simulated patients (1042)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="polars timing repeats (best)")
-    parser.add_argument(
-        "--rank-columns",
-        default="none",
-        choices=("all", "raw", "key", "none"),
-        help="LesionFeaturizer(rank_columns=...); the library default is none",
-    )
-    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
-    parser.add_argument("--worker", choices=("polars", "pandas"), help=argparse.SUPPRESS)
-    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--config", default="{}", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        _worker(args)
-        return {}
-
-    n_patients = args.patients or (60 if args.small else 1042)
-    load = os.getloadavg()
-    sim = simulate_slice3d(n_patients, seed=args.seed)
-    X, _ = split_xy(sim.train)
+def measure(X: pl.DataFrame, rank_columns: str, repeats: int) -> dict[str, Any]:
+    """Both engines on ``X`` in fresh processes, and their parity on a few patients."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "metadata.parquet"
         X.write_parquet(data)
-        polars_run = _run_engine("polars", data, args.repeats, args.rank_columns)
-        pandas_run = _run_engine("pandas", data, 1, args.rank_columns)
+        polars_run = _run_engine("polars", data, repeats, rank_columns)
+        pandas_run = _run_engine("pandas", data, 1, rank_columns)
     polars_best = min(polars_run["seconds"])
     pandas_best = min(pandas_run["seconds"])
-    report: dict[str, Any] = {
+    return {
         "rows": polars_run["rows"],
-        "patients": n_patients,
         "features": polars_run["features"],
-        "rank_columns": args.rank_columns,
-        "cpus": os.cpu_count(),
-        "polars_threads": pl.thread_pool_size(),
-        "load_average_before": [round(v, 2) for v in load],
+        "rank_columns": rank_columns,
         "polars_seconds": [round(s, 3) for s in polars_run["seconds"]],
         "pandas_seconds": [round(s, 3) for s in pandas_run["seconds"]],
         "polars_cpu_seconds": [round(s, 3) for s in polars_run["cpu_seconds"]],
@@ -325,17 +310,149 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "pandas_peak_increase_mb": pandas_run["peak_increase_mb"],
         "polars_peak_rss_mb": polars_run["peak_rss_mb"],
         "pandas_peak_rss_mb": pandas_run["peak_rss_mb"],
-        "breakdown_polars_s": breakdown(X, args.rank_columns, 1 if args.small else 2),
-        "parity": parity(X, args.rank_columns),
+        "parity": parity(X, rank_columns),
+    }
+
+
+def _best_cpu(configuration: dict[str, Any]) -> float:
+    """CPU seconds of the fastest polars run."""
+    seconds = configuration["polars_seconds"]
+    return configuration["polars_cpu_seconds"][seconds.index(min(seconds))]
+
+
+def _memory(mb: float) -> str:
+    return f"+{mb / 1024:.1f} GiB" if mb >= 1024 else f"+{mb:.0f} MiB"
+
+
+def _configuration(rank_columns: str) -> str:
+    default = " (the default)" if rank_columns == "none" else ""
+    return f'`rank_columns="{rank_columns}"`{default}'
+
+
+def tables(report: dict[str, Any], *, small: bool) -> list[Table]:
+    """``features/headline``, ``features/speed`` and ``features/groups`` from the report."""
+    note = (
+        f"{report['rows']:,} simulated lesions ({report['patients']:,} patients); polars best of "
+        f"{len(report['polars_seconds'])}, pandas one run, each engine in a fresh process; "
+        f"peak memory is the rise of the process's peak RSS; {report['cpus']} CPUs, "
+        f"{report['polars_threads']} polars threads."
+    )
+    if small:
+        note += " A --small run: it checks that the script works, not its figures."
+    default = report["configurations"][0]
+    met = report["targets"]
+
+    def verdict(key: str) -> str:
+        return "" if met[key] else " (not met)"
+
+    headline = Table(
+        "features/headline",
+        ["what", "target", "measured"],
+        [
+            [
+                f"`LesionFeaturizer().fit_transform`, {default['rows']:,} rows, "
+                f"{default['features']} features",
+                f"<= {TARGET_SECONDS:g} s",
+                f"{default['polars_best_s']:.2f} s"
+                + verdict(f"polars_at_most_{TARGET_SECONDS:g}s"),
+            ],
+            [
+                "speed-up over the vectorised pandas peer",
+                f">= {TARGET_RATIO:g}x",
+                f"{default['speedup']:.1f}x" + verdict(f"speedup_at_least_{TARGET_RATIO:g}x"),
+            ],
+        ],
+        note=note,
+    )
+    speed = Table(
+        "features/speed",
+        [
+            "configuration",
+            "features",
+            "polars `fit_transform`",
+            "pandas groupby-transform peer",
+            "speed-up",
+            "peak memory (polars / pandas)",
+        ],
+        [
+            [
+                _configuration(c["rank_columns"]),
+                str(c["features"]),
+                f"{c['polars_best_s']:.2f} s ({_best_cpu(c):.1f} CPU-s)",
+                f"{c['pandas_best_s']:.1f} s",
+                f"{c['speedup']:.1f}x",
+                f"{_memory(c['polars_peak_increase_mb'])} / "
+                f"{_memory(c['pandas_peak_increase_mb'])}",
+            ]
+            for c in report["configurations"]
+        ],
+        note=note,
+    )
+    repeats = report["breakdown_repeats"]
+    groups = Table(
+        "features/groups",
+        ["groups", f"polars `fit_transform` (best of {repeats})"],
+        [
+            [
+                "raw columns + codes" if name == "base" else "+ " + name.split("+")[-1],
+                f"{seconds:.2f} s",
+            ]
+            for name, seconds in report["breakdown_polars_s"].items()
+        ],  # fmt: skip
+        note=f"Groups added one at a time, {_configuration(default['rank_columns'])}; "
+        f"{report['rows']:,} lesions in this process."
+        + (" A --small run: it checks that the script works, not its figures." if small else ""),
+    )
+    return [headline, speed, groups]
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cli = parser(__doc__.split("\n\n")[0], name="features")
+    cli.add_argument("--patients", type=int, default=None, help="simulated patients (1042)")
+    cli.add_argument("--seed", type=int, default=0)
+    cli.add_argument("--repeats", type=int, default=3, help="polars timing repeats (best)")
+    cli.add_argument(
+        "--rank-columns",
+        nargs="+",
+        default=["none", "all"],
+        choices=("all", "raw", "key", "none"),
+        help="LesionFeaturizer(rank_columns=...) configurations, the first is the headline "
+        "(the library default is none)",
+    )
+    cli.add_argument("--worker", choices=("polars", "pandas"), help=argparse.SUPPRESS)
+    cli.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    cli.add_argument("--config", default="{}", help=argparse.SUPPRESS)
+    args = cli.parse_args(argv)
+    if args.worker:
+        _worker(args)
+        return {}
+
+    n_patients = args.patients or (60 if args.small else 1042)
+    load = os.getloadavg()
+    sim = simulate_slice3d(n_patients, seed=args.seed)
+    X, _ = split_xy(sim.train)
+    configurations = [measure(X, rank, args.repeats) for rank in args.rank_columns]
+    first = configurations[0]
+    breakdown_repeats = 1 if args.small else args.repeats
+    report: dict[str, Any] = {
+        "rows": first["rows"],
+        "patients": n_patients,
+        "features": first["features"],
+        "rank_columns": first["rank_columns"],
+        "cpus": os.cpu_count(),
+        "polars_threads": pl.thread_pool_size(),
+        "load_average_before": [round(v, 2) for v in load],
+        **{key: first[key] for key in first if key not in ("rows", "features", "rank_columns")},
+        "breakdown_polars_s": breakdown(X, first["rank_columns"], breakdown_repeats),
+        "breakdown_repeats": breakdown_repeats,
+        "configurations": configurations,
     }
     report["targets"] = {
         f"speedup_at_least_{TARGET_RATIO:g}x": report["speedup"] >= TARGET_RATIO,
-        f"polars_at_most_{TARGET_SECONDS:g}s": polars_best <= TARGET_SECONDS,
+        f"polars_at_most_{TARGET_SECONDS:g}s": report["polars_best_s"] <= TARGET_SECONDS,
     }
     _print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+    write_results(args.out, report, tables(report, small=args.small))
     return report
 
 
@@ -354,6 +471,13 @@ def _print(r: dict[str, Any]) -> None:
         f"(CPU s {r['pandas_cpu_seconds']}), peak +{r['pandas_peak_increase_mb']:.0f} MiB"
     )
     print(f"speedup pandas / polars: {r['speedup']:.1f}x")
+    for c in r["configurations"][1:]:
+        print(
+            f"rank_columns={c['rank_columns']}: {c['features']} features, polars best "
+            f"{c['polars_best_s']:.3f} s, pandas {c['pandas_best_s']:.3f} s, speedup "
+            f"{c['speedup']:.1f}x, parity max relative difference "
+            f"{c['parity']['max_rel_diff_values']:.2e}"
+        )
     print(
         "polars seconds as groups are added: "
         + ", ".join(f"{k} {v:.3f}" for k, v in r["breakdown_polars_s"].items())

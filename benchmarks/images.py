@@ -1,13 +1,9 @@
 """Image pipeline benchmark: decode and embed speed, the placeholder file, image-feature quality.
 
-Run from the repository root (heavy: take the shared lock on shared machines)::
-
-    flock /tmp/lesionboost-heavy.lock python benchmarks/images.py --out .benchmarks-out/images.json
-    python benchmarks/images.py --small            # seconds; what the test suite runs
-
 Speed (on simulated Kaggle-like crops: 61-239 px, median 131, JPEG q75 4:2:0):
 
-* ``read``          -- JPEG bytes out of the HDF5 file only (one thread, h5py's lock);
+* ``read``          -- JPEG bytes out of the HDF5 file only (one thread, h5py's
+  low-level API, as the decoders' reader thread reads them);
 * ``decode``        -- read + decode to 64 x 64 RGB (the practical limit of any model);
 * ``embed_cpu``     -- read + decode + the built-in embedder on onnxruntime's CPU provider;
 * ``model_only``    -- the built-in embedder on already decoded crops;
@@ -15,18 +11,26 @@ Speed (on simulated Kaggle-like crops: 61-239 px, median 131, JPEG q75 4:2:0):
 
 Targets (2 cores, 64 px): ``embed_cpu`` >= 1,000 crops/s and ``decode / embed_cpu`` <= 1.5.
 Each figure is the best of ``--repeats`` interleaved runs (the median is reported too);
-the machine's load average is recorded because shared machines are noisy.
+the machine's load average is recorded because shared machines are noisy. The Kaggle
+placeholder ``test-image.hdf5`` (in ``$LESIONBOOST_SHARED``) is embedded end to end.
 
-Quality (needs :func:`lesionboost.simulate.simulate_slice3d` with images and the
-estimator): for each seed, out-of-fold pAUC of the tabular-only model, of the
-tabular + image model (built-in embedding features; with ``--train-cnn`` also
-the out-of-fold score of :func:`lesionboost.image.train_embedder`), and of the
-simulator's full oracle; ``gap_closed = (tab+img - tab) / (oracle - tab)``.
+Quality (the simulator with a crop for every lesion, and the estimator): for each
+seed, out-of-fold pAUC of the tabular-only model, of the tabular + image model
+(built-in embedding features; with ``--train-cnn`` also the out-of-fold score of
+:func:`lesionboost.image.train_embedder`), and of the simulator's full oracle;
+``gap_closed = (tab+img - tab) / (oracle - tab)``.
+
+Usage::
+
+    python benchmarks/images.py [--skip-speed] [--skip-quality] [--train-cnn] [--out FILE.json]
+    python benchmarks/images.py --small            # seconds; what the test suite runs
+
+A full run writes ``benchmarks/results/images.json`` (tables ``images/headline``,
+``images/speed``, ``images/quality`` and, with ``--train-cnn``, ``images/cnn``).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -34,20 +38,18 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import NA, SHARED, Table, fmt, parser, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lesionboost.image import OnnxEmbedder, iter_decoded
+from lesionboost.io import ImageStore
 
-from lesionboost.image import OnnxEmbedder, iter_decoded  # noqa: E402
-from lesionboost.image._decode import _RawReader, default_workers  # noqa: E402
-from lesionboost.io import ImageStore  # noqa: E402
-
-SHARED = Path(os.environ.get("LESIONBOOST_SHARED", ROOT.parent / "shared" / "slice3d"))
 SIZE = 64
+TARGETS = {"embed_cpu_crops_per_s": 1000.0, "decode_over_embed_cpu": 1.5}
 
 
 # --------------------------------------------------------------------------- crops
@@ -102,6 +104,37 @@ def speed_crops(n: int, folder: Path, seed: int = 0) -> tuple[Path, str]:
 
 
 # --------------------------------------------------------------------------- timing
+def default_workers() -> int:
+    """Decode threads when none are given: the usable cores, at most 8 (the decoders' default)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cores or 1))
+
+
+class RawReader:
+    """JPEG bytes of one crop through h5py's low-level API, as the decoders' reader reads them.
+
+    Opening a scalar dataset by name and reading it into a preallocated ``|S<n>``
+    buffer skips h5py's high-level layer; anything else goes through
+    :meth:`ImageStore.get_bytes`.
+    """
+
+    def __init__(self, store: ImageStore) -> None:
+        import h5py
+
+        self._h5py, self._store = h5py, store
+        self._handle = h5py.File(store.path, "r")
+
+    def __call__(self, isic_id: str) -> bytes:
+        h5py = self._h5py
+        dataset = h5py.h5d.open(self._handle.id, isic_id.encode())
+        kind = dataset.get_type()
+        if dataset.shape != () or kind.get_class() != h5py.h5t.STRING or kind.is_variable_str():
+            return self._store.get_bytes(isic_id)
+        buffer = np.empty((), dtype=f"S{kind.get_size()}")
+        dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, buffer)
+        return bytes(buffer.item())
+
+
 def _rate(fn: Any, n: int) -> float:
     start = time.perf_counter()
     fn()
@@ -115,7 +148,7 @@ def measure_speed(path: Path, repeats: int, *, workers: int | None = None) -> di
     cpu = OnnxEmbedder(providers="cpu", workers=workers)
 
     def read() -> None:
-        reader = _RawReader(store)
+        reader = RawReader(store)
         for isic_id in ids:
             reader(isic_id)
 
@@ -163,8 +196,10 @@ def measure_speed(path: Path, repeats: int, *, workers: int | None = None) -> di
         ),
     }
     result["targets"] = {
-        "embed_cpu_at_least_1000_crops_per_s": best["embed_cpu"] >= 1000,
-        "embed_cpu_within_1.5x_of_decode": result["ratio_decode_over_embed_cpu"] <= 1.5,
+        "embed_cpu_at_least_1000_crops_per_s": best["embed_cpu"]
+        >= TARGETS["embed_cpu_crops_per_s"],
+        "embed_cpu_within_1.5x_of_decode": result["ratio_decode_over_embed_cpu"]
+        <= TARGETS["decode_over_embed_cpu"],
     }
     return result
 
@@ -216,8 +251,8 @@ def quality_one_seed(
 ) -> dict[str, Any]:
     import polars as pl
 
-    from lesionboost.cv import patient_folds
     from lesionboost.metrics import pauc_above_tpr
+    from lesionboost.model_selection import patient_folds
     from lesionboost.simulate import simulate_slice3d, write_slice3d
 
     started = time.perf_counter()
@@ -322,24 +357,175 @@ def measure_quality(
     return {"model": model, "folds": n_folds, "seeds": rows, "summary": summary}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="tiny sizes (seconds), for tests")
-    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
-    parser.add_argument("--crops", type=int, help="crops for the speed runs (default 20000)")
-    parser.add_argument("--repeats", type=int, help="interleaved speed repeats (default 5)")
-    parser.add_argument("--workers", type=int, help="decode threads (default: cores, max 8)")
-    parser.add_argument("--patients", type=int, help="simulated patients per quality seed")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument(
+def _rate_cell(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def tables(report: dict[str, Any]) -> list[Table]:
+    """``images/headline``, ``images/speed``, ``images/quality`` and ``images/cnn``, as measured."""
+    small = report["small"]
+    tail = " A --small run: it checks that the script works, not its figures." if small else ""
+    speed, quality, placeholder = report.get("speed"), report.get("quality"), report["placeholder"]
+    machine = report["machine"]
+    out: list[Table] = []
+    speed_cell = NA
+    if speed:
+        best, median = speed["crops_per_s_best"], speed["crops_per_s_median"]
+        met = all(speed["targets"].values())
+        speed_cell = (
+            f"{_rate_cell(best['decode'])} / {_rate_cell(best['embed_cpu'])} crops/s "
+            f"({speed['ratio_decode_over_embed_cpu']:.2f}x)" + ("" if met else " (not met)")
+        )
+        speed_note = (
+            f"{speed['crops']:,} crops ({speed['crop_source']}, mean "
+            f"{speed['mean_jpeg_bytes']:,.0f} bytes), decoded to {speed['input_size']} px with "
+            f"{speed['decode_workers']} decode threads; best and median of "
+            f"{len(speed['runs']['decode'])} interleaved runs; "
+            f"{machine['cores']} cores, load average {machine['load_average_start'][0]} at the "
+            f"start.{tail}"
+        )
+        stages = {
+            "read": "read (JPEG bytes from HDF5)",
+            "decode": f"read + decode ({speed['input_size']} px)",
+            "embed_cpu": "read + decode + built-in embedder (CPU)",
+            "model_only": "built-in embedder alone (decoded crops)",
+            "embed_cuda": "read + decode + built-in embedder (CUDA)",
+        }
+        out.append(
+            Table(
+                "images/speed",
+                ["stage", f"crops/s (best of {len(speed['runs']['decode'])})", "median"],
+                [
+                    [stages.get(name, name), _rate_cell(best[name]), _rate_cell(median[name])]
+                    for name in best
+                ],
+                note=speed_note,
+            )
+        )
+    summary = (quality or {}).get("summary", {})
+    rows = (quality or {}).get("seeds", [])
+    quality_cell = NA
+    if rows and "tabular_image_gap_closed" in summary:
+        quality_cell = (
+            f"{summary['tabular']['mean']:.4f} → {summary['tabular_image']['mean']:.4f} "
+            f"({100 * summary['tabular_image_gap_closed']['mean']:.0f} % of the gap)"
+        )
+    placeholder_cell = (
+        NA
+        if "skipped" in placeholder
+        else f"{placeholder['crops']} crops, {placeholder['failed']} failures"
+    )
+    patients = rows[0]["patients"] if rows else None
+    headline = Table(
+        "images/headline",
+        ["what", "target", "measured"],
+        [
+            [
+                f"image read + decode / + built-in embedder ({SIZE} px)",
+                f">= {TARGETS['embed_cpu_crops_per_s']:,.0f} crops/s, <= "
+                f"{TARGETS['decode_over_embed_cpu']}x decode",
+                speed_cell,
+            ],
+            [
+                f"image features, {fmt(patients, ',.0f')}-patient simulator, {len(rows)} seed"
+                + ("s" if len(rows) != 1 else ""),
+                "close part of the gap to the full oracle",
+                quality_cell,
+            ],
+            ["Kaggle placeholder `test-image.hdf5`", "embeds every crop", placeholder_cell],
+        ],
+        note=f"{machine['cores']} cores.{tail}",
+    )
+    out.insert(0, headline)
+    if rows:
+        quality_note = (
+            f"{patients:,} simulated patients per seed, every lesion with a crop; patient-grouped "
+            f"{quality['folds']}-fold out-of-fold pAUC above 80 % TPR; LightGBM-only estimator, "
+            f"one bag.{tail}"
+        )
+
+        def gap(value: float | None) -> str:
+            return fmt(None if value is None else 100 * value, ".0f", " %")
+
+        body = [
+            [
+                str(r["seed"]),
+                f"{r['oracle']:.4f}",
+                f"{r['tabular_oracle']:.4f}",
+                f"{r['tabular']:.4f}",
+                f"{r['tabular_image']:.4f}",
+                gap(r.get("tabular_image_gap_closed")),
+            ]
+            for r in rows
+        ]
+        if len(rows) > 1:
+            gain = summary["tabular_image"]["mean"] - summary["tabular"]["mean"]
+            body.append(
+                [
+                    "mean",
+                    f"{summary['oracle']['mean']:.4f}",
+                    f"{summary['tabular_oracle']['mean']:.4f}",
+                    f"{summary['tabular']['mean']:.4f}",
+                    f"{summary['tabular_image']['mean']:.4f} ({gain:+.4f})",
+                    gap(summary.get("tabular_image_gap_closed", {}).get("mean")),
+                ]
+            )
+        out.append(
+            Table(
+                "images/quality",
+                [
+                    "seed",
+                    "full oracle",
+                    "tabular oracle",
+                    "tabular model",
+                    "tabular + image (built-in)",
+                    "gap to the full oracle closed",
+                ],
+                body,
+                note=quality_note,
+            )
+        )
+        if "tabular_image_cnn" in summary and "cnn_oof_pauc" in summary:
+            out.append(
+                Table(
+                    "images/cnn",
+                    ["image source", "image score alone", "tabular + image"],
+                    [
+                        [
+                            "built-in label-free embedder",
+                            NA,
+                            f"{summary['tabular_image']['mean']:.4f}",
+                        ],
+                        [
+                            "per-fold CNN (`train_embedder`) with the built-in features",
+                            f"{summary['cnn_oof_pauc']['mean']:.4f}",
+                            f"{summary['tabular_image_cnn']['mean']:.4f}",
+                        ],
+                    ],
+                    note=f"Out-of-fold pAUC, mean of {len(rows)} seed"
+                    + ("s" if len(rows) != 1 else "")
+                    + f"; {quality_note}",
+                )
+            )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cli = parser(__doc__.splitlines()[0], name="images")
+    cli.add_argument("--crops", type=int, help="crops for the speed runs (default 20000)")
+    cli.add_argument("--repeats", type=int, help="interleaved speed repeats (default 5)")
+    cli.add_argument("--workers", type=int, help="decode threads (default: cores, max 8)")
+    cli.add_argument("--patients", type=int, help="simulated patients per quality seed")
+    cli.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    cli.add_argument("--folds", type=int, default=5)
+    cli.add_argument("--skip-quality", action="store_true")
+    cli.add_argument("--skip-speed", action="store_true")
+    cli.add_argument(
         "--train-cnn",
         action="store_true",
         help="also train the per-fold CNN (needs torch; slow on CPU)",
     )
-    args = parser.parse_args(argv)
+    args = cli.parse_args(argv)
     n_crops = args.crops or (400 if args.small else 20000)
     repeats = args.repeats or (2 if args.small else 5)
     report: dict[str, Any] = {
@@ -391,13 +577,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"placeholder: {report['placeholder']}")
     if "quality" in report:
         print("quality:", json.dumps(report["quality"].get("summary", report["quality"]), indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.out}")
+    written = write_results(args.out, report, tables(report))
+    if written is not None:
+        print(f"wrote {written}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     raise SystemExit(main())

@@ -1,7 +1,7 @@
 """How much of the gap to the tabular oracle can be learned from ~400 positives?
 
 The simulator's tabular risk is a known parametric function of the columns
-(:mod:`lesionboost._simulate_risk`): soft-clipped absolute and within-patient
+(``lesionboost.simulate.RiskModel``): soft-clipped absolute and within-patient
 terms feeding a shared part plus the log-sum-exp of a melanoma and a
 keratinocyte-cancer hazard. This benchmark fits exactly that form -- its
 coefficients, centre intercepts and melanoma offset, nothing else -- by maximum
@@ -9,45 +9,67 @@ likelihood on the training folds (patient-grouped 5-fold, the folds
 ``benchmarks/quality.py`` uses) and scores the held-out fold.
 
 The result is a *well-specified* learner: it knows the functional form and only
-estimates 33 numbers, so it bounds from above what a flexible model (which must
-also discover the form) can reach with the same positives. Comparing it with
-``LesionBoostClassifier`` in ``benchmarks/quality.py`` separates the part of the
-gap that is estimation noise (unreachable for any learner at this size) from the
-part a better learner could still close.
+estimates 33 numbers. Comparing it with ``LesionBoostClassifier`` in
+``benchmarks/quality.py`` separates what discovering the form costs a flexible
+model at this sample size from what estimating its coefficients costs any learner.
+Each fit is put on the scale ``quality.py`` uses: the share of the gap between the
+raw-column LightGBM baseline (fitted here on the same folds) and the tabular oracle
+that it closes.
 
 One input of the risk, the follow-up score (how likely a clinic is to follow a
 benign lesion up), is a latent linear function the oracle knows exactly. The fit
 is therefore run three ways: with the oracle's score; with the score a learner
 can *estimate* -- a LightGBM of "has a ``lesion_id``" on the benign lesions
-(the train-only label the 7th place learned from), patient-grouped out-of-fold,
-put on the simulator's benign scale; and with no follow-up term. The estimated
-row is a reference point for a learner that sees the file and knows the form
-(a better follow-up estimator could still beat it).
+(the train-only label that the 7th place of the Kaggle ISIC 2024 competition
+learned from, per its public write-up), patient-grouped out-of-fold, put on the
+simulator's benign scale; and with no follow-up term. The estimated row is a
+reference point for a learner that sees the file and knows the form (a better
+follow-up estimator could still beat it).
 
 Usage::
 
-    flock /tmp/lesionboost-heavy.lock python benchmarks/learnability.py [--seeds 3] [--out FILE]
+    python benchmarks/learnability.py [--seeds 3] [--out FILE.json]
     python benchmarks/learnability.py --small     # seconds; what the test suite runs
+
+A full run writes ``benchmarks/results/learnability.json`` (tables
+``learnability/headline`` and ``learnability/fits``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import os
 import sys
 import time
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
+from _common import Table, fmt, parser, write_results
 from scipy import optimize, special
 from scipy.stats import spearmanr
 
 import lesionboost as lb
-from lesionboost._simulate_calibration import CENTRES, _covariates, load_tables
-from lesionboost._simulate_risk import TERM_NAMES, RiskModel, _masks, risk_features
 from lesionboost.schema import NUMERIC_COLUMNS
+from lesionboost.simulate import (
+    CENTRES,
+    TERM_NAMES,
+    RiskModel,
+    covariates,
+    load_tables,
+    risk_features,
+    term_masks,
+)
+
+#: The three ways the follow-up input is given to the fit: report key -> label.
+FITS = {
+    "oracle": ("well_specified_oof_pauc", "follow-up score: the oracle's"),
+    "estimated": (
+        "well_specified_estimated_followup_oof_pauc",
+        "follow-up score: estimated from `lesion_id` by a LightGBM",
+    ),
+    "none": ("well_specified_no_followup_oof_pauc", "no follow-up term"),
+}
 
 
 def risk_terms(train: pl.DataFrame, followup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,25 +80,25 @@ def risk_terms(train: pl.DataFrame, followup: np.ndarray) -> tuple[np.ndarray, n
     rather than inverted) or an estimate of it (:func:`estimated_followup`).
     """
     _, owner = np.unique(train.get_column("patient_id").to_numpy(), return_inverse=True)
-    covariates = _covariates(train)  # site, centre, age and sex coded as the simulator codes them
+    coded = covariates(train)  # site, centre, age and sex coded as the simulator codes them
     lesion: dict[str, np.ndarray] = {
         name: train.get_column(name).cast(pl.Float64).to_numpy()
         for name in NUMERIC_COLUMNS
         if name != "age_approx"
     }
     lesion["patient"] = owner
-    lesion["site"] = covariates["site"]
+    lesion["site"] = coded["site"]
     n_patients = int(owner.max()) + 1
     age, male = np.full(n_patients, np.nan), np.full(n_patients, 0.5)
-    age[owner], male[owner] = covariates["age"], covariates["male"]
-    return risk_features(lesion, {"age": age, "male": male}, followup), covariates["centre"]
+    age[owner], male[owner] = coded["age"], coded["male"]
+    return risk_features(lesion, {"age": age, "male": male}, followup), coded["centre"]
 
 
 class WellSpecifiedRisk:
     """Maximum-likelihood fit of the simulator's tabular risk form (coefficients >= 0)."""
 
     def __init__(self, n_centres: int) -> None:
-        self.masks = _masks()
+        self.masks = term_masks()
         self.n_terms = len(TERM_NAMES)
         self.n_centres = n_centres
 
@@ -108,8 +130,12 @@ class WellSpecifiedRisk:
         start = np.concatenate([np.full(self.n_terms, 0.3), np.full(self.n_centres, -7.0), [0.0]])
         bounds = [(0.0, None)] * self.n_terms + [(None, None)] * (self.n_centres + 1)
         result = optimize.minimize(
-            self._loss, start, args=(F, centre, y.astype(float)), jac=True,
-            method="L-BFGS-B", bounds=bounds,
+            self._loss,
+            start,
+            args=(F, centre, y.astype(float)),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
             # Tight tolerances: with the default ftol the fit could stop after ~20
             # iterations in a flat stretch, hundreds of log-likelihood units short.
             options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-9},
@@ -140,12 +166,20 @@ def estimated_followup(train: pl.DataFrame, folds: np.ndarray, *, rounds: int = 
     features = lb.LesionFeaturizer().fit(X).transform(X).to_numpy().astype(np.float32)
     benign = np.asarray(y) == 0
     score = np.zeros(len(benign))
-    params = {"objective": "binary", "learning_rate": 0.08, "num_leaves": 31,
-              "min_data_in_leaf": 100, "feature_fraction": 0.5, "verbose": -1, "seed": 0}
+    params = {
+        "objective": "binary",
+        "learning_rate": 0.08,
+        "num_leaves": 31,
+        "min_data_in_leaf": 100,
+        "feature_fraction": 0.5,
+        "verbose": -1,
+        "seed": 0,
+    }
     for k in np.unique(folds):
         fit_rows = benign & (folds != k)
         booster = lightgbm.train(
-            params, lightgbm.Dataset(features[fit_rows], label=followed[fit_rows].astype(int)),
+            params,
+            lightgbm.Dataset(features[fit_rows], label=followed[fit_rows].astype(int)),
             num_boost_round=rounds,
         )
         score[folds == k] = booster.predict(features[folds == k], raw_score=True)
@@ -154,8 +188,9 @@ def estimated_followup(train: pl.DataFrame, folds: np.ndarray, *, rounds: int = 
     return standard * scale["benign_sd"] + scale["benign_mean"]
 
 
-def _well_specified_oof(F: np.ndarray, centre: np.ndarray, y: np.ndarray,
-                        folds: np.ndarray) -> np.ndarray:
+def _well_specified_oof(
+    F: np.ndarray, centre: np.ndarray, y: np.ndarray, folds: np.ndarray
+) -> np.ndarray:
     oof = np.zeros(len(y))
     for k in np.unique(folds):
         fit_rows, held_out = folds != k, folds == k
@@ -164,14 +199,30 @@ def _well_specified_oof(F: np.ndarray, centre: np.ndarray, y: np.ndarray,
     return oof
 
 
-def run_seed(n_patients: int, seed: int, n_splits: int) -> dict[str, Any]:
+def raw_lightgbm_oof_pauc(train: pl.DataFrame, folds: np.ndarray, *, small: bool) -> float:
+    """OOF pAUC of ``quality.py``'s raw-column LightGBM baseline on these folds."""
+    from quality import RAW, models
+
+    return lb.cross_val_oof(models(small)[RAW](), train, folds, progress=False).pauc
+
+
+def gap_closed(pauc: float, raw: float, oracle: float) -> float:
+    """Share of the gap between raw-column LightGBM and the tabular oracle that ``pauc`` closes."""
+    return (pauc - raw) / (oracle - raw)
+
+
+def run_seed(
+    n_patients: int, seed: int, n_splits: int, *, small: bool | None = None
+) -> dict[str, Any]:
+    """The three well-specified fits, the raw-column baseline and the oracle on one seed."""
+    small = n_patients < 200 if small is None else small
     sim = lb.simulate_slice3d(n_patients, seed=seed)
     train = sim.train
     y = train.get_column("target").to_numpy()
     folds = lb.patient_folds(train, n_splits=n_splits, seed=0)
     oracle_followup = sim.train_oracle.get_column("followup_score").to_numpy()
     start = time.perf_counter()
-    estimate = estimated_followup(train, folds, rounds=20 if n_patients < 200 else 200)
+    estimate = estimated_followup(train, folds, rounds=20 if small else 200)
     benign = y == 0
     inputs = {
         "oracle": oracle_followup,
@@ -186,7 +237,11 @@ def run_seed(n_patients: int, seed: int, n_splits: int) -> dict[str, Any]:
         paucs[name] = lb.pauc_above_tpr(y, scores)
         if name == "oracle":
             oof = scores
+    seconds = time.perf_counter() - start
     tabular = sim.train_oracle.get_column("tabular_logit").to_numpy()
+    oracle = lb.pauc_above_tpr(y, tabular)
+    start = time.perf_counter()
+    raw = raw_lightgbm_oof_pauc(train, folds, small=small)
     return {
         "seed": seed,
         "rows": int(len(y)),
@@ -197,29 +252,98 @@ def run_seed(n_patients: int, seed: int, n_splits: int) -> dict[str, Any]:
         "followup_estimate_spearman_benign": float(
             spearmanr(estimate[benign], oracle_followup[benign]).statistic
         ),
-        "tabular_oracle_pauc": lb.pauc_above_tpr(y, tabular),
+        "tabular_oracle_pauc": oracle,
         "correlation_with_oracle": float(np.corrcoef(oof, tabular)[0, 1]),
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
+        "raw_lightgbm_oof_pauc": raw,
+        "raw_lightgbm_seconds": time.perf_counter() - start,
+        "gap_closed": {name: gap_closed(paucs[name], raw, oracle) for name in FITS},
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="60 patients, 3 folds, 1 seed")
-    parser.add_argument("--seeds", type=int, default=3, help="simulator seeds (default 3)")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    args = parser.parse_args(argv)
+def _seeds(n: int) -> str:
+    return "seed 0" if n == 1 else f"seeds 0-{n - 1}"
+
+
+def _pct(share: float) -> str:
+    return fmt(100 * share, ".0f", " %")
+
+
+def tables(report: dict[str, Any], *, small: bool) -> list[Table]:
+    """``learnability/headline`` and ``learnability/fits`` from the report."""
+    runs = report["runs"]
+    settings = report["settings"]
+    n = len(runs)
+    positives = np.mean([r["positives"] for r in runs])
+    note = (
+        f"{settings['patients']:,} simulated patients (~{np.mean([r['rows'] for r in runs]):,.0f} "
+        f"lesions, ~{positives:.0f} malignant), {_seeds(n)}; patient-grouped "
+        f"{settings['folds']}-fold out-of-fold pAUC above 80 % TPR (the folds of quality.py); "
+        f"raw-column LightGBM {report['mean_raw_lightgbm']:.4f}, tabular oracle "
+        f"{report['mean_tabular_oracle']:.4f} (mean); {os.cpu_count()} CPUs."
+    )
+    if small:
+        note += " A --small run: it checks that the script works, not its figures."
+    closed = report["gap_closed"]
+    estimated = closed["estimated"]
+    headline = Table(
+        "learnability/headline",
+        ["what", "target", "measured"],
+        [
+            [
+                "share of the raw-LightGBM → tabular-oracle gap closed by a fit of the risk's "
+                "exact form (follow-up score estimated by a LightGBM)",
+                "--",
+                f"{_pct(estimated['mean'])} (per seed "
+                + " / ".join(_pct(v) for v in estimated["per_seed"])
+                + ")",
+            ]
+        ],
+        note=note,
+    )
+    rows = []
+    for name, (key, label) in FITS.items():
+        rows.append(
+            [
+                label,
+                fmt(np.mean([r[key] for r in runs])),
+                _pct(closed[name]["mean"]),
+                " / ".join(f"{r[key]:.4f} ({_pct(r['gap_closed'][name])})" for r in runs),
+            ]
+        )
+    fits = Table(
+        "learnability/fits",
+        [
+            "fit of the risk's exact form",
+            f"simulator, {n} seed{'s' if n > 1 else ''} (mean)",
+            "gap closed",
+            "per seed",
+        ],
+        rows,
+        note=note,
+    )
+    return [headline, fits]
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cli = parser(__doc__.splitlines()[0], name="learnability")
+    cli.add_argument("--seeds", type=int, default=3, help="simulator seeds (--small: 1)")
+    args = cli.parse_args(argv)
     n_patients, n_splits, seeds = (60, 3, 1) if args.small else (1042, 5, args.seeds)
     runs = []
     for seed in range(seeds):
-        run = run_seed(n_patients, seed, n_splits)
+        run = run_seed(n_patients, seed, n_splits, small=args.small)
         runs.append(run)
-        print(f"seed {seed}: {run['rows']:,} lesions, {run['positives']} malignant; "
-              f"well-specified OOF pAUC {run['well_specified_oof_pauc']:.4f} (follow-up score "
-              f"estimated: {run['well_specified_estimated_followup_oof_pauc']:.4f}, none: "
-              f"{run['well_specified_no_followup_oof_pauc']:.4f}; estimate's Spearman with the "
-              f"oracle score {run['followup_estimate_spearman_benign']:.3f}), tabular oracle "
-              f"{run['tabular_oracle_pauc']:.4f} ({run['seconds']:.0f} s)", flush=True)
+        print(
+            f"seed {seed}: {run['rows']:,} lesions, {run['positives']} malignant; "
+            f"well-specified OOF pAUC {run['well_specified_oof_pauc']:.4f} (follow-up score "
+            f"estimated: {run['well_specified_estimated_followup_oof_pauc']:.4f}, none: "
+            f"{run['well_specified_no_followup_oof_pauc']:.4f}; estimate's Spearman with the "
+            f"oracle score {run['followup_estimate_spearman_benign']:.3f}), tabular oracle "
+            f"{run['tabular_oracle_pauc']:.4f}, raw-column LightGBM "
+            f"{run['raw_lightgbm_oof_pauc']:.4f} ({run['seconds']:.0f} s)",
+            flush=True,
+        )
 
     def mean(key: str) -> float:
         return float(np.mean([r[key] for r in runs]))
@@ -229,17 +353,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": runs,
         "mean_well_specified": mean("well_specified_oof_pauc"),
         "mean_well_specified_estimated_followup": mean(
-            "well_specified_estimated_followup_oof_pauc"),
+            "well_specified_estimated_followup_oof_pauc"
+        ),
         "mean_well_specified_no_followup": mean("well_specified_no_followup_oof_pauc"),
         "mean_tabular_oracle": mean("tabular_oracle_pauc"),
+        "mean_raw_lightgbm": mean("raw_lightgbm_oof_pauc"),
+        "gap_closed": {
+            name: {
+                "per_seed": [r["gap_closed"][name] for r in runs],
+                "mean": float(np.mean([r["gap_closed"][name] for r in runs])),
+            }
+            for name in FITS
+        },
     }
-    print(f"mean: well-specified {report['mean_well_specified']:.4f} (follow-up estimated "
-          f"{report['mean_well_specified_estimated_followup']:.4f}, none "
-          f"{report['mean_well_specified_no_followup']:.4f}), "
-          f"tabular oracle {report['mean_tabular_oracle']:.4f}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2), encoding="utf8")
+    print(
+        f"mean: well-specified {report['mean_well_specified']:.4f} (follow-up estimated "
+        f"{report['mean_well_specified_estimated_followup']:.4f}, none "
+        f"{report['mean_well_specified_no_followup']:.4f}), "
+        f"tabular oracle {report['mean_tabular_oracle']:.4f}, raw-column LightGBM "
+        f"{report['mean_raw_lightgbm']:.4f}; gap closed with the estimated follow-up score "
+        f"{report['gap_closed']['estimated']['mean']:.1%}"
+    )
+    write_results(args.out, report, tables(report, small=args.small))
     return report
 
 

@@ -9,21 +9,25 @@ Target: <= 4 GB.
 
 Usage::
 
-    flock /tmp/lesionboost-heavy.lock python benchmarks/memory.py [--out memory.json]
+    python benchmarks/memory.py [--out FILE.json]
     python benchmarks/memory.py --small   # what the test suite runs (seconds)
+
+A full run writes ``benchmarks/results/memory.json`` (tables ``memory/headline`` and
+``memory/stages``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import os
 import platform
 import resource
 import sys
 import time
 import warnings
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
+
+from _common import Table, parser, write_results
 
 import lesionboost as lb
 
@@ -40,15 +44,28 @@ def run(n_patients: int, n_test_patients: int, n_splits: int, small: bool) -> di
     stages: list[dict[str, Any]] = []
 
     def stage(name: str, started: float, **extra: Any) -> None:
-        stages.append({"stage": name, "seconds": round(time.perf_counter() - started, 2),
-                       "peak_rss_gb": round(peak_rss_gb(), 3), **extra})
-        print(f"{name:<22} {stages[-1]['seconds']:>8.1f} s   peak RSS "
-              f"{stages[-1]['peak_rss_gb']:.2f} GB", flush=True)
+        stages.append(
+            {
+                "stage": name,
+                "seconds": round(time.perf_counter() - started, 2),
+                "peak_rss_gb": round(peak_rss_gb(), 3),
+                **extra,
+            }
+        )
+        print(
+            f"{name:<22} {stages[-1]['seconds']:>8.1f} s   peak RSS "
+            f"{stages[-1]['peak_rss_gb']:.2f} GB",
+            flush=True,
+        )
 
     params: dict[str, Any] = {}
     if small:
-        params = {"n_bags": 1, "lightgbm_params": {"n_estimators": 20},
-                  "xgboost_params": {"n_estimators": 20}, "catboost_params": {"n_estimators": 20}}
+        params = {
+            "n_bags": 1,
+            "lightgbm_params": {"n_estimators": 20},
+            "xgboost_params": {"n_estimators": 20},
+            "catboost_params": {"n_estimators": 20},
+        }
     t = time.perf_counter()
     sim = lb.simulate_slice3d(n_patients, n_test_patients=n_test_patients, seed=0)
     stage("simulate", t, rows=sim.train.height)
@@ -72,6 +89,7 @@ def run(n_patients: int, n_test_patients: int, n_splits: int, small: bool) -> di
         "benchmark": "memory",
         "small": small,
         "patients": n_patients,
+        "n_splits": n_splits,
         "rows": sim.train.height,
         "stages": stages,
         "peak_rss_gb": peak,
@@ -82,21 +100,52 @@ def run(n_patients: int, n_test_patients: int, n_splits: int, small: bool) -> di
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="tiny run for the test suite")
-    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
-    args = parser.parse_args(argv)
+def tables(result: dict[str, Any]) -> list[Table]:
+    """``memory/headline`` and ``memory/stages`` from the result."""
+    note = (
+        f"One process, {result['patients']:,} simulated patients ({result['rows']:,} lesions), "
+        f"default LesionBoostClassifier; peak RSS is the kernel's high-water mark after each "
+        f"stage; {os.cpu_count()} CPUs, Python {result['python']}."
+    )
+    if result["small"]:
+        note += " A --small run: it checks that the script works, not its figures."
+    n_splits = result["n_splits"]
+    headline = Table(
+        "memory/headline",
+        ["what", "target", "measured"],
+        [
+            [
+                f"peak memory, simulate → features → {n_splits}-fold → fit → predict",
+                f"<= {TARGET_GB:g} GB",
+                f"{result['peak_rss_gb']:.2f} GB"
+                + ("" if result["meets_target"] else " (not met)"),
+            ]
+        ],
+        note=note,
+    )
+    stages = Table(
+        "memory/stages",
+        ["stage", "seconds", "peak RSS (GB)"],
+        [[s["stage"], f"{s['seconds']:.1f}", f"{s['peak_rss_gb']:.2f}"] for s in result["stages"]],
+        note=note,
+    )
+    return [headline, stages]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cli = parser(__doc__.splitlines()[0], name="memory")
+    args = cli.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lb.DataWarning)
         if args.small:
             result = run(n_patients=16, n_test_patients=4, n_splits=3, small=True)
         else:
             result = run(n_patients=1042, n_test_patients=1300, n_splits=5, small=False)
-    print(f"peak RSS {result['peak_rss_gb']:.2f} GB (target <= {TARGET_GB} GB): "
-          f"{'met' if result['meets_target'] else 'NOT met'}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+    print(
+        f"peak RSS {result['peak_rss_gb']:.2f} GB (target <= {TARGET_GB} GB): "
+        f"{'met' if result['meets_target'] else 'NOT met'}"
+    )
+    write_results(args.out, result, tables(result))
     return 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from _bench import import_benchmark, run_small
+from _bench import check_tables, import_benchmark, run_small
 
 from lesionboost.schema import NUMERIC_COLUMNS
 from lesionboost.simulate import simulate_slice3d
@@ -88,17 +88,21 @@ def test_followup_model_aucs_learn_follow_up_from_benign_rows_only(
     # Malignant lesions all have a lesion_id; give them a column value of their own.
     # A model that (wrongly) learned follow-up from them would rank by it.
     marked = sim_frame.with_columns(
-        pl.when(pl.col("target") == 1).then(500.0).otherwise(pl.col("tbp_lv_symm_2axis_angle"))
+        pl.when(pl.col("target") == 1)
+        .then(500.0)
+        .otherwise(pl.col("tbp_lv_symm_2axis_angle"))
         .alias("tbp_lv_symm_2axis_angle")
     )
     marked_aucs = fidelity.followup_model_aucs(marked, n_benign=3000, n_splits=3)
     assert marked_aucs["malignancy_auc"] < 0.85
     # Follow-up shuffled among the benign rows carries nothing to learn.
     benign = sim_frame.filter(pl.col("target") == 0)
-    shuffled = pl.concat([
-        benign.with_columns(pl.col("lesion_id").shuffle(seed=4)),
-        sim_frame.filter(pl.col("target") == 1),
-    ])
+    shuffled = pl.concat(
+        [
+            benign.with_columns(pl.col("lesion_id").shuffle(seed=4)),
+            sim_frame.filter(pl.col("target") == 1),
+        ]
+    )
     shuffled_aucs = fidelity.followup_model_aucs(shuffled, n_benign=3000, n_splits=3)
     assert abs(shuffled_aucs["followup_auc"] - 0.5) < 0.1
     report = {"followup_model": {"real": {"malignancy_auc": 0.84}, "sim": {"malignancy_auc": 0.68}}}
@@ -117,11 +121,30 @@ def test_checks_flag_values_outside_the_targets(fidelity) -> None:
     report = {"pauc": {"oracle": 0.19, "tabular_oracle": 0.10, "raw_lightgbm": 0.13}}
     checks = fidelity.checks(report)
     assert checks == {"pauc_oracle": True, "pauc_tabular_oracle": False, "pauc_raw_lightgbm": True}
+    speed = {"speed": {"simulate_seconds": 31.0, "crops_per_second_one_core": 1500.0}}
+    assert fidelity.checks(speed) == {"simulate_seconds": False, "crops_per_second_one_core": True}
 
 
-def test_small_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+def test_fidelity_benchmark_small_mode_smoke(tmp_path: Path) -> None:
     report, stdout = run_small("fidelity.py", tmp_path / "fidelity.json", timeout=300)
     assert report["settings"]["small"] is True
     assert {"structure", "categorical", "pauc", "checks"} <= set(report)
+    # the oracle knows the risk: far above a score without skill (pAUC 0.02)
+    assert report["pauc"]["tabular_oracle"] > 0.07
     assert report["pauc"]["oracle"] >= report["pauc"]["tabular_oracle"] - 0.02
     assert "simulator fidelity" in stdout
+    with_sample = "ks" in report  # the shared real sample is present
+    absent = () if with_sample else ("fidelity/univariate_auc", "fidelity/followup_auc")
+    tables = check_tables(report, "fidelity", absent=absent)
+    checks = {row[0]: row for row in tables["fidelity/checks"].rows}
+    structure = report["structure"]
+    assert checks["rows / positives / prevalence"][2].startswith(f"{structure['rows']:,} / ")
+    speed = checks["full-size metadata / crops"]
+    assert speed[1] == "< 30 s / >= 1,000 crops/s on one core" and speed[2] == "--"  # not timed
+    if with_sample:
+        auc = report["auc"]
+        rows = tables["fidelity/univariate_auc"].rows
+        assert [row[0] for row in rows] == [f"`{c}`" for c in auc["top10"]]
+        first = auc["top10"][0]
+        assert rows[0][3] == f"{auc['sim'][first] - auc['real'][first]:+.3f}"
+        assert len(tables["fidelity/followup_auc"].rows) == 8

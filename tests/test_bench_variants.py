@@ -7,22 +7,23 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from _bench import import_benchmark, run_small
+from _bench import check_tables, import_benchmark, run_small
 
 from lesionboost.ensemble import GBDTEnsembleClassifier
 
 variants = import_benchmark("variants.py")
 
 
-def test_small_variants_benchmark_runs(tmp_path: Path) -> None:
-    report, stdout = run_small("variants.py", tmp_path / "variants.json", timeout=300)
+def test_variants_benchmark_small_mode_smoke(tmp_path: Path) -> None:
+    report, stdout = run_small("variants.py", tmp_path / "variants.json", timeout=600)
     results = {r["variant"]: r for r in report["results"]}
     assert list(results) == [
         "lgbm:base", "lgbm:pos_weight_1", "top:20", "members", "linear", "followup",
         "followup_feature",
     ]  # fmt: skip
     assert report["settings"]["positives"] > 0
-    assert all(0.0 <= r["pauc"] <= 0.2 and r["seconds"] > 0 for r in results.values())
+    assert report["datasets"][0]["results"] == report["results"]
+    assert all(r["seconds"] > 0 for r in results.values())
     # a random ranking scores ~0.02 above 80 % TPR: the member and the ensemble learn
     assert results["lgbm:base"]["pauc"] > 0.06 and results["members"]["pauc"] > 0.06
     assert results["lgbm:base"]["pauc"] != results["lgbm:pos_weight_1"]["pauc"]
@@ -38,6 +39,27 @@ def test_small_variants_benchmark_runs(tmp_path: Path) -> None:
     assert set(followup["blends"]) == {"10%", "20%", "30%"}
     assert "OOF pAUC" in stdout
 
+    # one column per data set (the first with its wall time), one row per variant run
+    labels = [variants.dataset_label(d["settings"]["source"], d["settings"]["seed"])
+              for d in report["datasets"]]  # fmt: skip
+    assert labels[0] == "simulator seed 0"
+    tables = check_tables(report, "variants")
+    for table in tables.values():
+        assert table.columns[1:] == [labels[0], "wall s", *labels[1:]]
+    lightgbm = {row[0]: row for row in tables["variants/lightgbm"].rows}
+    base = lightgbm["as shipped (`lgbm:base`)"]
+    assert base[1] == f"{results['lgbm:base']['pauc']:.4f}"
+    assert base[2] == f"{results['lgbm:base']['seconds']:.0f}"
+    assert "`lgbm:extra_trees`" not in " ".join(lightgbm)  # not run: no row
+    if "real sample" in labels:  # the shared real sample is present
+        real = {r["variant"]: r for r in report["datasets"][labels.index("real sample")]["results"]}
+        assert base[2 + labels.index("real sample")] == f"{real['lgbm:base']['pauc']:.4f}"
+        assert lightgbm["`scale_pos_weight` 1 (`lgbm:pos_weight_1`)"][3] == "--"  # not run there
+    blend = {row[0]: row for row in tables["variants/members"].rows}
+    assert blend["rank blend of the three, weights 1:1:1 (equal, as shipped)"][1] == (
+        f"{members['pauc']:.4f}"
+    )
+
 
 def test_out_of_fold_never_trains_on_the_scored_fold() -> None:
     features = pl.DataFrame({"row": np.arange(30, dtype=np.float64)})
@@ -49,8 +71,9 @@ def test_out_of_fold_never_trains_on_the_scored_fold() -> None:
         assert not seen & scored and len(seen) + len(scored) == 30
         return test["row"].to_numpy() * 2
 
-    np.testing.assert_array_equal(variants.out_of_fold(features, y, folds, fit_predict),
-                                  np.arange(30) * 2)
+    np.testing.assert_array_equal(
+        variants.out_of_fold(features, y, folds, fit_predict), np.arange(30) * 2
+    )
 
 
 def test_top_features_ranks_the_informative_column_first() -> None:
@@ -62,8 +85,11 @@ def test_top_features_ranks_the_informative_column_first() -> None:
         {"noise_a": rng.normal(size=n), "signal": signal, "noise_b": rng.normal(size=n)}
     )
     model = GBDTEnsembleClassifier(
-        members=("lightgbm",), n_bags=2, neg_ratio=None,
-        lightgbm_params={"n_estimators": 30, "min_data_in_leaf": 20}, categorical_features=None,
+        members=("lightgbm",),
+        n_bags=2,
+        neg_ratio=None,
+        lightgbm_params={"n_estimators": 30, "min_data_in_leaf": 20},
+        categorical_features=None,
     ).fit(X, y)
     assert variants.top_features(model, X.columns, 1) == ["signal"]
     assert sorted(variants.top_features(model, X.columns, 3)) == sorted(X.columns)
@@ -144,3 +170,44 @@ def test_followup_feature_scores_training_lesions_with_models_that_never_saw_the
     assert final[0] == set(range(8))  # held-out lesions: the aux model of the whole fold
     np.testing.assert_array_equal(member_inputs["train"]["followup_score"], patients)
     assert member_inputs["test"]["followup_score"].to_list() == [100.0, 101.0]
+
+
+def _fake_result(name: str, pauc: float) -> dict:
+    result = {"variant": name, "pauc": pauc, "seconds": 10.0}
+    if name == "members":
+        result.update({kind: pauc for kind in ("lightgbm", "xgboost", "catboost")})
+        result.update({f"{kind}_seconds": 5.0 for kind in ("lightgbm", "xgboost", "catboost")})
+        result["blends"] = {":".join(map(str, w)): pauc for w in variants.BLEND_WEIGHTS}
+    elif name in ("linear", "spline"):
+        result["blends"] = {f"{s:.0%}": pauc for s in variants.LINEAR_BLEND_SHARES}
+    elif name == "followup":
+        result.update({"followup_auc_benign": 0.9, "malignancy_auc": 0.8, "base": pauc})
+        result["blends"] = {f"{s:.0%}": pauc for s in variants.FOLLOWUP_BLEND_SHARES}
+    return result
+
+
+def test_tables_of_the_full_plan_have_a_column_per_data_set_and_a_row_per_variant() -> None:
+    datasets = [
+        {
+            "settings": {"source": source, "seed": seed, "rows": 1000, "positives": 10,
+                         "folds": 5},
+            "results": [_fake_result(name, 0.15 + k / 1000) for name in names],
+        }
+        for k, (source, seed, names) in enumerate(variants.PLAN)
+    ]  # fmt: skip
+    tables = {t.id: t for t in variants.tables(datasets, small=False)}
+    assert set(tables) == {"variants/lightgbm", "variants/members", "variants/followup"}
+    header = ["simulator seed 0", "wall s", "simulator seed 1", "simulator seed 2", "real sample"]
+    assert all(t.columns[1:] == header for t in tables.values())
+    lightgbm = {row[0]: row[1:] for row in tables["variants/lightgbm"].rows}
+    n_lgbm = sum(v.startswith(("lgbm:", "top:")) for v in variants.EVERY)
+    assert len(lightgbm) == n_lgbm
+    assert lightgbm["extra trees (`lgbm:extra_trees`)"] == ["0.1500", "10", "0.1510", "0.1520",
+                                                           "0.1530"]  # fmt: skip
+    assert lightgbm["linear trees (`lgbm:linear_tree`)"][2:] == ["--", "--", "--"]
+    followup = {row[0]: row[1:] for row in tables["variants/followup"].rows}
+    weighted = "followed-up benign lesions weighted 3 in the member (`followup_weight:3`)"
+    assert followup[weighted] == ["0.1500", "10", "0.1510", "0.1520", "0.1530"]
+    assert followup["its AUC for malignancy"] == ["0.800", "--", "0.800", "0.800", "0.800"]
+    members = {row[0]: row[1:] for row in tables["variants/members"].rows}
+    assert members["XGBoost member alone (default bags)"] == ["0.1500", "5", "--", "--", "0.1530"]

@@ -28,12 +28,19 @@ def to_polars(frame: Any, *, what: str = "X") -> pl.DataFrame:
         if isinstance(frame, pd.DataFrame):
             frame = frame.copy()
             frame.columns = [str(c) for c in frame.columns]
-            # Categorical and object columns become plain strings so levels compare equal.
+            # Categorical and object columns become plain strings so levels compare equal;
+            # an object column holding only None/NaN carries no type at all and becomes a
+            # column of nulls, which numeric and categorical checks both accept.
+            empty = []
             for name in frame.columns:
                 dtype = frame[name].dtype
-                if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype):
+                if pd.api.types.is_object_dtype(dtype) and frame[name].isna().all():
+                    empty.append(name)
+                elif isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype):
                     frame[name] = frame[name].astype("string")
-            return pl.from_pandas(frame)
+            converted = pl.from_pandas(frame.drop(columns=empty))
+            nulls = [pl.lit(None, dtype=pl.Null).alias(name) for name in empty]
+            return converted.with_columns(nulls).select(frame.columns) if empty else converted
     raise TypeError(
         f"{what} must be a polars or pandas DataFrame of SLICE-3D metadata, got "
         f"{type(frame).__name__}. Read files with lesionboost.read_metadata()."

@@ -90,7 +90,7 @@ def quiet_libraries(args: argparse.Namespace) -> None:
     # Optuna logs every trial at INFO; our progress bar and summary replace that.
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     # OpenMP threads that spin while waiting make LightGBM/XGBoost many times slower on
-    # a machine whose cores are busy with other work (measured: 185 s vs 57 s for the
+    # a machine whose cores are busy with other work (several times slower for the
     # same CV); sleeping waits cost little when the cores are free. Must be set before
     # the GBDT libraries load their OpenMP runtime; an explicit setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -4,7 +4,8 @@
 - the lazy polars plan of every feature group (``_plan.py``);
 - the derived lesion attributes of the public tabular lineage (``_derived.py``);
 - :data:`GROUPINGS`, :func:`output_names`, :func:`z_name`, :func:`groupings_for`,
-  :func:`zscored_columns`, :func:`ranked_columns`, :class:`PandasOps` -- for analysis and benchmarks.
+  :func:`zscored_columns`, :func:`ranked_columns`, :class:`PandasOps` -- for analysis
+  and benchmarks.
 """
 
 from ._derived import DERIVED_FEATURES, OUTLIER_COLUMNS, PandasOps

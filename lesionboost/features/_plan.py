@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import polars as pl
 
 from ..schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
@@ -124,6 +125,15 @@ def _nullable(frame: pl.DataFrame, columns: Iterable[str]) -> set[str]:
             probes.append(col.is_null().any().alias(name))
     flags = frame.select(probes).row(0, named=True)
     return {name for name, flag in flags.items() if flag}
+
+
+#: Largest finite Float32: derived products of large (accepted) inputs are computed in
+#: Float64 and clipped here, so every feature stays finite.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _as_float32(name: str) -> pl.Expr:
+    return pl.col(name).clip(-_FLOAT32_MAX, _FLOAT32_MAX).cast(pl.Float32)
 
 
 def _z(column: str, grouping: str, *, nullable: bool, eps: float) -> pl.Expr:
@@ -241,7 +251,7 @@ def build_plan(
         prepared.select(
             _category_codes(name, category_maps[name])
             if name in categorical
-            else pl.col(name).cast(pl.Float32)
+            else _as_float32(name)
             for name in base
         )
     ]

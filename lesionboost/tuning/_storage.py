@@ -41,7 +41,6 @@ import copy
 import datetime
 import logging
 import os
-import re
 import socket
 import warnings
 from pathlib import Path
@@ -75,19 +74,53 @@ _JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
+def _parsed(url: str) -> Any | None:
+    """SQLAlchemy's reading of ``url``, or ``None`` when it is not a database URL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+
+
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``.
+    """Return ``url`` with its password hidden, parsed and rendered by SQLAlchemy.
+
+    A URL SQLAlchemy cannot parse is never echoed (it may hold a secret), and a
+    URL whose password holds an unencoded ``@`` is shown without its credentials.
 
     Examples
     --------
     >>> mask_url("postgresql://tuner:s3cret@db.example:5432/optuna")
     'postgresql://tuner:***@db.example:5432/optuna'
+    >>> mask_url("postgresql://tuner:ab/cd@db/optuna")
+    'postgresql://tuner:***@db/optuna'
     >>> mask_url("sqlite:///runs/demo/study.db")
     'sqlite:///runs/demo/study.db'
     """
-    # user:password@ in the authority part, whatever the scheme (also when SQLAlchemy
-    # cannot parse the URL, which is exactly when we print it in an error).
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    parsed = _parsed(url)
+    if parsed is None:
+        return "<a storage URL that could not be parsed>"
+    if parsed.host and "@" in parsed.host:
+        return f"{parsed.drivername}://***@<host> (the password holds an unencoded '@')"
+    rendered: str = parsed.render_as_string(hide_password=True)
+    return rendered
+
+
+def _without_secret(text: str, url: str) -> str:
+    """``text`` with every spelling of ``url``'s password (raw or percent-encoded) hidden."""
+    parsed = _parsed(url)
+    password = None if parsed is None else parsed.password
+    if not password:
+        return text
+    from urllib.parse import quote, quote_plus
+
+    for form in sorted({password, quote(password, safe=""), quote_plus(password)}, key=len,
+                       reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def _journal_path(url: str) -> Path | None:
@@ -203,6 +236,12 @@ def open_storage(
     canonical = normalise_url(url)
     shown = describe_storage(url)
     journal = _journal_path(canonical)
+    parsed = _parsed(canonical) if journal is None else None
+    if parsed is not None and parsed.host and "@" in parsed.host:
+        raise StorageError(
+            f"Cannot open the Optuna storage {shown}: the password holds an unencoded '@'. "
+            "Percent-encode it in the URL (@ -> %40, / -> %2F, : -> %3A, % -> %25)."
+        )
     try:
         if journal is not None:
             if not journal.parent.is_dir():
@@ -230,7 +269,8 @@ def open_storage(
     except StorageError:
         raise
     except Exception as exc:  # sqlalchemy, driver and OS errors all mean "cannot open"
-        reason = mask_url(" ".join(str(exc).split())[:300]).rstrip(". ") or type(exc).__name__
+        reason = _without_secret(" ".join(str(exc).split())[:300], canonical)
+        reason = reason.rstrip(". ") or type(exc).__name__
         if isinstance(exc, ImportError):
             hint = 'Install the database driver, e.g. pip install "lesionboost[postgres]".'
         elif isinstance(exc, FileNotFoundError):
