@@ -6,6 +6,8 @@ risk per lesion (the *oracle*) and rendered crops.
 - the calibration tables loaded at run time (``_tables.py``, ``_tables.json``);
 - patients, lesions and body positions (``_population.py``); the malignancy risk,
   follow-up and train-only columns (``_risk.py``); JPEG crops (``_render.py``);
+- :data:`SCENARIOS`, :func:`mixture_weights` -- the alternative malignancy mechanisms
+  ``simulate_slice3d(..., scenario=...)`` accepts (``_scenarios.py``);
 - :func:`univariate_aucs` -- per-column AUCs, to compare a cohort with real data
   (``_fidelity.py``);
 - the offline fit of the tables from a real sample (``_calibrate.py``,
@@ -27,6 +29,7 @@ from ._fidelity import univariate_aucs
 from ._population import LOCATION_WEIGHTS, LOCATIONS
 from ._risk import TERM_NAMES, RiskModel, risk_features, within_group_z
 from ._risk import _masks as term_masks
+from ._scenarios import SCENARIOS, mixture_weights
 from ._simulator import SimulatedSLICE3D, render_images, simulate_slice3d, write_slice3d
 from ._tables import CENTRES, load_tables
 
@@ -36,6 +39,8 @@ __all__ = [
     "write_slice3d",
     "render_images",
     "univariate_aucs",
+    "SCENARIOS",
+    "mixture_weights",
     # for analysis and benchmarks
     "RiskModel",
     "risk_features",

@@ -37,6 +37,7 @@ from ..schema import LOCATION_TO_SIMPLE, TEST_COLUMNS, TRAIN_COLUMNS
 from ._population import LOCATIONS, draw_population
 from ._render import render_crops
 from ._risk import RiskModel, followup_score, leak_columns, risk_features
+from ._scenarios import check_scenario, mixture_weights, scenario_tabular_logit
 from ._tables import CENTRES, SITES, load_tables
 
 __all__ = ["SimulatedSLICE3D", "simulate_slice3d", "write_slice3d", "render_images"]
@@ -72,6 +73,10 @@ class SimulatedSLICE3D:
         uniform draw that never looks at ``target`` (see :func:`simulate_slice3d`).
     seed : int
         The seed everything was drawn from; images are rendered from it too.
+    scenario : str
+        The malignancy mechanism the labels and the oracle follow (one of
+        :data:`~lesionboost.simulate.SCENARIOS`; ``"default"`` is the calibrated risk;
+        the weights of ``"mixed"`` are ``mixture_weights(seed)``).
     """
 
     train: pl.DataFrame
@@ -80,6 +85,7 @@ class SimulatedSLICE3D:
     test_oracle: pl.DataFrame | None
     image_ids: tuple[str, ...]
     seed: int
+    scenario: str = "default"
 
     def iter_images(self, split: str = "train") -> Iterator[tuple[str, bytes]]:
         """Render the crops of ``split`` ("train": :attr:`image_ids`; "test": every row)."""
@@ -142,7 +148,12 @@ def _series(name: str, values: Any, dtype: PolarsDataType) -> pl.Series:
 
 
 def _cohort(
-    n_patients: int, seeds: list[np.random.SeedSequence], parity: int, train: bool
+    n_patients: int,
+    seeds: list[np.random.SeedSequence],
+    parity: int,
+    train: bool,
+    scenario: str = "default",
+    weights: dict[str, float] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     tables = load_tables()
     risk = RiskModel.from_tables(tables)
@@ -155,6 +166,10 @@ def _cohort(
     followup = followup_score(pop.normal_scores, lesion, pop.covariates, tables)
     features = risk_features(lesion, patient, followup, tables)
     tabular = risk.tabular_logit(features, centre)
+    if scenario != "default":
+        tabular = scenario_tabular_logit(
+            scenario, lesion, patient, features, tabular, risk, weights
+        )
     image_u = risk_rng.standard_normal(n)
     logit = tabular + risk.image_sd * image_u
     target = (risk_rng.random(n) < special.expit(logit)).astype(np.int64)
@@ -215,6 +230,7 @@ def simulate_slice3d(
     n_test_patients: int = 0,
     images: bool | int = False,
     seed: int = 0,
+    scenario: str = "default",
 ) -> SimulatedSLICE3D:
     """Simulate a SLICE-3D cohort: metadata, oracle risk and (lazily) image crops.
 
@@ -236,10 +252,23 @@ def simulate_slice3d(
     seed : int, default=0
         Everything is a pure function of the seed; train rows do not depend on
         ``n_test_patients`` or ``images``.
+    scenario : str, default="default"
+        How malignancy depends on the lesion and its patient: ``"default"`` (the
+        risk fitted to the real data) or another of
+        :data:`~lesionboost.simulate.SCENARIOS` (``docs/simulator.md``,
+        "Scenarios"). Every scenario draws the same population for a seed (patients,
+        columns, ids, image choice); only the risk, the labels and what is drawn after
+        the label (the train-only columns) differ. ``"mixed"`` mixes the other
+        mechanisms with weights drawn from ``seed``.
 
     Returns
     -------
     SimulatedSLICE3D
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range or ``scenario`` is not a known scenario.
 
     Examples
     --------
@@ -267,12 +296,16 @@ def simulate_slice3d(
         not isinstance(images, bool) and images < 0
     ):
         raise ValueError(f"images must be True, False or a count >= 0, got {images!r}.")
+    check_scenario(scenario)
+    weights = mixture_weights(seed) if scenario == "mixed" else None
     root = np.random.SeedSequence(seed)
     train_seeds, test_seeds, image_seed = root.spawn(3)
-    train, train_oracle = _cohort(int(n_patients), train_seeds.spawn(4), 0, True)
+    train, train_oracle = _cohort(int(n_patients), train_seeds.spawn(4), 0, True, scenario, weights)
     test = test_oracle = None
     if n_test_patients:
-        test, test_oracle = _cohort(int(n_test_patients), test_seeds.spawn(4), 1, False)
+        test, test_oracle = _cohort(
+            int(n_test_patients), test_seeds.spawn(4), 1, False, scenario, weights
+        )
     count = train.height if images is True else int(images)
     image_ids = _choose_image_ids(
         train, min(count, train.height), np.random.default_rng(image_seed)
@@ -284,7 +317,7 @@ def simulate_slice3d(
         int(train.get_column("target").sum()),
         f" + {test.height} test lesions" if test is not None else "",
     )
-    return SimulatedSLICE3D(train, train_oracle, test, test_oracle, image_ids, int(seed))
+    return SimulatedSLICE3D(train, train_oracle, test, test_oracle, image_ids, int(seed), scenario)
 
 
 def _choose_image_ids(train: pl.DataFrame, count: int, rng: np.random.Generator) -> tuple[str, ...]:
@@ -449,6 +482,7 @@ def write_slice3d(
         sim = SimulatedSLICE3D(
             sim.train, sim.train_oracle, sim.test, sim.test_oracle,
             _choose_image_ids(sim.train, min(count, sim.train.height), rng), sim.seed,
+            sim.scenario,
         )  # fmt: skip
     if sim.image_ids:
         bar = tqdm(
