@@ -19,6 +19,8 @@ _EXTRA_FOR = {
     "torch": "train-image",
     "matplotlib": "report",
     "psycopg2": "postgres",
+    "distributed": "dask",
+    "dask": "dask",
 }
 
 

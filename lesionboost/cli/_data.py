@@ -35,7 +35,11 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     sim = simulate_slice3d(
-        args.patients, n_test_patients=args.test_patients, images=images, seed=args.seed
+        args.patients,
+        n_test_patients=args.test_patients,
+        images=images,
+        seed=args.seed,
+        scenario=args.scenario,
     )
     paths = write_slice3d(sim, args.out, overwrite=args.force)
     summary = {
@@ -46,6 +50,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         "test_rows": 0 if sim.test is None else sim.test.height,
         "images": len(sim.image_ids),
         "seed": args.seed,
+        "scenario": args.scenario,
         "seconds": round(time.perf_counter() - start, 2),
         "files": {key: str(path) for key, path in paths.items()},
     }

@@ -13,6 +13,18 @@ from typing import Any
 from .._version import __version__
 from ._output import add_output_options
 
+#: ``lesionboost.simulate.SCENARIOS``, spelled out so that building the parser does not
+#: import the simulator (tests/test_simulate_scenarios.py keeps the two equal).
+SIMULATION_SCENARIOS: tuple[str, ...] = (
+    "default",
+    "location_duckling",
+    "percentile",
+    "multivariate",
+    "absolute",
+    "interactions",
+    "mixed",
+)
+
 
 def _add_simulate(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -35,6 +47,10 @@ def _add_simulate(subparsers: Any) -> None:
                         help="train crops to render into train-image.hdf5 (a seeded random "
                         "choice of lesions, independent of the label; default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--scenario", default="default", choices=SIMULATION_SCENARIOS,
+                        help="how malignancy depends on the lesion and its patient "
+                        "(default: the risk calibrated to the real data; see the "
+                        "'Scenarios' section of docs/simulator.md)")
     parser.add_argument("--force", action="store_true",
                         help="replace the files of an earlier simulation in --out")
     add_output_options(parser)
@@ -197,6 +213,127 @@ def _add_report(subparsers: Any) -> None:
     add_output_options(parser)
 
 
+def _add_cv(subparsers: Any) -> None:
+    import textwrap
+
+    parser = subparsers.add_parser(
+        "cv",
+        help="cross-validate one configuration (no tuning): OOF scores, evaluation, model card",
+        description=textwrap.fill(
+            "Cross-validate LesionBoostClassifier with the default configuration (or the "
+            "best_params of a tune run's best.json with --params), without tuning. --cv patient "
+            "draws patient-grouped folds (--repeats R > 1: R different splits); --cv centre "
+            "holds out one centre (attribution) per fold. Writes RUN/oof.parquet, "
+            "folds.parquet, cv.json (per-fold and pooled pAUC of every repeat, seeds, "
+            "fingerprint), evaluation.json (bootstrap intervals, operating points, "
+            "calibration, subgroups of repeat 0) and report/ (plots and a model card). Data "
+            "and folds are checked before RUN is created. Without --data it runs on the "
+            "built-in simulator (150 patients, 3 folds, LightGBM, 60 rounds). --scheduler "
+            "runs the folds on a Dask cluster: an address, or local:N for N local workers."
+        ),
+        epilog=(
+            "examples:\n  lesionboost cv --out runs/cv-demo\n"
+            "  lesionboost cv --data train-metadata.csv --repeats 3 --out runs/cv\n"
+            "  lesionboost cv --data train-metadata.csv --cv centre --out runs/cv-centre\n"
+            "  lesionboost cv --data train-metadata.csv --params runs/real/best.json "
+            "--scheduler tcp://10.0.0.5:8786 --out runs/cv-best"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", metavar="CSV|PARQUET|DIR",
+                        help="training metadata (default: simulate a demo cohort)")
+    parser.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
+    parser.add_argument("--cv", choices=("patient", "centre"), default="patient",
+                        help="patient-grouped folds (default) or one fold per centre")
+    parser.add_argument("--repeats", type=int, default=1, metavar="R",
+                        help="different patient-grouped splits, seeds SEED..SEED+R-1 "
+                        "(default 1; --cv patient only)")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="patient-grouped folds per repeat (default 5; demo 3)")
+    parser.add_argument("--params", metavar="JSON",
+                        help="configuration to validate: a tune run's best.json (its "
+                        "best_params) or a JSON object of estimator parameters")
+    parser.add_argument("--members", metavar="LIST",
+                        help="comma-separated members (default: the estimator's; demo "
+                        "lightgbm)")
+    parser.add_argument("--rounds", type=int, metavar="N",
+                        help="boosting rounds of every member (default: the estimator's; "
+                        "demo 60)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the folds, the models and the bootstrap (default 0)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the boosters train (default cpu)")
+    parser.add_argument("--n-jobs", type=int, metavar="N",
+                        help="threads per booster (default: all cores; cores / N with local:N)")
+    parser.add_argument("--n-boot", type=int, default=1000, metavar="B",
+                        help="patient-level bootstrap replicates of the evaluation (default "
+                        "1000; 0: no intervals)")
+    parser.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                        help="run the folds on a Dask cluster: a scheduler address "
+                        "(tcp://host:8786) or local:N single-thread workers (needs "
+                        "distributed)")
+    parser.add_argument("--patients", type=int, metavar="N",
+                        help="size of the simulated cohort without --data (default 150)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an earlier cv run in RUN (only files lesionboost wrote)")
+    add_output_options(parser)
+
+
+def _add_evaluate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="clinical evaluation (pAUC with CI, operating points, subgroups) of a run or model",
+        description=(
+            "Evaluate malignancy scores with patient-level bootstrap intervals, operating "
+            "points, calibration and subgroups: the out-of-fold scores of a cv run (RUN), a "
+            "saved model scoring a labelled file (--model DIR --data LABELLED.csv), or a "
+            "scores file (isic_id,score or a Kaggle submission) against a labelled file "
+            "(--scores CSV --data LABELLED.csv). Prints a short summary, or everything with "
+            "--json. --report redraws the plots and model card (RUN/report by default)."
+        ),
+        epilog=(
+            "examples:\n  lesionboost evaluate runs/cv --report\n"
+            "  lesionboost evaluate --model runs/real/model --data holdout-metadata.csv --json\n"
+            "  lesionboost evaluate --scores submission.csv --data holdout-metadata.csv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", nargs="?", metavar="RUN", help="a `lesionboost cv` run folder")
+    parser.add_argument("--model", metavar="DIR", help="saved model directory to score --data")
+    parser.add_argument("--data", metavar="CSV|PARQUET",
+                        help="labelled lesions (train-metadata.csv layout) for --model/--scores")
+    parser.add_argument("--images", metavar="HDF5", help="their crops (models with image features)")
+    parser.add_argument("--scores", metavar="CSV|PARQUET",
+                        help="scores to evaluate: isic_id and score (or target) per lesion")
+    parser.add_argument("--repeat", type=int, metavar="R",
+                        help="repeat of the cv run to evaluate (default 0)")
+    parser.add_argument("--n-boot", type=int, metavar="B",
+                        help="bootstrap replicates (default: the run's, else 1000)")
+    parser.add_argument("--seed", type=int, metavar="S",
+                        help="bootstrap seed (default: the run's, else 0)")
+    parser.add_argument("--report", nargs="?", const="", metavar="DIR",
+                        help="draw the evaluation report and model card into DIR (default "
+                        "RUN/report; a DIR is needed with --model/--scores)")
+    add_output_options(parser)
+
+
+def _add_compare(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare two cv runs on the same folds: paired fold differences, Wilcoxon test",
+        description=(
+            "Pair the per-fold pAUCs of two `lesionboost cv` runs over every repeat and fold, "
+            "and report the mean difference (A - B), the signs, the Wilcoxon signed-rank "
+            "p-value and which run is better. Runs on other lesions or other folds are "
+            "refused: rerun one with the other's --cv, --folds, --repeats and --seed."
+        ),
+        epilog="example: lesionboost compare runs/cv-defaults runs/cv-tuned --json",
+    )
+    parser.add_argument("run_a", metavar="RUN_A", help="first cv run folder (A)")
+    parser.add_argument("run_b", metavar="RUN_B", help="second cv run folder (B)")
+    add_output_options(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -220,7 +357,10 @@ _DECLARE = {
     "simulate": _add_simulate,
     "embed": _add_embed,
     "tune": _add_tune,
+    "cv": _add_cv,
     "predict": _add_predict,
+    "evaluate": _add_evaluate,
+    "compare": _add_compare,
     "report": _add_report,
 }
 COMMANDS: dict[str, str] = {
@@ -228,6 +368,9 @@ COMMANDS: dict[str, str] = {
     "simulate": "._data:run_simulate",
     "embed": "._data:run_embed",
     "tune": "._tune:run_tune",
+    "cv": "._evaluate:run_cv",
     "predict": "._predict:run_predict",
+    "evaluate": "._evaluate:run_evaluate",
+    "compare": "._evaluate:run_compare",
     "report": "._report:run_report",
 }
