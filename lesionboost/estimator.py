@@ -33,7 +33,7 @@ from ._utils._frame import to_polars
 from .ensemble import MEMBER_KINDS, GBDTEnsembleClassifier
 from .exceptions import DataWarning, OptionalDependencyError, SchemaError
 from .metrics import pauc_above_tpr
-from .model_selection import patient_folds, patients_in_several_folds
+from .model_selection import check_patient_folds, patient_folds
 from .schema import LEAK_COLUMNS
 
 __all__ = ["LesionBoostClassifier", "cross_val_oof", "OOFResult"]
@@ -42,8 +42,7 @@ logger = logging.getLogger(__name__)
 
 #: Featurizer groups used by default: all but ``"region"``. The region z-scores
 #: (patient x body location, patient x site) double the feature count and the
-#: fit time for no measured gain (benchmarks/ablation.py: OOF pAUC 0.1578 without
-#: vs 0.1543 with on the simulator, 0.1546 vs 0.1524 on the real sample).
+#: fit time for no measured gain (table ``ablation/groups`` of ``benchmarks/ablation.py``).
 DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "counts")
 
 # LesionBoostClassifier parameters forwarded unchanged to GBDTEnsembleClassifier.
@@ -113,10 +112,16 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         meaning and defaults).
     image_model : str, path or embedder, optional
         ONNX image model for image features (``None`` with ``images`` set: the
-        built-in label-free embedder). Needs :mod:`lesionboost.image`.
+        built-in label-free embedder), a ``lesionboost embed`` Parquet table of
+        precomputed embeddings (new crops are then embedded with the model that
+        made the table), or a :func:`~lesionboost.image.train_embedder` folder
+        (see :func:`~lesionboost.image.image_feature_frame`). Needs
+        :mod:`lesionboost.image`. :func:`~lesionboost.persist.save_model`
+        copies the models into the model folder.
     images : str, path or ImageStore, optional
         HDF5 crops keyed by ``isic_id``; when set, image features join the
-        tabular ones.
+        tabular ones by ``isic_id``, so every ``isic_id`` of ``X`` must then be
+        unique (a repeated one raises :class:`~lesionboost.exceptions.SchemaError`).
 
     Attributes
     ----------
@@ -186,7 +191,13 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
     def _with_image_features(
         self, frame: pl.DataFrame, *, fit: bool
     ) -> tuple[pl.DataFrame, tuple[str, ...]]:
-        """Join image features onto ``frame`` when ``images`` is set."""
+        """Join image features onto ``frame`` when ``images`` is set.
+
+        Image features are joined by ``isic_id``, so with ``images`` set every
+        ``isic_id`` must be present and unique: that is checked first, before
+        any crop is read (a repeated id would add rows and misalign the scores).
+        Without images the rows are never joined and keep their positions.
+        """
         if self.images is None:
             if self.image_model is not None:
                 raise ValueError(
@@ -203,6 +214,11 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
                 "which this installation of lesionboost does not provide. Fit without images=, "
                 "or add image features as columns yourself."
             )
+        from .image._features import check_unique_ids
+
+        check_unique_ids(
+            frame, what=f"{type(self).__name__}." + ("fit" if fit else "predict/explain")
+        )
         # image_feature_frame resolves paths itself: an HDF5 path or ImageStore, and an
         # .onnx path, OnnxEmbedder, train_embedder() folder or None (built-in embedder).
         features, state = build(
@@ -514,13 +530,7 @@ def cross_val_oof(
                 "rows; pass one weight per lesion."
             )
     if "patient_id" in frame.columns:
-        spread = patients_in_several_folds(frame.get_column("patient_id"), fold_ids)
-        if spread:
-            raise ValueError(
-                f"{len(spread)} patient(s) appear in more than one fold (e.g. {spread[:3]}); "
-                "their lesions would be scored by a model that saw them. "
-                "Use lesionboost.patient_folds()."
-            )
+        check_patient_folds(frame.get_column("patient_id"), fold_ids, what="cross_val_oof's folds")
     else:
         warnings.warn(
             "cross_val_oof: metadata has no 'patient_id', so it cannot check that no patient "

@@ -30,26 +30,74 @@ training frame, and kept as a JSON-safe ``dict`` (never a pickle).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 from scipy import sparse
 
 from .._utils._frame import to_polars
+from ..exceptions import DataWarning, ModelFileError, SchemaError
 from ..io import ImageStore
 
-__all__ = ["image_features", "image_feature_frame"]
+if TYPE_CHECKING:
+    from ._train import ImageModels
+
+__all__ = ["image_features", "image_feature_frame", "check_unique_ids", "portable_image_model"]
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _EPS = 1e-12
 _CHUNK = 65_536
+
+
+def check_unique_ids(frame: pl.DataFrame, *, what: str) -> None:
+    """Refuse a frame whose ``isic_id`` column is absent, has empty values or repeats a value.
+
+    Image features are looked up and joined to the lesions by ``isic_id``: a
+    repeated id would add rows to the result and shift every later score, and
+    an empty one has no crop. Cheap (one hash pass), so callers run it before
+    any embedding.
+
+    Raises
+    ------
+    SchemaError
+        Naming the first offending ids or rows and what to do.
+    """
+    if "isic_id" not in frame.columns:
+        raise SchemaError(
+            f"{what}: image features need an 'isic_id' column to find the crops; pass the "
+            "SLICE-3D metadata with its isic_id column."
+        )
+    ids = frame.get_column("isic_id")
+    if ids.null_count():
+        rows = ids.is_null().arg_true().head(5).to_list()
+        raise SchemaError(
+            f"{what}: 'isic_id' is empty at row(s) {rows}; image features are joined to the "
+            "lesions by isic_id, so every lesion needs one. Fill them in or drop those rows."
+        )
+    repeated = ids.filter(ids.is_duplicated())
+    if repeated.len():
+        first = repeated.unique(maintain_order=True)
+        shown = ", ".join(repr(v) for v in first.head(5).to_list())
+        more = f" and {first.len() - 5} more" if first.len() > 5 else ""
+        raise SchemaError(
+            f"{what}: isic_id must be unique when image features are used, but {first.len()} "
+            f"id(s) appear more than once ({repeated.len()} rows): {shown}{more}. Image "
+            "features are joined by isic_id, so a repeated id would add rows and misalign "
+            "every later score. Keep one row per lesion (polars: "
+            "X.unique(subset='isic_id', keep='first', maintain_order=True); pandas: "
+            "X.drop_duplicates('isic_id')) or give each lesion its own isic_id."
+        )
 
 
 def _patient_codes(frame: pl.DataFrame) -> np.ndarray:
@@ -238,17 +286,94 @@ def image_features(
 # --------------------------------------------------------------------------- I/O wrapper
 #: Parquet key-value metadata written by ``lesionboost embed`` next to the embeddings.
 TABLE_MODEL_KEY, TABLE_SHA_KEY = "lesionboost.model", "lesionboost.model_sha256"
+_TABLE_OUTPUT_KEY = "lesionboost.output"
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_sha256() -> str:
+    """SHA-256 of this lesionboost's built-in embedder (the model that ``None`` names)."""
+    from ._builtin import builtin_model_bytes
+
+    return hashlib.sha256(builtin_model_bytes()).hexdigest()
+
+
+def _table_model(recorded: Mapping[str, Any]) -> Path | None:
+    """The ONNX model that wrote an embeddings table: ``None`` for the built-in, else its file.
+
+    ``recorded`` is the table's fingerprint: ``model`` and ``sha256`` from its
+    Parquet metadata and ``table``, its path. A model with the SHA-256 of the
+    built-in embedder is the built-in; any other must be a file with the
+    recorded SHA-256, at the recorded path or, for a relative path, next to
+    the table.
+
+    Raises
+    ------
+    ModelFileError
+        The table records no model, or its model is missing or has changed.
+    """
+    model, sha, table = recorded.get("model"), recorded.get("sha256"), recorded.get("table")
+    where = f"The embeddings table {table}" if table else "The embeddings table"
+    if isinstance(sha, str) and sha == _builtin_sha256():
+        return None
+    advice = (
+        "Fit with image_model=<the .onnx that made the table> instead (it embeds the training "
+        "crops again), or write the table with `lesionboost embed --model <that .onnx>`, which "
+        "records the model."
+    )
+    if not isinstance(model, str) or not isinstance(sha, str):
+        raise ModelFileError(
+            f"{where} does not record the image model that made it (no {TABLE_MODEL_KEY!r} and "
+            f"{TABLE_SHA_KEY!r} Parquet metadata), so crops it does not hold cannot be embedded "
+            f"the same way. {advice}"
+        )
+    if model == "builtin":
+        raise ModelFileError(
+            f"{where} was made by another version of the built-in embedder (SHA-256 "
+            f"{sha[:12]}..., this lesionboost's is {_builtin_sha256()[:12]}...), so new crops "
+            "would be embedded differently. Embed the training crops again with `lesionboost "
+            "embed`, or fit with image_model=None to embed them with this version."
+        )
+    candidates = [Path(model)]
+    if not Path(model).is_absolute() and table:
+        candidates.append(Path(table).parent / model)
+    changed = []
+    for candidate in candidates:
+        if candidate.is_file():
+            if _file_sha256(candidate) == sha:
+                return candidate.resolve()
+            changed.append(str(candidate))
+    found = f"{' and '.join(changed)} now has another SHA-256" if changed else "it is not there"
+    raise ModelFileError(
+        f"{where} was made with the image model {model} (SHA-256 {sha[:12]}...), but {found}; "
+        f"new crops must be embedded with that same model. Put the file back, or: {advice}"
+    )
 
 
 class _TableEmbedder:
     """Precomputed embeddings (``lesionboost embed`` output) looked up by ``isic_id``.
 
-    Lets cross-validation and tuning reuse one embedding pass: ids absent from
-    the table, or flagged ``image_failed``, count as missing crops.
+    Lets cross-validation and tuning reuse one embedding pass. Ids flagged
+    ``image_failed`` count as missing crops. Ids absent from the table (new
+    lesions at predict time, or a table of a subset) are embedded from the
+    image store with the model that made the table (see :func:`_table_model`),
+    so that they get the embedding a full table would have given them; with no
+    store they count as missing crops, and so they do, with a warning, when
+    that model is unknown or gone.
     """
 
     def __init__(
-        self, table: pl.DataFrame, *, source: str, model: str | None, sha256: str | None
+        self,
+        table: pl.DataFrame,
+        *,
+        source: str,
+        model: str | None,
+        sha256: str | None,
+        output: str | None = None,
     ) -> None:
         if "isic_id" not in table.columns:
             raise ValueError(f"The embeddings table {source} has no isic_id column.")
@@ -261,9 +386,11 @@ class _TableEmbedder:
         if table.get_column("isic_id").is_duplicated().any():
             raise ValueError(f"The embeddings table {source} repeats isic_ids (shards overlap?).")
         self._table = table
+        self.source = source
+        self.recorded_model = model
         self.model_path = model or source
         self.sha256 = sha256
-        self.output = "embedding"
+        self.output = output or "embedding"
         self.stats = None
 
     @classmethod
@@ -271,10 +398,36 @@ class _TableEmbedder:
         meta = pl.read_parquet_metadata(path)
         return cls(
             pl.read_parquet(path),
-            source=str(path),
+            source=str(Path(path).resolve()),
             model=meta.get(TABLE_MODEL_KEY),
             sha256=meta.get(TABLE_SHA_KEY),
+            output=meta.get(_TABLE_OUTPUT_KEY),
         )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The model that made the table, as recorded in the fitted state."""
+        return {
+            "model": self.recorded_model,
+            "sha256": self.sha256,
+            "output": self.output,
+            "table": self.source,
+        }
+
+    def _live_embedder(self, n_absent: int, n: int) -> Any:
+        """The table's own model as an :class:`OnnxEmbedder`, or None (with a warning)."""
+        from ._embedder import OnnxEmbedder
+
+        try:
+            model = _table_model(self.fingerprint())
+        except ModelFileError as exc:
+            warnings.warn(
+                f"{n_absent} of {n} lesions are not in the embeddings table and count as "
+                f"missing crops: {exc}",
+                DataWarning,
+                stacklevel=5,
+            )
+            return None
+        return OnnxEmbedder(model, output=self.output)
 
     def embed(
         self,
@@ -284,29 +437,91 @@ class _TableEmbedder:
         return_failed: bool = False,
         progress: bool | None = None,
     ) -> Any:
-        wanted = pl.DataFrame({"isic_id": pl.Series(list(isic_ids), dtype=pl.String)})
-        joined = wanted.join(self._table, on="isic_id", how="left", maintain_order="left")
+        ids = list(isic_ids)
+        wanted = pl.DataFrame({"isic_id": pl.Series(ids, dtype=pl.String)})
+        table = self._table.with_columns(pl.lit(True).alias("__in_table"))
+        joined = wanted.join(table, on="isic_id", how="left", maintain_order="left")
+        present = joined.get_column("__in_table").fill_null(False).to_numpy()
         values = joined.select(self._columns).to_numpy().astype(np.float32)
         failed = ~np.isfinite(values).all(axis=1)
         if "image_failed" in joined.columns:
             failed |= joined.get_column("image_failed").fill_null(True).to_numpy().astype(bool)
+        absent = np.flatnonzero(~present)
+        if absent.size and store is not None:
+            live = self._live_embedder(int(absent.size), len(ids))
+            if live is not None:
+                fresh, bad = live.embed(
+                    store, [ids[i] for i in absent], return_failed=True, progress=progress
+                )
+                if fresh.size and fresh.shape[1] != values.shape[1]:
+                    raise ModelFileError(
+                        f"The model that made the embeddings table {self.source} gives "
+                        f"{fresh.shape[1]} columns but the table has {values.shape[1]}; the "
+                        "table was edited. Write it again with `lesionboost embed`."
+                    )
+                if fresh.size:
+                    values[absent] = fresh
+                failed[absent] = bad
+                logger.info(
+                    "Embedded %d of %d lesions that the table does not hold with %s.",
+                    int(absent.size),
+                    len(ids),
+                    live,
+                )
         if failed.any():
             logger.info(
-                "%d of %d lesions have no embedding in the table.", int(failed.sum()), len(isic_ids)
+                "%d of %d lesions have no embedding (no usable crop, or absent from the table).",
+                int(failed.sum()),
+                len(ids),
             )
         values[failed] = np.nan
         return (values, failed) if return_failed else values
 
 
-def _resolve_embedder(embedder: Any) -> Any:
+def _fitted_options(embedder: Any, recorded: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The output and input settings recorded at fit, when ``embedder`` is the fitted model.
+
+    A model file, its bytes or ``None`` (the built-in) with the SHA-256 recorded
+    at fit runs exactly as it did then: a model folder's copy of an ONNX file
+    that was fitted as ``OnnxEmbedder(path, mean=..., output=...)`` or through
+    an embeddings table of another output gets those settings back. Another
+    model gets none (and its SHA-256 is refused afterwards).
+    """
+    if not recorded or not isinstance(recorded.get("sha256"), str):
+        return {}
+    sha = recorded["sha256"]
+    if embedder is None:
+        same = sha == _builtin_sha256()
+    elif isinstance(embedder, (bytes, bytearray)):
+        same = hashlib.sha256(embedder).hexdigest() == sha
+    else:
+        path = Path(embedder)
+        same = path.is_file() and _file_sha256(path) == sha
+    if not same:
+        return {}
+    options: dict[str, Any] = {}
+    if isinstance(recorded.get("output"), str):
+        options["output"] = recorded["output"]
+    config = recorded.get("config")
+    if isinstance(config, Mapping):
+        for name in ("input_size", "layout", "mean", "std"):
+            if config.get(name) is not None:
+                value = config[name]
+                options[name] = tuple(value) if isinstance(value, list) else value
+    return options
+
+
+def _resolve_embedder(embedder: Any, recorded: Mapping[str, Any] | None = None) -> Any:
     from ._embedder import OnnxEmbedder
 
     if isinstance(embedder, pl.DataFrame):
-        return _TableEmbedder(embedder, source="the embeddings table", model=None, sha256=None)
+        return _TableEmbedder(embedder, source="(in-memory frame)", model=None, sha256=None)
     if isinstance(embedder, (str, os.PathLike)) and Path(embedder).suffix == ".parquet":
         return _TableEmbedder.from_parquet(Path(embedder))
+    if isinstance(embedder, bytearray):
+        embedder = bytes(embedder)
     if embedder is None or isinstance(embedder, (str, os.PathLike, bytes)):
-        return OnnxEmbedder(embedder)
+        return OnnxEmbedder(embedder, **_fitted_options(embedder, recorded))
     if not hasattr(embedder, "embed"):
         raise TypeError(
             f"embedder must be an OnnxEmbedder, an .onnx path, an embeddings .parquet or None "
@@ -316,12 +531,158 @@ def _resolve_embedder(embedder: Any) -> Any:
 
 
 def _model_fingerprint(embedder: Any) -> dict[str, Any]:
+    if isinstance(embedder, _TableEmbedder):
+        return embedder.fingerprint()
     path = getattr(embedder, "model_path", None)
-    return {
-        "model": str(path) if path is not None else "builtin",
+    out: dict[str, Any] = {
+        "model": str(Path(path).resolve()) if path is not None else "builtin",
         "sha256": getattr(embedder, "sha256", None),
         "output": getattr(embedder, "output", None),
     }
+    size, layout = getattr(embedder, "input_size", None), getattr(embedder, "layout", None)
+    mean, std = getattr(embedder, "mean", None), getattr(embedder, "std", None)
+    if size is not None and layout is not None and mean is not None and std is not None:
+        out["config"] = {
+            "input_size": int(size),
+            "layout": str(layout),
+            "mean": [float(v) for v in mean],
+            "std": [float(v) for v in std],
+        }
+    return out
+
+
+@dataclass(frozen=True)
+class PortableImageModel:
+    """What predicting with a fitted image-feature state needs besides the state.
+
+    Attributes
+    ----------
+    embedder : pathlib.Path, bytes or None
+        The embedding model: an ONNX file, its bytes, or None for the built-in.
+    embedder_data : tuple of (str, pathlib.Path)
+        External weight files of that ONNX file: name relative to its folder, path.
+    scorer : ImageModels or None
+        The :func:`train_embedder` fold models behind ``img_score``.
+    """
+
+    embedder: Path | bytes | None
+    embedder_data: tuple[tuple[str, Path], ...]
+    scorer: ImageModels | None
+
+
+def _external_data(path: Path) -> tuple[tuple[str, Path], ...]:
+    """External weight files that an ONNX model names (relative to its folder)."""
+    from .._utils._imports import import_optional
+
+    onnx = import_optional("onnx", purpose="finding an ONNX model's external weight files")
+    from onnx import external_data_helper as helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = sorted(
+        {
+            helper.ExternalDataInfo(tensor).location
+            for tensor in helper._get_all_tensors(model)
+            if helper.uses_external_data(tensor)
+        }
+    )
+    files = []
+    for name in names:
+        pure = PurePosixPath(name)
+        if pure.is_absolute() or ".." in pure.parts or not (path.parent / name).is_file():
+            raise ModelFileError(
+                f"{path} keeps weights in {name!r}, which is not a file in its folder; a model "
+                "folder can hold only weights stored next to the model. Save the ONNX model "
+                "as one file (onnx.save(model, path, save_as_external_data=False))."
+            )
+        files.append((name, path.parent / name))
+    return tuple(files)
+
+
+def _fitted_embedder(image_model: Any, recorded: Mapping[str, Any]) -> Path | bytes | None:
+    """The embedding model of a state fitted with an ONNX model (not a table), verified.
+
+    Looks for the SHA-256 recorded at fit in the recorded model file, then in
+    the files, embedders and bytes that ``image_model`` names now (a loaded
+    model names the copy in its folder), then in the built-in embedder.
+    """
+    model, sha = recorded.get("model"), recorded.get("sha256")
+    if not isinstance(sha, str):
+        raise ModelFileError(
+            "The image features record no SHA-256 of their image model, so it cannot be "
+            "checked. Fit with image_model=<an .onnx file> or None (the built-in embedder)."
+        )
+    sources = list(image_model) if isinstance(image_model, (list, tuple)) else [image_model]
+    paths = [Path(model)] if isinstance(model, str) and model != "builtin" else []
+    for source in sources:
+        if isinstance(source, (bytes, bytearray)):
+            if hashlib.sha256(source).hexdigest() == sha:
+                return bytes(source)
+            continue
+        location = getattr(source, "model_path", source)  # an OnnxEmbedder: its file
+        if isinstance(location, (str, os.PathLike)) and Path(location).suffix == ".onnx":
+            paths.append(Path(location))
+    changed = []
+    for path in paths:
+        if path.is_file():
+            if _file_sha256(path) == sha:
+                return path.resolve()
+            changed.append(str(path))
+    if sha == _builtin_sha256():
+        return None
+    found = (
+        f"{' and '.join(changed)} now has another SHA-256"
+        if changed
+        else "that file is not there"
+        if paths
+        else "it was not given as a file"
+    )
+    raise ModelFileError(
+        f"The image features were fitted with the image model {model} (SHA-256 {sha[:12]}...), "
+        f"but {found}, so it cannot be stored with the model. Put the file back, or fit again "
+        "with image_model=<the .onnx file> (or None for the built-in embedder)."
+    )
+
+
+def portable_image_model(image_model: Any, state: Mapping[str, Any]) -> PortableImageModel:
+    """Find and verify the models that a fitted image-feature state needs at predict time.
+
+    Parameters
+    ----------
+    image_model : str, path, bytes, OnnxEmbedder, tuple or None
+        The ``image_model`` the state was fitted with.
+    state : dict
+        The state returned by :func:`image_feature_frame` at fit.
+
+    Returns
+    -------
+    PortableImageModel
+
+    Raises
+    ------
+    ModelFileError
+        A model cannot be found, or no longer has the SHA-256 recorded at fit;
+        the message says what to pass instead.
+    """
+    recorded = state.get("embedder") or {}
+    embedder: Path | bytes | None
+    if "table" in recorded:
+        embedder = _table_model(recorded)
+    else:
+        embedder = _fitted_embedder(image_model, recorded)
+    data = _external_data(embedder) if isinstance(embedder, Path) else ()
+    scorer = None
+    if state.get("scorer"):
+        from ._train import ImageModels
+
+        scorer = ImageModels.load(state["scorer"])
+        expected = state.get("scorer_sha256")
+        if expected is not None and [_file_sha256(p) for p in scorer.model_paths] != list(expected):
+            raise ModelFileError(
+                f"The fold models in {scorer.directory} have changed since the image features "
+                "were fitted on them. Put the original files back, or fit again with "
+                f"image_model={str(scorer.directory)!r}."
+            )
+    return PortableImageModel(embedder, data, scorer)
 
 
 def _align_scores(frame: pl.DataFrame, oof_scores: Any) -> np.ndarray:
@@ -370,6 +731,11 @@ def image_feature_frame(
         (None: the built-in embedder), or precomputed embeddings -- a
         ``lesionboost embed`` Parquet file or a frame with ``isic_id`` and
         ``emb_*`` columns -- so that CV folds and tuning trials embed once.
+        Lesions a table does not hold (new crops at predict time) are embedded
+        from ``store`` with the model recorded in the table's metadata (the
+        built-in embedder, or the ``.onnx`` file with the recorded SHA-256).
+        With ``fitted_state``, a model file with the SHA-256 it was fitted with
+        runs with the output and input settings recorded at fit.
         A :class:`~lesionboost.image.ImageModels` (from :func:`train_embedder`)
         or its folder is taken as ``scorer`` and the built-in model embeds; a
         list or tuple may hold one embedding source and one such folder.
@@ -396,6 +762,12 @@ def image_feature_frame(
     state : dict
         JSON-safe fitted state to pass back as ``fitted_state``.
 
+    Raises
+    ------
+    SchemaError
+        ``metadata`` has no ``isic_id`` column, or an empty or repeated
+        ``isic_id`` (checked before anything is read or embedded).
+
     Examples
     --------
     >>> from lesionboost import simulate_slice3d
@@ -413,8 +785,7 @@ def image_feature_frame(
     from ._train import ImageModels
 
     frame = to_polars(metadata, what="metadata")
-    if "isic_id" not in frame.columns:
-        raise ValueError("Image features need an 'isic_id' column to find the crops.")
+    check_unique_ids(frame, what="image_feature_frame")
 
     def is_scorer(source: Any) -> bool:
         return isinstance(source, ImageModels) or (
@@ -438,7 +809,19 @@ def image_feature_frame(
         scorer = ImageModels.load(scorer)
     if store is not None and not isinstance(store, ImageStore):
         store = ImageStore(store)
-    model = _resolve_embedder(embedder)
+    model = _resolve_embedder(
+        embedder, None if fitted_state is None else fitted_state.get("embedder")
+    )
+    if fitted_state is None and isinstance(model, _TableEmbedder):
+        try:  # said at fit, not after a long tuning run when the model is saved
+            _table_model(model.fingerprint())
+        except ModelFileError as exc:
+            warnings.warn(
+                f"{exc} Until then, new lesions count as missing crops and save_model refuses "
+                "the fitted model.",
+                DataWarning,
+                stacklevel=2,
+            )
     if store is None and (not isinstance(model, _TableEmbedder) or scorer is not None):
         raise ValueError(
             "image_feature_frame needs the image file (store) unless the embeddings are "
@@ -453,8 +836,9 @@ def image_feature_frame(
             and (expected["sha256"] != fingerprint["sha256"])
         ):
             raise ValueError(
-                f"The image model ({fingerprint['model']}) differs from the one the image "
-                f"features were fitted with ({expected.get('model')}); pass the same model."
+                f"The image model ({fingerprint['model'] or fingerprint.get('table')}) differs "
+                "from the one the image features were fitted with "
+                f"({expected.get('model') or expected.get('table')}); pass the same model."
             )
     ids = frame.get_column("isic_id").cast(pl.String).to_list()
     embeddings, failed = model.embed(store, ids, return_failed=True, progress=progress)
@@ -483,4 +867,8 @@ def image_feature_frame(
     )
     state["embedder"] = fingerprint
     state["scorer"] = str(scorer.directory) if scorer is not None else None
+    if fitted_state is None:  # what save_model checks before it copies the fold models
+        state["scorer_sha256"] = (
+            None if scorer is None else [_file_sha256(Path(p)) for p in scorer.model_paths]
+        )
     return features, state
