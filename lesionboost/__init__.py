@@ -12,6 +12,7 @@ Modules (a subpackage where a concept spans several modules), in the order data 
 - :mod:`lesionboost.image`           -- decoding, ``OnnxEmbedder``, ``train_embedder``, features
 - :mod:`lesionboost.ensemble`        -- ``GBDTEnsembleClassifier``: LightGBM + XGBoost + CatBoost
 - :mod:`lesionboost.estimator`       -- ``LesionBoostClassifier`` and ``cross_val_oof``
+- :mod:`lesionboost.calibration`     -- ``ScoreCalibrator``: probabilities mapped to the risk
 - :mod:`lesionboost.evaluation`      -- ``evaluate``: bootstrap CIs, calibration, subgroups
 - :mod:`lesionboost.persist`         -- ``save_model`` / ``load_model`` (native files + JSON)
 - :mod:`lesionboost.tuning`          -- Optuna search space, objective and ``tune()``
@@ -55,6 +56,7 @@ _LAZY = {
     "patient_folds": "model_selection",
     "repeated_patient_folds": "model_selection",
     "centre_folds": "model_selection",
+    "ScoreCalibrator": "calibration",
     "evaluate": "evaluation",
     "Evaluation": "evaluation",
     "LesionFeaturizer": "features",
@@ -85,6 +87,7 @@ __all__ = [
 
 # public modules, importable as attributes (``lb.image``) as well as by name
 _SUBMODULES = (
+    "calibration",
     "cli",
     "ensemble",
     "estimator",
@@ -122,6 +125,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._utils._show_versions import show_versions
     from .ensemble import GBDTEnsembleClassifier
     from .estimator import LesionBoostClassifier, cross_val_oof
+    from .calibration import ScoreCalibrator
     from .evaluation import Evaluation, evaluate
     from .features import LesionFeaturizer
     from .io import ImageStore, read_metadata, write_submission

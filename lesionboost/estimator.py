@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ._utils._frame import to_polars
 from .ensemble import MEMBER_KINDS, GBDTEnsembleClassifier
 from .exceptions import DataWarning, OptionalDependencyError, SchemaError
+from .calibration import ScoreCalibrator
 from .metrics import pauc_above_tpr
 from .model_selection import check_patient_folds, patient_folds
 from .schema import LEAK_COLUMNS
@@ -267,6 +268,7 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         frame, image_columns = self._with_image_features(frame, fit=True)
         from .features import LesionFeaturizer
 
+        self.calibrator_: dict[str, Any] | None = None  # a refit drops an old calibration
         self.featurizer_ = LesionFeaturizer(
             groups=self.feature_groups, extra_numeric=image_columns
         ).fit(frame)
@@ -309,8 +311,39 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         Returns
         -------
         ndarray of shape (n_samples, 2)
+            With a calibrator (:meth:`calibrate`), column 1 is the calibrated risk.
         """
-        return self.ensemble_.predict_proba(self.transform_features(X))
+        proba = self.ensemble_.predict_proba(self.transform_features(X))
+        calibrator = getattr(self, "calibrator_", None)
+        if calibrator is None:
+            return proba
+        risk = ScoreCalibrator.from_dict(calibrator).transform(proba[:, 1])
+        return np.column_stack([1.0 - risk, risk])
+
+    def calibrate(self, y_true: Any, oof_scores: Any) -> LesionBoostClassifier:
+        """Map this model's probabilities to the population's risk (a fitted calibrator).
+
+        Fits a :class:`~lesionboost.calibration.ScoreCalibrator` on out-of-fold
+        scores of this configuration (e.g. ``cross_val_oof(...).oof``: each lesion
+        scored by a model that never saw its patient) and keeps it, so that
+        :meth:`predict_proba` returns calibrated probabilities; ``save_model``
+        stores it as JSON. The order of the scores, and so every rank metric, is
+        unchanged.
+
+        Parameters
+        ----------
+        y_true : array-like of shape (n_samples,)
+            Labels of the out-of-fold lesions.
+        oof_scores : array-like of shape (n_samples,)
+            Their out-of-fold probabilities (uncalibrated).
+
+        Returns
+        -------
+        self : LesionBoostClassifier
+        """
+        check_is_fitted(self, "ensemble_")
+        self.calibrator_ = ScoreCalibrator.fit(y_true, oof_scores).to_dict()
+        return self
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted label (malignant when its probability exceeds 0.5)."""
@@ -357,6 +390,7 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         return {
             "feature_names_in": [str(c) for c in self.feature_names_in_],
             "image_state": getattr(self, "image_state_", None),
+            "calibrator": getattr(self, "calibrator_", None),
         }
 
     @classmethod
@@ -385,6 +419,8 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         model.n_features_in_ = len(model.feature_names_in_)
         if state.get("image_state") is not None:
             model.image_state_ = state["image_state"]
+        if state.get("calibrator") is not None:
+            model.calibrator_ = ScoreCalibrator.from_dict(state["calibrator"]).to_dict()
         if list(model.featurizer_.feature_names_out_) != [
             str(n) for n in ensemble.feature_names_in_
         ]:

@@ -368,9 +368,9 @@ COMMANDS: dict[str, str] = {
     "simulate": "._data:run_simulate",
     "embed": "._data:run_embed",
     "tune": "._tune:run_tune",
-    "cv": "._evaluate:run_cv",
+    "cv": "._cv:run_cv",
     "predict": "._predict:run_predict",
     "evaluate": "._evaluate:run_evaluate",
-    "compare": "._evaluate:run_compare",
+    "compare": "._compare:run_compare",
     "report": "._report:run_report",
 }

@@ -397,6 +397,7 @@ def _importances(model: Any, frame: pl.DataFrame, rows: int = 2000) -> dict[str,
 def _finish_run(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, result: Any,
                 fixed: dict[str, Any], data_summary: dict[str, Any],
                 extra: dict[str, Any]) -> dict[str, str]:
+    from ..calibration import ScoreCalibrator
     from ..estimator import LesionBoostClassifier
     from ..metrics import pauc_above_tpr
     from ..persist import save_model
@@ -412,14 +413,24 @@ def _finish_run(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, result: A
         part = folds == fold
         ok = 0 < y[part].sum() < part.sum()
         fold_scores.append(pauc_above_tpr(y[part], oof[part]) if ok else None)
+    logger.info("fitting the final model on all %d lesions", frame.height)
+    model = estimator.fit(frame)
+    # the final model's probabilities are mapped to the risk its out-of-fold scores show
+    try:
+        calibrator = ScoreCalibrator.fit(y, oof)
+    except ValueError as exc:  # scores that do not rank cancers higher cannot be mapped
+        logger.warning("the model's probabilities are left uncalibrated: %s", exc)
+        calibrated = oof
+    else:
+        model.calibrator_ = calibrator.to_dict()
+        calibrated = calibrator.transform(oof)
     with atomic_path(run_dir / "oof.parquet") as tmp:
         pl.DataFrame({
             "isic_id": frame.get_column("isic_id"),
             "patient_id": frame.get_column("patient_id"),
             "fold": folds, "target": y.astype(np.int8), "score": oof,
+            "score_calibrated": calibrated,
         }).write_parquet(tmp)
-    logger.info("fitting the final model on all %d lesions", frame.height)
-    model = estimator.fit(frame)
     finite = [s for s in fold_scores if s is not None]
     metrics = {"oof_pauc": pauc_above_tpr(y, oof), "fold_scores": fold_scores,
                "study": extra["study_name"], "trial": best.number}
@@ -434,6 +445,7 @@ def _finish_run(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, result: A
         "fold_mean": float(np.mean(finite)) if finite else None,
         "fold_sd": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
         "best_params": config,
+        "calibration": getattr(model, "calibrator_", None),
         "fixed_params": fixed,
         "trial_params": best.params,
         "n_trials": _state_counts(study),

@@ -1,0 +1,44 @@
+"""What the two report folders share: their marker, and the pieces of their HTML pages.
+
+Both :func:`~lesionboost.report.write_report` and
+:func:`~lesionboost.report.write_evaluation_report` write a folder claimed by
+:data:`WRITTEN_BY` (so a new report may replace an earlier one) holding one
+self-contained ``index.html``: key-value tables, the plots embedded as base64 PNGs so
+the page can be mailed or attached to a ticket as a single file, and one style sheet.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: The marker of a report folder.
+WRITTEN_BY = "lesionboost report"
+
+# the style sheet of both pages
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
+    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;"
+    "text-align:left;font-size:0.9em}th{background:#f4f4f4}figure{display:inline-block;"
+    "margin:0.5em}img{max-width:520px}figcaption{text-align:center;font-size:0.9em}"
+)
+
+
+def _html_table(rows: Sequence[tuple[str, Any]]) -> str:
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
+    )
+    return f"<table>{cells}</table>"
+
+
+def _html_figures(plot_files: Mapping[str, str], images: Mapping[str, bytes]) -> str:
+    """The drawn plots of ``plot_files`` (file name -> caption) embedded in page order."""
+    return "".join(
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
+        f'{base64.b64encode(images[name]).decode("ascii")}"><figcaption>'
+        f"{html.escape(caption)}</figcaption></figure>"
+        for name, caption in plot_files.items()
+        if name in images
+    )
