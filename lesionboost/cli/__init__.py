@@ -5,7 +5,9 @@
 - shared output flags, exit codes and logging (``_output.py``);
 - one module per command group: ``_data.py`` (``simulate``, ``embed``,
   ``show-versions``), ``_tune.py`` (``tune``), ``_predict.py`` (``predict``),
-  ``_report.py`` (``report``), each imported only when its command runs.
+  ``_report.py`` (``report``), ``_cv.py`` (``cv``), ``_evaluate.py``
+  (``evaluate``), ``_compare.py`` (``compare``), each imported only when its
+  command runs; ``_runs.py`` reads the folders ``cv`` writes.
 """
 
 from ._main import main

@@ -30,6 +30,7 @@ from .._utils._atomic import atomic_path
 from .._utils._imports import import_optional
 from .._utils._outputs import check_folder_output, claim
 from .._version import __version__
+from ..calibration import ScoreCalibrator
 from ._output import EXIT_OK, UsageError, check_positive, emit, quiet_libraries, write_json
 from ._runs import (
     RUN_ENTRIES,
@@ -354,6 +355,7 @@ def _write_report(
     context: dict[str, Any],
     title: str,
     inputs: list[Path],
+    calibrated: Any = None,
 ) -> Path | None:
     """The evaluation report, or None (logged) when matplotlib is missing."""
     from ..exceptions import OptionalDependencyError
@@ -361,7 +363,8 @@ def _write_report(
 
     try:
         return write_evaluation_report(
-            evaluation, out, oof=oof, context=context, title=title, inputs=inputs
+            evaluation, out, oof=oof, context=context, title=title, inputs=inputs,
+            calibrated=calibrated,
         )
     except OptionalDependencyError as exc:
         logger.warning("no report drawn: %s", exc)
@@ -437,6 +440,17 @@ def run_cv(args: argparse.Namespace) -> int:
     )
     first = oof.filter(pl.col("repeat") == 0)
     evaluation = evaluate(target, results[0].oof, first, n_boot=args.n_boot, seed=args.seed)
+    # the risk a model calibrated on these out-of-fold scores would report (in-sample: the
+    # map has two parameters, fitted on every lesion of repeat 0)
+    try:
+        calibrator = ScoreCalibrator.fit(target, results[0].oof)
+    except ValueError as exc:
+        logger.warning("no calibrated view: %s", exc)
+        calibrated = None
+    else:
+        calibrated = evaluate(
+            target, calibrator.transform(results[0].oof), first, n_boot=0, seed=args.seed
+        ).calibration
     repeats = [_repeat_summary(r, scheme["seeds"][r], res) for r, res in enumerate(results)]
     pooled = np.array([r["pauc"] for r in repeats])
     context = {
@@ -457,6 +471,7 @@ def run_cv(args: argparse.Namespace) -> int:
         context,
         f"lesionboost cv: {run_dir.resolve().name}",
         inputs,
+        calibrated,
     )
     if report is None and (run_dir / "report").exists():
         import shutil

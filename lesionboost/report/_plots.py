@@ -240,8 +240,13 @@ def plot_importances(importances: Mapping[str, float], *, top: int = 20) -> Figu
     return fig
 
 
-def plot_calibration(y_true: Any, y_score: Any, *, n_bins: int = 10) -> Figure:
+def plot_calibration(
+    y_true: Any, y_score: Any, *, n_bins: int = 10, calibrated: Any = None
+) -> Figure:
     """Reliability diagram in quantile bins of the score, on log axes.
+
+    ``calibrated`` (the same lesions' calibrated probabilities) adds a second
+    curve, so the plot shows the reliability before and after calibration.
 
     Scores outside ``[0, 1]`` (e.g. logits) are mapped through a sigmoid first.
     Rank-blended scores are percentiles, not probabilities: for them the plot
@@ -271,9 +276,16 @@ def plot_calibration(y_true: Any, y_score: Any, *, n_bins: int = 10) -> Figure:
         np.maximum(observed, floor),
         "o-",
         color="tab:purple",
-        label=f"observed rate ({bins} quantile bins)",
+        label=f"{'before calibration' if calibrated is not None else 'observed rate'} "
+        f"({bins} quantile bins)",
     )
     low = max(min(float(predicted.min()), floor), 1e-6)
+    if calibrated is not None:
+        after = np.asarray(calibrated, dtype=float)
+        seen, mean = calibration_curve(y, after, n_bins=bins, strategy="quantile")
+        ax.plot(mean, np.maximum(seen, floor), "s-", color="tab:green",
+                label="after calibration")
+        low = max(min(low, float(mean.min())), 1e-6)
     ax.plot([low, 1], [low, 1], color="grey", ls=":", label="perfectly calibrated")
     ax.axhline(y.mean(), color="tab:orange", ls="--", lw=1, label=f"prevalence {y.mean():.4%}")
     ax.set_xscale("log")

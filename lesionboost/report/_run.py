@@ -188,7 +188,10 @@ def write_report(
         "fold_pauc.png": lambda: plot_fold_scores(fold_scores),
         "history.png": lambda: plot_history(best.get("history", [])),
         "importance.png": lambda: plot_importances(best.get("feature_importances", {})),
-        "calibration.png": lambda: plot_calibration(y, score),
+        "calibration.png": lambda: plot_calibration(
+            y, score,
+            calibrated=oof["score_calibrated"].to_numpy() if "score_calibrated" in oof else None,
+        ),
     }
     images: dict[str, bytes] = {}
     with atomic_directory(target) as tmp:
