@@ -144,3 +144,99 @@ def test_consumer_can_stop_early(crops_file: tuple[Path, list[str]]) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="size"):
         list(iter_decoded(None, ["x"], 0))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- decoder processes
+def test_processes_give_the_arrays_one_thread_gives(crops_file: tuple[Path, list[str]]) -> None:
+    path, ids = crops_file
+    store = ImageStore(path)
+    wanted = [*ids[::-1], "ISIC_9000001", ids[3], "ISIC_missing", "ISIC_9000002"]
+    results = {}
+    for backend, workers in [("threads", 1), ("threads", 3), ("processes", 1), ("processes", 2)]:
+        stats = DecodeStats()
+        chunks = list(
+            iter_decoded(
+                store, wanted, 32, chunk_size=16, workers=workers, stats=stats, backend=backend
+            )
+        )
+        assert [c.start for c in chunks] == list(range(0, len(wanted), 16))
+        results[backend, workers] = (
+            np.concatenate([c.images for c in chunks]),
+            np.concatenate([c.failed for c in chunks]),
+            (stats.total, stats.missing, stats.corrupt),
+            [e.split(":")[0] for e in stats.examples],
+        )
+    reference = results["threads", 1]
+    assert reference[2] == (len(wanted), 1, 2)
+    for key, (images, failed, counts, examples) in results.items():
+        np.testing.assert_array_equal(images, reference[0], err_msg=str(key))
+        np.testing.assert_array_equal(failed, reference[1], err_msg=str(key))
+        assert counts == reference[2], key
+        assert sorted(examples) == sorted(reference[3]), key
+
+
+def test_auto_takes_processes_only_for_large_requests(
+    crops_file: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lesionboost.image import _decode
+
+    started: list[int] = []
+    real = _decode._DecoderProcesses
+
+    class Spy(real):  # type: ignore[misc,valid-type]
+        def __init__(self, n: int) -> None:
+            started.append(n)
+            super().__init__(n)
+
+    monkeypatch.setattr(_decode, "_DecoderProcesses", Spy)
+    path, ids = crops_file
+    store = ImageStore(path)
+    list(iter_decoded(store, ids, 16, workers=2))  # 150 crops: threads
+    list(iter_decoded(store, ids, 16, workers=1, backend="auto"))
+    assert started == []
+    monkeypatch.setattr(_decode, "PROCESS_MIN_CROPS", 100)
+    list(iter_decoded(store, ids, 16, workers=2))
+    list(iter_decoded(store, ids, 16, workers=1))  # one worker: a thread
+    assert started == [2]
+
+
+def test_processes_that_cannot_start_leave_it_to_threads(
+    crops_file: tuple[Path, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import sys
+
+    path, ids = crops_file
+    monkeypatch.setattr(sys, "executable", str(path.parent / "no-such-python"))
+    with caplog.at_level(logging.WARNING, logger="lesionboost.image"):
+        chunks = list(iter_decoded(ImageStore(path), ids[:20], 16, workers=2, backend="processes"))
+    assert "Decoding in threads" in caplog.text
+    assert sum(len(c.failed) for c in chunks) == 20 and not any(c.failed.any() for c in chunks)
+
+
+def test_a_failing_decoder_process_raises_a_clear_error(tmp_path: Path) -> None:
+    from lesionboost.exceptions import ImageStoreError
+    from lesionboost.image._decode import _DecoderProcesses
+
+    pool = _DecoderProcesses(1)
+    try:
+        not_hdf5 = tmp_path / "notes.txt"
+        not_hdf5.write_text("isic_id\n")
+        future = pool.submit(str(not_hdf5), ["ISIC_0000000"], 16)
+        with pytest.raises(ImageStoreError, match="decoder process failed"):
+            future.result(timeout=60)
+    finally:
+        pool.close()
+
+
+def test_consumer_can_stop_early_with_processes(crops_file: tuple[Path, list[str]]) -> None:
+    path, ids = crops_file
+    iterator = iter_decoded(
+        ImageStore(path), ids, 16, chunk_size=4, workers=2, prefetch=1, backend="processes"
+    )
+    first = next(iterator)
+    iterator.close()  # cancels what is queued and ends the processes
+    assert first.start == 0 and len(first.failed) == 4
+    with pytest.raises(ValueError, match="backend"):
+        list(iter_decoded(ImageStore(path), ids, 16, backend="fibres"))  # type: ignore[arg-type]

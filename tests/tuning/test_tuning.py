@@ -360,7 +360,7 @@ def test_a_live_workers_trial_is_left_alone(tmp_path) -> None:
 
 
 def test_tuning_guide_documents_every_searched_parameter() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "tuning.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "tuning.md").read_text()
     table = [line for line in doc.splitlines() if line.startswith("| ")]
     for key in SearchSpace().distributions():
         group, name = key.split(".", 1)

@@ -315,7 +315,7 @@ def test_extra_numeric_columns_get_patient_features(hand_frame) -> None:
 
 
 def test_every_derived_feature_is_documented_in_the_features_guide() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "features.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
     missing = [d.name for d in DERIVED_FEATURES if f"- `{d.name}` =" not in doc]
     assert not missing
     assert len({d.name for d in DERIVED_FEATURES}) == len(DERIVED_FEATURES) == 65

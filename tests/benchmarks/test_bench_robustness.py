@@ -264,7 +264,7 @@ def test_lineage_cross_validates(cohort: pl.DataFrame) -> None:
 
 
 def test_docs_section_has_the_tables() -> None:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md").read_text("utf8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md").read_text("utf8")
     assert "## Robustness across worlds" in text
     for table_id in TABLES:
         assert f"<!-- table: {table_id} -->" in text
