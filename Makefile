@@ -44,10 +44,24 @@ test: $(TEST_VENV)/.done
 
 # On a machine with an NVIDIA GPU and the CUDA builds (`pip install xgboost
 # onnxruntime-gpu` in place of xgboost-cpu / onnxruntime; CatBoost's wheel has
-# CUDA): the gpu-marked tests, then CPU against CUDA at full simulator size.
-gpu-check: $(TEST_VENV)/.done
-	$(TEST_VENV)/bin/python -m pytest -m gpu -rs tests/test_gpu.py
-	$(TEST_VENV)/bin/python benchmarks/devices.py --out runs/devices.json
+# CUDA): the gpu-marked tests and the image benchmark on CUDA (every provider and
+# precision, decode scaling), written together to runs/gpu-check.json; then CPU
+# against CUDA for the boosters at full simulator size (GPU_CHECK_DEVICES=0 skips it).
+# GPU_PYTHON=python3 uses an interpreter that is already set up (an offline machine,
+# docs/gpu.md) instead of building $(TEST_VENV).
+GPU_PYTHON ?=
+GPU_CHECK_DEVICES ?= 1
+GPU_PY = $(or $(GPU_PYTHON),$(TEST_VENV)/bin/python)
+gpu-check: $(if $(GPU_PYTHON),,$(TEST_VENV)/.done)
+	@mkdir -p runs && rm -f runs/gpu-tests.xml runs/gpu-tests.failed
+	$(GPU_PY) -m pytest -m gpu -rs -p no:cacheprovider tests/test_gpu.py \
+		--junitxml=runs/gpu-tests.xml || touch runs/gpu-tests.failed
+	$(GPU_PY) benchmarks/images.py --skip-quality --junit runs/gpu-tests.xml \
+		--out runs/gpu-check.json
+	@if [ -e runs/gpu-tests.failed ]; then \
+		echo "GPU tests failed: see runs/gpu-check.json"; exit 1; fi
+	@if [ "$(GPU_CHECK_DEVICES)" = "1" ]; then \
+		$(GPU_PY) benchmarks/devices.py --out runs/devices.json; fi
 
 # Fill the README and docs tables from benchmarks/results/*.json.
 results: $(TEST_VENV)/.done

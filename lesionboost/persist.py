@@ -586,6 +586,9 @@ def _write_image_files(model: Any, folder: Path) -> tuple[dict[str, Any], dict[s
                 "Save the model again."
             )
     section = {"embedder": embedder, "scorer": scorer, "files": files}
+    # The numeric precision of the embeddings the model was fitted on ("fp32", "tf32",
+    # "fp16"; None before it was recorded): predict embeds new crops at it.
+    section["precision"] = recorded.get("precision")
     state = dict(fitted)
     recorded.pop("table", None)
     recorded["model"] = embedder
@@ -681,6 +684,12 @@ def _restore_image(
         raise ModelFileError(
             f"{root}: the image-feature state was not fitted with the embedder {embedder!r} "
             f"that the folder holds; {_MODIFIED}."
+        )
+    precision = section.get("precision")
+    if precision not in (None, "fp32", "tf32", "fp16") or precision != recorded.get("precision"):
+        raise ModelFileError(
+            f"{root}: the image section of {_MANIFEST} records the embedding precision "
+            f"{precision!r} but the image-feature state {recorded.get('precision')!r}; {_MODIFIED}."
         )
     if scorer is not None:
         listing = f"{scorer}/image-models.json"

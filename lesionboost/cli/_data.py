@@ -112,7 +112,7 @@ def run_embed(args: argparse.Namespace) -> int:
     shard_ids = [str(v) for v in np.array_split(np.asarray(ids, dtype=object), count)[index]]
     embedder = OnnxEmbedder(
         args.model, providers=args.providers, batch_size=args.batch_size,
-        output=args.output_name, workers=args.workers,
+        output=args.output_name, workers=args.workers, precision=args.precision,
     )
     started = time.perf_counter()
     embeddings, failed = embedder.embed(store, shard_ids, return_failed=True)
@@ -124,7 +124,7 @@ def run_embed(args: argparse.Namespace) -> int:
     }
     for j in range(embeddings.shape[1]):
         columns[f"emb_{j:0{width}d}"] = embeddings[:, j]
-    from ..image._features import TABLE_MODEL_KEY, TABLE_SHA_KEY
+    from ..image._features import TABLE_MODEL_KEY, TABLE_PRECISION_KEY, TABLE_SHA_KEY
 
     # The model's identity travels with the embeddings, so that a model fitted on
     # them refuses embeddings of another model at predict time.
@@ -133,6 +133,7 @@ def run_embed(args: argparse.Namespace) -> int:
         TABLE_SHA_KEY: embedder.sha256,
         "lesionboost.output": embedder.output,
         "lesionboost.input_size": str(embedder.input_size),
+        TABLE_PRECISION_KEY: embedder.precision,
     }
     with atomic_path(out) as tmp:
         pl.DataFrame(columns).write_parquet(tmp, metadata=provenance)
@@ -149,6 +150,7 @@ def run_embed(args: argparse.Namespace) -> int:
         "output": embedder.output,
         "device": embedder.device,
         "providers": embedder.providers,
+        "precision": embedder.precision,
         "shard": f"{index}/{count}",
         "seconds": round(seconds, 3),
         "crops_per_s": round(len(shard_ids) / seconds, 1) if seconds > 0 else None,

@@ -100,7 +100,11 @@ def _add_embed(subparsers: Any) -> None:
     parser.add_argument(
         "--output-name", metavar="NAME", help="model output to write (default: the embedding)"
     )
-    parser.add_argument("--workers", type=int, metavar="N", help="JPEG decoding threads")
+    parser.add_argument(
+        "--precision", choices=("fp32", "tf32", "fp16"), default=None,
+        help="numeric precision, recorded in the table (default fp32: CUDA with TF32 off)",
+    )
+    parser.add_argument("--workers", type=int, metavar="N", help="JPEG decoders (default: cores)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_output_options(parser)
 

@@ -2,8 +2,8 @@
 
 One onnxruntime ``InferenceSession`` runs batches in the calling thread while
 :func:`~lesionboost.image._decode.iter_decoded` reads and decodes the next
-crops in background threads (onnxruntime releases the GIL while it runs), so
-decoding and inference overlap.
+crops in background decoder processes or threads (onnxruntime releases the
+GIL while it runs), so decoding and inference overlap.
 
 How the input is prepared is read, in this order, from
 
@@ -14,6 +14,13 @@ How the input is prepared is read, in this order, from
 
 An argument that contradicts the model's metadata is an error rather than a
 silent override: the metadata records how the model was trained.
+
+The preparation itself runs inside the model
+(:func:`~lesionboost.image._preprocess.with_preprocessing`): the session
+takes the decoded ``uint8`` NHWC batch, so the host ships a quarter of the
+bytes of a float batch and does no per-pixel work. On CUDA the batch goes
+through onnxruntime's I/O binding, and the precision is ``fp32`` (TF32 off:
+CUDA matches the CPU to ~6e-4) unless ``tf32`` or ``fp16`` is asked for.
 """
 
 from __future__ import annotations
@@ -34,6 +41,15 @@ from ..exceptions import ModelFileError
 from ..io import ImageStore
 from ._decode import DecodeStats, iter_decoded
 from ._metadata import METADATA_KEYS, _parse_triple, _triple
+from ._preprocess import (
+    PRECISIONS,
+    InputSpec,
+    Precision,
+    cuda_options,
+    host_prepare,
+    to_float16,
+    with_preprocessing,
+)
 
 __all__ = ["OnnxEmbedder"]
 
@@ -43,6 +59,13 @@ logger = logging.getLogger(__name__)
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+#: Crops per ``InferenceSession.run`` on the CPU: small batches stay in the CPU caches
+#: (the built-in embedder runs as fast at 64 as at 256 crops, with a quarter of the memory).
+BATCH_SIZE_CPU = 64
+#: Crops per run on CUDA: a GPU needs large batches to fill; 256 crops of 224 px are
+#: 38 MB of uint8 per transfer.
+BATCH_SIZE_CUDA = 256
 
 ProviderSpec = Literal["auto", "cpu", "cuda"] | Sequence[str | tuple[str, dict[str, Any]]]
 
@@ -92,8 +115,28 @@ def _resolve_providers(providers: ProviderSpec) -> tuple[list[Any], bool]:
     return list(providers), _CUDA in names
 
 
+def _with_precision(providers: list[Any], precision: str) -> list[Any]:
+    """The provider list with the CUDA options of ``precision`` (TF32 on or off) filled in.
 
-
+    An explicit ``use_tf32`` that contradicts ``precision`` is an error: the
+    precision is recorded with the embeddings and must be what ran.
+    """
+    wanted = cuda_options(precision)
+    out: list[Any] = []
+    for entry in providers:
+        name, options = (entry[0], dict(entry[1])) if isinstance(entry, tuple) else (entry, {})
+        if name == _CUDA:
+            given = options.get("use_tf32")
+            if given is not None and str(int(given)) != wanted["use_tf32"]:
+                raise ValueError(
+                    f"The CUDA provider option use_tf32={given!r} contradicts precision="
+                    f"{precision!r}; pass precision='tf32' for TF32, or leave use_tf32 out."
+                )
+            options.update(wanted)
+            out.append((name, options))
+        else:
+            out.append(entry)
+    return out
 
 
 class OnnxEmbedder:
@@ -109,9 +152,20 @@ class OnnxEmbedder:
         list is passed to onnxruntime unchanged. The provider that actually
         runs is checked with ``get_providers()`` and logged; asking for CUDA
         without getting it raises a ``RuntimeWarning`` and runs on CPU.
+    precision : {"fp32", "tf32", "fp16"}, optional
+        Numeric precision; default "fp32". "fp32" runs CUDA with TF32 off, so
+        CUDA embeddings match the CPU's (to ~6e-4 for the built-in model on an
+        H200, against 0.015 with onnxruntime's default TF32). "tf32" allows
+        TF32 on CUDA (faster convolutions; the same as "fp32" on the CPU).
+        "fp16" converts the model to half precision, its inputs and outputs
+        kept in float32 (fastest on a GPU with tensor cores; slow on the CPU).
+        The precision is recorded with the image features, and predicting with
+        features of another precision is refused -- unless this argument is
+        given explicitly, which is the override (see Notes).
     batch_size : int, optional
-        Crops per ``InferenceSession.run`` call; default 64 on CPU (small
-        batches stay in the CPU caches) and 256 on CUDA.
+        Crops per ``InferenceSession.run`` call; default :data:`BATCH_SIZE_CPU`
+        (64: small batches stay in the CPU caches) on CPU and
+        :data:`BATCH_SIZE_CUDA` (256) on CUDA.
     input_size : int, optional
         Square input side in pixels when the model's metadata and input shape
         do not say.
@@ -128,7 +182,8 @@ class OnnxEmbedder:
         Name of the model output to return; default the metadata's
         ``lesionboost.output``, else the first output.
     workers : int, optional
-        Decode threads (default: the usable cores, at most 8).
+        Decoders (default: the usable cores): processes for large requests,
+        threads for small ones (:func:`~lesionboost.image.iter_decoded`).
     threads : int, optional
         onnxruntime intra-op threads (default: onnxruntime's choice).
 
@@ -143,6 +198,13 @@ class OnnxEmbedder:
         The providers the session really uses, first = the one that runs.
     device : str
         "cuda" or "cpu" (or the first provider's name for other providers).
+    precision : str
+        "fp32", "tf32" or "fp16".
+    preprocessing : str
+        Where the input is prepared: "graph" (operators prepended to the
+        model: ``uint8`` NHWC in), "none" (the model takes ``uint8`` NHWC
+        itself, like the built-in one) or "host" (numpy, for a model whose
+        graph cannot be edited, e.g. one over protobuf's 2 GB limit).
     metadata : dict of str to str
         The model's ``metadata_props``.
     stats : DecodeStats or None
@@ -156,12 +218,23 @@ class OnnxEmbedder:
         The file is not an ONNX model, or its input is not one rank-4 image
         tensor, or its metadata is malformed.
 
+    Notes
+    -----
+    A model fitted on image features records their precision (the fitted
+    state, a saved model's manifest, the ``lesionboost.precision`` key of an
+    embeddings table). At predict time a model file, the built-in embedder or
+    an embeddings table is run at that precision, and an embeddings table or
+    an ``OnnxEmbedder`` of another precision is refused -- unless the
+    ``OnnxEmbedder`` was built with an explicit ``precision=``, e.g.
+    ``model.set_params(image_model=OnnxEmbedder(path, precision="fp32"))`` to
+    predict with fp32 features from a model fitted on fp16 ones.
+
     Examples
     --------
     >>> from lesionboost.image import OnnxEmbedder
     >>> embedder = OnnxEmbedder()  # the built-in model, on CPU here
-    >>> embedder.input_size, embedder.layout, embedder.device
-    (64, 'NHWC', 'cpu')
+    >>> embedder.input_size, embedder.layout, embedder.device, embedder.precision
+    (64, 'NHWC', 'cpu', 'fp32')
     >>> import numpy as np
     >>> embedder.embed_images(np.zeros((2, 64, 64, 3), np.uint8)).shape[0]
     2
@@ -178,6 +251,7 @@ class OnnxEmbedder:
         model: str | os.PathLike[str] | bytes | None = None,
         *,
         providers: ProviderSpec = "auto",
+        precision: Precision | None = None,
         batch_size: int | None = None,
         input_size: int | None = None,
         layout: Literal["NCHW", "NHWC"] | None = None,
@@ -191,6 +265,12 @@ class OnnxEmbedder:
             not isinstance(batch_size, (int, np.integer)) or batch_size < 1
         ):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+        self.precision: str = precision or "fp32"
+        # An explicit precision is the user's word: used even where the features a
+        # model was fitted on have another (image_feature_frame checks the others).
+        self._precision_given = precision is not None
         self.workers = workers
         self.stats: DecodeStats | None = None
         ort = _ort()
@@ -224,20 +304,12 @@ class OnnxEmbedder:
             options.intra_op_num_threads = int(threads)
         options.log_severity_level = 3
         provider_list, cuda_requested = _resolve_providers(providers)
-        try:
-            with warnings.catch_warnings():
-                # onnxruntime warns on its own when a listed provider fails; we check below.
-                warnings.simplefilter("ignore", UserWarning)
-                self._session = ort.InferenceSession(
-                    session_input, options, providers=provider_list
-                )
-        except Exception as exc:  # onnxruntime raises its own non-builtin exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFileError(
-                f"onnxruntime could not load {source} as an ONNX model ({first}). Pass a "
-                "valid .onnx file, e.g. one exported with torch.onnx.export or built by "
-                "lesionboost.image.build_builtin_embedder()."
-            ) from exc
+        provider_list = _with_precision(provider_list, self.precision)
+        self._session = self._open(session_input, options, provider_list)
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._configure_input(input_size, layout, mean, std)
+        self._configure_output(output)
+        self._build_session(payload, options, provider_list)
         self.providers = list(self._session.get_providers())
         active = self.providers[0]
         self.device = {"CUDAExecutionProvider": "cuda", "CPUExecutionProvider": "cpu"}.get(
@@ -245,7 +317,7 @@ class OnnxEmbedder:
         )
         if cuda_requested and _CUDA not in self.providers:
             # onnxruntime-gpu lists CUDA as available even without a GPU or with
-            # missing CUDA libraries, and then silently runs on CPU.
+            # missing CUDA/cuDNN libraries, and then silently runs on CPU.
             warnings.warn(
                 f"CUDA was requested for {source} but onnxruntime could not start it (no GPU "
                 "or missing CUDA/cuDNN libraries); running on CPU. Check `lesionboost "
@@ -253,12 +325,89 @@ class OnnxEmbedder:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        # Small CPU batches stay in cache; a GPU wants large ones.
-        self.batch_size = int(batch_size) if batch_size else (256 if self.device == "cuda" else 64)
-        logger.info("onnxruntime runs %s on %s.", source, active)
-        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
-        self._configure_input(input_size, layout, mean, std)
-        self._configure_output(output)
+        if batch_size:
+            self.batch_size = int(batch_size)
+        else:
+            self.batch_size = BATCH_SIZE_CUDA if self.device == "cuda" else BATCH_SIZE_CPU
+        # I/O binding on CUDA: onnxruntime copies the uint8 batch to the device itself and
+        # the outputs stay there until they are copied back once.
+        self._io_binding = self.device == "cuda"
+        self._output_device = "cuda" if self.device == "cuda" else "cpu"
+        if self.device == "cuda":
+            tf32 = self._session.get_provider_options().get(_CUDA, {}).get("use_tf32")
+            logger.info("CUDA provider options: use_tf32=%s (precision %s).", tf32, self.precision)
+        logger.info(
+            "onnxruntime runs %s on %s at %s (input prepared: %s).",
+            source,
+            active,
+            self.precision,
+            self.preprocessing,
+        )
+
+    def _open(self, model: bytes | str, options: Any, providers: list[Any], how: str = "") -> Any:
+        """An ``InferenceSession``, or a :class:`ModelFileError` naming the model."""
+        ort = _ort()
+        try:
+            with warnings.catch_warnings():
+                # onnxruntime warns on its own when a listed provider fails; we check after.
+                warnings.simplefilter("ignore", UserWarning)
+                return ort.InferenceSession(model, options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own non-builtin exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(
+                f"onnxruntime could not load {self._source}{how} as an ONNX model ({first}). "
+                "Pass a valid .onnx file, e.g. one exported with torch.onnx.export or built by "
+                "lesionboost.image.build_builtin_embedder()"
+                + (", or use precision='fp32'." if self.precision == "fp16" else ".")
+            ) from exc
+
+    def _build_session(self, payload: bytes, options: Any, providers: list[Any]) -> None:
+        """Replace the session by one of the model with its input preparation (and in fp16).
+
+        The first session, on the file as it is, told how the input is wanted;
+        a model that takes ``uint8`` NHWC in float32 keeps it.
+        """
+        spec = self._spec
+        self.preprocessing = "none" if spec.is_raw else "host"
+        self._feed_name = spec.name
+        if spec.is_raw and self.precision != "fp16":
+            return
+        try:
+            onnx = import_optional("onnx", purpose="preparing the input inside the image model")
+        except ImportError:
+            if self.precision == "fp16":
+                raise
+            logger.info(
+                "onnx is not installed: the input of %s is prepared in numpy.", self._source
+            )
+            return
+        if self.model_path is None:
+            model = onnx.load_from_string(payload)
+        else:  # with any external weight files, which the new model then holds
+            model = onnx.load(str(self.model_path))
+        if self.precision == "fp16":
+            model = to_float16(model)
+        wrapped = None if spec.is_raw else with_preprocessing(model, spec)
+        if wrapped is None and self.precision != "fp16":
+            return  # the graph cannot take the nodes: numpy prepares the input
+        if wrapped is not None:
+            model, feed = wrapped
+        try:
+            edited = model.SerializeToString()
+        except ValueError as exc:  # protobuf's 2 GB limit
+            if self.precision == "fp16":
+                raise ModelFileError(
+                    f"{self._source} cannot be converted to float16 in memory ({exc}); use "
+                    "precision='fp32' or 'tf32', or convert the file beforehand."
+                ) from exc
+            logger.info(
+                "%s stays as it is (%s); its input is prepared in numpy.", self._source, exc
+            )
+            return
+        how = " in float16" if self.precision == "fp16" else " with its input preparation"
+        self._session = self._open(edited, options, providers, how)
+        if wrapped is not None:
+            self.preprocessing, self._feed_name = "graph", feed
 
     # ------------------------------------------------------------------ configuration
     def _configure_input(
@@ -373,6 +522,16 @@ class OnnxEmbedder:
         # (x / 255 - mean) / std == x * scale - offset, one multiply-add per pixel.
         self._scale = (1.0 / (255.0 * np.asarray(self.std))).astype(np.float32)
         self._offset = (np.asarray(self.mean) / np.asarray(self.std)).astype(np.float32)
+        batch = shape[0] if isinstance(shape[0], (int, str)) and shape[0] != "" else None
+        self._spec = InputSpec(
+            name=self.input_name,
+            dtype=self.input_dtype,
+            layout=self.layout,
+            size=self.input_size,
+            batch=batch,
+            scale=self._scale,
+            offset=self._offset,
+        )
 
     def _configure_output(self, output: str | None) -> None:
         names = [o.name for o in self._session.get_outputs()]
@@ -388,17 +547,21 @@ class OnnxEmbedder:
 
     # ------------------------------------------------------------------ running
     def _prepare(self, images: np.ndarray) -> np.ndarray:
-        if self.input_dtype == np.uint8:
-            batch = images
-        else:
-            batch = images.astype(np.float32)
-            batch *= self._scale
-            batch -= self._offset
-            if self.input_dtype != np.float32:
-                batch = batch.astype(self.input_dtype)
-        if self.layout == "NCHW":
-            batch = batch.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(batch)
+        """The model's own input for ``images``, computed in numpy (the host reference)."""
+        return host_prepare(images, self._spec)
+
+    def _run(self, names: list[str], images: np.ndarray) -> list[np.ndarray]:
+        """One session run on a ``uint8`` NHWC batch; the input is prepared where configured."""
+        batch = self._prepare(images) if self.preprocessing == "host" else images
+        batch = np.ascontiguousarray(batch)
+        if not self._io_binding:
+            return list(self._session.run(names, {self._feed_name: batch}))
+        binding = self._session.io_binding()
+        binding.bind_cpu_input(self._feed_name, batch)
+        for name in names:
+            binding.bind_output(name, self._output_device)
+        self._session.run_with_iobinding(binding)
+        return list(binding.copy_outputs_to_cpu())
 
     def run_outputs(
         self, images: np.ndarray, outputs: Sequence[str] | None = None
@@ -426,7 +589,7 @@ class OnnxEmbedder:
             )
         names = list(outputs) if outputs is not None else [self.output]
         if self.fixed_batch is None or images.shape[0] == self.fixed_batch:
-            results = self._session.run(names, {self.input_name: self._prepare(images)})
+            results = self._run(names, images)
             return [np.asarray(r, dtype=np.float32).reshape(images.shape[0], -1) for r in results]
         size = self.fixed_batch
         parts: list[list[np.ndarray]] = []
@@ -434,10 +597,10 @@ class OnnxEmbedder:
             piece = images[start : start + size]
             padded = np.zeros((size, *piece.shape[1:]), dtype=np.uint8)
             padded[: len(piece)] = piece
-            results = self._session.run(names, {self.input_name: self._prepare(padded)})
-            parts.append([
-                np.asarray(r, dtype=np.float32).reshape(size, -1)[: len(piece)] for r in results
-            ])
+            results = self._run(names, padded)
+            parts.append(
+                [np.asarray(r, dtype=np.float32).reshape(size, -1)[: len(piece)] for r in results]
+            )
         if not parts:  # no images: ask the model once for the output widths
             return [r[:0] for r in self.run_outputs(np.zeros((size, *expected), np.uint8), names)]
         return [np.concatenate([part[k] for part in parts]) for k in range(len(names))]
@@ -569,7 +732,8 @@ class OnnxEmbedder:
     def __repr__(self) -> str:
         return (
             f"OnnxEmbedder({self._source!r}, input_size={self.input_size}, layout="
-            f"{self.layout!r}, output={self.output!r}, device={self.device!r})"
+            f"{self.layout!r}, output={self.output!r}, device={self.device!r}, "
+            f"precision={self.precision!r})"
         )
 
 
@@ -582,5 +746,3 @@ def _as_id_list(isic_ids: Any) -> list[str]:
     if bad:
         raise ValueError(f"isic_ids must be strings like 'ISIC_0015657'; got {bad[:5]!r}.")
     return values
-
-

@@ -287,6 +287,10 @@ def image_features(
 #: Parquet key-value metadata written by ``lesionboost embed`` next to the embeddings.
 TABLE_MODEL_KEY, TABLE_SHA_KEY = "lesionboost.model", "lesionboost.model_sha256"
 _TABLE_OUTPUT_KEY = "lesionboost.output"
+#: The numeric precision the table was embedded at ("fp32", "tf32" or "fp16"); tables
+#: written before it existed have none and are taken as they are.
+TABLE_PRECISION_KEY = "lesionboost.precision"
+_PRECISIONS = ("fp32", "tf32", "fp16")
 
 
 def _file_sha256(path: Path) -> str:
@@ -374,6 +378,7 @@ class _TableEmbedder:
         model: str | None,
         sha256: str | None,
         output: str | None = None,
+        precision: str | None = None,
     ) -> None:
         if "isic_id" not in table.columns:
             raise ValueError(f"The embeddings table {source} has no isic_id column.")
@@ -391,6 +396,12 @@ class _TableEmbedder:
         self.model_path = model or source
         self.sha256 = sha256
         self.output = output or "embedding"
+        if precision is not None and precision not in _PRECISIONS:
+            raise ValueError(
+                f"The embeddings table {source} records {TABLE_PRECISION_KEY}={precision!r}; "
+                f"expected one of {_PRECISIONS}. Write it again with `lesionboost embed`."
+            )
+        self.precision = precision
         self.stats = None
 
     @classmethod
@@ -402,6 +413,7 @@ class _TableEmbedder:
             model=meta.get(TABLE_MODEL_KEY),
             sha256=meta.get(TABLE_SHA_KEY),
             output=meta.get(_TABLE_OUTPUT_KEY),
+            precision=meta.get(TABLE_PRECISION_KEY),
         )
 
     def fingerprint(self) -> dict[str, Any]:
@@ -410,6 +422,7 @@ class _TableEmbedder:
             "model": self.recorded_model,
             "sha256": self.sha256,
             "output": self.output,
+            "precision": self.precision,
             "table": self.source,
         }
 
@@ -427,7 +440,9 @@ class _TableEmbedder:
                 stacklevel=5,
             )
             return None
-        return OnnxEmbedder(model, output=self.output)
+        # New crops get the embedding the table would have given them: same model, same
+        # output, same precision (a table of before precisions were recorded: fp32).
+        return OnnxEmbedder(model, output=self.output, precision=self.precision)  # type: ignore[arg-type]
 
     def embed(
         self,
@@ -502,6 +517,8 @@ def _fitted_options(embedder: Any, recorded: Mapping[str, Any] | None) -> dict[s
     options: dict[str, Any] = {}
     if isinstance(recorded.get("output"), str):
         options["output"] = recorded["output"]
+    if recorded.get("precision") in _PRECISIONS:
+        options["precision"] = recorded["precision"]
     config = recorded.get("config")
     if isinstance(config, Mapping):
         for name in ("input_size", "layout", "mean", "std"):
@@ -538,6 +555,7 @@ def _model_fingerprint(embedder: Any) -> dict[str, Any]:
         "model": str(Path(path).resolve()) if path is not None else "builtin",
         "sha256": getattr(embedder, "sha256", None),
         "output": getattr(embedder, "output", None),
+        "precision": getattr(embedder, "precision", None),
     }
     size, layout = getattr(embedder, "input_size", None), getattr(embedder, "layout", None)
     mean, std = getattr(embedder, "mean", None), getattr(embedder, "std", None)
@@ -683,6 +701,42 @@ def portable_image_model(image_model: Any, state: Mapping[str, Any]) -> Portable
                 f"image_model={str(scorer.directory)!r}."
             )
     return PortableImageModel(embedder, data, scorer)
+
+
+def _check_precision(expected: Mapping[str, Any], now: Mapping[str, Any], model: Any) -> None:
+    """Refuse embeddings of another precision than the fitted ones, bar an explicit override.
+
+    The override is an :class:`OnnxEmbedder` built with ``precision=`` given;
+    a model or table that records no precision (written before precisions were
+    recorded) is taken as it is.
+    """
+    fitted, given = expected.get("precision"), now.get("precision")
+    if not fitted or not given or fitted == given:
+        return
+    if getattr(model, "_precision_given", False):
+        logger.warning(
+            "Predicting with %s image embeddings from a model fitted on %s ones, as asked "
+            "(OnnxEmbedder(precision=%r)).",
+            given,
+            fitted,
+            given,
+        )
+        return
+    if now.get("table"):
+        source = f"the embeddings table {now['table']} holds {given} embeddings"
+        fix = (
+            f"Embed the crops again at {fitted} (OnnxEmbedder(precision={fitted!r})) or drop "
+            "the table to let the model embed them"
+        )
+    else:
+        source = f"the image model {now.get('model')} runs at {given}"
+        fix = f"Pass image_model=OnnxEmbedder(<the model>, precision={fitted!r}) to match"
+    raise ValueError(
+        f"The image features were fitted on {fitted} embeddings but {source}; embeddings of "
+        "another precision shift every image feature (CUDA's TF32 moved the built-in "
+        f"embedding by up to 0.015). {fix}, or pass OnnxEmbedder(<the model>, precision="
+        f"{given!r}) explicitly to predict with {given} embeddings on purpose."
+    )
 
 
 def _align_scores(frame: pl.DataFrame, oof_scores: Any) -> np.ndarray:
@@ -840,6 +894,7 @@ def image_feature_frame(
                 "from the one the image features were fitted with "
                 f"({expected.get('model') or expected.get('table')}); pass the same model."
             )
+        _check_precision(expected, fingerprint, model)
     ids = frame.get_column("isic_id").cast(pl.String).to_list()
     embeddings, failed = model.embed(store, ids, return_failed=True, progress=progress)
     scores = None

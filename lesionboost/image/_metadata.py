@@ -126,4 +126,3 @@ def write_model_metadata(
     with atomic_path(target) as tmp:
         onnx.save(model, str(tmp))
     return target
-
