@@ -123,9 +123,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._utils._show_versions import show_versions
+    from .calibration import ScoreCalibrator
     from .ensemble import GBDTEnsembleClassifier
     from .estimator import LesionBoostClassifier, cross_val_oof
-    from .calibration import ScoreCalibrator
     from .evaluation import Evaluation, evaluate
     from .features import LesionFeaturizer
     from .io import ImageStore, read_metadata, write_submission

@@ -135,12 +135,19 @@ class ScoreCalibrator:
             raise ValueError(f"unknown calibration method {state.get('method')!r}")
         intercept, slope = state.get("intercept"), state.get("slope")
         n, n_malignant = state.get("n"), state.get("n_malignant")
-        if not (isinstance(intercept, (int, float)) and isinstance(slope, (int, float))
-                and np.isfinite(intercept) and np.isfinite(slope)):
-            raise ValueError(f"calibration intercept/slope must be finite numbers, got "
-                             f"{intercept!r}, {slope!r}")
+        if not (
+            isinstance(intercept, (int, float))
+            and isinstance(slope, (int, float))
+            and np.isfinite(intercept)
+            and np.isfinite(slope)
+        ):
+            raise ValueError(
+                f"calibration intercept/slope must be finite numbers, got {intercept!r}, {slope!r}"
+            )
         if not slope > 0:
             raise ValueError(f"calibration slope must be positive, got {slope}")
         if not (isinstance(n, int) and isinstance(n_malignant, int) and 0 <= n_malignant <= n):
-            raise ValueError("calibration n and n_malignant must be integers, 0 <= n_malignant <= n")
+            raise ValueError(
+                "calibration n and n_malignant must be integers, 0 <= n_malignant <= n"
+            )
         return cls(float(intercept), float(slope), n, n_malignant)

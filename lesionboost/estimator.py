@@ -30,9 +30,9 @@ from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 from tqdm.auto import tqdm
 
 from ._utils._frame import to_polars
+from .calibration import ScoreCalibrator
 from .ensemble import MEMBER_KINDS, GBDTEnsembleClassifier
 from .exceptions import DataWarning, OptionalDependencyError, SchemaError
-from .calibration import ScoreCalibrator
 from .metrics import pauc_above_tpr
 from .model_selection import check_patient_folds, patient_folds
 from .schema import LEAK_COLUMNS
@@ -48,8 +48,18 @@ DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "cou
 
 # LesionBoostClassifier parameters forwarded unchanged to GBDTEnsembleClassifier.
 _ENSEMBLE_PARAMS = (
-    "members", "lightgbm_params", "xgboost_params", "catboost_params", "neg_ratio",
-    "pos_oversample", "n_bags", "blend", "weights", "device", "n_jobs", "random_state",
+    "members",
+    "lightgbm_params",
+    "xgboost_params",
+    "catboost_params",
+    "neg_ratio",
+    "pos_oversample",
+    "n_bags",
+    "blend",
+    "weights",
+    "device",
+    "n_jobs",
+    "random_state",
 )
 
 
@@ -223,7 +233,9 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         # image_feature_frame resolves paths itself: an HDF5 path or ImageStore, and an
         # .onnx path, OnnxEmbedder, train_embedder() folder or None (built-in embedder).
         features, state = build(
-            frame, self.images, embedder=self.image_model,
+            frame,
+            self.images,
+            embedder=self.image_model,
             fitted_state=None if fit else self.image_state_,
         )
         if fit:
@@ -283,7 +295,8 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         )
         self.n_features_in_ = len(self.feature_names_in_)
         logger.debug(
-            "LesionBoostClassifier fitted on %d lesions, %d features", frame.height,
+            "LesionBoostClassifier fitted on %d lesions, %d features",
+            frame.height,
             features.width,
         )
         return self
@@ -602,8 +615,13 @@ def cross_val_oof(
         results = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(_fit_fold)(*task) for task in tasks
         )
-    bar = tqdm(total=unique.size, desc="cross-validation", unit="fold",
-               disable=None if progress else True, leave=False)
+    bar = tqdm(
+        total=unique.size,
+        desc="cross-validation",
+        unit="fold",
+        disable=None if progress else True,
+        leave=False,
+    )
     try:
         for position, (fold, valid, (fold_oof, fold_seconds)) in enumerate(
             zip(unique, masks, results, strict=True)
@@ -621,16 +639,18 @@ def cross_val_oof(
                     stacklevel=2,
                 )
             logger.info(
-                "fold %d/%d: pAUC %.4f, fit %.1f s", position + 1, unique.size,
-                scores[position], seconds[position],
+                "fold %d/%d: pAUC %.4f, fit %.1f s",
+                position + 1,
+                unique.size,
+                scores[position],
+                seconds[position],
             )
             bar.update(1)
             bar.set_postfix(pauc=f"{scores[position]:.4f}")
     finally:
         bar.close()
     overall = pauc_above_tpr(labels, oof)  # both classes: checked by _frame_and_labels
-    return OOFResult(oof=oof, folds=fold_ids, fold_scores=scores, pauc=overall,
-                     fit_seconds=seconds)
+    return OOFResult(oof=oof, folds=fold_ids, fold_scores=scores, pauc=overall, fit_seconds=seconds)
 
 
 def _fit_fold(

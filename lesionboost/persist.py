@@ -175,8 +175,13 @@ def _ensemble_state(model: Any, folder: Path, prefix: str) -> dict[str, Any]:
             adapter.save(booster, folder / relative)
             blob = (folder / relative).read_bytes()
             files.append(
-                {"member": kind, "bag": bag, "path": relative,
-                 "bytes": len(blob), "sha256": _sha256(blob)}
+                {
+                    "member": kind,
+                    "bag": bag,
+                    "path": relative,
+                    "bytes": len(blob),
+                    "sha256": _sha256(blob),
+                }
             )
     names = getattr(model, "feature_names_in_", None)
     return {
@@ -203,8 +208,11 @@ def _safe_member_path(root: Path, relative: Any) -> Path:
         raise ModelFileError(f"{root}: a member path in {_MANIFEST} is {relative!r}, not a name.")
     posix, windows = PurePosixPath(relative), PureWindowsPath(relative)
     if (
-        posix.is_absolute() or windows.is_absolute() or windows.drive
-        or ".." in posix.parts or ".." in windows.parts
+        posix.is_absolute()
+        or windows.is_absolute()
+        or windows.drive
+        or ".." in posix.parts
+        or ".." in windows.parts
     ):
         raise ModelFileError(
             f"{root}: member path {relative!r} in {_MANIFEST} points outside the model "
@@ -367,7 +375,8 @@ def _restore_ensemble(state: Mapping[str, Any], root: Path) -> Any:
     # The hash only catches accidental damage (anyone can recompute it): values that
     # no fit produces would silently predict NaN, so refuse them here.
     if (
-        not np.all(np.isfinite(weights)) or np.any(weights <= 0)
+        not np.all(np.isfinite(weights))
+        or np.any(weights <= 0)
         or abs(weights.sum() - 1.0) > 1e-6
         or not np.all(np.isfinite(list(model.offsets_.values())))
     ):
@@ -380,9 +389,12 @@ def _restore_ensemble(state: Mapping[str, Any], root: Path) -> Any:
         x = np.asarray(knots["x"], dtype=np.float64)
         y = np.asarray(knots["y"], dtype=np.float64)
         if (
-            x.shape != y.shape or x.ndim != 1 or x.size == 0
+            x.shape != y.shape
+            or x.ndim != 1
+            or x.size == 0
             or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y)))
-            or np.any(np.diff(x) <= 0) or np.any(np.diff(y) <= 0)
+            or np.any(np.diff(x) <= 0)
+            or np.any(np.diff(y) <= 0)
         ):
             raise ModelFileError(f"{root}: the rank reference of {kind!r} is damaged.")
         model.rank_knots_[kind] = (x, y)
@@ -801,8 +813,7 @@ def save_model(
     target = Path(path)
     if target.exists() and not overwrite:
         raise OutputError(
-            f"{target} already exists. Pass overwrite=True to replace it, or choose "
-            "another path."
+            f"{target} already exists. Pass overwrite=True to replace it, or choose another path."
         )
     check_folder_output(target, written_by=WRITTEN_BY, option="the model folder", replace=True)
     if hasattr(metrics, "to_dict"):

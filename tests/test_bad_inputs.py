@@ -158,15 +158,19 @@ def c_renamed_column(w: World) -> Any:
 def c_string_in_numeric(w: World) -> Any:
     frame = w.train.with_columns(pl.col("clin_size_long_diam_mm").cast(pl.String))
     frame = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("3,4 mm"))
-        .otherwise(pl.col("clin_size_long_diam_mm")).alias("clin_size_long_diam_mm")
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(pl.lit("3,4 mm"))
+        .otherwise(pl.col("clin_size_long_diam_mm"))
+        .alias("clin_size_long_diam_mm")
     )
     return read_metadata(_csv(w, frame, "strings.csv"))
 
 
 def c_null_patient_id(w: World) -> Any:
     frame = w.train.with_columns(
-        pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("patient_id"))
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(None)
+        .otherwise(pl.col("patient_id"))
         .alias("patient_id")
     )
     return read_metadata(_csv(w, frame, "nullpatient.csv"))
@@ -351,9 +355,12 @@ def test_nan_and_inf_in_every_numeric_column(world: World) -> None:
     X, y = split_xy(world.train)
     numeric = [c for c, t in X.schema.items() if t.is_numeric()]
     poisoned = X.with_columns(
-        pl.when(pl.int_range(pl.len()) % 3 == 0).then(float("inf"))
-        .when(pl.int_range(pl.len()) % 3 == 1).then(float("nan"))
-        .otherwise(pl.col(c)).alias(c)
+        pl.when(pl.int_range(pl.len()) % 3 == 0)
+        .then(float("inf"))
+        .when(pl.int_range(pl.len()) % 3 == 1)
+        .then(float("nan"))
+        .otherwise(pl.col(c))
+        .alias(c)
         for c in numeric
     )
     features = LesionFeaturizer().fit_transform(poisoned)
@@ -415,30 +422,96 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 
 
 CLI_CASES: list[tuple[str, Callable[[World], list[str]], int, tuple[str, ...]]] = [
-    ("tune-missing-data", lambda w: ["tune", "--data", str(w.root / "nope.csv"),
-                                     "--out", str(w.root / "run-x")], 1, ("nope.csv",)),
+    (
+        "tune-missing-data",
+        lambda w: ["tune", "--data", str(w.root / "nope.csv"), "--out", str(w.root / "run-x")],
+        1,
+        ("nope.csv",),
+    ),
     ("tune-bad-trials", lambda w: ["tune", "--trials", "many"], 2, ("--trials",)),
-    ("predict-missing-model", lambda w: ["predict", "--model", str(w.root / "no-model"),
-                                         "--data", str(w.test_csv), "--out",
-                                         str(w.root / "s.csv")], 1, ("no-model",)),
-    ("predict-existing-output", lambda w: ["predict", "--model", str(w.model_dir), "--data",
-                                           str(w.test_csv), "--out", str(w.train_csv)],
-     1, ("--force",)),
-    ("predict-unwritable-output", lambda w: ["predict", "--model", str(w.model_dir), "--data",
-                                             str(w.test_csv), "--out",
-                                             str(w.root / "no" / "dir" / "s.csv")],
-     1, ("does not exist",)),
-    ("predict-bad-metadata", lambda w: ["predict", "--model", str(w.model_dir), "--data",
-                                        str(w.root / "semicolon.csv"), "--out",
-                                        str(w.root / "s2.csv")], 1, ("comma",)),
-    ("simulate-negative-patients", lambda w: ["simulate", "--out", str(w.root / "sim"),
-                                              "--patients", "-3"], 2, ("patients",)),
-    ("report-not-a-run", lambda w: ["report", str(w.root / "nothing-here")], 1,
-     ("nothing-here",)),
-    ("embed-not-hdf5", lambda w: ["embed", "--images", str(w.train_csv), "--out",
-                                  str(w.root / "e.parquet")], 1, ("not an HDF5",)),
-    ("embed-bad-shard", lambda w: ["embed", "--images", str(w.images), "--out",
-                                   str(w.root / "e.parquet"), "--shard", "5/2"], 2, ("shard",)),
+    (
+        "predict-missing-model",
+        lambda w: [
+            "predict",
+            "--model",
+            str(w.root / "no-model"),
+            "--data",
+            str(w.test_csv),
+            "--out",
+            str(w.root / "s.csv"),
+        ],
+        1,
+        ("no-model",),
+    ),
+    (
+        "predict-existing-output",
+        lambda w: [
+            "predict",
+            "--model",
+            str(w.model_dir),
+            "--data",
+            str(w.test_csv),
+            "--out",
+            str(w.train_csv),
+        ],
+        1,
+        ("--force",),
+    ),
+    (
+        "predict-unwritable-output",
+        lambda w: [
+            "predict",
+            "--model",
+            str(w.model_dir),
+            "--data",
+            str(w.test_csv),
+            "--out",
+            str(w.root / "no" / "dir" / "s.csv"),
+        ],
+        1,
+        ("does not exist",),
+    ),
+    (
+        "predict-bad-metadata",
+        lambda w: [
+            "predict",
+            "--model",
+            str(w.model_dir),
+            "--data",
+            str(w.root / "semicolon.csv"),
+            "--out",
+            str(w.root / "s2.csv"),
+        ],
+        1,
+        ("comma",),
+    ),
+    (
+        "simulate-negative-patients",
+        lambda w: ["simulate", "--out", str(w.root / "sim"), "--patients", "-3"],
+        2,
+        ("patients",),
+    ),
+    ("report-not-a-run", lambda w: ["report", str(w.root / "nothing-here")], 1, ("nothing-here",)),
+    (
+        "embed-not-hdf5",
+        lambda w: ["embed", "--images", str(w.train_csv), "--out", str(w.root / "e.parquet")],
+        1,
+        ("not an HDF5",),
+    ),
+    (
+        "embed-bad-shard",
+        lambda w: [
+            "embed",
+            "--images",
+            str(w.images),
+            "--out",
+            str(w.root / "e.parquet"),
+            "--shard",
+            "5/2",
+        ],
+        2,
+        ("shard",),
+    ),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Calibrated risk: a logistic map fitted on out-of-fold scores, kept by the model and its folder."""
+"""Calibrated risk: a logistic map fitted on out-of-fold scores, kept by the model and its files."""
 
 from __future__ import annotations
 
@@ -38,10 +38,13 @@ def test_the_calibrator_refuses_scores_that_are_not_probabilities_or_do_not_rank
     with pytest.raises(ValueError, match="both benign and malignant"):
         ScoreCalibrator.fit(np.zeros(4), np.array([0.1, 0.2, 0.3, 0.4]))
     with pytest.raises(ValueError, match="slope"):
-        ScoreCalibrator.fit(np.array([1, 1, 0, 0, 1, 0]), np.array([0.1, 0.2, 0.8, 0.9, 0.15, 0.85]))
+        ScoreCalibrator.fit(
+            np.array([1, 1, 0, 0, 1, 0]), np.array([0.1, 0.2, 0.8, 0.9, 0.15, 0.85])
+        )
     with pytest.raises(ValueError, match="positive"):
-        ScoreCalibrator.from_dict({"method": "logistic", "intercept": 0.0, "slope": -1.0,
-                                   "n": 4, "n_malignant": 2})
+        ScoreCalibrator.from_dict(
+            {"method": "logistic", "intercept": 0.0, "slope": -1.0, "n": 4, "n_malignant": 2}
+        )
 
 
 def test_a_calibrated_model_keeps_its_ranking_and_its_calibrator_in_the_model_folder(
@@ -59,8 +62,9 @@ def test_a_calibrated_model_keeps_its_ranking_and_its_calibrator_in_the_model_fo
         model.calibrate(y, oof.oof)
         calibrated = model.predict_proba(X)[:, 1]
     assert not np.allclose(raw, calibrated)
-    np.testing.assert_array_equal(np.argsort(raw, kind="stable"),
-                                  np.argsort(calibrated, kind="stable"))
+    np.testing.assert_array_equal(
+        np.argsort(raw, kind="stable"), np.argsort(calibrated, kind="stable")
+    )
     expected = ScoreCalibrator.fit(y, oof.oof).transform(raw)
     np.testing.assert_allclose(calibrated, expected)
     lb.save_model(model, tmp_path / "m")

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import polars as pl
 import pytest
-from conftest import make_tiny_metadata
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
 
+from conftest import make_tiny_metadata
 from lesionboost import DataWarning, OptionalDependencyError, SchemaError
 from lesionboost.cv import patient_folds
 from lesionboost.estimator import LesionBoostClassifier, OOFResult, cross_val_oof
@@ -25,8 +25,13 @@ FAST = {
     "feature_groups": ("derived", "patient"),
     "lightgbm_params": {"n_estimators": 20, "min_data_in_leaf": 5, "learning_rate": 0.2},
     "xgboost_params": {"n_estimators": 20, "learning_rate": 0.2},
-    "catboost_params": {"n_estimators": 20, "depth": 3, "learning_rate": 0.2,
-                        "border_count": 16, "max_ctr_complexity": 1},
+    "catboost_params": {
+        "n_estimators": 20,
+        "depth": 3,
+        "learning_rate": 0.2,
+        "border_count": 16,
+        "max_ctr_complexity": 1,
+    },
 }
 
 
@@ -85,8 +90,9 @@ def test_leak_columns_never_reach_the_model(meta, fitted):
 
 
 def test_flat_parameters_reach_the_ensemble(meta):
-    model = _fast().set_params(n_bags=2, blend="mean", neg_ratio=0.2,
-                               members=("lightgbm", "xgboost"))
+    model = _fast().set_params(
+        n_bags=2, blend="mean", neg_ratio=0.2, members=("lightgbm", "xgboost")
+    )
     model.fit(meta)
     ensemble = model.ensemble_
     assert (ensemble.n_bags, ensemble.blend, ensemble.neg_ratio) == (2, "mean", 0.2)
@@ -109,11 +115,17 @@ def test_sample_weight_reaches_the_ensemble_and_works_in_cross_val_score(meta, f
     assert not np.array_equal(weighted.predict_proba(meta), fitted.predict_proba(meta))
     X = meta.to_pandas()
     cv = StratifiedGroupKFold(3)
-    unweighted = cross_val_score(_fast(), X, X["target"], groups=X["patient_id"], cv=cv,
-                                 scoring=pauc_scorer)
+    unweighted = cross_val_score(
+        _fast(), X, X["target"], groups=X["patient_id"], cv=cv, scoring=pauc_scorer
+    )
     scores = cross_val_score(
-        _fast(), X, X["target"], groups=X["patient_id"], cv=cv,
-        scoring=pauc_scorer, params={"sample_weight": weight},
+        _fast(),
+        X,
+        X["target"],
+        groups=X["patient_id"],
+        cv=cv,
+        scoring=pauc_scorer,
+        params={"sample_weight": weight},
     )
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 0.2))
     assert not np.array_equal(scores, unweighted)  # the weights reached every fold's fit
@@ -147,7 +159,11 @@ def test_cross_val_oof_hands_each_fold_its_training_weights(meta):
 def test_cross_val_score_with_patient_groups(meta):
     X = meta.to_pandas()
     scores = cross_val_score(
-        _fast(), X, X["target"], groups=X["patient_id"], cv=StratifiedGroupKFold(3),
+        _fast(),
+        X,
+        X["target"],
+        groups=X["patient_id"],
+        cv=StratifiedGroupKFold(3),
         scoring=pauc_scorer,
     )
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 0.2))
@@ -241,8 +257,11 @@ def test_image_features_join_the_tabular_ones(meta, tmp_path):
     from _crops import write_crops
 
     small = signal_metadata(n_patients=15, lesions=8, seed=2)
-    images = write_crops(tmp_path / "crops.hdf5", small["isic_id"].to_list(),
-                         atypical=small["target"].to_numpy().astype(bool))
+    images = write_crops(
+        tmp_path / "crops.hdf5",
+        small["isic_id"].to_list(),
+        atypical=small["target"].to_numpy().astype(bool),
+    )
     model = _fast(images=str(images)).fit(small)
     image_columns = [c for c in model.ensemble_.feature_names_in_ if c.startswith("img_")]
     assert image_columns
@@ -285,7 +304,9 @@ def test_quickstart_example_runs(tmp_path):
     script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
     done = subprocess.run(
         [sys.executable, str(script), "--out", str(tmp_path / "model")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "out-of-fold pAUC above 80% TPR" in done.stdout

@@ -40,8 +40,23 @@ FAST_CLI = ["--members", "lightgbm", "--rounds", "8", "--folds", "2", "--n-jobs"
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sim")
-    assert main(["simulate", "--out", str(out), "--patients", "30", "--test-patients", "5",
-                 "--seed", "2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--patients",
+                "30",
+                "--test-patients",
+                "5",
+                "--seed",
+                "2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -64,9 +79,22 @@ def test_two_workers_one_killed_loses_no_finished_trial(sim_dir: Path, tmp_path:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def worker(run: str, trials: int) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "lesionboost", "tune", "--data",
-                str(sim_dir / "train-metadata.csv"), "--storage", str(journal), "--trials",
-                str(trials), "--out", str(tmp_path / run), "-q", *FAST_CLI]
+        argv = [
+            sys.executable,
+            "-m",
+            "lesionboost",
+            "tune",
+            "--data",
+            str(sim_dir / "train-metadata.csv"),
+            "--storage",
+            str(journal),
+            "--trials",
+            str(trials),
+            "--out",
+            str(tmp_path / run),
+            "-q",
+            *FAST_CLI,
+        ]
         return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     survivor, victim = worker("a", 3), worker("b", 3)
@@ -142,8 +170,9 @@ class _Payload:
 def test_crafted_directory_cannot_run_code_on_load(tmp_path: Path) -> None:
     sim = simulate_slice3d(20, seed=4)
     X, y = split_xy(sim.train)
-    model = LesionBoostClassifier(members=("lightgbm",), n_bags=1,
-                                  lightgbm_params={"n_estimators": 5}).fit(X, y)
+    model = LesionBoostClassifier(
+        members=("lightgbm",), n_bags=1, lightgbm_params={"n_estimators": 5}
+    ).fit(X, y)
     folder = save_model(model, tmp_path / "model")
     sentinel = tmp_path / "sentinel.txt"
     manifest_path = Path(folder) / "manifest.json"
@@ -162,9 +191,15 @@ def test_crafted_directory_cannot_run_code_on_load(tmp_path: Path) -> None:
         load_model(folder)
     # a fresh interpreter started inside the directory does not run it either
     subprocess.run(
-        [sys.executable, "-c",
-         "import lesionboost\ntry:\n    lesionboost.load_model('.')\nexcept Exception:\n    pass"],
-        cwd=folder, check=True, capture_output=True,
+        [
+            sys.executable,
+            "-c",
+            "import lesionboost\ntry:\n    lesionboost.load_model('.')\n"
+            "except Exception:\n    pass",
+        ],
+        cwd=folder,
+        check=True,
+        capture_output=True,
     )
     assert not sentinel.exists()
     assert manifest  # the original manifest was plain JSON
@@ -173,8 +208,9 @@ def test_crafted_directory_cannot_run_code_on_load(tmp_path: Path) -> None:
 def test_the_command_line_never_opens_a_network_connection(sim_dir: Path, tmp_path: Path):
     guard = tmp_path / "guard"
     guard.mkdir()
-    (guard / "sitecustomize.py").write_text(textwrap.dedent(
-        """
+    (guard / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            """
         import socket
 
         def _blocked(*args, **kwargs):
@@ -192,25 +228,50 @@ def test_the_command_line_never_opens_a_network_connection(sim_dir: Path, tmp_pa
         socket.create_connection = _blocked
         socket.getaddrinfo = _blocked
         """
-    ))
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(guard), "OMP_NUM_THREADS": "1"}
     probe = subprocess.run(
         [sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 9))"],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert "tried to use the network" in probe.stderr  # the guard is active
 
     def run(*argv: str) -> None:
-        done = subprocess.run([sys.executable, "-m", "lesionboost", *argv], env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "lesionboost", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         assert "network" not in done.stderr
 
     run_dir = tmp_path / "run"
-    run("tune", "--data", str(sim_dir / "train-metadata.csv"), "--trials", "1", "--out",
-        str(run_dir), "-q", *FAST_CLI)
-    run("predict", "--model", str(run_dir / "model"), "--data",
-        str(sim_dir / "test-metadata.csv"), "--out", str(tmp_path / "submission.csv"), "-q")
+    run(
+        "tune",
+        "--data",
+        str(sim_dir / "train-metadata.csv"),
+        "--trials",
+        "1",
+        "--out",
+        str(run_dir),
+        "-q",
+        *FAST_CLI,
+    )
+    run(
+        "predict",
+        "--model",
+        str(run_dir / "model"),
+        "--data",
+        str(sim_dir / "test-metadata.csv"),
+        "--out",
+        str(tmp_path / "submission.csv"),
+        "-q",
+    )
     run("report", str(run_dir), "-q")
     assert (tmp_path / "submission.csv").read_text().startswith("isic_id,target")
 

@@ -22,8 +22,10 @@ def test_patients_never_straddle_folds_and_every_row_has_one() -> None:
     frame = _frame()
     folds = patient_folds(frame, n_splits=5, seed=3)
     assert folds.shape == (frame.height,) and folds.min() == 0 and folds.max() == 4
-    per_patient = pl.DataFrame({"p": frame["patient_id"], "f": folds}).group_by("p").agg(
-        pl.col("f").n_unique()
+    per_patient = (
+        pl.DataFrame({"p": frame["patient_id"], "f": folds})
+        .group_by("p")
+        .agg(pl.col("f").n_unique())
     )
     assert per_patient["f"].max() == 1
 
@@ -82,8 +84,12 @@ def test_folds_do_not_depend_on_strings_the_process_cast_before() -> None:
     # cast the same patient ids, in reverse order, to a categorical first
     warm = "t['patient_id'].unique(maintain_order=True).reverse().cast(pl.Categorical);"
     runs = [
-        subprocess.run([sys.executable, "-c", script.format(warm=w)], capture_output=True,
-                       text=True, check=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", script.format(warm=w)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         for w in ("", warm)
     ]
     assert runs[0] == runs[1]
@@ -92,8 +98,9 @@ def test_folds_do_not_depend_on_strings_the_process_cast_before() -> None:
 def test_integer_patient_ids_and_bad_labels() -> None:
     import pandas as pd
 
-    frame = pd.DataFrame({"patient_id": [1, 1, 2, 2, 3, 3, 4, 4],
-                          "target": [0, 1, 0, 0, 1, 0, 0, 1]})
+    frame = pd.DataFrame(
+        {"patient_id": [1, 1, 2, 2, 3, 3, 4, 4], "target": [0, 1, 0, 0, 1, 0, 0, 1]}
+    )
     folds = patient_folds(frame, n_splits=2, seed=0)
     assert not patients_in_several_folds(frame["patient_id"], folds)
     with pytest.raises(ValueError, match=r"target must hold 0 \(benign\) or 1.*row\(s\) \[3\]"):

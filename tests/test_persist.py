@@ -42,8 +42,9 @@ def _data(n=1500, seed=0):
     frame = pl.DataFrame({f"x{i}": X[:, i] for i in range(5)}).with_columns(
         pl.Series("site", site, dtype=pl.String)
     )
-    frame = frame.with_columns(pl.when(pl.col("x2") > 1.2).then(None).otherwise(pl.col("x2"))
-                               .alias("x2"))
+    frame = frame.with_columns(
+        pl.when(pl.col("x2") > 1.2).then(None).otherwise(pl.col("x2")).alias("x2")
+    )
     return frame, y
 
 
@@ -84,9 +85,7 @@ def test_round_trip_predicts_bit_identically(tmp_path, blend):
     assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["metrics"] == {"pauc": 0.15}
     assert manifest["training_data"]["rows"] == frame.height
-    assert {"lesionboost", "lightgbm", "xgboost", "catboost", "numpy"} <= set(
-        manifest["versions"]
-    )
+    assert {"lesionboost", "lightgbm", "xgboost", "catboost", "numpy"} <= set(manifest["versions"])
     files = manifest["ensemble"]["files"]
     assert sorted(f["path"] for f in files) == sorted(
         f"members/{k}-{b}{MEMBERS[k].suffix}" for k in MEMBERS for b in range(2)
@@ -219,8 +218,14 @@ def test_other_schema_version(saved, delta, advice):
 
 
 @pytest.mark.parametrize(
-    "escape", ["../outside.txt", "/etc/passwd", "members/../../outside.txt", "C:\\x\\y.txt",
-               "..\\outside.txt"]
+    "escape",
+    [
+        "../outside.txt",
+        "/etc/passwd",
+        "members/../../outside.txt",
+        "C:\\x\\y.txt",
+        "..\\outside.txt",
+    ],
 )
 def test_member_path_escaping_the_directory(saved, escape):
     path, _, _ = saved
@@ -341,8 +346,10 @@ def test_fingerprint_follows_the_content():
     assert fingerprint(frame.with_columns(pl.lit("x").alias("site")))["sha256"] != first["sha256"]
 
 
-@pytest.mark.parametrize("damage", ["negative_weight", "weights_not_normalised", "reversed_ranks",
-                                    "infinite_knot", "nan_offset"])
+@pytest.mark.parametrize(
+    "damage",
+    ["negative_weight", "weights_not_normalised", "reversed_ranks", "infinite_knot", "nan_offset"],
+)
 def test_rehashed_nonsense_blend_values_are_refused(saved, damage):
     # Anyone can recompute the manifest hash; values no fit produces must still be
     # refused instead of predicting NaN.

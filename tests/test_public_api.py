@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import lesionboost
 
@@ -19,37 +19,82 @@ PUBLIC = {
     "lesionboost.estimator": ["LesionBoostClassifier", "cross_val_oof", "OOFResult"],
     "lesionboost.features": ["LesionFeaturizer", "GROUPS", "OUTLIER_COLUMNS", "DERIVED_NAMES"],
     "lesionboost.image": [
-        "OnnxEmbedder", "METADATA_KEYS", "write_model_metadata", "build_builtin_embedder",
-        "builtin_model_path", "builtin_model_bytes", "BUILTIN_FEATURES", "train_embedder",
-        "ImageModels", "image_feature_frame", "image_features", "decode_jpeg", "iter_decoded",
+        "OnnxEmbedder",
+        "METADATA_KEYS",
+        "write_model_metadata",
+        "build_builtin_embedder",
+        "builtin_model_path",
+        "builtin_model_bytes",
+        "BUILTIN_FEATURES",
+        "train_embedder",
+        "ImageModels",
+        "image_feature_frame",
+        "image_features",
+        "decode_jpeg",
+        "iter_decoded",
         "DecodeStats",
     ],
     "lesionboost.io": ["read_metadata", "ImageStore", "write_submission"],
     "lesionboost.metrics": ["pauc_above_tpr", "pauc_scorer"],
     "lesionboost.persist": ["save_model", "load_model", "fingerprint", "FORMAT_VERSION"],
     "lesionboost.report": [
-        "plot_roc", "plot_fold_scores", "plot_history", "plot_importances", "plot_calibration",
-        "write_report", "PLOT_FILES",
+        "plot_roc",
+        "plot_fold_scores",
+        "plot_history",
+        "plot_importances",
+        "plot_calibration",
+        "write_report",
+        "PLOT_FILES",
     ],
     "lesionboost.schema": [
-        "SCHEMA_VERSION", "TRAIN_COLUMNS", "TEST_COLUMNS", "LEAK_COLUMNS", "ID_COLUMNS",
-        "NUMERIC_COLUMNS", "CATEGORICAL_COLUMNS", "CATEGORY_LEVELS", "LOCATION_TO_SIMPLE",
-        "SIMPLE_TO_SITE", "validate", "split_xy",
+        "SCHEMA_VERSION",
+        "TRAIN_COLUMNS",
+        "TEST_COLUMNS",
+        "LEAK_COLUMNS",
+        "ID_COLUMNS",
+        "NUMERIC_COLUMNS",
+        "CATEGORICAL_COLUMNS",
+        "CATEGORY_LEVELS",
+        "LOCATION_TO_SIMPLE",
+        "SIMPLE_TO_SITE",
+        "validate",
+        "split_xy",
     ],
     "lesionboost.simulate": [
-        "SimulatedSLICE3D", "simulate_slice3d", "write_slice3d", "render_images",
+        "SimulatedSLICE3D",
+        "simulate_slice3d",
+        "write_slice3d",
+        "render_images",
     ],
     "lesionboost.tuning": [
-        "tune", "TuneResult", "SearchSpace", "PatientCVObjective", "StorageError", "TuningError",
-        "build_config", "open_study", "trial_history", "DEFAULTS_ATTR",
+        "tune",
+        "TuneResult",
+        "SearchSpace",
+        "PatientCVObjective",
+        "StorageError",
+        "TuningError",
+        "build_config",
+        "open_study",
+        "trial_history",
+        "DEFAULTS_ATTR",
     ],
     "lesionboost.exceptions": [
-        "LesionBoostError", "SchemaError", "ModelFileError", "ImageStoreError",
-        "MissingImageError", "OptionalDependencyError", "OutputError", "StorageError",
-        "TuningError", "DataWarning",
+        "LesionBoostError",
+        "SchemaError",
+        "ModelFileError",
+        "ImageStoreError",
+        "MissingImageError",
+        "OptionalDependencyError",
+        "OutputError",
+        "StorageError",
+        "TuningError",
+        "DataWarning",
     ],
     "lesionboost.model_selection": [
-        "patient_folds", "centre_folds", "repeated_patient_folds", "check_patient_folds",
+        "patient_folds",
+        "centre_folds",
+        "repeated_patient_folds",
+        "check_patient_folds",
     ],
 }
 
@@ -104,6 +149,7 @@ def test_importing_the_package_sets_no_process_environment() -> None:
         "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == "[]"

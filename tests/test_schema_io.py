@@ -103,7 +103,9 @@ def test_renamed_column_lists_missing_and_unexpected(tmp_path: Path, tiny_metada
 def test_text_in_numeric_column_names_value_and_row(tmp_path: Path, tiny_metadata: pl.DataFrame):
     frame = tiny_metadata.with_columns(pl.col("tbp_lv_A").cast(pl.String))
     frame = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("abc")).otherwise(pl.col("tbp_lv_A"))
+        pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.lit("abc"))
+        .otherwise(pl.col("tbp_lv_A"))
         .alias("tbp_lv_A")
     )
     path = _write_csv(frame, tmp_path / "text.csv")
@@ -186,7 +188,9 @@ def test_stdlext_equal_to_lext_warns(tmp_path: Path, tiny_metadata: pl.DataFrame
 
 def test_nan_and_inf_become_missing_with_a_warning(tmp_path: Path, tiny_metadata: pl.DataFrame):
     frame = tiny_metadata.with_columns(
-        pl.when(pl.int_range(pl.len()) == 0).then(float("inf")).otherwise(pl.col("tbp_lv_x"))
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(float("inf"))
+        .otherwise(pl.col("tbp_lv_x"))
         .alias("tbp_lv_x")
     )
     with pytest.warns(DataWarning, match="'tbp_lv_x'.*NaN/infinite"):

@@ -22,8 +22,7 @@ def _check_parent(path: Path) -> None:
         )
     if not os.access(parent, os.W_OK):
         raise PermissionError(
-            f"Cannot write {path}: the folder {parent} is not writable. "
-            "Choose another output path."
+            f"Cannot write {path}: the folder {parent} is not writable. Choose another output path."
         )
 
 

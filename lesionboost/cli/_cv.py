@@ -363,7 +363,12 @@ def _write_report(
 
     try:
         return write_evaluation_report(
-            evaluation, out, oof=oof, context=context, title=title, inputs=inputs,
+            evaluation,
+            out,
+            oof=oof,
+            context=context,
+            title=title,
+            inputs=inputs,
             calibrated=calibrated,
         )
     except OptionalDependencyError as exc:

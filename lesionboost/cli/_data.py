@@ -101,8 +101,10 @@ def run_embed(args: argparse.Namespace) -> int:
     store = ImageStore(args.images)
     if args.metadata:
         source = Path(args.metadata)
-        table = pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(
-            source, columns=["isic_id"], infer_schema=False
+        table = (
+            pl.read_parquet(source)
+            if source.suffix == ".parquet"
+            else pl.read_csv(source, columns=["isic_id"], infer_schema=False)
         )
         if "isic_id" not in table.columns:
             raise UsageError(f"{source} has no isic_id column.")
@@ -111,8 +113,12 @@ def run_embed(args: argparse.Namespace) -> int:
         ids = sorted(store.ids())
     shard_ids = [str(v) for v in np.array_split(np.asarray(ids, dtype=object), count)[index]]
     embedder = OnnxEmbedder(
-        args.model, providers=args.providers, batch_size=args.batch_size,
-        output=args.output_name, workers=args.workers, precision=args.precision,
+        args.model,
+        providers=args.providers,
+        batch_size=args.batch_size,
+        output=args.output_name,
+        workers=args.workers,
+        precision=args.precision,
     )
     started = time.perf_counter()
     embeddings, failed = embedder.embed(store, shard_ids, return_failed=True)

@@ -44,8 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _runner(args.command)(args)
     except KeyboardInterrupt:
         if args.command == "tune":  # finished trials live in the study, not in the outputs
-            print("lesionboost: interrupted; finished trials are kept in the study: run the "
-                  "same command again to resume.", file=sys.stderr)
+            print(
+                "lesionboost: interrupted; finished trials are kept in the study: run the "
+                "same command again to resume.",
+                file=sys.stderr,
+            )
         else:
             print("lesionboost: interrupted; no partial output was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED

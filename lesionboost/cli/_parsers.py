@@ -39,20 +39,39 @@ def _add_simulate(subparsers: Any) -> None:
         epilog="example: lesionboost simulate --out sim-data --patients 200 --images 1000",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
-    parser.add_argument("--patients", type=int, default=1042, metavar="N",
-                        help="training patients (default 1042: ~401k lesions)")
-    parser.add_argument("--test-patients", type=int, default=0, metavar="N",
-                        help="new patients for a test split (default 0: none)")
-    parser.add_argument("--images", default="0", metavar="N|all",
-                        help="train crops to render into train-image.hdf5 (a seeded random "
-                        "choice of lesions, independent of the label; default 0)")
+    parser.add_argument(
+        "--patients",
+        type=int,
+        default=1042,
+        metavar="N",
+        help="training patients (default 1042: ~401k lesions)",
+    )
+    parser.add_argument(
+        "--test-patients",
+        type=int,
+        default=0,
+        metavar="N",
+        help="new patients for a test split (default 0: none)",
+    )
+    parser.add_argument(
+        "--images",
+        default="0",
+        metavar="N|all",
+        help="train crops to render into train-image.hdf5 (a seeded random "
+        "choice of lesions, independent of the label; default 0)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--scenario", default="default", choices=SIMULATION_SCENARIOS,
-                        help="how malignancy depends on the lesion and its patient "
-                        "(default: the risk calibrated to the real data; see the "
-                        "'Scenarios' section of docs/simulator.md)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace the files of an earlier simulation in --out")
+    parser.add_argument(
+        "--scenario",
+        default="default",
+        choices=SIMULATION_SCENARIOS,
+        help="how malignancy depends on the lesion and its patient "
+        "(default: the risk calibrated to the real data; see the "
+        "'Scenarios' section of docs/simulator.md)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace the files of an earlier simulation in --out"
+    )
     add_output_options(parser)
 
 
@@ -81,7 +100,10 @@ def _add_embed(subparsers: Any) -> None:
     )
     parser.add_argument("--images", required=True, metavar="HDF5", help="Kaggle-layout image file")
     parser.add_argument(
-        "--model", "--image-model", dest="model", metavar="MODEL.onnx",
+        "--model",
+        "--image-model",
+        dest="model",
+        metavar="MODEL.onnx",
         help="ONNX image model (default: the built-in label-free embedder)",
     )
     parser.add_argument("--out", required=True, metavar="PARQUET", help="output Parquet file")
@@ -89,19 +111,24 @@ def _add_embed(subparsers: Any) -> None:
         "--shard", metavar="i/n", help="embed shard i of n (0-based) of the sorted ids"
     )
     parser.add_argument(
-        "--metadata", metavar="FILE",
+        "--metadata",
+        metavar="FILE",
         help="embed only the isic_id values of this CSV/Parquet file (default: every crop)",
     )
     parser.add_argument("--batch-size", type=int, metavar="N", help="crops per model call")
     parser.add_argument(
-        "--providers", choices=("auto", "cpu", "cuda"), default="auto",
+        "--providers",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
         help="onnxruntime device: auto = CUDA when available (default), else CPU",
     )
     parser.add_argument(
         "--output-name", metavar="NAME", help="model output to write (default: the embedding)"
     )
     parser.add_argument(
-        "--precision", choices=("fp32", "tf32", "fp16"), default=None,
+        "--precision",
+        choices=("fp32", "tf32", "fp16"),
+        default=None,
         help="numeric precision, recorded in the table (default fp32: CUDA with TF32 off)",
     )
     parser.add_argument("--workers", type=int, metavar="N", help="JPEG decoders (default: cores)")
@@ -133,45 +160,91 @@ def _add_tune(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", metavar="CSV|PARQUET|DIR",
-                        help="training metadata (default: simulate a demo cohort)")
+    parser.add_argument(
+        "--data",
+        metavar="CSV|PARQUET|DIR",
+        help="training metadata (default: simulate a demo cohort)",
+    )
     parser.add_argument("--images", metavar="HDF5", help="training crops (adds image features)")
-    parser.add_argument("--image-model", metavar="MODEL",
-                        help="image model for --images: an .onnx file, a `lesionboost embed` "
-                        "Parquet file (embeds once for all trials) or a train_embedder folder "
-                        "(default: the built-in embedder)")
-    parser.add_argument("--trials", type=int, metavar="N",
-                        help="finished trials the study should hold (default 50; demo 6)")
-    parser.add_argument("--timeout", type=float, metavar="SEC",
-                        help="stop starting trials after SEC seconds")
-    parser.add_argument("--storage", metavar="URL",
-                        help="Optuna storage: sqlite:///f.db, journal:PATH, postgresql://... "
-                        "(default: $LESIONBOOST_STORAGE, else RUN_DIR/study.db, or "
-                        "RUN_DIR/study.journal with --workers > 1)")
-    parser.add_argument("--study", default="lesionboost", metavar="NAME",
-                        help="study name in the storage (default: lesionboost)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="worker processes on this machine sharing the storage (default 1)")
-    parser.add_argument("--out", default="runs/lesionboost", metavar="RUN_DIR",
-                        help="run folder (default: runs/lesionboost)")
-    parser.add_argument("--force", action="store_true",
-                        help="discard a previous run in RUN_DIR and start over (a study in "
-                        "a --storage outside RUN_DIR is never deleted)")
-    parser.add_argument("--folds", type=int, metavar="K",
-                        help="patient-grouped folds (default 5; demo 3)")
+    parser.add_argument(
+        "--image-model",
+        metavar="MODEL",
+        help="image model for --images: an .onnx file, a `lesionboost embed` "
+        "Parquet file (embeds once for all trials) or a train_embedder folder "
+        "(default: the built-in embedder)",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="finished trials the study should hold (default 50; demo 6)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, metavar="SEC", help="stop starting trials after SEC seconds"
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage: sqlite:///f.db, journal:PATH, postgresql://... "
+        "(default: $LESIONBOOST_STORAGE, else RUN_DIR/study.db, or "
+        "RUN_DIR/study.journal with --workers > 1)",
+    )
+    parser.add_argument(
+        "--study",
+        default="lesionboost",
+        metavar="NAME",
+        help="study name in the storage (default: lesionboost)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on this machine sharing the storage (default 1)",
+    )
+    parser.add_argument(
+        "--out",
+        default="runs/lesionboost",
+        metavar="RUN_DIR",
+        help="run folder (default: runs/lesionboost)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="discard a previous run in RUN_DIR and start over (a study in "
+        "a --storage outside RUN_DIR is never deleted)",
+    )
+    parser.add_argument(
+        "--folds", type=int, metavar="K", help="patient-grouped folds (default 5; demo 3)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of folds, sampler, models")
-    parser.add_argument("--members", metavar="LIST",
-                        help="comma-separated members (default lightgbm,xgboost,catboost; "
-                        "demo lightgbm)")
-    parser.add_argument("--rounds", type=int, metavar="N",
-                        help="boosting rounds of every member (default: the estimator's; demo "
-                        "60); small values make quick test runs")
-    parser.add_argument("--patients", type=int, metavar="N",
-                        help="size of the simulated cohort without --data (default 150)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where the boosters train (default cpu)")
-    parser.add_argument("--n-jobs", type=int, metavar="N",
-                        help="threads per booster (default: all cores / workers)")
+    parser.add_argument(
+        "--members",
+        metavar="LIST",
+        help="comma-separated members (default lightgbm,xgboost,catboost; demo lightgbm)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="boosting rounds of every member (default: the estimator's; demo "
+        "60); small values make quick test runs",
+    )
+    parser.add_argument(
+        "--patients",
+        type=int,
+        metavar="N",
+        help="size of the simulated cohort without --data (default 150)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the boosters train (default cpu)",
+    )
+    parser.add_argument(
+        "--n-jobs", type=int, metavar="N", help="threads per booster (default: all cores / workers)"
+    )
     add_output_options(parser)
 
 
@@ -189,12 +262,20 @@ def _add_predict(subparsers: Any) -> None:
         "--out submission.csv --top-k 5",
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="saved model directory")
-    parser.add_argument("--data", required=True, metavar="CSV|PARQUET",
-                        help="metadata of the lesions to score (test-metadata.csv)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="CSV|PARQUET",
+        help="metadata of the lesions to score (test-metadata.csv)",
+    )
     parser.add_argument("--images", metavar="HDF5", help="their crops (models with image features)")
     parser.add_argument("--out", required=True, metavar="CSV", help="submission file to write")
-    parser.add_argument("--top-k", type=int, metavar="K",
-                        help="also write OUT-triage.csv with each patient's top K lesions")
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        metavar="K",
+        help="also write OUT-triage.csv with each patient's top K lesions",
+    )
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     add_output_options(parser)
 
@@ -212,8 +293,9 @@ def _add_report(subparsers: Any) -> None:
         epilog="example: lesionboost report runs/demo   (writes runs/demo/report/index.html)",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a tune run")
-    parser.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/report; "
-                        "replaced atomically)")
+    parser.add_argument(
+        "--out", metavar="DIR", help="report folder (default RUN_DIR/report; replaced atomically)"
+    )
     add_output_options(parser)
 
 
@@ -244,42 +326,92 @@ def _add_cv(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", metavar="CSV|PARQUET|DIR",
-                        help="training metadata (default: simulate a demo cohort)")
+    parser.add_argument(
+        "--data",
+        metavar="CSV|PARQUET|DIR",
+        help="training metadata (default: simulate a demo cohort)",
+    )
     parser.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
-    parser.add_argument("--cv", choices=("patient", "centre"), default="patient",
-                        help="patient-grouped folds (default) or one fold per centre")
-    parser.add_argument("--repeats", type=int, default=1, metavar="R",
-                        help="different patient-grouped splits, seeds SEED..SEED+R-1 "
-                        "(default 1; --cv patient only)")
-    parser.add_argument("--folds", type=int, metavar="K",
-                        help="patient-grouped folds per repeat (default 5; demo 3)")
-    parser.add_argument("--params", metavar="JSON",
-                        help="configuration to validate: a tune run's best.json (its "
-                        "best_params) or a JSON object of estimator parameters")
-    parser.add_argument("--members", metavar="LIST",
-                        help="comma-separated members (default: the estimator's; demo "
-                        "lightgbm)")
-    parser.add_argument("--rounds", type=int, metavar="N",
-                        help="boosting rounds of every member (default: the estimator's; "
-                        "demo 60)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the folds, the models and the bootstrap (default 0)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where the boosters train (default cpu)")
-    parser.add_argument("--n-jobs", type=int, metavar="N",
-                        help="threads per booster (default: all cores; cores / N with local:N)")
-    parser.add_argument("--n-boot", type=int, default=1000, metavar="B",
-                        help="patient-level bootstrap replicates of the evaluation (default "
-                        "1000; 0: no intervals)")
-    parser.add_argument("--scheduler", metavar="ADDRESS|local:N",
-                        help="run the folds on a Dask cluster: a scheduler address "
-                        "(tcp://host:8786) or local:N single-thread workers (needs "
-                        "distributed)")
-    parser.add_argument("--patients", type=int, metavar="N",
-                        help="size of the simulated cohort without --data (default 150)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an earlier cv run in RUN (only files lesionboost wrote)")
+    parser.add_argument(
+        "--cv",
+        choices=("patient", "centre"),
+        default="patient",
+        help="patient-grouped folds (default) or one fold per centre",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="R",
+        help="different patient-grouped splits, seeds SEED..SEED+R-1 "
+        "(default 1; --cv patient only)",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="patient-grouped folds per repeat (default 5; demo 3)",
+    )
+    parser.add_argument(
+        "--params",
+        metavar="JSON",
+        help="configuration to validate: a tune run's best.json (its "
+        "best_params) or a JSON object of estimator parameters",
+    )
+    parser.add_argument(
+        "--members",
+        metavar="LIST",
+        help="comma-separated members (default: the estimator's; demo lightgbm)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="boosting rounds of every member (default: the estimator's; demo 60)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the folds, the models and the bootstrap (default 0)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the boosters train (default cpu)",
+    )
+    parser.add_argument(
+        "--n-jobs",
+        type=int,
+        metavar="N",
+        help="threads per booster (default: all cores; cores / N with local:N)",
+    )
+    parser.add_argument(
+        "--n-boot",
+        type=int,
+        default=1000,
+        metavar="B",
+        help="patient-level bootstrap replicates of the evaluation (default 1000; 0: no intervals)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS|local:N",
+        help="run the folds on a Dask cluster: a scheduler address "
+        "(tcp://host:8786) or local:N single-thread workers (needs "
+        "distributed)",
+    )
+    parser.add_argument(
+        "--patients",
+        type=int,
+        metavar="N",
+        help="size of the simulated cohort without --data (default 150)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier cv run in RUN (only files lesionboost wrote)",
+    )
     add_output_options(parser)
 
 
@@ -304,20 +436,37 @@ def _add_evaluate(subparsers: Any) -> None:
     )
     parser.add_argument("run_dir", nargs="?", metavar="RUN", help="a `lesionboost cv` run folder")
     parser.add_argument("--model", metavar="DIR", help="saved model directory to score --data")
-    parser.add_argument("--data", metavar="CSV|PARQUET",
-                        help="labelled lesions (train-metadata.csv layout) for --model/--scores")
+    parser.add_argument(
+        "--data",
+        metavar="CSV|PARQUET",
+        help="labelled lesions (train-metadata.csv layout) for --model/--scores",
+    )
     parser.add_argument("--images", metavar="HDF5", help="their crops (models with image features)")
-    parser.add_argument("--scores", metavar="CSV|PARQUET",
-                        help="scores to evaluate: isic_id and score (or target) per lesion")
-    parser.add_argument("--repeat", type=int, metavar="R",
-                        help="repeat of the cv run to evaluate (default 0)")
-    parser.add_argument("--n-boot", type=int, metavar="B",
-                        help="bootstrap replicates (default: the run's, else 1000)")
-    parser.add_argument("--seed", type=int, metavar="S",
-                        help="bootstrap seed (default: the run's, else 0)")
-    parser.add_argument("--report", nargs="?", const="", metavar="DIR",
-                        help="draw the evaluation report and model card into DIR (default "
-                        "RUN/report; a DIR is needed with --model/--scores)")
+    parser.add_argument(
+        "--scores",
+        metavar="CSV|PARQUET",
+        help="scores to evaluate: isic_id and score (or target) per lesion",
+    )
+    parser.add_argument(
+        "--repeat", type=int, metavar="R", help="repeat of the cv run to evaluate (default 0)"
+    )
+    parser.add_argument(
+        "--n-boot",
+        type=int,
+        metavar="B",
+        help="bootstrap replicates (default: the run's, else 1000)",
+    )
+    parser.add_argument(
+        "--seed", type=int, metavar="S", help="bootstrap seed (default: the run's, else 0)"
+    )
+    parser.add_argument(
+        "--report",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="draw the evaluation report and model card into DIR (default "
+        "RUN/report; a DIR is needed with --model/--scores)",
+    )
     add_output_options(parser)
 
 

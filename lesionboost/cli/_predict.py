@@ -66,9 +66,12 @@ def run_predict(args: argparse.Namespace) -> int:
         scores = model.predict_proba(frame)[:, 1]
     write_submission(frame.get_column("isic_id"), scores, out, overwrite=True)
     claim(out.parent, [out.name], written_by=WRITTEN_BY)
-    summary: dict[str, Any] = {"out": str(out), "rows": frame.height,
-                               "patients": frame.get_column("patient_id").n_unique(),
-                               "seconds": round(time.perf_counter() - started, 2)}
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "rows": frame.height,
+        "patients": frame.get_column("patient_id").n_unique(),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     if triage is not None:
         table = _triage_table(frame, explained, args.top_k)
         with atomic_path(triage) as tmp:
@@ -76,29 +79,43 @@ def run_predict(args: argparse.Namespace) -> int:
         claim(triage.parent, [triage.name], written_by=WRITTEN_BY)
         summary["triage"] = str(triage)
         summary["triage_rows"] = table.height
-    emit(args, summary, f"wrote {out} ({frame.height} lesions)"
-          + (f" and {triage} (top {args.top_k} per patient)" if triage else ""))
+    emit(
+        args,
+        summary,
+        f"wrote {out} ({frame.height} lesions)"
+        + (f" and {triage} (top {args.top_k} per patient)" if triage else ""),
+    )
     return EXIT_OK
 
 
 def _triage_table(frame: pl.DataFrame, explained: pl.DataFrame, top_k: int) -> pl.DataFrame:
     """Each patient's ``top_k`` highest-risk lesions with the three features that drove them."""
-    table = pl.DataFrame({
-        "patient_id": frame.get_column("patient_id"),
-        "isic_id": frame.get_column("isic_id"),
-        "score": explained.get_column("score"),
-        "features": explained.get_column("top_features"),
-        "contributions": explained.get_column("top_contributions"),
-    })
+    table = pl.DataFrame(
+        {
+            "patient_id": frame.get_column("patient_id"),
+            "isic_id": frame.get_column("isic_id"),
+            "score": explained.get_column("score"),
+            "features": explained.get_column("top_features"),
+            "contributions": explained.get_column("top_contributions"),
+        }
+    )
     table = (
         table.sort(["patient_id", "score", "isic_id"], descending=[False, True, False])
         .with_columns(pl.int_range(1, pl.len() + 1).over("patient_id").alias("rank"))
         .filter(pl.col("rank") <= top_k)
     )
-    columns = [pl.col("patient_id"), pl.col("rank").cast(pl.Int32), pl.col("isic_id"),
-               pl.col("score")]
+    columns = [
+        pl.col("patient_id"),
+        pl.col("rank").cast(pl.Int32),
+        pl.col("isic_id"),
+        pl.col("score"),
+    ]
     for i in range(3):
         columns.append(pl.col("features").list.get(i, null_on_oob=True).alias(f"feature_{i + 1}"))
-        columns.append(pl.col("contributions").list.get(i, null_on_oob=True)
-                       .round(6).alias(f"contribution_{i + 1}"))
+        columns.append(
+            pl.col("contributions")
+            .list.get(i, null_on_oob=True)
+            .round(6)
+            .alias(f"contribution_{i + 1}")
+        )
     return table.select(columns)

@@ -41,12 +41,26 @@ logger = logging.getLogger("lesionboost")
 WRITTEN_BY = "lesionboost tune"
 
 #: Demo settings when ``tune`` runs without --data (sized for ~3 minutes on 2 cores).
-DEMO: dict[str, Any] = {"patients": 150, "trials": 6, "folds": 3, "members": ("lightgbm",), "rounds": 60}
+DEMO: dict[str, Any] = {
+    "patients": 150,
+    "trials": 6,
+    "folds": 3,
+    "members": ("lightgbm",),
+    "rounds": 60,
+}
 #: Defaults with real data.
 REAL: dict[str, Any] = {"trials": 50, "folds": 5}
 
-_RUN_FILES = ("run.json", "study.db", "study.db-journal", "study.journal", "study.journal.lock",
-              "folds.parquet", "oof.parquet", "best.json")
+_RUN_FILES = (
+    "run.json",
+    "study.db",
+    "study.db-journal",
+    "study.journal",
+    "study.journal.lock",
+    "folds.parquet",
+    "oof.parquet",
+    "best.json",
+)
 _RUN_DIRS = ("model", "report", "trials")
 
 
@@ -68,10 +82,6 @@ def _members(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return members
 
 
-
-
-
-
 def _is_in(path: Path | None, folder: Path) -> bool:
     return path is not None and path.resolve().is_relative_to(folder.resolve())
 
@@ -82,8 +92,9 @@ def _study_names(backend: Any) -> list[str]:
     return optuna.study.get_all_study_names(backend)
 
 
-def _check_run_dir(run_dir: Path, settings: dict[str, Any], force: bool,
-                   inputs: list[Path]) -> None:
+def _check_run_dir(
+    run_dir: Path, settings: dict[str, Any], force: bool, inputs: list[Path]
+) -> None:
     """Check, before any file exists, that RUN_DIR may hold this run (resume or --force)."""
     marker = run_dir / "run.json"
     if force:
@@ -99,11 +110,13 @@ def _check_run_dir(run_dir: Path, settings: dict[str, Any], force: bool,
             recorded = json.loads(marker.read_text())["settings"]
         except (ValueError, KeyError) as exc:
             raise ValueError(f"{marker} is damaged ({exc}); pass --force to start over.") from exc
-        differ = sorted(k for k in set(recorded) | set(settings)
-                        if recorded.get(k) != settings.get(k))
+        differ = sorted(
+            k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k)
+        )
         if differ:
-            details = "; ".join(f"{k}: was {recorded.get(k)!r}, now {settings.get(k)!r}"
-                                for k in differ[:4])
+            details = "; ".join(
+                f"{k}: was {recorded.get(k)!r}, now {settings.get(k)!r}" for k in differ[:4]
+            )
             raise UsageError(
                 f"{run_dir} holds a run started with other options ({details}). Repeat the "
                 "original options to resume it, choose another --out, or add --force to "
@@ -116,8 +129,9 @@ def _owned_run_entries(run_dir: Path) -> list[str]:
     """The entries of RUN_DIR that an earlier run wrote (never the user's files)."""
     marker = read_marker(run_dir)
     owned = set(marker["entries"]) if marker else set()
-    return [name for name in (*_RUN_FILES, *_RUN_DIRS)
-            if name in owned and (run_dir / name).exists()]
+    return [
+        name for name in (*_RUN_FILES, *_RUN_DIRS) if name in owned and (run_dir / name).exists()
+    ]
 
 
 def _remove_run_entries(run_dir: Path) -> None:
@@ -138,8 +152,14 @@ def _start_run_dir(run_dir: Path, settings: dict[str, Any], force: bool) -> bool
     run_dir.mkdir(parents=True, exist_ok=True)
     claim(run_dir, (*_RUN_FILES, *_RUN_DIRS), written_by=WRITTEN_BY)
     if new:
-        write_json(run_dir / "run.json", {"lesionboost": __version__, "settings": settings,
-                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json(
+            run_dir / "run.json",
+            {
+                "lesionboost": __version__,
+                "settings": settings,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
     return new
 
 
@@ -156,7 +176,8 @@ def _load_training_data(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[st
         logger.info(
             "no --data: tuning on a simulated SLICE-3D cohort of %d patients (seed %d), demo "
             "settings: %s; pass --data train-metadata.csv for real data",
-            patients, args.seed,
+            patients,
+            args.seed,
             ", ".join(f"{k}={v}" for k, v in _demo_choices(args).items()) or "as given",
         )
         frame = simulate_slice3d(patients, seed=args.seed).train
@@ -183,8 +204,9 @@ def _demo_choices(args: argparse.Namespace) -> dict[str, Any]:
     return picked
 
 
-def _run_folds(run_dir: Path, frame: pl.DataFrame, n_splits: int, seed: int,
-               force: bool) -> np.ndarray:
+def _run_folds(
+    run_dir: Path, frame: pl.DataFrame, n_splits: int, seed: int, force: bool
+) -> np.ndarray:
     """The run's folds: read back from folds.parquet when resuming, else drawn (not saved)."""
     path = run_dir / "folds.parquet"
     ids = frame.get_column("isic_id")
@@ -206,8 +228,13 @@ def _save_folds(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray) -> None:
     if path.exists():
         return
     with atomic_path(path) as tmp:
-        pl.DataFrame({"isic_id": frame.get_column("isic_id"),
-                      "patient_id": frame.get_column("patient_id"), "fold": folds}).write_parquet(tmp)
+        pl.DataFrame(
+            {
+                "isic_id": frame.get_column("isic_id"),
+                "patient_id": frame.get_column("patient_id"),
+                "fold": folds,
+            }
+        ).write_parquet(tmp)
 
 
 # --------------------------------------------------------------------------- tune
@@ -230,17 +257,22 @@ def run_tune(args: argparse.Namespace) -> int:
     if args.image_model is not None and args.images is None:
         raise UsageError("--image-model needs --images (the HDF5 crops of the training lesions).")
     if args.data is not None and not Path(args.data).exists():
-        raise FileNotFoundError(f"--data {args.data} does not exist; pass train-metadata.csv, "
-                                "a Parquet copy, or the folder holding it.")
+        raise FileNotFoundError(
+            f"--data {args.data} does not exist; pass train-metadata.csv, "
+            "a Parquet copy, or the folder holding it."
+        )
     if args.images is not None and not Path(args.images).exists():
         raise FileNotFoundError(f"--images {args.images} does not exist; pass train-image.hdf5.")
     if args.image_model is not None and not Path(args.image_model).exists():
-        raise FileNotFoundError(f"--image-model {args.image_model} does not exist; pass an .onnx "
-                                "file, an embed Parquet file or a train_embedder folder.")
+        raise FileNotFoundError(
+            f"--image-model {args.image_model} does not exist; pass an .onnx "
+            "file, an embed Parquet file or a train_embedder folder."
+        )
     demo = args.data is None
     defaults = DEMO if demo else REAL
-    members = _members(args.members, DEMO["members"] if demo else
-                       ("lightgbm", "xgboost", "catboost"))
+    members = _members(
+        args.members, DEMO["members"] if demo else ("lightgbm", "xgboost", "catboost")
+    )
     n_splits = args.folds or defaults["folds"]
     rounds = args.rounds if args.rounds is not None else (DEMO["rounds"] if demo else None)
     n_trials = args.trials
@@ -252,8 +284,11 @@ def run_tune(args: argparse.Namespace) -> int:
     check_folder_output(run_dir, written_by=WRITTEN_BY, inputs=inputs)
     storage = args.storage or os.environ.get("LESIONBOOST_STORAGE")
     if storage is None:
-        storage = (f"sqlite:///{(run_dir / 'study.db').resolve()}" if args.workers == 1
-                   else f"journal:{(run_dir / 'study.journal').resolve()}")
+        storage = (
+            f"sqlite:///{(run_dir / 'study.db').resolve()}"
+            if args.workers == 1
+            else f"journal:{(run_dir / 'study.journal').resolve()}"
+        )
     elif args.workers > 1 and is_sqlite(storage):
         raise UsageError(
             f"--workers {args.workers} with a SQLite storage fails with 'database is locked'; "
@@ -262,7 +297,8 @@ def run_tune(args: argparse.Namespace) -> int:
     if args.storage or os.environ.get("LESIONBOOST_STORAGE"):
         backend = open_storage(storage)  # an unreachable server fails here, before any work
         if (
-            args.force and args.study in _study_names(backend)
+            args.force
+            and args.study in _study_names(backend)
             and not _is_in(storage_file(storage), run_dir)
         ):
             # --force only clears RUN_DIR; a study in a storage outside it may be shared
@@ -278,8 +314,11 @@ def run_tune(args: argparse.Namespace) -> int:
         "patients": None if args.data else (args.patients or DEMO["patients"]),
         "images": str(Path(args.images).resolve()) if args.images else None,
         "image_model": str(Path(args.image_model).resolve()) if args.image_model else None,
-        "seed": args.seed, "folds": n_splits,
-        "members": list(members), "rounds": rounds, "study": args.study,
+        "seed": args.seed,
+        "folds": n_splits,
+        "members": list(members),
+        "rounds": rounds,
+        "study": args.study,
         "storage": describe_storage(storage),
     }
     _check_run_dir(run_dir, settings, args.force, inputs)
@@ -298,10 +337,19 @@ def run_tune(args: argparse.Namespace) -> int:
         fixed.update(images=str(Path(args.images).resolve()), image_model=settings["image_model"])
     try:
         result = tune(
-            frame, n_trials=n_trials, timeout=args.timeout, storage=storage,
-            study_name=args.study, folds=folds, members=members, fixed_params=fixed,
-            rounds=rounds, n_workers=args.workers, seed=args.seed,
-            progress=not args.quiet, oof_dir=run_dir / "trials",
+            frame,
+            n_trials=n_trials,
+            timeout=args.timeout,
+            storage=storage,
+            study_name=args.study,
+            folds=folds,
+            members=members,
+            fixed_params=fixed,
+            rounds=rounds,
+            n_workers=args.workers,
+            seed=args.seed,
+            progress=not args.quiet,
+            oof_dir=run_dir / "trials",
         )
     except Exception:
         if new_run and not _has_finished_trials(storage, args.study):
@@ -313,27 +361,50 @@ def run_tune(args: argparse.Namespace) -> int:
     tuning_seconds = time.perf_counter() - started
     study = result.study
     best = study.best_trial
-    logger.info("best trial %d: OOF pAUC %.4f (defaults %s)", best.number, best.value,
-                "n/a" if result.defaults_value is None else f"{result.defaults_value:.4f}")
+    logger.info(
+        "best trial %d: OOF pAUC %.4f (defaults %s)",
+        best.number,
+        best.value,
+        "n/a" if result.defaults_value is None else f"{result.defaults_value:.4f}",
+    )
     files = _finish_run(
-        run_dir, frame, folds, result, fixed, data_summary,
-        extra={"study_name": args.study, "storage": describe_storage(storage),
-               "n_splits": n_splits, "seed": args.seed, "rounds": rounds,
-               "tuning_seconds": round(tuning_seconds, 1)},
+        run_dir,
+        frame,
+        folds,
+        result,
+        fixed,
+        data_summary,
+        extra={
+            "study_name": args.study,
+            "storage": describe_storage(storage),
+            "n_splits": n_splits,
+            "seed": args.seed,
+            "rounds": rounds,
+            "tuning_seconds": round(tuning_seconds, 1),
+        },
     )
     counts = _state_counts(study)
     summary = {
-        "run_dir": str(run_dir), "study": args.study, "storage": describe_storage(storage),
-        "trials": counts, "best_trial": best.number, "best_value": best.value,
-        "defaults_value": result.defaults_value, "best_params": result.best_params,
+        "run_dir": str(run_dir),
+        "study": args.study,
+        "storage": describe_storage(storage),
+        "trials": counts,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "defaults_value": result.defaults_value,
+        "best_params": result.best_params,
         "defaults_is_best": bool(best.user_attrs.get(DEFAULTS_ATTR)),
-        "files": files, "seconds": round(time.perf_counter() - started, 1),
+        "files": files,
+        "seconds": round(time.perf_counter() - started, 1),
     }
-    emit(args, summary,
-          f"best OOF pAUC {best.value:.4f} (defaults "
-          f"{'n/a' if result.defaults_value is None else f'{result.defaults_value:.4f}'}) after "
-          f"{counts.get('COMPLETE', 0)} complete and {counts.get('PRUNED', 0)} pruned trials; "
-          f"model in {files['model']}, report {files.get('report', '(not drawn)')}")
+    emit(
+        args,
+        summary,
+        f"best OOF pAUC {best.value:.4f} (defaults "
+        f"{'n/a' if result.defaults_value is None else f'{result.defaults_value:.4f}'}) after "
+        f"{counts.get('COMPLETE', 0)} complete and {counts.get('PRUNED', 0)} pruned trials; "
+        f"model in {files['model']}, report {files.get('report', '(not drawn)')}",
+    )
     return EXIT_OK
 
 
@@ -347,8 +418,9 @@ def _has_finished_trials(storage: str, study_name: str) -> bool:
         study = optuna.load_study(study_name=study_name, storage=backend)
     except Exception:  # no study, or a storage that cannot be opened: nothing to keep
         return False
-    return any(t.state.is_finished() and t.state.name != "FAIL"
-               for t in study.get_trials(deepcopy=False))
+    return any(
+        t.state.is_finished() and t.state.name != "FAIL" for t in study.get_trials(deepcopy=False)
+    )
 
 
 def _state_counts(study: Any) -> dict[str, int]:
@@ -358,8 +430,9 @@ def _state_counts(study: Any) -> dict[str, int]:
     return counts
 
 
-def _best_oof(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, number: int,
-              estimator: Any) -> np.ndarray:
+def _best_oof(
+    run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, number: int, estimator: Any
+) -> np.ndarray:
     """OOF scores of the best trial: saved by the trial itself, else recomputed."""
     path = run_dir / "trials" / f"trial-{number}.parquet"
     if path.exists():
@@ -394,9 +467,15 @@ def _importances(model: Any, frame: pl.DataFrame, rows: int = 2000) -> dict[str,
     return {str(features.columns[i]): round(float(share[i]), 6) for i in order}
 
 
-def _finish_run(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, result: Any,
-                fixed: dict[str, Any], data_summary: dict[str, Any],
-                extra: dict[str, Any]) -> dict[str, str]:
+def _finish_run(
+    run_dir: Path,
+    frame: pl.DataFrame,
+    folds: np.ndarray,
+    result: Any,
+    fixed: dict[str, Any],
+    data_summary: dict[str, Any],
+    extra: dict[str, Any],
+) -> dict[str, str]:
     from ..calibration import ScoreCalibrator
     from ..estimator import LesionBoostClassifier
     from ..metrics import pauc_above_tpr
@@ -425,15 +504,23 @@ def _finish_run(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, result: A
         model.calibrator_ = calibrator.to_dict()
         calibrated = calibrator.transform(oof)
     with atomic_path(run_dir / "oof.parquet") as tmp:
-        pl.DataFrame({
-            "isic_id": frame.get_column("isic_id"),
-            "patient_id": frame.get_column("patient_id"),
-            "fold": folds, "target": y.astype(np.int8), "score": oof,
-            "score_calibrated": calibrated,
-        }).write_parquet(tmp)
+        pl.DataFrame(
+            {
+                "isic_id": frame.get_column("isic_id"),
+                "patient_id": frame.get_column("patient_id"),
+                "fold": folds,
+                "target": y.astype(np.int8),
+                "score": oof,
+                "score_calibrated": calibrated,
+            }
+        ).write_parquet(tmp)
     finite = [s for s in fold_scores if s is not None]
-    metrics = {"oof_pauc": pauc_above_tpr(y, oof), "fold_scores": fold_scores,
-               "study": extra["study_name"], "trial": best.number}
+    metrics = {
+        "oof_pauc": pauc_above_tpr(y, oof),
+        "fold_scores": fold_scores,
+        "study": extra["study_name"],
+        "trial": best.number,
+    }
     save_model(model, run_dir / "model", metrics=metrics, training_data=frame, overwrite=True)
     best_json = {
         **extra,
@@ -457,8 +544,12 @@ def _finish_run(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, result: A
     for stale in (run_dir / "trials").glob("trial-*.parquet"):
         if stale.name != f"trial-{best.number}.parquet":
             stale.unlink(missing_ok=True)
-    files = {"model": str(run_dir / "model"), "best": str(run_dir / "best.json"),
-             "folds": str(run_dir / "folds.parquet"), "oof": str(run_dir / "oof.parquet")}
+    files = {
+        "model": str(run_dir / "model"),
+        "best": str(run_dir / "best.json"),
+        "folds": str(run_dir / "folds.parquet"),
+        "oof": str(run_dir / "oof.parquet"),
+    }
     try:
         from ..report import write_report
 
@@ -469,8 +560,6 @@ def _finish_run(run_dir: Path, frame: pl.DataFrame, folds: np.ndarray, result: A
 
 
 # --------------------------------------------------------------------------- predict
-
-
 
 
 # --------------------------------------------------------------------------- report

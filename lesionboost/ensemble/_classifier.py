@@ -258,8 +258,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         unknown = [m for m in members if m not in MEMBERS]
         if not members or unknown or len(set(members)) != len(members):
             raise ValueError(
-                f"members must be distinct names from {list(MEMBER_KINDS)}, got "
-                f"{self.members!r}."
+                f"members must be distinct names from {list(MEMBER_KINDS)}, got {self.members!r}."
             )
         if self.weights is None:
             raw = {m: 1.0 for m in members}
@@ -317,17 +316,18 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         levels: dict[int, list[str]] = {}
         if kind is not None:
             X, cats, levels = encode_frame(
-                X, kind, spec=self.categorical_features,
-                levels=None if fit else self.category_maps_, owner=type(self).__name__,
+                X,
+                kind,
+                spec=self.categorical_features,
+                levels=None if fit else self.category_maps_,
+                owner=type(self).__name__,
             )
         check = {"dtype": np.float32, "ensure_all_finite": "allow-nan", "order": "C"}
         if fit:
             X, y = validate_data(self, X, y, reset=True, **check)
             spec = self.categorical_features
             if kind is None and spec not in ("auto", None):
-                if isinstance(spec, str) or any(
-                    not isinstance(c, numbers.Integral) for c in spec
-                ):
+                if isinstance(spec, str) or any(not isinstance(c, numbers.Integral) for c in spec):
                     raise ValueError(
                         f"categorical_features={spec!r} names columns, but X is an array "
                         "without column names; pass column indices or a DataFrame."
@@ -342,7 +342,8 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             if index not in self.category_maps_:
                 label = (
                     repr(str(self.feature_names_in_[index]))
-                    if hasattr(self, "feature_names_in_") else f"at index {index}"
+                    if hasattr(self, "feature_names_in_")
+                    else f"at index {index}"
                 )
                 check_codes(X[:, index], label)
         return (X, y) if fit else X
@@ -394,8 +395,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         y_type = type_of_target(y, input_name="y")
         if y_type != "binary":
             raise ValueError(
-                "Only binary classification is supported. The type of the target is "
-                f"{y_type}."
+                f"Only binary classification is supported. The type of the target is {y_type}."
             )
         self.classes_, y01 = np.unique(y, return_inverse=True)
         if self.classes_.size != 2:
@@ -450,16 +450,22 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             resampling = float(np.log(kept_neg / n_neg) - np.log(kept_pos / n_pos))
         else:  # the same ratios in weight, which differ between bags: their mean log-odds shift
             total_pos, total_neg = float(weight[y01 == 1].sum()), float(weight[y01 == 0].sum())
-            resampling = float(np.mean([
-                np.log(kept_neg / total_neg) - np.log(kept_pos / total_pos)
-                for kept_pos, kept_neg in bag_weights
-            ]))
+            resampling = float(
+                np.mean(
+                    [
+                        np.log(kept_neg / total_neg) - np.log(kept_pos / total_pos)
+                        for kept_pos, kept_neg in bag_weights
+                    ]
+                )
+            )
         self.offsets_ = {
             kind: resampling - float(np.log(MEMBERS[kind].pos_weight(resolved[kind][0])))
             for kind in members
         }
         self.sampling_ = {
-            "n_rows": int(y01.size), "n_positive": n_pos, "bags": bag_sizes,
+            "n_rows": int(y01.size),
+            "n_positive": n_pos,
+            "bags": bag_sizes,
         }
         if weight is not None:
             self.sampling_.update(

@@ -152,9 +152,11 @@ def encode_frame(
             if position in text:
                 mapping = {lv: float(i + 2) for i, lv in enumerate(levels[position])}
                 exprs.append(
-                    pl.col(name).cast(pl.String)
+                    pl.col(name)
+                    .cast(pl.String)
                     .replace_strict(mapping, default=1.0, return_dtype=pl.Float32)
-                    .fill_null(0.0).alias(name)
+                    .fill_null(0.0)
+                    .alias(name)
                 )
             elif dtype.is_numeric() or dtype == pl.Boolean:
                 exprs.append(pl.col(name).cast(pl.Float32))

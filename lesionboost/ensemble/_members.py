@@ -47,7 +47,11 @@ def resolve_threads(n_jobs: int | None) -> int | None:
 # LightGBM's is_unbalance, CatBoost's class_weights / auto_class_weights, and the
 # scikit-learn style class_weight some wrappers accept.
 _CLASS_WEIGHT_KEYS: tuple[str, ...] = (
-    "is_unbalance", "unbalance", "unbalanced_sets", "class_weight", "class_weights",
+    "is_unbalance",
+    "unbalance",
+    "unbalanced_sets",
+    "class_weight",
+    "class_weights",
     "auto_class_weights",
 )
 
@@ -164,9 +168,11 @@ def lightgbm_has_learner(device_type: str) -> bool:
     if device_type in _LIGHTGBM_MISSING_LEARNERS:
         return False
     try:
-        lgb.train({"device_type": device_type, "verbose": -1},
-                  lgb.Dataset(np.arange(200.0).reshape(100, 2), label=np.arange(100) % 2),
-                  num_boost_round=1)
+        lgb.train(
+            {"device_type": device_type, "verbose": -1},
+            lgb.Dataset(np.arange(200.0).reshape(100, 2), label=np.arange(100) % 2),
+            num_boost_round=1,
+        )
     except lgb.basic.LightGBMError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         if "was not enabled in this" in reason:
@@ -207,8 +213,17 @@ class _LightGBM(_Member):
         "verbosity": -1,
     }
     round_keys = (
-        "n_estimators", "num_iterations", "num_iteration", "n_iter", "num_tree", "num_trees",
-        "num_round", "num_rounds", "nrounds", "num_boost_round", "max_iter",
+        "n_estimators",
+        "num_iterations",
+        "num_iteration",
+        "n_iter",
+        "num_tree",
+        "num_trees",
+        "num_round",
+        "num_rounds",
+        "nrounds",
+        "num_boost_round",
+        "max_iter",
     )
     seed_keys = ("seed", "random_seed", "random_state")
     thread_keys = ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs")
@@ -235,8 +250,12 @@ class _LightGBM(_Member):
 
         def train(run_params: dict[str, Any]) -> Any:
             dataset = lgb.Dataset(
-                X, label=y, weight=weight, categorical_feature=list(cat_idx),
-                params=run_params, free_raw_data=True,
+                X,
+                label=y,
+                weight=weight,
+                categorical_feature=list(cat_idx),
+                params=run_params,
+                free_raw_data=True,
             )
             return lgb.train(run_params, dataset, num_boost_round=rounds)
 

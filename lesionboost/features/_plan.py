@@ -249,9 +249,7 @@ def build_plan(
         base += [d.name for d in DERIVED_FEATURES]
     parts = [
         prepared.select(
-            _category_codes(name, category_maps[name])
-            if name in categorical
-            else _as_float32(name)
+            _category_codes(name, category_maps[name]) if name in categorical else _as_float32(name)
             for name in base
         )
     ]

@@ -283,8 +283,7 @@ def plot_calibration(
     if calibrated is not None:
         after = np.asarray(calibrated, dtype=float)
         seen, mean = calibration_curve(y, after, n_bins=bins, strategy="quantile")
-        ax.plot(mean, np.maximum(seen, floor), "s-", color="tab:green",
-                label="after calibration")
+        ax.plot(mean, np.maximum(seen, floor), "s-", color="tab:green", label="after calibration")
         low = max(min(low, float(mean.min())), 1e-6)
     ax.plot([low, 1], [low, 1], color="grey", ls=":", label="perfectly calibrated")
     ax.axhline(y.mean(), color="tab:orange", ls="--", lw=1, label=f"prevalence {y.mean():.4%}")

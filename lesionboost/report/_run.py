@@ -189,7 +189,8 @@ def write_report(
         "history.png": lambda: plot_history(best.get("history", [])),
         "importance.png": lambda: plot_importances(best.get("feature_importances", {})),
         "calibration.png": lambda: plot_calibration(
-            y, score,
+            y,
+            score,
             calibrated=oof["score_calibrated"].to_numpy() if "score_calibrated" in oof else None,
         ),
     }

@@ -52,14 +52,10 @@ __all__ = ["fit_tables", "save_tables", "main"]
 logger = logging.getLogger(__name__)
 
 
-
-
-
 _POSITION_LEVELS = 41
 _MIN_ROWS_PER_LOCATION = 40
 _FOLLOWUP_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 _RIDGE = 8.0  # prior strength in rows: small centres borrow from the pooled mean
-
 
 
 # --------------------------------------------------------------------------- design
@@ -211,8 +207,6 @@ def _leak_tables(sample: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-
-
 def _followup_model(design: np.ndarray, followed: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     """Logistic model of "this benign lesion has a ``lesion_id``" on :func:`followup_design`.
 
@@ -241,8 +235,6 @@ def _followup_model(design: np.ndarray, followed: np.ndarray, groups: np.ndarray
     model = LogisticRegression(C=best_c, max_iter=5000).fit(design, followed)
     # The simulator solves its own intercept for the benign rate: only the slopes are kept.
     return {"coef": np.round(model.coef_[0], 5).tolist(), "C": best_c, "cv_auc": round(best_auc, 4)}
-
-
 
 
 def fit_tables(sample_path: str | Path) -> dict[str, Any]:

@@ -44,4 +44,3 @@ def univariate_aucs(frame: pl.DataFrame, digits: int | None = None) -> dict[str,
         auc = float(roc_auc_score(target[keep], values[keep]))
         out[name] = auc if digits is None else round(auc, digits)
     return out
-

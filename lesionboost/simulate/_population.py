@@ -28,8 +28,8 @@ from ._tables import (
 
 __all__ = ["Population", "draw_population", "lesion_columns", "LOCATIONS", "LOCATION_WEIGHTS"]
 
-# Lesions per patient: public quantiles of the full file (p0, p25, p50, p75, p90, p95,
-# p99, max, of the public Kaggle training file) with one extra upper knot so that 1,042 patients hold
+# Lesions per patient: public quantiles of the Kaggle training file (p0, p25, p50, p75,
+# p90, p95, p99, max) with one extra upper knot so that 1,042 patients hold
 # ~401k lesions; interpolated on the log scale.
 _COUNT_PROBS = np.array([0.0, 0.25, 0.5, 0.75, 0.90, 0.95, 0.99, 0.995, 1.0])
 _COUNT_LOG = np.log([1.0, 115.0, 241.5, 477.5, 822.9, 1122.65, 2157.58, 3400.0, 9184.0])
@@ -184,7 +184,7 @@ def _columns_from_scores(u: np.ndarray, tables: dict[str, Any]) -> dict[str, np.
         else:
             free[name] = quantile_lookup(quantiles[name], uk)
     # Colour variation is zero on the same lesions for color_std_mean and norm_color,
-    # and radial_color_std_max is zero on those and a few more (as in the public Kaggle training file).
+    # and radial_color_std_max is zero on those and a few more (as in the Kaggle training file).
     k_csm = [name for name, *_ in FREE_COLUMNS].index("tbp_lv_color_std_mean")
     k_rad = [name for name, *_ in FREE_COLUMNS].index("tbp_lv_radial_color_std_max")
     flat = u[:, k_csm] < zero_mass["tbp_lv_color_std_mean"]

@@ -150,8 +150,7 @@ def render_crops(
     hair_start = np.concatenate([[0], np.cumsum(hairs)])
     owner = np.repeat(np.arange(n), hairs)
     hair_u = _uniforms(
-        keys[owner] * np.uint64(64)
-        + (np.arange(len(owner)) - hair_start[owner]).astype(np.uint64),
+        keys[owner] * np.uint64(64) + (np.arange(len(owner)) - hair_start[owner]).astype(np.uint64),
         seed + 1,
         5,
     )

@@ -47,7 +47,9 @@ logger = logging.getLogger(__name__)
 #: The marker of a folder written by :func:`write_slice3d`.
 WRITTEN_BY = "lesionboost simulate"
 
-_LONG_FORMAT_SHARE = 0.484  # rows printed with 15 significant digits (as in the public Kaggle training file)
+_LONG_FORMAT_SHARE = (
+    0.484  # rows printed with 15 significant digits (as in the public Kaggle training file)
+)
 
 
 @dataclass(frozen=True)

@@ -185,4 +185,3 @@ def load_tables() -> dict[str, Any]:
     for name in ("beta", "sigma_between", "sigma_within", "total_sd"):
         tables[name] = np.asarray(tables[name], dtype=float)
     return tables
-

@@ -28,6 +28,7 @@ __all__ = ["PatientCVObjective", "check_training_data", "data_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
+
 def _as_training_frame(metadata: Any) -> tuple[pl.DataFrame, np.ndarray]:
     frame = to_polars(metadata, what="metadata")
     if "target" not in frame.columns:
@@ -95,7 +96,11 @@ def data_fingerprint(metadata: Any, folds: np.ndarray, sample_weight: Any = None
     """
     frame = to_polars(metadata, what="metadata")
     digest = hashlib.sha256()
-    ids = frame.get_column("isic_id") if "isic_id" in frame.columns else pl.Series([], dtype=pl.String)
+    ids = (
+        frame.get_column("isic_id")
+        if "isic_id" in frame.columns
+        else pl.Series([], dtype=pl.String)
+    )
     digest.update("\n".join(ids.cast(pl.String).to_list()).encode())
     if "target" in frame.columns:
         digest.update(frame.get_column("target").cast(pl.Int8).to_numpy().tobytes())
@@ -216,10 +221,14 @@ class PatientCVObjective:
                 # the validation fold) are expected in CV; the data was validated on read.
                 warnings.simplefilter("ignore", DataWarning)
                 # Passed only when given, so estimators without sample_weight still tune.
-                fit_kwargs = ({} if self.sample_weight is None
-                              else {"sample_weight": self.sample_weight[train]})
-                model = _clone(estimator).fit(self.X.filter(pl.Series(train)), self.y[train],
-                                              **fit_kwargs)
+                fit_kwargs = (
+                    {}
+                    if self.sample_weight is None
+                    else {"sample_weight": self.sample_weight[train]}
+                )
+                model = _clone(estimator).fit(
+                    self.X.filter(pl.Series(train)), self.y[train], **fit_kwargs
+                )
                 oof[valid] = model.predict_proba(self.X.filter(pl.Series(valid)))[:, 1]
             labels = self.y[valid]
             if 0 < labels.sum() < labels.size:
@@ -231,8 +240,12 @@ class PatientCVObjective:
                     partial = float(np.mean(list(fold_scores.values())))
                     trial.set_user_attr("partial_value", partial)
                     trial.set_user_attr("fold_scores", _ordered(fold_scores))
-                    logger.debug("trial %d pruned after %d folds (mean pAUC %.4f)",
-                                 trial.number, len(fold_scores), partial)
+                    logger.debug(
+                        "trial %d pruned after %d folds (mean pAUC %.4f)",
+                        trial.number,
+                        len(fold_scores),
+                        partial,
+                    )
                     raise optuna.TrialPruned()
         value = pauc_above_tpr(self.y, oof)
         trial.set_user_attr("fold_scores", _ordered(fold_scores))

@@ -70,8 +70,10 @@ def _sampler(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _StampingTPESampler(
-            seed=int.from_bytes(digest[:4], "little") % 2**31, n_startup_trials=startup,
-            multivariate=True, constant_liar=True,
+            seed=int.from_bytes(digest[:4], "little") % 2**31,
+            n_startup_trials=startup,
+            multivariate=True,
+            constant_liar=True,
         )
 
 
@@ -81,8 +83,14 @@ class _Progress:
     def __init__(self, total: int | None, initial: int, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, initial=initial, desc="tuning", unit="trial",
-                        disable=None if enabled else True, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            desc="tuning",
+            unit="trial",
+            disable=None if enabled else True,
+            dynamic_ncols=True,
+        )
 
     def update(self, study: optuna.Study) -> None:
         done = _finished(study)
@@ -131,13 +139,18 @@ def _worker_main(payload: dict[str, Any]) -> None:
         storage=storage,
         pruner=_wilcoxon(payload["p_threshold"]),
     )
-    study.sampler = _sampler(payload["seed"], study, payload["worker"], payload["n_trials"],
-                             shared=True)
+    study.sampler = _sampler(
+        payload["seed"], study, payload["worker"], payload["n_trials"], shared=True
+    )
     recover_stale_trials(study)
     objective = PatientCVObjective(
-        payload["metadata"], payload["folds"], space=payload["space"],
-        fixed_params=payload["fixed_params"], rounds=payload["rounds"],
-        oof_dir=payload["oof_dir"], sample_weight=payload.get("sample_weight"),
+        payload["metadata"],
+        payload["folds"],
+        space=payload["space"],
+        fixed_params=payload["fixed_params"],
+        rounds=payload["rounds"],
+        oof_dir=payload["oof_dir"],
+        sample_weight=payload.get("sample_weight"),
     )
     try:
         _optimize(study, objective, n_trials=payload["n_trials"], timeout=payload["timeout"])
@@ -145,12 +158,16 @@ def _worker_main(payload: dict[str, Any]) -> None:
         raise SystemExit(130) from None
 
 
-def _run_workers(payload: dict[str, Any], n_workers: int, study: optuna.Study,
-                 progress: _Progress) -> None:
+def _run_workers(
+    payload: dict[str, Any], n_workers: int, study: optuna.Study, progress: _Progress
+) -> None:
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker_main, args=({**payload, "worker": i + 1},),
-                        name=f"lesionboost-tune-{i + 1}")
+        context.Process(
+            target=_worker_main,
+            args=({**payload, "worker": i + 1},),
+            name=f"lesionboost-tune-{i + 1}",
+        )
         for i in range(n_workers)
     ]
     # Each worker's polars thread pool gets its share of the cores too (the boosters get
@@ -165,8 +182,9 @@ def _run_workers(payload: dict[str, Any], n_workers: int, study: optuna.Study,
     finally:
         if saved is None:
             os.environ.pop("POLARS_MAX_THREADS", None)
-    logger.info("started %d worker processes (pids %s)", n_workers,
-                ", ".join(str(p.pid) for p in processes))
+    logger.info(
+        "started %d worker processes (pids %s)", n_workers, ", ".join(str(p.pid) for p in processes)
+    )
     try:
         while any(p.is_alive() for p in processes):
             for process in processes:

@@ -92,6 +92,8 @@ def _estimator_defaults() -> dict[str, Any]:
     from ..estimator import LesionBoostClassifier
 
     return LesionBoostClassifier().get_params(deep=False)
+
+
 _WEIGHT_RANGE = _Range(0.05, 1.0)
 
 
@@ -227,7 +229,6 @@ class SearchSpace:
                 g for g in ("derived", "patient", *_OPTIONAL_GROUPS) if g in groups
             )
         return config
-
 
 
 def build_config(space: SearchSpace, params: Mapping[str, Any], rounds: int | None) -> dict:

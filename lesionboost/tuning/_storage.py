@@ -117,8 +117,9 @@ def _without_secret(text: str, url: str) -> str:
         return text
     from urllib.parse import quote, quote_plus
 
-    for form in sorted({password, quote(password, safe=""), quote_plus(password)}, key=len,
-                       reverse=True):
+    for form in sorted(
+        {password, quote(password, safe=""), quote_plus(password)}, key=len, reverse=True
+    ):
         text = text.replace(form, "***")
     return text
 
@@ -318,8 +319,9 @@ class _RetryStaleTrial:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
         if len(history) > self.max_retry:
-            logger.warning("trial %d failed %d times; not retrying it again", trial.number,
-                           len(history))
+            logger.warning(
+                "trial %d failed %d times; not retrying it again", trial.number, len(history)
+            )
             return
         user_attrs = {k: v for k, v in trial.user_attrs.items() if k != WORKER_ATTR}
         system_attrs = {

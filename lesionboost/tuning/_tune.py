@@ -107,7 +107,10 @@ def open_study(
         # Creation is atomic in every storage: exactly one of several workers started
         # together creates the study, and only that one enqueues the defaults.
         study = optuna.create_study(
-            direction="maximize", storage=backend, study_name=study_name, sampler=sampler,
+            direction="maximize",
+            storage=backend,
+            study_name=study_name,
+            sampler=sampler,
             pruner=pruner,
         )
         created = True
@@ -119,8 +122,10 @@ def open_study(
         )
         created = False
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise ValueError(f"Study {study_name!r} in {describe_storage(storage)} minimises; "
-                         "lesionboost studies maximise pAUC. Choose another study name.")
+        raise ValueError(
+            f"Study {study_name!r} in {describe_storage(storage)} minimises; "
+            "lesionboost studies maximise pAUC. Choose another study name."
+        )
     expected = {"data_fingerprint": fingerprint, **dict(settings or {})}
     recorded = study.user_attrs.get("lesionboost")
     if recorded is None:
@@ -139,8 +144,7 @@ def open_study(
     # Only the creator enqueues: a worker that loaded the study must not, even when it
     # sees no trial yet -- the creator may be about to enqueue them (a race seen in tests).
     if space is not None and created:
-        study.enqueue_trial(space.defaults(), user_attrs={DEFAULTS_ATTR: True},
-                            skip_if_exists=True)
+        study.enqueue_trial(space.defaults(), user_attrs={DEFAULTS_ATTR: True}, skip_if_exists=True)
     elif space is not None and _defaults_trial_failed(study):
         # Ctrl-C (or any error) in the defaults trial leaves it FAIL, and nothing else
         # would ever run the defaults again: queue them once more so the best trial is
@@ -160,18 +164,22 @@ def trial_history(study: optuna.Study) -> list[dict[str, Any]]:
     """One JSON-friendly record per trial (for ``best.json`` and the report)."""
     history = []
     for trial in study.get_trials(deepcopy=False):
-        value = trial.value if trial.state == TrialState.COMPLETE else trial.user_attrs.get(
-            "partial_value"
+        value = (
+            trial.value
+            if trial.state == TrialState.COMPLETE
+            else trial.user_attrs.get("partial_value")
         )
         duration = trial.duration.total_seconds() if trial.duration is not None else None
-        history.append({
-            "number": trial.number,
-            "state": trial.state.name,
-            "value": value,
-            "seconds": duration,
-            "defaults": bool(trial.user_attrs.get(DEFAULTS_ATTR)),
-            "folds_reached": len(trial.intermediate_values),
-        })
+        history.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "value": value,
+                "seconds": duration,
+                "defaults": bool(trial.user_attrs.get(DEFAULTS_ATTR)),
+                "folds_reached": len(trial.intermediate_values),
+            }
+        )
     return history
 
 
@@ -288,19 +296,33 @@ def tune(
         for key, value in sorted((fixed_params or {}).items())
         if key != "n_jobs"
     }
-    settings = {"members": list(space.members), "rounds": rounds,
-                "n_folds": int(len(np.unique(folds))), "search_space": 1,
-                "search_space_ensemble": bool(space.ensemble),
-                "search_space_feature_groups": bool(space.feature_groups),
-                "fixed_params": fixed_settings}
+    settings = {
+        "members": list(space.members),
+        "rounds": rounds,
+        "n_folds": int(len(np.unique(folds))),
+        "search_space": 1,
+        "search_space_ensemble": bool(space.ensemble),
+        "search_space_feature_groups": bool(space.feature_groups),
+        "fixed_params": fixed_settings,
+    }
     pruner = _wilcoxon(p_threshold)
-    study = open_study(storage, study_name, fingerprint=data_fingerprint(frame, folds, weight),
-                       settings=settings, space=space, pruner=pruner)
+    study = open_study(
+        storage,
+        study_name,
+        fingerprint=data_fingerprint(frame, folds, weight),
+        settings=settings,
+        space=space,
+        pruner=pruner,
+    )
     recover_stale_trials(study)
     before = _finished(study)
-    logger.info("study %r in %s: %d finished trial(s) so far%s", study_name,
-                describe_storage(storage), before,
-                "" if n_trials is None else f", target {n_trials}")
+    logger.info(
+        "study %r in %s: %d finished trial(s) so far%s",
+        study_name,
+        describe_storage(storage),
+        before,
+        "" if n_trials is None else f", target {n_trials}",
+    )
     bar = _Progress(n_trials, before, progress)
     try:
         if n_workers == 1:
@@ -310,16 +332,36 @@ def tune(
             # the same points.
             shared = storage is not None and not is_sqlite(storage)
             study.sampler = _sampler(seed, study, 0, n_trials, shared=shared)
-            objective = PatientCVObjective(frame, folds, space=space, fixed_params=fixed_params,
-                                           rounds=rounds, oof_dir=oof_dir, sample_weight=weight)
-            _optimize(study, objective, n_trials=n_trials, timeout=timeout,
-                      callbacks=[lambda s, t: bar.update(s), *callbacks])
+            objective = PatientCVObjective(
+                frame,
+                folds,
+                space=space,
+                fixed_params=fixed_params,
+                rounds=rounds,
+                oof_dir=oof_dir,
+                sample_weight=weight,
+            )
+            _optimize(
+                study,
+                objective,
+                n_trials=n_trials,
+                timeout=timeout,
+                callbacks=[lambda s, t: bar.update(s), *callbacks],
+            )
         else:
             payload = {
-                "study_name": study_name, "storage": storage, "p_threshold": p_threshold,
-                "seed": seed, "n_trials": n_trials, "timeout": timeout, "metadata": frame,
-                "folds": folds, "space": space, "fixed_params": dict(fixed_params or {}),
-                "rounds": rounds, "oof_dir": None if oof_dir is None else str(oof_dir),
+                "study_name": study_name,
+                "storage": storage,
+                "p_threshold": p_threshold,
+                "seed": seed,
+                "n_trials": n_trials,
+                "timeout": timeout,
+                "metadata": frame,
+                "folds": folds,
+                "space": space,
+                "fixed_params": dict(fixed_params or {}),
+                "rounds": rounds,
+                "oof_dir": None if oof_dir is None else str(oof_dir),
                 "sample_weight": weight,
                 "log_level": logging.getLogger("lesionboost").getEffectiveLevel(),
             }

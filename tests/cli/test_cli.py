@@ -29,8 +29,23 @@ FAST = ["--members", "lightgbm", "--rounds", "8", "--folds", "2", "--n-jobs", "1
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim")
-    assert main(["simulate", "--out", str(out), "--patients", "30", "--test-patients", "6",
-                 "--seed", "0", "-q"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--patients",
+                "30",
+                "--test-patients",
+                "6",
+                "--seed",
+                "0",
+                "-q",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -52,15 +67,34 @@ class _Images(HTMLParser):
 
 def test_simulate_tune_predict_report_end_to_end(sim_dir, tmp_path, capsys) -> None:
     run = tmp_path / "run"
-    code, out, err = _run(capsys, ["tune", "--data", str(sim_dir / "train-metadata.csv"),
-                                   "--trials", "3", "--out", str(run), "--json", *FAST])
+    code, out, err = _run(
+        capsys,
+        [
+            "tune",
+            "--data",
+            str(sim_dir / "train-metadata.csv"),
+            "--trials",
+            "3",
+            "--out",
+            str(run),
+            "--json",
+            *FAST,
+        ],
+    )
     assert code == 0, err
     summary = json.loads(out)
     finished = summary["trials"].get("COMPLETE", 0) + summary["trials"].get("PRUNED", 0)
     assert finished == 3
     assert summary["best_value"] >= summary["defaults_value"] > 0.02
-    for name in ("model/manifest.json", "best.json", "folds.parquet", "oof.parquet",
-                 "report/index.html", "study.db", "run.json"):
+    for name in (
+        "model/manifest.json",
+        "best.json",
+        "folds.parquet",
+        "oof.parquet",
+        "report/index.html",
+        "study.db",
+        "run.json",
+    ):
         assert (run / name).exists(), name
     best = json.loads((run / "best.json").read_text())
     assert best["best_value"] == pytest.approx(summary["best_value"])
@@ -70,9 +104,21 @@ def test_simulate_tune_predict_report_end_to_end(sim_dir, tmp_path, capsys) -> N
 
     # predict: a Kaggle submission plus the per-patient triage view
     submission = tmp_path / "submission.csv"
-    code, out, err = _run(capsys, ["predict", "--model", str(run / "model"), "--data",
-                                   str(sim_dir / "test-metadata.csv"), "--out",
-                                   str(submission), "--top-k", "2", "--json"])
+    code, out, err = _run(
+        capsys,
+        [
+            "predict",
+            "--model",
+            str(run / "model"),
+            "--data",
+            str(sim_dir / "test-metadata.csv"),
+            "--out",
+            str(submission),
+            "--top-k",
+            "2",
+            "--json",
+        ],
+    )
     assert code == 0, err
     with open(sim_dir / "test-metadata.csv", newline="") as handle:
         test_rows = list(csv.DictReader(handle))
@@ -96,40 +142,81 @@ def test_simulate_tune_predict_report_end_to_end(sim_dir, tmp_path, capsys) -> N
         assert [int(r["rank"]) for r in mine] == list(range(1, min(2, len(mine)) + 1))
         scores = [float(r["score"]) for r in mine]
         assert scores == sorted(scores, reverse=True)
-        best_of_patient = max(score_of[r["isic_id"]] for r in test_rows
-                              if r["patient_id"] == patient)
+        best_of_patient = max(
+            score_of[r["isic_id"]] for r in test_rows if r["patient_id"] == patient
+        )
         assert scores[0] == pytest.approx(best_of_patient)
         for r in mine:
             assert r["feature_1"] and f'"{r["feature_1"]}"' in known_features
 
     # an existing submission is only replaced with --force
-    code, _, err = _run(capsys, ["predict", "--model", str(run / "model"), "--data",
-                                 str(sim_dir / "test-metadata.csv"), "--out", str(submission)])
+    code, _, err = _run(
+        capsys,
+        [
+            "predict",
+            "--model",
+            str(run / "model"),
+            "--data",
+            str(sim_dir / "test-metadata.csv"),
+            "--out",
+            str(submission),
+        ],
+    )
     assert code == 2 and "--force" in err and len(err.strip().splitlines()) == 1
-    code, _, err = _run(capsys, ["predict", "--model", str(run / "model"), "--data",
-                                 str(sim_dir / "test-metadata.csv"), "--out", str(submission),
-                                 "--force", "-q"])
+    code, _, err = _run(
+        capsys,
+        [
+            "predict",
+            "--model",
+            str(run / "model"),
+            "--data",
+            str(sim_dir / "test-metadata.csv"),
+            "--out",
+            str(submission),
+            "--force",
+            "-q",
+        ],
+    )
     assert code == 0 and err == ""
 
     # report into another folder: PNGs and one self-contained page
     code, out, err = _run(capsys, ["report", str(run), "--out", str(tmp_path / "rep"), "--json"])
     assert code == 0, err
     report = json.loads(out)
-    assert sorted(report["files"]) == ["calibration.png", "fold_pauc.png", "history.png",
-                                       "importance.png", "index.html", "roc.png"]
+    assert sorted(report["files"]) == [
+        "calibration.png",
+        "fold_pauc.png",
+        "history.png",
+        "importance.png",
+        "index.html",
+        "roc.png",
+    ]
     for name in report["files"]:
         if name.endswith(".png"):
             with Image.open(tmp_path / "rep" / name) as image:
                 image.verify()
     page = _Images()
     page.feed((tmp_path / "rep" / "index.html").read_text())
-    assert len(page.sources) == 5 and all(s.startswith("data:image/png;base64,")
-                                          for s in page.sources)
+    assert len(page.sources) == 5 and all(
+        s.startswith("data:image/png;base64,") for s in page.sources
+    )
 
 
 def test_tune_without_data_simulates_a_cohort(tmp_path, capsys) -> None:
-    code, out, err = _run(capsys, ["tune", "--patients", "24", "--trials", "1", "--out",
-                                   str(tmp_path / "demo"), "--json", *FAST])
+    code, out, err = _run(
+        capsys,
+        [
+            "tune",
+            "--patients",
+            "24",
+            "--trials",
+            "1",
+            "--out",
+            str(tmp_path / "demo"),
+            "--json",
+            *FAST,
+        ],
+    )
     assert code == 0, err
     assert "simulated SLICE-3D cohort of 24 patients" in err
     assert json.loads(out)["trials"] == {"COMPLETE": 1}
@@ -147,8 +234,11 @@ def test_tune_without_data_simulates_a_cohort(tmp_path, capsys) -> None:
         (["tune", "--members", "lightgbm,ranger"], 2, "--members"),
         (["tune", "--bogus"], 2, None),
         (["predict", "--model", "no/model", "--data", "x.csv", "--out", "s.csv"], 1, None),
-        (["predict", "--model", "m", "--data", "x.csv", "--out", "s.csv", "--top-k", "0"], 2,
-         "--top-k"),
+        (
+            ["predict", "--model", "m", "--data", "x.csv", "--out", "s.csv", "--top-k", "0"],
+            2,
+            "--top-k",
+        ),
         (["predict", "--data", "x.csv", "--out", "s.csv"], 2, "--model"),
         (["report", "no/such/run"], 1, "not a folder"),
     ],
@@ -220,8 +310,17 @@ def test_ctrl_c_exits_130_and_leaves_no_outputs(sim_dir, tmp_path, capsys, monke
         raise KeyboardInterrupt
 
     monkeypatch.setattr(lesionboost.tuning, "tune", interrupted)
-    code, out, err = _run(capsys, ["tune", "--data", str(sim_dir / "train-metadata.csv"),
-                                   "--out", str(tmp_path / "r"), *FAST])
+    code, out, err = _run(
+        capsys,
+        [
+            "tune",
+            "--data",
+            str(sim_dir / "train-metadata.csv"),
+            "--out",
+            str(tmp_path / "r"),
+            *FAST,
+        ],
+    )
     assert code == 130 and "run the same command again to resume" in err
     leftovers = {p.name for p in (tmp_path / "r").iterdir()}
     # resume state only, all complete, and the marker that says lesionboost wrote them
@@ -234,15 +333,17 @@ def test_force_never_deletes_a_study_outside_the_run_folder(sim_dir, tmp_path, c
     shared = f"journal:{tmp_path / 'shared.journal'}"
     code, _, err = _run(capsys, ["tune", *data, "--storage", shared, "--out", str(tmp_path / "a")])
     assert code == 0, err
-    code, _, err = _run(capsys, ["tune", *data, "--storage", shared, "--out", str(tmp_path / "a"),
-                                 "--force"])
+    code, _, err = _run(
+        capsys, ["tune", *data, "--storage", shared, "--out", str(tmp_path / "a"), "--force"]
+    )
     assert code == 2 and "outside it" in err and "new --study name" in err
     # a study file inside RUN_DIR is the run's own: --force starts it over
     own = f"sqlite:///{tmp_path / 'b' / 'study.db'}"
     (tmp_path / "b").mkdir()
     for _ in range(2):
-        code, _, err = _run(capsys, ["tune", *data, "--storage", own, "--out", str(tmp_path / "b"),
-                                     "--force"])
+        code, _, err = _run(
+            capsys, ["tune", *data, "--storage", own, "--out", str(tmp_path / "b"), "--force"]
+        )
         assert code == 0, err
 
 
@@ -268,8 +369,20 @@ def _states(db: Path) -> list[tuple[int, str, bool]]:
 @pytest.mark.slow
 def test_resume_after_sigkill_loses_no_finished_trial(sim_dir, tmp_path) -> None:
     run = tmp_path / "run"
-    argv = [sys.executable, "-m", "lesionboost", "tune", "--data",
-            str(sim_dir / "train-metadata.csv"), "--trials", "4", "--out", str(run), "-q", *FAST]
+    argv = [
+        sys.executable,
+        "-m",
+        "lesionboost",
+        "tune",
+        "--data",
+        str(sim_dir / "train-metadata.csv"),
+        "--trials",
+        "4",
+        "--out",
+        str(run),
+        "-q",
+        *FAST,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -279,7 +392,8 @@ def test_resume_after_sigkill_loses_no_finished_trial(sim_dir, tmp_path) -> None
         while time.monotonic() < deadline:
             states = _states(run / "study.db")
             if any(s == "COMPLETE" for _, s, _ in states) and any(
-                    s == "RUNNING" and n > 0 and stamped for n, s, stamped in states):
+                s == "RUNNING" and n > 0 and stamped for n, s, stamped in states
+            ):
                 break
             assert process.poll() is None, process.stderr.read().decode()
             time.sleep(0.2)
@@ -293,15 +407,18 @@ def test_resume_after_sigkill_loses_no_finished_trial(sim_dir, tmp_path) -> None
     import optuna
 
     storage = f"sqlite:///{run / 'study.db'}"
-    before = {t.number: (t.state, t.value, t.params)
-              for t in optuna.load_study(study_name="lesionboost", storage=storage).trials}
+    before = {
+        t.number: (t.state, t.value, t.params)
+        for t in optuna.load_study(study_name="lesionboost", storage=storage).trials
+    }
     done_before = {n for n, (s, _, _) in before.items() if s.name in ("COMPLETE", "PRUNED")}
     killed = [n for n, (s, _, _) in before.items() if s.name == "RUNNING"]
     assert done_before and len(killed) == 1
     assert not (run / "best.json").exists()
 
-    resumed = subprocess.run(argv + ["--json"], env=env, capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run(
+        argv + ["--json"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     study = optuna.load_study(study_name="lesionboost", storage=storage)
     after = {t.number: t for t in study.trials}
@@ -318,7 +435,8 @@ def test_resume_after_sigkill_loses_no_finished_trial(sim_dir, tmp_path) -> None
     assert len(finished) == 4
     # (a pruned trial's value is its last fold's pAUC: not a candidate for the best)
     assert json.loads(resumed.stdout)["best_value"] == max(
-        t.value for t in finished if t.state.name == "COMPLETE")
+        t.value for t in finished if t.state.name == "COMPLETE"
+    )
     assert (run / "best.json").exists() and (run / "model" / "manifest.json").exists()
 
 
@@ -326,20 +444,51 @@ def test_resume_after_sigkill_loses_no_finished_trial(sim_dir, tmp_path) -> None
 def test_images_flow_through_tune_and_predict(tmp_path, capsys) -> None:
     pytest.importorskip("onnxruntime", reason="image features run an ONNX embedder")
     sim = tmp_path / "sim"
-    assert main(["simulate", "--out", str(sim), "--patients", "14", "--test-patients", "3",
-                 "--images", "all", "--seed", "4", "-q"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(sim),
+                "--patients",
+                "14",
+                "--test-patients",
+                "3",
+                "--images",
+                "all",
+                "--seed",
+                "4",
+                "-q",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "run"
-    code, out, err = _run(capsys, ["tune", "--data", str(sim / "train-metadata.csv"),
-                                   "--images", str(sim / "train-image.hdf5"), "--trials", "1",
-                                   "--out", str(run), "--json", *FAST])
+    code, out, err = _run(
+        capsys,
+        [
+            "tune",
+            "--data",
+            str(sim / "train-metadata.csv"),
+            "--images",
+            str(sim / "train-image.hdf5"),
+            "--trials",
+            "1",
+            "--out",
+            str(run),
+            "--json",
+            *FAST,
+        ],
+    )
     assert code == 0, err
     importances = json.loads((run / "best.json").read_text())["feature_importances"]
     assert any(name.startswith("img_") for name in importances)  # image features were used
     test = ["predict", "--model", str(run / "model"), "--data", str(sim / "test-metadata.csv")]
     code, _, err = _run(capsys, [*test, "--out", str(tmp_path / "a.csv")])
     assert code == 2 and "--images" in err  # an image model needs the test crops
-    code, _, err = _run(capsys, [*test, "--images", str(sim / "test-image.hdf5"), "--out",
-                                 str(tmp_path / "b.csv")])
+    code, _, err = _run(
+        capsys, [*test, "--images", str(sim / "test-image.hdf5"), "--out", str(tmp_path / "b.csv")]
+    )
     assert code == 0, err
     with open(tmp_path / "b.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) > 0

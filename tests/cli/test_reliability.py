@@ -26,8 +26,22 @@ FAST = ["--members", "lightgbm", "--rounds", "8", "--folds", "2", "--n-jobs", "1
 def kaggle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Kaggle-like folder: train and test metadata and crops."""
     out = tmp_path_factory.mktemp("kaggle")
-    code = main(["simulate", "--out", str(out), "--patients", "30", "--test-patients", "5",
-                 "--images", "all", "--seed", "0", "-q"])
+    code = main(
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--patients",
+            "30",
+            "--test-patients",
+            "5",
+            "--images",
+            "all",
+            "--seed",
+            "0",
+            "-q",
+        ]
+    )
     assert code == 0
     return out
 
@@ -36,8 +50,19 @@ def kaggle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(kaggle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tabular tune run."""
     folder = tmp_path_factory.mktemp("runs") / "run"
-    code = main(["tune", "--data", str(kaggle / "train-metadata.csv"), "--out", str(folder),
-                 "--trials", "1", "-q", *FAST])
+    code = main(
+        [
+            "tune",
+            "--data",
+            str(kaggle / "train-metadata.csv"),
+            "--out",
+            str(folder),
+            "--trials",
+            "1",
+            "-q",
+            *FAST,
+        ]
+    )
     assert code == 0
     return folder
 
@@ -70,10 +95,22 @@ def test_every_writing_command_leaves_someone_elses_files_alone(
         ["simulate", "--out", str(folder), "--patients", "3"],
         ["report", str(run), "--out", str(folder)],
         ["report", str(run), "--out", str(folder / "report")],
-        ["predict", "--model", str(run / "model"), "--data", test,
-         "--out", str(folder / "submission.csv")],
-        ["embed", "--images", str(kaggle / "test-image.hdf5"),
-         "--out", str(folder / "emb.parquet")],
+        [
+            "predict",
+            "--model",
+            str(run / "model"),
+            "--data",
+            test,
+            "--out",
+            str(folder / "submission.csv"),
+        ],
+        [
+            "embed",
+            "--images",
+            str(kaggle / "test-image.hdf5"),
+            "--out",
+            str(folder / "emb.parquet"),
+        ],
     ]
     for argv in commands:
         for force in ([], ["--force"]):
@@ -103,8 +140,20 @@ def test_tune_force_on_a_folder_without_a_run_deletes_nothing(
 ) -> None:
     folder = tmp_path / "plain"
     before = _someone_elses(folder)
-    code = main(["tune", "--data", str(kaggle / "train-metadata.csv"), "--out", str(folder),
-                 "--force", "--trials", "1", "-q", *FAST])
+    code = main(
+        [
+            "tune",
+            "--data",
+            str(kaggle / "train-metadata.csv"),
+            "--out",
+            str(folder),
+            "--force",
+            "--trials",
+            "1",
+            "-q",
+            *FAST,
+        ]
+    )
     assert code == 2 and "did not write" in capsys.readouterr().err
     assert _snapshot(folder) == before
 
@@ -129,8 +178,19 @@ def test_force_replaces_only_what_lesionboost_wrote(
 def test_an_output_never_replaces_an_input(kaggle: Path, run: Path, capsys) -> None:
     test = kaggle / "test-metadata.csv"
     before = test.read_bytes()
-    code = main(["predict", "--model", str(run / "model"), "--data", str(test), "--out",
-                 str(test), "--force", "-q"])
+    code = main(
+        [
+            "predict",
+            "--model",
+            str(run / "model"),
+            "--data",
+            str(test),
+            "--out",
+            str(test),
+            "--force",
+            "-q",
+        ]
+    )
     assert code == 2 and "an input" in capsys.readouterr().err
     assert test.read_bytes() == before
 
@@ -144,13 +204,17 @@ def test_simulate_refuses_to_overwrite_an_earlier_simulation_without_force(
     assert main(["simulate", "--out", str(out), "--patients", "3", "--seed", "1", "-q"]) == 2
     assert "--force" in capsys.readouterr().err
     assert (out / "train-metadata.csv").read_bytes() == first
-    assert main(["simulate", "--out", str(out), "--patients", "3", "--seed", "1", "--force",
-                 "-q"]) == 0
+    assert (
+        main(["simulate", "--out", str(out), "--patients", "3", "--seed", "1", "--force", "-q"])
+        == 0
+    )
     assert (out / "train-metadata.csv").read_bytes() != first
 
 
 def test_a_tune_on_bad_data_leaves_nothing_behind(tmp_path: Path, capsys) -> None:
-    sim = lb.simulate_slice3d(20, seed=0).train.with_columns(pl.lit(0).cast(pl.Int64).alias("target"))
+    sim = lb.simulate_slice3d(20, seed=0).train.with_columns(
+        pl.lit(0).cast(pl.Int64).alias("target")
+    )
     data = tmp_path / "benign.parquet"
     sim.write_parquet(data)
     out = tmp_path / "run"
@@ -163,8 +227,21 @@ def test_a_tune_on_bad_data_leaves_nothing_behind(tmp_path: Path, capsys) -> Non
 
 def test_predict_on_a_kaggle_folder_scores_the_test_file(kaggle: Path, run: Path, tmp_path):
     out = tmp_path / "sub.csv"
-    assert main(["predict", "--model", str(run / "model"), "--data", str(kaggle), "--out",
-                 str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(run / "model"),
+                "--data",
+                str(kaggle),
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     scored = pl.read_csv(out)
     expected = pl.read_csv(kaggle / "test-metadata.csv")
     assert scored.get_column("isic_id").to_list() == expected.get_column("isic_id").to_list()
@@ -173,15 +250,29 @@ def test_predict_on_a_kaggle_folder_scores_the_test_file(kaggle: Path, run: Path
 def test_a_folder_with_both_metadata_files_is_ambiguous_for_read_metadata(kaggle: Path) -> None:
     with pytest.raises(lb.SchemaError, match="holds both"):
         lb.read_metadata(kaggle)
-    assert lb.read_metadata(kaggle, kind="test").height == pl.read_csv(
-        kaggle / "test-metadata.csv").height
+    assert (
+        lb.read_metadata(kaggle, kind="test").height
+        == pl.read_csv(kaggle / "test-metadata.csv").height
+    )
 
 
 def test_predict_with_images_and_a_tabular_model_is_a_clear_error(
     kaggle: Path, run: Path, tmp_path: Path, capsys
 ) -> None:
-    code = main(["predict", "--model", str(run / "model"), "--data", str(kaggle), "--images",
-                 str(kaggle / "test-image.hdf5"), "--out", str(tmp_path / "s.csv"), "-q"])
+    code = main(
+        [
+            "predict",
+            "--model",
+            str(run / "model"),
+            "--data",
+            str(kaggle),
+            "--images",
+            str(kaggle / "test-image.hdf5"),
+            "--out",
+            str(tmp_path / "s.csv"),
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "without image features" in err and "Traceback" not in err
     assert not (tmp_path / "s.csv").exists()
@@ -191,8 +282,7 @@ def test_tune_refuses_folds_that_split_patients() -> None:
     frame = lb.simulate_slice3d(20, seed=0).train
     folds = np.arange(frame.height) % 2  # every patient in both folds
     with pytest.raises(ValueError, match="more than one fold of the tuning folds"):
-        lb.tune(frame, n_trials=1, folds=folds, members=("lightgbm",), rounds=5,
-                progress=False)
+        lb.tune(frame, n_trials=1, folds=folds, members=("lightgbm",), rounds=5, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -254,6 +344,4 @@ def test_every_folder_lesionboost_writes_carries_a_marker(run: Path) -> None:
     for folder in (run, run / "model", run / "report"):
         marker = json.loads((folder / ".lesionboost.json").read_text())
         assert marker["written_by"].startswith("lesionboost ")
-        assert {p.name for p in folder.iterdir()} - {".lesionboost.json"} <= set(
-            marker["entries"]
-        )
+        assert {p.name for p in folder.iterdir()} - {".lesionboost.json"} <= set(marker["entries"])

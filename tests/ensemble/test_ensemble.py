@@ -20,11 +20,21 @@ from lesionboost.metrics import pauc_above_tpr
 FAST = {
     "n_bags": 1,
     "n_jobs": 1,
-    "lightgbm_params": {"n_estimators": 15, "min_data_in_leaf": 2, "min_data_in_bin": 1,
-                        "learning_rate": 0.3, "scale_pos_weight": 1.0},
+    "lightgbm_params": {
+        "n_estimators": 15,
+        "min_data_in_leaf": 2,
+        "min_data_in_bin": 1,
+        "learning_rate": 0.3,
+        "scale_pos_weight": 1.0,
+    },
     "xgboost_params": {"n_estimators": 15, "learning_rate": 0.3, "scale_pos_weight": 1.0},
-    "catboost_params": {"n_estimators": 15, "depth": 3, "learning_rate": 0.3,
-                        "scale_pos_weight": 1.0, "border_count": 32},
+    "catboost_params": {
+        "n_estimators": 15,
+        "depth": 3,
+        "learning_rate": 0.3,
+        "scale_pos_weight": 1.0,
+        "border_count": 32,
+    },
 }
 
 
@@ -89,8 +99,9 @@ def test_pandas_category_dtype_matches_polars_strings():
 def test_explicit_integer_code_columns():
     frame, y = _rare_data()
     codes = frame.with_columns(
-        pl.col("site").replace_strict({"arm": 2, "leg": 3, "torso": 4}, default=0,
-                                      return_dtype=pl.Int32)
+        pl.col("site").replace_strict(
+            {"arm": 2, "leg": 3, "torso": 4}, default=0, return_dtype=pl.Int32
+        )
     )
     model = _fast(categorical_features=["site"]).fit(codes, y)
     assert model.categorical_features_ == [6] and model.category_maps_ == {}
@@ -139,9 +150,12 @@ def test_downsampling_and_oversampling_sizes():
 
 def test_offsets_undo_resampling_so_probabilities_stay_calibrated():
     frame, y = _rare_data(n=20000, rate_shift=-5.0)
-    model = _fast(neg_ratio=0.05, pos_oversample=2.0, members=("lightgbm",),
-                  lightgbm_params={"n_estimators": 60, "learning_rate": 0.1,
-                                   "scale_pos_weight": 2.0}).fit(frame, y)
+    model = _fast(
+        neg_ratio=0.05,
+        pos_oversample=2.0,
+        members=("lightgbm",),
+        lightgbm_params={"n_estimators": 60, "learning_rate": 0.1, "scale_pos_weight": 2.0},
+    ).fit(frame, y)
     kept = model.sampling_["bags"][0][1] / (len(y) - y.sum())
     assert model.offsets_["lightgbm"] == pytest.approx(np.log(kept) - np.log(2.0) - np.log(2.0))
     mean_p = model.predict_proba(frame)[:, 1].mean()
@@ -169,9 +183,13 @@ def test_sample_weight_probabilities_are_those_of_the_weighted_population():
     rng = np.random.default_rng(3)
     weight = np.where(y == 1, 4.0, rng.choice([0.5, 2.0], len(y)))
     weight[(y == 0) & (frame["x0"].to_numpy() > 1.0)] = 2.0  # weights tied to the signal
-    model = _fast(neg_ratio=0.2, members=("lightgbm",), n_bags=2, pos_oversample=1.5,
-                  lightgbm_params={"n_estimators": 60, "learning_rate": 0.1,
-                                   "scale_pos_weight": 2.0}).fit(frame, y, sample_weight=weight)
+    model = _fast(
+        neg_ratio=0.2,
+        members=("lightgbm",),
+        n_bags=2,
+        pos_oversample=1.5,
+        lightgbm_params={"n_estimators": 60, "learning_rate": 0.1, "scale_pos_weight": 2.0},
+    ).fit(frame, y, sample_weight=weight)
     weighted_prevalence = weight[y == 1].sum() / weight.sum()
     mean_p = np.average(model.predict_proba(frame)[:, 1], weights=weight)
     assert mean_p == pytest.approx(weighted_prevalence, rel=0.15)
@@ -179,8 +197,9 @@ def test_sample_weight_probabilities_are_those_of_the_weighted_population():
     sampling = model.sampling_
     assert sampling["weighted"] and len(sampling["bag_weights"]) == 2
     total_pos, total_neg = sampling["weight"]
-    expected = np.mean([np.log(neg / total_neg) - np.log(pos / total_pos)
-                        for pos, neg in sampling["bag_weights"]]) - np.log(2.0)
+    expected = np.mean(
+        [np.log(neg / total_neg) - np.log(pos / total_pos) for pos, neg in sampling["bag_weights"]]
+    ) - np.log(2.0)
     assert model.offsets_["lightgbm"] == pytest.approx(expected)
     assert sampling["bags"][0][1] < (y == 0).sum()  # the negatives were downsampled
 
@@ -198,8 +217,9 @@ def test_zero_weights_remove_rows_and_scale_does_not_matter():
     np.testing.assert_array_equal(zeroed.decision_function(frame), removed.decision_function(frame))
     scaled = _fast(neg_ratio=0.2).fit(frame, y, sample_weight=0.01 * weight)
     plain = _fast(neg_ratio=0.2).fit(frame, y, sample_weight=weight)
-    np.testing.assert_allclose(scaled.decision_function(frame), plain.decision_function(frame),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        scaled.decision_function(frame), plain.decision_function(frame), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_sample_weight_errors_name_the_problem():
@@ -219,11 +239,12 @@ def test_predict_decision_and_proba_agree(blend):
     decision = model.decision_function(frame)
     proba = model.predict_proba(frame)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    assert np.array_equal(np.argsort(decision, kind="stable"),
-                          np.argsort(proba[:, 1], kind="stable"))
+    assert np.array_equal(
+        np.argsort(decision, kind="stable"), np.argsort(proba[:, 1], kind="stable")
+    )
     np.testing.assert_array_equal(model.predict(frame), (decision > 0).astype(int))
     # one row scored alone gets exactly the score it gets in a batch
-    single = np.array([model.decision_function(frame[i:i + 1])[0] for i in range(5)])
+    single = np.array([model.decision_function(frame[i : i + 1])[0] for i in range(5)])
     np.testing.assert_array_equal(single, decision[:5])
     assert pauc_above_tpr(y, proba[:, 1]) > 0.1
 
@@ -361,8 +382,11 @@ def test_feature_contributions_add_up_to_the_margin():
 def test_device_and_threads_map_to_each_library(kind):
     cpu, _ = MEMBERS[kind].params(None, device="cpu", n_jobs=3)
     gpu, rounds = MEMBERS[kind].params({"n_estimators": 7}, device="cuda", n_jobs=None)
-    expected = {"lightgbm": ("device_type", "cuda"), "xgboost": ("device", "cuda"),
-                "catboost": ("task_type", "GPU")}[kind]
+    expected = {
+        "lightgbm": ("device_type", "cuda"),
+        "xgboost": ("device", "cuda"),
+        "catboost": ("task_type", "GPU"),
+    }[kind]
     assert gpu[expected[0]] == expected[1] and rounds == 7
     assert cpu.get(expected[0]) != expected[1]
     assert cpu[MEMBERS[kind].thread_keys[0]] == 3
@@ -372,8 +396,9 @@ def test_device_and_threads_map_to_each_library(kind):
         # feature subsampling is CPU-only in CatBoost for this loss: dropped on GPU
         assert cpu["colsample_bylevel"] == 0.3 and "colsample_bylevel" not in gpu
         with pytest.warns(UserWarning, match="colsample_bylevel.*ignored"):
-            explicit, _ = MEMBERS[kind].params({"colsample_bylevel": 0.5}, device="cuda",
-                                               n_jobs=None)
+            explicit, _ = MEMBERS[kind].params(
+                {"colsample_bylevel": 0.5}, device="cuda", n_jobs=None
+            )
         assert "colsample_bylevel" not in explicit
 
 

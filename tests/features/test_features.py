@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import make_tiny_metadata
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 
 import lesionboost.features as features_module
+from conftest import make_tiny_metadata
 from lesionboost import DataWarning, LesionFeaturizer, ModelFileError, SchemaError
 from lesionboost.features._derived import DERIVED_FEATURES, OUTLIER_COLUMNS
 from lesionboost.schema import CATEGORICAL_COLUMNS, LEAK_COLUMNS, NUMERIC_COLUMNS, split_xy
@@ -382,21 +382,21 @@ def test_site_and_location_groupings_are_not_interchangeable(hand_frame) -> None
     frame = hand_frame.with_columns(
         tbp_lv_location=pl.Series(["Torso Back Top Third"] * 3 + ["Head & Neck"]),
         tbp_lv_location_simple=pl.Series(["Torso Back"] * 3 + ["Head & Neck"]),
-        anatom_site_general=pl.Series(
-            ["posterior torso", "posterior torso", None, "head/neck"]
-        ),
+        anatom_site_general=pl.Series(["posterior torso", "posterior torso", None, "head/neck"]),
     )
     out = _features().fit_transform(frame)
     # location: sizes 2, 4, 6 in one group -> mean 4, sd 2
     np.testing.assert_allclose(
         _col(out, "clin_size_long_diam_mm__z_patient_location"),
-        [-2 / (2 + EPS), 0.0, 2 / (2 + EPS), 0.0], rtol=1e-6,
+        [-2 / (2 + EPS), 0.0, 2 / (2 + EPS), 0.0],
+        rtol=1e-6,
     )
     # site: (2, 4) -> mean 3, sd sqrt(2); the null-site lesion is alone -> 0
     r2 = math.sqrt(2.0)
     np.testing.assert_allclose(
         _col(out, "clin_size_long_diam_mm__z_patient_site"),
-        [-1 / (r2 + EPS), 1 / (r2 + EPS), 0.0, 0.0], rtol=1e-6,
+        [-1 / (r2 + EPS), 1 / (r2 + EPS), 0.0, 0.0],
+        rtol=1e-6,
     )
     np.testing.assert_allclose(_col(out, "n_lesions_patient_site"), [2, 2, 1, 1])
     np.testing.assert_allclose(_col(out, "n_lesions_patient_location"), [3, 3, 3, 1])
@@ -405,7 +405,9 @@ def test_site_and_location_groupings_are_not_interchangeable(hand_frame) -> None
 def test_outlier_score_averages_over_the_key_columns_present() -> None:
     X, _ = split_xy(make_tiny_metadata(n_patients=2, lesions=6, seed=5))
     X = X.with_columns(
-        pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col(OUTLIER_COLUMNS[0]))
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(None)
+        .otherwise(pl.col(OUTLIER_COLUMNS[0]))
         .alias(OUTLIER_COLUMNS[0])
     )
     out = _features(groups=("patient", "derived", "outlier")).fit_transform(X)
@@ -429,8 +431,13 @@ def test_string_groups_and_extra_survive_the_json_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "extra", [("outlier_score",), ("__key_patient",), ("tbp_lv_H__z_patient",),
-              ("score", "score__z_patient")],
+    "extra",
+    [
+        ("outlier_score",),
+        ("__key_patient",),
+        ("tbp_lv_H__z_patient",),
+        ("score", "score__z_patient"),
+    ],
 )
 def test_extra_names_that_collide_with_outputs_are_refused(extra) -> None:
     X, _ = split_xy(make_tiny_metadata(n_patients=2, lesions=3))
@@ -443,7 +450,9 @@ def test_values_beyond_any_measurement_are_refused_by_name() -> None:
     X, _ = split_xy(make_tiny_metadata(n_patients=2, lesions=3))
     fitted = _features().fit(X)
     bad = X.with_columns(
-        pl.when(pl.int_range(pl.len()) == 4).then(1e200).otherwise(pl.col("tbp_lv_x"))
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(1e200)
+        .otherwise(pl.col("tbp_lv_x"))
         .alias("tbp_lv_x")
     )
     with pytest.raises(SchemaError, match=r"'tbp_lv_x' = 1e\+200 at row 4"):

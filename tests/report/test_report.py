@@ -42,11 +42,15 @@ def _fake_run(tmp_path: Path) -> Path:
     y, score, folds = _scores()
     run = tmp_path / "run"
     run.mkdir()
-    pl.DataFrame({
-        "isic_id": [f"ISIC_{i:07d}" for i in range(len(y))],
-        "patient_id": [f"IP_{i // 20:07d}" for i in range(len(y))],
-        "fold": folds.astype(np.int8), "target": y.astype(np.int8), "score": score,
-    }).write_parquet(run / "oof.parquet")
+    pl.DataFrame(
+        {
+            "isic_id": [f"ISIC_{i:07d}" for i in range(len(y))],
+            "patient_id": [f"IP_{i // 20:07d}" for i in range(len(y))],
+            "fold": folds.astype(np.int8),
+            "target": y.astype(np.int8),
+            "score": score,
+        }
+    ).write_parquet(run / "oof.parquet")
     history = [
         {"number": 0, "state": "COMPLETE", "value": 0.15, "defaults": True},
         {"number": 1, "state": "PRUNED", "value": 0.11, "defaults": False},
@@ -54,11 +58,22 @@ def _fake_run(tmp_path: Path) -> Path:
         {"number": 3, "state": "FAIL", "value": None, "defaults": False},
     ]
     best = {
-        "study_name": "demo<study>", "storage": "sqlite:///x.db", "best_trial": 2,
-        "best_value": 0.16, "defaults_value": 0.15, "fold_mean": 0.158, "fold_sd": 0.01,
-        "n_trials": {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1}, "n_splits": 5, "seed": 0,
-        "data": {"n_rows": len(y), "n_patients": 150, "n_positive": int(y.sum()),
-                 "source": "synthetic"},
+        "study_name": "demo<study>",
+        "storage": "sqlite:///x.db",
+        "best_trial": 2,
+        "best_value": 0.16,
+        "defaults_value": 0.15,
+        "fold_mean": 0.158,
+        "fold_sd": 0.01,
+        "n_trials": {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1},
+        "n_splits": 5,
+        "seed": 0,
+        "data": {
+            "n_rows": len(y),
+            "n_patients": 150,
+            "n_positive": int(y.sum()),
+            "source": "synthetic",
+        },
         "best_params": {"neg_ratio": 0.02, "lightgbm_params": {"learning_rate": 0.05}},
         "history": history,
         "feature_importances": {"size_z": 0.3, "hue": 0.2, "age": 0.1},
@@ -95,9 +110,13 @@ def test_roc_title_prints_the_official_pauc_and_shades_the_scored_region() -> No
 
 def test_fold_history_importance_and_calibration_plots() -> None:
     assert len(plot_fold_scores([0.15, 0.17, 0.16]).axes[0].patches) == 3
-    fig = plot_history([{"number": 0, "state": "COMPLETE", "value": 0.1, "defaults": True},
-                        {"number": 1, "state": "COMPLETE", "value": 0.2},
-                        {"number": 2, "state": "COMPLETE", "value": 0.15}])
+    fig = plot_history(
+        [
+            {"number": 0, "state": "COMPLETE", "value": 0.1, "defaults": True},
+            {"number": 1, "state": "COMPLETE", "value": 0.2},
+            {"number": 2, "state": "COMPLETE", "value": 0.15},
+        ]
+    )
     best_line = [line for line in fig.axes[0].lines if line.get_label() == "best so far"][0]
     assert list(best_line.get_ydata()) == [0.1, 0.2, 0.2]
     bars = plot_importances({"a": 1.0, "b": 3.0, "c": 2.0}, top=2).axes[0].patches

@@ -24,8 +24,8 @@ from lesionboost.simulate import (
     simulate_slice3d,
     write_slice3d,
 )
-from lesionboost.simulate._simulator import _choose_image_ids
 from lesionboost.simulate._calibrate import fit_tables
+from lesionboost.simulate._simulator import _choose_image_ids
 from lesionboost.simulate._tables import CENTRES, TABLES_PATH, load_tables
 
 
@@ -323,8 +323,7 @@ def test_image_subset_is_a_seeded_draw_that_ignores_the_label(
     flipped = train.with_columns(target=1 - target)
     for count in (n_pos, train.height // 2):
         same = [
-            _choose_image_ids(frame, count, np.random.default_rng(7))
-            for frame in (train, flipped)
+            _choose_image_ids(frame, count, np.random.default_rng(7)) for frame in (train, flipped)
         ]
         assert same[0] == same[1]
     # Half of the lesions imaged: positives and negatives are covered alike.
@@ -433,8 +432,10 @@ def test_lesion_id_follows_the_followup_model_not_the_risk(mid_sim: SimulatedSLI
     tracked = benign.get_column("lesion_id").is_not_null().to_numpy()
     assert roc_auc_score(tracked, benign.get_column("tbp_lv_deltaLB").to_numpy()) > 0.65
     assert roc_auc_score(tracked, benign.get_column("tbp_lv_symm_2axis").to_numpy()) < 0.38
-    rates = benign.with_columns(t=pl.col("lesion_id").is_not_null()).group_by("attribution").agg(
-        pl.col("t").mean()
+    rates = (
+        benign.with_columns(t=pl.col("lesion_id").is_not_null())
+        .group_by("attribution")
+        .agg(pl.col("t").mean())
     )
     top = rates.sort("t", descending=True).get_column("attribution")[0]
     assert top.startswith("Frazer Institute")

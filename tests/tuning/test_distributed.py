@@ -73,10 +73,29 @@ def _two_machines(storage: str, study_name: str, train_csv: Path, tmp_path: Path
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "lesionboost", "tune", "--data", str(train_csv), "--storage",
-             storage, "--study", study_name, "--trials", "4", "--out", str(tmp_path / f"m{i}"),
-             "--json", "-q", *FAST],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "lesionboost",
+                "tune",
+                "--data",
+                str(train_csv),
+                "--storage",
+                storage,
+                "--study",
+                study_name,
+                "--trials",
+                "4",
+                "--out",
+                str(tmp_path / f"m{i}"),
+                "--json",
+                "-q",
+                *FAST,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
@@ -98,8 +117,10 @@ def test_two_processes_share_one_journal_file(train_csv, tmp_path) -> None:
 def test_two_processes_share_one_postgresql_database(train_csv, tmp_path) -> None:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
-        _postgres_unavailable(f"{POSTGRES_ENV} is not set; point it at a PostgreSQL database "
-                              "to run the multi-machine test (CI starts a server and sets it)")
+        _postgres_unavailable(
+            f"{POSTGRES_ENV} is not set; point it at a PostgreSQL database "
+            "to run the multi-machine test (CI starts a server and sets it)"
+        )
     try:
         open_storage(url)
     except StorageError as exc:
@@ -117,13 +138,28 @@ def test_two_processes_share_one_postgresql_database(train_csv, tmp_path) -> Non
 @pytest.mark.slow
 def test_workers_option_starts_processes_on_a_journal_file(train_csv, tmp_path, capsys) -> None:
     run = tmp_path / "run"
-    code = main(["tune", "--data", str(train_csv), "--workers", "2", "--trials", "4", "--out",
-                 str(run), "--json", "-q", *FAST])
+    code = main(
+        [
+            "tune",
+            "--data",
+            str(train_csv),
+            "--workers",
+            "2",
+            "--trials",
+            "4",
+            "--out",
+            str(run),
+            "--json",
+            "-q",
+            *FAST,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert (run / "study.journal").exists() and not (run / "study.db").exists()
-    study = optuna.load_study(study_name="lesionboost",
-                              storage=open_storage(f"journal:{run / 'study.journal'}"))
+    study = optuna.load_study(
+        study_name="lesionboost", storage=open_storage(f"journal:{run / 'study.journal'}")
+    )
     pids = {t.user_attrs[WORKER_ATTR]["pid"] for t in _finished(study)}
     assert os.getpid() not in pids and len(pids) == 2
     _check_union(study, pids, 4)

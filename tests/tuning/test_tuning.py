@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -70,8 +70,13 @@ def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
 
 def test_config_normalises_weights_and_switches_feature_groups() -> None:
     space = SearchSpace(members=("lightgbm", "xgboost"))
-    params = {**space.defaults(), "weight.lightgbm": 0.9, "weight.xgboost": 0.3,
-              "features.region": True, "features.outlier": False}
+    params = {
+        **space.defaults(),
+        "weight.lightgbm": 0.9,
+        "weight.xgboost": 0.3,
+        "features.region": True,
+        "features.outlier": False,
+    }
     config = space.to_config(params)
     assert config["weights"] == pytest.approx({"lightgbm": 0.75, "xgboost": 0.25})
     assert config["feature_groups"] == ("derived", "patient", "region", "counts")
@@ -106,8 +111,11 @@ class _Lookup:
     def predict_proba(self, X):  # noqa: ANN001, ANN201
         ids = X.get_column("isic_id").to_list()
         rng = np.random.default_rng(len(ids))
-        p = np.array([self.truth[i] for i in ids], float) if self.perfect else rng.uniform(
-            size=len(ids))
+        p = (
+            np.array([self.truth[i] for i in ids], float)
+            if self.perfect
+            else rng.uniform(size=len(ids))
+        )
         return np.column_stack([1 - p, p])
 
 
@@ -133,8 +141,9 @@ def test_wilcoxon_prunes_a_trial_worse_on_every_fold_before_its_last_fold(tiny) 
 def test_objective_scores_the_pooled_oof_of_the_real_estimator(tiny, tmp_path) -> None:
     folds = patient_folds(tiny, n_splits=2, seed=0)
     space = SearchSpace(members=("lightgbm",), ensemble=False, feature_groups=False)
-    objective = PatientCVObjective(tiny, folds, space=space, rounds=10,
-                                   fixed_params={**FAST, "n_bags": 1}, oof_dir=tmp_path)
+    objective = PatientCVObjective(
+        tiny, folds, space=space, rounds=10, fixed_params={**FAST, "n_bags": 1}, oof_dir=tmp_path
+    )
     study = open_study(None, "real", space=space)
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]
@@ -145,15 +154,17 @@ def test_objective_scores_the_pooled_oof_of_the_real_estimator(tiny, tmp_path) -
     from lesionboost.metrics import pauc_above_tpr
 
     assert pauc_above_tpr(tiny["target"].to_numpy(), saved["score"].to_numpy()) == pytest.approx(
-        trial.value)
+        trial.value
+    )
     assert objective.estimator(trial.params).get_params()["lightgbm_params"]["n_estimators"] == 10
 
 
 # --------------------------------------------------------------------------- tune()
 def test_tune_resumes_to_the_same_total_without_losing_or_repeating(tiny, tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    kwargs = dict(storage=url, n_splits=2, members=("lightgbm",), rounds=8,
-                  fixed_params=FAST, progress=False)
+    kwargs = dict(
+        storage=url, n_splits=2, members=("lightgbm",), rounds=8, fixed_params=FAST, progress=False
+    )
     study, best = tune(tiny, n_trials=2, **kwargs)
     first = [(t.number, t.value, t.params) for t in study.trials]
     assert study.trials[0].user_attrs[DEFAULTS_ATTR]
@@ -170,8 +181,9 @@ def test_tune_resumes_to_the_same_total_without_losing_or_repeating(tiny, tmp_pa
 
 def test_ctrl_c_in_the_defaults_trial_queues_the_defaults_again(tiny, tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    kwargs = dict(storage=url, n_splits=2, members=("lightgbm",), rounds=8,
-                  fixed_params=FAST, progress=False)
+    kwargs = dict(
+        storage=url, n_splits=2, members=("lightgbm",), rounds=8, fixed_params=FAST, progress=False
+    )
     real_fit = LesionBoostClassifier.fit
 
     def interrupted(self, X, y):
@@ -220,13 +232,21 @@ def test_tune_fits_every_fold_with_the_rows_weights(tiny, tmp_path, monkeypatch)
 
     monkeypatch.setattr(LesionBoostClassifier, "fit", recording)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    kwargs = dict(storage=url, n_splits=2, members=("lightgbm",), rounds=8,
-                  fixed_params=FAST, progress=False, seed=0)
+    kwargs = dict(
+        storage=url,
+        n_splits=2,
+        members=("lightgbm",),
+        rounds=8,
+        fixed_params=FAST,
+        progress=False,
+        seed=0,
+    )
     tune(tiny, n_trials=1, sample_weight=weight, oof_dir=tmp_path / "weighted", **kwargs)
     folds = patient_folds(tiny, n_splits=2, seed=0)
     # each fold's model got exactly its training rows' weights
-    assert sorted(seen) == sorted((int((folds != k).sum()), float(weight[folds != k].sum()))
-                                  for k in (0, 1))
+    assert sorted(seen) == sorted(
+        (int((folds != k).sum()), float(weight[folds != k].sum())) for k in (0, 1)
+    )
     # the same study refuses other weights (or none): its trials measured something else
     with pytest.raises(ValueError, match="other data or settings.*data_fingerprint"):
         tune(tiny, n_trials=2, **kwargs)
@@ -237,8 +257,10 @@ def test_tune_fits_every_fold_with_the_rows_weights(tiny, tmp_path, monkeypatch)
     assert len(resumed.study.trials) == 2
     # and the weights change what the trial measures (its out-of-fold scores)
     tune(tiny, n_trials=1, oof_dir=tmp_path / "plain", **{**kwargs, "storage": None})
-    scores = [pl.read_parquet(tmp_path / run / "trial-0.parquet")["score"].to_numpy()
-              for run in ("weighted", "plain")]
+    scores = [
+        pl.read_parquet(tmp_path / run / "trial-0.parquet")["score"].to_numpy()
+        for run in ("weighted", "plain")
+    ]
     assert not np.allclose(*scores)
     memory = {**kwargs, "storage": None}
     with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\)"):
@@ -272,9 +294,18 @@ def test_workers_fit_with_the_weights_too(tiny, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TQDM_DISABLE", "1")  # the worker sets it; restored afterwards
     monkeypatch.setattr(LesionBoostClassifier, "fit", recording)
     monkeypatch.setattr(tuning, "_run_workers", in_process)
-    tune(tiny, n_trials=1, n_workers=2, storage=f"journal:{tmp_path / 'w.journal'}",
-         n_splits=2, members=("lightgbm",), rounds=8, fixed_params=FAST, progress=False,
-         sample_weight=weight)
+    tune(
+        tiny,
+        n_trials=1,
+        n_workers=2,
+        storage=f"journal:{tmp_path / 'w.journal'}",
+        n_splits=2,
+        members=("lightgbm",),
+        rounds=8,
+        fixed_params=FAST,
+        progress=False,
+        sample_weight=weight,
+    )
     folds = patient_folds(tiny, n_splits=2, seed=0)
     assert sorted(seen) == sorted(float(weight[folds != k].sum()) for k in (0, 1))
 
@@ -331,8 +362,11 @@ _DEAD_WORKER = textwrap.dedent(
 
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_trials_of_a_dead_worker_are_failed_and_retried(tmp_path, kind) -> None:
-    url = f"journal:{tmp_path / 's.journal'}" if kind == "journal" else (
-        f"sqlite:///{tmp_path / 's.db'}")
+    url = (
+        f"journal:{tmp_path / 's.journal'}"
+        if kind == "journal"
+        else (f"sqlite:///{tmp_path / 's.db'}")
+    )
     study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
     subprocess.run([sys.executable, "-c", _DEAD_WORKER, url], check=True)
     [running] = study.get_trials(states=(TrialState.RUNNING,))
@@ -408,18 +442,23 @@ def test_an_unstamped_running_trial_is_failed_once_it_is_old(monkeypatch) -> Non
     assert states == ["FAIL", "WAITING"]  # failed, and its parameters queued again
 
 
-def test_a_sqlite_run_is_reproducible_and_a_shared_storage_is_not(tiny, tmp_path,
-                                                                   monkeypatch) -> None:
+def test_a_sqlite_run_is_reproducible_and_a_shared_storage_is_not(
+    tiny, tmp_path, monkeypatch
+) -> None:
     import lesionboost.tuning._runner as run_module
 
     kwargs = dict(n_splits=2, members=("lightgbm",), rounds=8, fixed_params=FAST, progress=False)
     proposals: dict[str, list] = {"sqlite": [], "journal": []}
     for pid in (111, 222):  # two processes started with the same command
-        monkeypatch.setattr(run_module, "worker_identity",
-                            lambda pid=pid: {"host": "h", "pid": pid, "start": 1})
+        monkeypatch.setattr(
+            run_module, "worker_identity", lambda pid=pid: {"host": "h", "pid": pid, "start": 1}
+        )
         for kind in proposals:
-            url = (f"sqlite:///{tmp_path / f'{pid}.db'}" if kind == "sqlite"
-                   else f"journal:{tmp_path / f'{pid}.journal'}")
+            url = (
+                f"sqlite:///{tmp_path / f'{pid}.db'}"
+                if kind == "sqlite"
+                else f"journal:{tmp_path / f'{pid}.journal'}"
+            )
             study, _ = tune(tiny, n_trials=3, storage=url, **kwargs)
             proposals[kind].append([t.params for t in study.trials])
     # a SQLite file is single-process: the same seed proposes the same trials
