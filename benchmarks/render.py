@@ -199,10 +199,12 @@ def render_text(text: str, tables: Mapping[str, Table | Mapping[str, Any]]) -> s
 def compose_headline(tables: Mapping[str, Table]) -> Table | None:
     """``summary/headline``: the headline tables of :data:`HEADLINE_PARTS` stacked, script named.
 
+    Parts without a recorded run are left out and named in the table's note.
+
     Returns
     -------
     Table or None
-        ``None`` while a part is missing (:func:`missing_parts` says which).
+        ``None`` while no part has a recorded run (:func:`missing_parts` says which).
 
     Raises
     ------
@@ -210,22 +212,26 @@ def compose_headline(tables: Mapping[str, Table]) -> Table | None:
         When a part's columns are not ``what | target | measured``.
     """
     rows: list[list[str]] = []
+    absent = []
     for name in HEADLINE_PARTS:
         part = tables.get(f"{name}/headline")
         if part is None:
-            return None
+            absent.append(f"`{name}.py`")
+            continue
         if part.columns != HEADLINE_COLUMNS:
             raise ValueError(
                 f"{part.id} has columns {part.columns}; {HEADLINE_ID} needs {HEADLINE_COLUMNS}."
             )
         rows += [[*row, f"`{name}.py`"] for row in part.rows]
-    return Table(
-        HEADLINE_ID,
-        [*HEADLINE_COLUMNS, "benchmark"],
-        rows,
-        note="Each row comes from the named script in benchmarks/; its JSON file in "
-        "benchmarks/results/ records the machine and library versions.",
+    if not rows:
+        return None
+    note = (
+        "Each row comes from the named script in benchmarks/; its JSON file in "
+        "benchmarks/results/ records the machine and library versions."
     )
+    if absent:
+        note += f" No run of {', '.join(absent)} is recorded."
+    return Table(HEADLINE_ID, [*HEADLINE_COLUMNS, "benchmark"], rows, note=note)
 
 
 def missing_parts(tables: Mapping[str, Any]) -> list[str]:

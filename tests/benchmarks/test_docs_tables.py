@@ -35,11 +35,14 @@ def _missing_files(table_id: str) -> list[str]:
         if table_id == render.HEADLINE_ID
         else [table_id.split("/", 1)[0]]
     )
-    return [
+    missing = [
         f"benchmarks/results/{name}.json"
         for name in names
         if not (render.RESULTS / f"{name}.json").is_file()
     ]
+    if table_id == render.HEADLINE_ID and len(missing) < len(names):
+        return []  # the headline stacks the parts that have a recorded run
+    return missing
 
 
 # --------------------------------------------------------------------------- render_text
