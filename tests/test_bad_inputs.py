@@ -454,7 +454,7 @@ CLI_CASES: list[tuple[str, Callable[[World], list[str]], int, tuple[str, ...]]] 
             "--out",
             str(w.train_csv),
         ],
-        1,
+        2,
         ("--force",),
     ),
     (
@@ -468,7 +468,7 @@ CLI_CASES: list[tuple[str, Callable[[World], list[str]], int, tuple[str, ...]]] 
             "--out",
             str(w.root / "no" / "dir" / "s.csv"),
         ],
-        1,
+        2,
         ("does not exist",),
     ),
     (

@@ -273,7 +273,9 @@ def test_image_features_join_the_tabular_ones(meta, tmp_path):
 def test_missing_image_module_function_is_a_clear_error(meta, monkeypatch):
     import lesionboost.image as image_module
 
-    monkeypatch.delattr(image_module, "image_feature_frame")
+    # the image package resolves its names lazily: remove the name from both places
+    monkeypatch.delattr(image_module, "image_feature_frame", raising=False)
+    monkeypatch.delitem(image_module._SOURCES, "image_feature_frame")
     with pytest.raises(OptionalDependencyError, match="image_feature_frame"):
         _fast(images="crops.hdf5").fit(meta)
 
