@@ -240,3 +240,30 @@ def test_consumer_can_stop_early_with_processes(crops_file: tuple[Path, list[str
     assert first.start == 0 and len(first.failed) == 4
     with pytest.raises(ValueError, match="backend"):
         list(iter_decoded(ImageStore(path), ids, 16, backend="fibres"))  # type: ignore[arg-type]
+
+
+def test_the_decoder_process_protocol_carries_json_and_plain_arrays_only() -> None:
+    import io
+
+    import numpy as np
+    import pytest
+
+    from lesionboost.image._jpeg import read_message, write_message
+
+    stream = io.BytesIO()
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    write_message(
+        stream,
+        {"status": "ok", "problems": [["ISIC_1", "corrupt", "x"]]},
+        [images, np.array([False, True])],
+    )
+    stream.seek(0)
+    header, arrays = read_message(stream)
+    assert header["problems"] == [["ISIC_1", "corrupt", "x"]]
+    np.testing.assert_array_equal(arrays[0], images)
+    assert arrays[1].tolist() == [False, True]
+    with pytest.raises(EOFError):
+        read_message(stream)
+    # an object array (which would need unpickling to read) is refused when written
+    with pytest.raises(ValueError):
+        write_message(io.BytesIO(), {"status": "ok"}, [np.array([object()], dtype=object)])

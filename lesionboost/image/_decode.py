@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import queue
 import subprocess
 import sys
@@ -51,7 +50,16 @@ import numpy as np
 
 from ..exceptions import ImageStoreError
 from ..io import ImageStore
-from ._jpeg import READY, Problem, _RawReader, decode_chunk, decode_jpeg, read_one
+from ._jpeg import (
+    READY,
+    Problem,
+    _RawReader,
+    decode_chunk,
+    decode_jpeg,
+    read_message,
+    read_one,
+    write_message,
+)
 
 __all__ = [
     "decode_jpeg",
@@ -181,10 +189,10 @@ class _DecoderProcesses:
                 )
             for proc in self._procs:  # all start in parallel; wait for each to be ready
                 assert proc.stdout is not None
-                hello = pickle.load(proc.stdout)
-                if not (isinstance(hello, tuple) and hello[:1] == (READY,)):
+                hello, _ = read_message(proc.stdout)
+                if hello.get("ready") != READY:
                     raise OSError(f"unexpected greeting {hello!r:.60}")
-        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        except (OSError, EOFError, ValueError, KeyError) as exc:
             self.close()
             raise OSError(f"a decoder process did not start ({exc or type(exc).__name__})") from exc
         for k, proc in enumerate(self._procs):
@@ -211,10 +219,16 @@ class _DecoderProcesses:
                 continue
             if broken is None:
                 try:
-                    pickle.dump(request, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-                    proc.stdin.flush()
-                    status, payload = pickle.load(proc.stdout)
-                except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+                    path, ids, size = request
+                    write_message(proc.stdin, {"path": path, "ids": list(ids), "size": size})
+                    reply, arrays = read_message(proc.stdout)
+                    status = reply["status"]
+                    if status == "ok":
+                        problems = [tuple(p) for p in reply["problems"]]
+                        payload: Any = (arrays[0], arrays[1], problems)
+                    else:
+                        payload = reply.get("message", "")
+                except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
                     broken = f"{type(exc).__name__}: {exc}"
             if broken is not None:
                 future.set_exception(

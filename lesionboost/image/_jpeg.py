@@ -10,8 +10,10 @@ lesionboost (bar its exceptions), so that a decoder process started with
 * :class:`_RawReader` -- JPEG bytes out of a Kaggle-layout HDF5 file through
   h5py's low-level API (about five times faster than ``f[isic_id][()]``).
 * :func:`read_and_decode` -- a chunk of ids to an array, with the failures.
-* :func:`_serve` -- the decoder process: pickled ``(path, ids, size)``
-  requests on stdin, pickled results on stdout, until stdin closes.
+* :func:`_serve` -- the decoder process: ``(path, ids, size)`` requests on stdin,
+  results on stdout, until stdin closes. Messages are a length-prefixed JSON header
+  followed by ``.npy`` arrays (:func:`write_message`, :func:`read_message`): nothing
+  that crosses the pipe can run code when it is read.
 
 Why processes: Pillow releases the GIL only inside its C decode and resample
 loops. For a 2 kB crop the Python around them (``Image.open`` parsing the JPEG
@@ -24,9 +26,10 @@ reads its own crops).
 from __future__ import annotations
 
 import io
+import json
 import os
-import pickle
 import signal
+import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -216,35 +219,75 @@ def read_and_decode(
 
 # --------------------------------------------------------------------------- decoder process
 READY = "lesionboost-decoder-ready"
+_LENGTH = struct.Struct(">Q")
+
+
+def write_message(stream: Any, header: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> None:
+    """Write one message: a JSON header (8-byte length first), then ``arrays`` as ``.npy``."""
+    payload = json.dumps({**header, "arrays": len(arrays)}).encode("utf-8")
+    stream.write(_LENGTH.pack(len(payload)))
+    stream.write(payload)
+    for array in arrays:
+        buffer = io.BytesIO()  # pipes have no file position, which .npy writing may ask for
+        np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        stream.write(_LENGTH.pack(buffer.tell()))
+        stream.write(buffer.getvalue())
+    stream.flush()
+
+
+def read_message(stream: Any) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Read one message written by :func:`write_message`; ``EOFError`` at the end of the stream."""
+    prefix = stream.read(_LENGTH.size)
+    if len(prefix) < _LENGTH.size:
+        raise EOFError("the stream ended")
+    (length,) = _LENGTH.unpack(prefix)
+    raw = stream.read(length)
+    if len(raw) < length:
+        raise EOFError("the stream ended inside a message")
+    header = json.loads(raw.decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError("a message header must be a JSON object")
+    arrays = []
+    for _ in range(int(header["arrays"])):
+        (size,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
+        buffer = io.BytesIO(_read_exactly(stream, size))
+        arrays.append(np.lib.format.read_array(buffer, allow_pickle=False))
+    return header, arrays
+
+
+def _read_exactly(stream: Any, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the stream ended inside a message")
+    return bytes(data)
 
 
 def _serve() -> None:  # pragma: no cover - runs in the child; tested through iter_decoded
-    """Serve decode requests: pickled ``(path, ids, size)`` in, ``("ok", result)`` out."""
+    """Serve decode requests: ``{path, ids, size}`` in, ``{status, problems}`` + arrays out."""
     # Ctrl-C reaches the whole process group: the parent handles it and closes our stdin.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The protocol owns the real stdout; anything a library prints goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     source = sys.stdin.buffer
-    pickle.dump((READY, os.getpid()), out)
-    out.flush()
+    write_message(out, {"ready": READY, "pid": os.getpid()})
     readers: dict[str, _RawReader] = {}
     while True:
         try:
-            path, ids, size = pickle.load(source)
+            request, _ = read_message(source)
         except EOFError:
             break
+        path, ids, size = str(request["path"]), list(request["ids"]), int(request["size"])
         try:
             if path not in readers:
                 readers[path] = _RawReader(path)
-            reply: tuple[str, Any] = (
-                "ok",
-                read_and_decode(readers[path], ids, size, Path(path).name),
-            )
+            images, failed, problems = read_and_decode(readers[path], ids, size, Path(path).name)
         except Exception as exc:  # noqa: BLE001 -- reported to the parent, which raises it
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
+            write_message(out, {"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+        else:
+            write_message(
+                out, {"status": "ok", "problems": [list(p) for p in problems]}, [images, failed]
+            )
     for reader in readers.values():
         reader.close()
 
