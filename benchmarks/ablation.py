@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from _common import NA, SHARED, Table, parser, write_results
 
+from _common import NA, SHARED, Table, parser, write_results
 from lesionboost import (
     DataWarning,
     LesionFeaturizer,

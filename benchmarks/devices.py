@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from _common import NA, Table, parser, write_results
 
 import lesionboost as lb
+from _common import NA, Table, parser, write_results
 from lesionboost.ensemble import library_versions, lightgbm_has_learner
 
 MEMBERS = ("lightgbm", "xgboost", "catboost")

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from _common import Table, parser, write_results
 
+from _common import Table, parser, write_results
 from lesionboost import LesionFeaturizer, simulate_slice3d, split_xy
 from lesionboost.features import (
     DERIVED_FEATURES,

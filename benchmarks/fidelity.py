@@ -51,9 +51,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from _common import NA, SHARED, Table, fmt, parser, write_results
 from scipy import stats
 
+from _common import NA, SHARED, Table, fmt, parser, write_results
 from lesionboost import patient_folds, pauc_above_tpr, read_metadata
 from lesionboost.schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from lesionboost.simulate import (

@@ -58,8 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import NA, SHARED, Table, fmt, parser, write_results
 
+from _common import NA, SHARED, Table, fmt, parser, write_results
 from lesionboost.image import OnnxEmbedder, iter_decoded
 from lesionboost.io import ImageStore
 

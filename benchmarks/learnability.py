@@ -45,11 +45,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from _common import Table, fmt, parser, write_results
 from scipy import optimize, special
 from scipy.stats import spearmanr
 
 import lesionboost as lb
+from _common import Table, fmt, parser, write_results
 from lesionboost.schema import NUMERIC_COLUMNS
 from lesionboost.simulate import (
     CENTRES,

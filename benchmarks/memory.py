@@ -27,9 +27,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from _common import Table, parser, write_results
-
 import lesionboost as lb
+from _common import Table, parser, write_results
 
 TARGET_GB = 4.0
 

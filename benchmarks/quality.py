@@ -49,11 +49,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from _common import NA, SHARED, Table, fmt, parser, write_results
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 import lesionboost as lb
+from _common import NA, SHARED, Table, fmt, parser, write_results
 from lesionboost.ensemble import GBDTEnsembleClassifier
 from lesionboost.schema import CATEGORICAL_COLUMNS, CATEGORY_LEVELS, LEAK_COLUMNS, NUMERIC_COLUMNS
 

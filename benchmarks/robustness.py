@@ -58,11 +58,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from _common import NA, SHARED, Table, fmt, parser, write_results
-from lineage import LineageClassifier
 from scipy.stats import binomtest
 
 import lesionboost as lb
+from _common import NA, SHARED, Table, fmt, parser, write_results
+from lineage import LineageClassifier
 
 RAW, LINEAGE, VOTE, DEFAULT, TUNED = "raw", "lineage_lgbm", "lineage_vote", "default", "tuned"
 ORACLE = "tabular_oracle"

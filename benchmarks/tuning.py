@@ -44,9 +44,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
-from _common import Table, fmt, parser, write_results  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+from _common import Table, fmt, parser, write_results  # noqa: E402
 from lesionboost.estimator import LesionBoostClassifier  # noqa: E402
 from lesionboost.exceptions import DataWarning  # noqa: E402
 from lesionboost.metrics import pauc_above_tpr  # noqa: E402

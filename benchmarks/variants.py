@@ -54,11 +54,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from _common import NA, SHARED, Table, fmt, parser, write_results
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 import lesionboost as lb
+from _common import NA, SHARED, Table, fmt, parser, write_results
 from lesionboost.ensemble import GBDTEnsembleClassifier
 from lesionboost.estimator import LesionBoostClassifier
 from lesionboost.schema import CATEGORICAL_COLUMNS

@@ -180,7 +180,6 @@ CUDA_FP32_ATOL = 2e-3
 def test_onnx_embedder_runs_on_cuda_and_matches_cpu(tmp_path: Path) -> None:
     _need_onnxruntime_cuda()
     from _crops import write_crops
-
     from lesionboost.image import OnnxEmbedder, build_builtin_embedder
 
     ids = [f"ISIC_{i:07d}" for i in range(300)]
@@ -199,7 +198,6 @@ def test_onnx_embedder_runs_on_cuda_and_matches_cpu(tmp_path: Path) -> None:
 def test_tf32_and_fp16_on_cuda_are_opt_in_and_close(tmp_path: Path) -> None:
     _need_onnxruntime_cuda()
     from _crops import write_crops
-
     from lesionboost.image import OnnxEmbedder
 
     ids = [f"ISIC_{i:07d}" for i in range(300)]
@@ -223,7 +221,6 @@ def test_in_graph_preprocessing_on_cuda_matches_the_cpu(tmp_path: Path) -> None:
     # normalised and transposed there; the CPU runs the same graph.
     _need_onnxruntime_cuda()
     from _onnx_models import channel_mean_model
-
     from lesionboost.image import OnnxEmbedder
 
     metadata = {"lesionboost.mean": "0.485,0.456,0.406", "lesionboost.std": "0.229,0.224,0.225"}
@@ -243,7 +240,6 @@ def test_image_trainer_runs_on_cuda(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("this PyTorch sees no CUDA device")
     from _crops import write_crops
-
     from lesionboost.image import OnnxEmbedder, train_embedder
 
     n_patients, per_patient = 24, 4

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from _crops import write_crops
 from _onnx_models import channel_mean_model
-
 from lesionboost.cli import main
 
 pytest.importorskip("onnxruntime", reason="onnxruntime runs the image models")

@@ -9,9 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from _crops import render_crop, write_crops
 from PIL import Image
 
+from _crops import render_crop, write_crops
 from lesionboost.image import DecodeStats, decode_jpeg, iter_decoded
 from lesionboost.image._decode import _RawReader
 from lesionboost.io import ImageStore

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from _crops import render_crop, write_crops
 from _onnx_models import TensorProto, channel_mean_model, flat_input_model, two_input_model
-
 from lesionboost import ModelFileError
 from lesionboost.image import METADATA_KEYS, OnnxEmbedder, decode_jpeg
 from lesionboost.io import ImageStore

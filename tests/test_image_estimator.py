@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from _crops import write_crops
 from _onnx_models import channel_mean_model
 from conftest import make_tiny_metadata
-
 from lesionboost import DataWarning
 from lesionboost.cli import main
 from lesionboost.cv import patient_folds

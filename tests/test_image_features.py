@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from _crops import write_crops
 from _onnx_models import channel_mean_model
-
 from lesionboost.image import ImageModels, OnnxEmbedder, image_feature_frame, image_features
 
 pytest.importorskip("onnxruntime", reason="image features need onnxruntime to embed crops")

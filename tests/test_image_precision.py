@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from _crops import render_crop, write_crops
 
+from _crops import render_crop, write_crops
 from conftest import make_tiny_metadata
 from lesionboost import DataWarning, ModelFileError
 from lesionboost.estimator import LesionBoostClassifier

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _onnx_models import IR_VERSION, OPSET, TensorProto, channel_mean_model, helper, onnx
 
+from _onnx_models import IR_VERSION, OPSET, TensorProto, channel_mean_model, helper, onnx
 from lesionboost.image import METADATA_KEYS, OnnxEmbedder, builtin_model_bytes
 from lesionboost.image._preprocess import host_prepare, with_preprocessing
 

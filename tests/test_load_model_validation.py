@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+
 from _crops import write_crops
 from _onnx_models import channel_mean_model
-
 from conftest import make_tiny_metadata
 from lesionboost import DataWarning, ModelFileError
 from lesionboost.ensemble import GBDTEnsembleClassifier

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from _onnx_models import channel_mean_model
 from polars.testing import assert_frame_equal
 
+from _onnx_models import channel_mean_model
 from lesionboost import DataWarning, ModelFileError, simulate_slice3d
 from lesionboost.cli import main
 from lesionboost.estimator import LesionBoostClassifier

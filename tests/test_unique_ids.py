@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from _crops import write_crops
 
+from _crops import write_crops
 from conftest import make_tiny_metadata
 from lesionboost import DataWarning, SchemaError
 from lesionboost.estimator import LesionBoostClassifier

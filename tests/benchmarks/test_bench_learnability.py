@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from _bench import check_tables, import_benchmark, run_small
 from scipy import optimize
 
+from _bench import check_tables, import_benchmark, run_small
 from lesionboost.simulate import CENTRES, RiskModel, simulate_slice3d
 
 learnability = import_benchmark("learnability.py")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from _bench import check_tables, run_small
 
 #: pAUC above 80 % TPR of a constant or random score (the metric's floor for no skill).

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import _bench
 import numpy as np
 import polars as pl
 import pytest
-from _bench import check_tables, import_benchmark, run_small
 from scipy.stats import binomtest
 
+import _bench
 import lesionboost as lb
+from _bench import check_tables, import_benchmark, run_small
 from lesionboost.schema import LEAK_COLUMNS
 
 SCENARIOS: tuple[str, ...] = tuple(getattr(lb.simulate, "SCENARIOS", None) or ("default",))

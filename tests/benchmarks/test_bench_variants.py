@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from _bench import check_tables, import_benchmark, run_small
 
+from _bench import check_tables, import_benchmark, run_small
 from lesionboost.ensemble import GBDTEnsembleClassifier
 
 variants = import_benchmark("variants.py")

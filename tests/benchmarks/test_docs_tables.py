@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from _bench import render  # benchmarks/render.py
 
 ALLOW_MISSING = os.environ.get("LESIONBOOST_ALLOW_MISSING_RESULTS") == "1"
