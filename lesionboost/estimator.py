@@ -145,12 +145,16 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
 
     Examples
     --------
-    >>> import lesionboost as lb  # doctest: +SKIP
-    >>> sim = lb.simulate_slice3d(100, seed=0)  # doctest: +SKIP
-    >>> X, y = lb.split_xy(sim.train)  # doctest: +SKIP
-    >>> model = LesionBoostClassifier(n_bags=1).fit(X, y)  # doctest: +SKIP
-    >>> model.predict_proba(X)[:, 1]  # doctest: +SKIP
-    >>> model.explain(X.head(3), top_k=3)  # doctest: +SKIP
+    >>> import lesionboost as lb
+    >>> X, y = lb.split_xy(lb.simulate_slice3d(30, seed=0).train)
+    >>> model = LesionBoostClassifier(members=("lightgbm",), n_bags=1,
+    ...                               lightgbm_params={"n_estimators": 20})
+    >>> model = model.fit(X, y)
+    >>> proba = model.predict_proba(X)
+    >>> proba.shape == (X.height, 2) and bool(((proba >= 0) & (proba <= 1)).all())
+    True
+    >>> model.explain(X.head(3), top_k=3).columns[-2:]
+    ['top_features', 'top_contributions']
     """
 
     image_state_: dict[str, Any] | None
@@ -541,10 +545,14 @@ def cross_val_oof(
 
     Examples
     --------
-    >>> from lesionboost import patient_folds  # doctest: +SKIP
-    >>> folds = patient_folds(train)  # doctest: +SKIP
-    >>> result = cross_val_oof(LesionBoostClassifier(), train, folds)  # doctest: +SKIP
-    >>> round(result.pauc, 3), result.fold_scores  # doctest: +SKIP
+    >>> from lesionboost import patient_folds, simulate_slice3d
+    >>> train = simulate_slice3d(40, seed=0).train
+    >>> folds = patient_folds(train, n_splits=3)
+    >>> fast = LesionBoostClassifier(members=("lightgbm",), n_bags=1,
+    ...                              lightgbm_params={"n_estimators": 20})
+    >>> result = cross_val_oof(fast, train, folds, progress=False)
+    >>> result.oof.shape == (train.height,) and len(result.fold_scores) == 3
+    True
     """
     frame, labels = _frame_and_labels(metadata, y, what="cross_val_oof")
     if n_jobs is not None and (
