@@ -61,6 +61,7 @@ import polars as pl
 from scipy.stats import binomtest
 
 import lesionboost as lb
+import quality as _quality
 from _common import NA, SHARED, Table, fmt, parser, write_results
 from lineage import LineageClassifier
 
@@ -73,56 +74,12 @@ REAL = "real sample"
 NO_COUNTS = tuple(g for g in lb.LesionBoostClassifier().feature_groups if g != "counts")
 SMALL_ROUNDS = 20
 
-# The raw row is quality.py's (same estimator, same parameters); a minimal replica
-# keeps this script running should quality.py not import.
-try:
-    import quality as _quality
+# The raw row is quality.py's: the same estimator with the same parameters.
+RAW_SOURCE = "quality.models"
 
-    def _raw_model(small: bool) -> Any:
-        return _quality.models(small)[_quality.RAW]()
 
-    RAW_SOURCE = "quality.models"
-except Exception as error:  # pragma: no cover - only when quality.py is broken
-    from sklearn.base import BaseEstimator, ClassifierMixin, clone
-
-    from lesionboost.schema import CATEGORICAL_COLUMNS, CATEGORY_LEVELS, NUMERIC_COLUMNS
-
-    _CAT_INDEX = [len(NUMERIC_COLUMNS) + i for i in range(len(CATEGORICAL_COLUMNS))]
-
-    def _raw_matrix(X: Any) -> np.ndarray:
-        exprs = [pl.col(c).cast(pl.Float32) for c in NUMERIC_COLUMNS]
-        for name in CATEGORICAL_COLUMNS:
-            levels = {level: float(i) for i, level in enumerate(CATEGORY_LEVELS[name])}
-            exprs.append(
-                pl.col(name)
-                .cast(pl.String)
-                .replace_strict(levels, default=float(len(levels)), return_dtype=pl.Float32)
-            )
-        return X.select(exprs).to_numpy()
-
-    class _RawColumns(ClassifierMixin, BaseEstimator):
-        def __init__(self, estimator: Any = None) -> None:
-            self.estimator = estimator
-
-        def fit(self, X: Any, y: Any) -> _RawColumns:
-            self.estimator_ = clone(self.estimator).fit(_raw_matrix(X), np.asarray(y))
-            self.classes_ = self.estimator_.classes_
-            return self
-
-        def predict_proba(self, X: Any) -> np.ndarray:
-            return self.estimator_.predict_proba(_raw_matrix(X))
-
-    def _raw_model(small: bool) -> Any:
-        return _RawColumns(
-            lb.GBDTEnsembleClassifier(
-                members=("lightgbm",),
-                n_bags=1,
-                lightgbm_params={"n_estimators": SMALL_ROUNDS} if small else None,
-                categorical_features=_CAT_INDEX,
-            )
-        )
-
-    RAW_SOURCE = f"replica (quality.py did not import: {type(error).__name__}: {error})"
+def _raw_model(small: bool) -> Any:
+    return _quality.models(small)[_quality.RAW]()
 
 
 def log(message: str) -> None:
