@@ -117,6 +117,10 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         ``"outlier"``, ``"counts"`` (see :mod:`lesionboost.features`); the
         default leaves out ``"region"``, which measured no gain for twice the
         features (:data:`DEFAULT_FEATURE_GROUPS`).
+    rank_columns : {"all", "raw", "key", "none"}, default="none"
+        Columns given within-patient (and, with ``"region"``, within patient x
+        location and patient x site) percentile ranks; see
+        :class:`~lesionboost.features.LesionFeaturizer`.
     members, lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
 pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same
@@ -163,6 +167,7 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         self,
         *,
         feature_groups: Sequence[str] = DEFAULT_FEATURE_GROUPS,
+        rank_columns: str = "none",
         members: Sequence[str] = MEMBER_KINDS,
         lightgbm_params: Mapping[str, Any] | None = None,
         xgboost_params: Mapping[str, Any] | None = None,
@@ -179,6 +184,7 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         images: Any = None,
     ) -> None:
         self.feature_groups = feature_groups
+        self.rank_columns = rank_columns
         self.members = members
         self.lightgbm_params = lightgbm_params
         self.xgboost_params = xgboost_params
@@ -286,7 +292,9 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
 
         self.calibrator_: dict[str, Any] | None = None  # a refit drops an old calibration
         self.featurizer_ = LesionFeaturizer(
-            groups=self.feature_groups, extra_numeric=image_columns
+            groups=self.feature_groups,
+            rank_columns=self.rank_columns,
+            extra_numeric=image_columns,
         ).fit(frame)
         features = self.featurizer_.transform(frame)
         self.ensemble_ = GBDTEnsembleClassifier(

@@ -280,6 +280,21 @@ def test_missing_image_module_function_is_a_clear_error(meta, monkeypatch):
         _fast(images="crops.hdf5").fit(meta)
 
 
+def test_rank_columns_reach_the_featurizer_and_survive_a_model_file(meta, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        model = _fast(rank_columns="key", members=("lightgbm",)).fit(meta)
+    names = model.transform_features(meta.head(5)).columns
+    ranked = [n for n in names if n.endswith("__rank_patient")]
+    assert len(ranked) == 16  # the key columns of the outlier score
+    assert not any("__rank_" in n for n in _fast(members=("lightgbm",)).fit(meta)
+                   .transform_features(meta.head(5)).columns)  # fmt: skip
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.rank_columns == "key"
+    np.testing.assert_array_equal(loaded.predict_proba(meta), model.predict_proba(meta))
+
+
 def test_model_directory_round_trip_is_bit_identical(meta, fitted, tmp_path):
     folds = patient_folds(meta, n_splits=3)
     metrics = cross_val_oof(PatientSpy(), meta, folds, progress=False)

@@ -27,6 +27,9 @@ from ..ensemble import MEMBER_KINDS, MEMBERS
 __all__ = ["SearchSpace", "build_config"]
 
 _OPTIONAL_GROUPS = ("region", "outlier", "counts")
+#: ``rank_columns`` choices searched: none, or the 16 key columns (``"all"``
+#: costs a sort per numeric column and group, for a few hundred more features).
+_RANK_CHOICES = ("none", "key")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ class SearchSpace:
     ensemble : bool, default=True
         Search ``neg_ratio``, ``pos_oversample``, ``n_bags`` and the blend weights.
     feature_groups : bool, default=True
-        Switch the optional feature groups (region, outlier, counts) on and off.
+        Switch the optional feature groups (region, outlier, counts) on and off,
+        and choose the within-patient ranks (``rank_columns``: none or the key
+        columns).
 
     Examples
     --------
@@ -164,6 +169,9 @@ class SearchSpace:
         if self.feature_groups:
             for group in _OPTIONAL_GROUPS:
                 out[f"features.{group}"] = CategoricalDistribution((True, False))
+            ranks = _estimator_defaults()["rank_columns"]
+            choices = _RANK_CHOICES if ranks in _RANK_CHOICES else (*_RANK_CHOICES, ranks)
+            out["features.ranks"] = CategoricalDistribution(choices)
         return out
 
     def defaults(self) -> dict[str, Any]:
@@ -179,6 +187,8 @@ class SearchSpace:
                 value = estimator[name]
             elif group == "weight":
                 value = 1.0
+            elif name == "ranks":
+                value = estimator["rank_columns"]
             else:  # features: on when the estimator uses the group by default
                 value = name in estimator["feature_groups"]
             if isinstance(value, float) and isinstance(distribution, IntDistribution):
@@ -214,6 +224,8 @@ class SearchSpace:
                 config[name] = value
             elif group == "weight":
                 weights[name] = float(value)
+            elif group == "features" and name == "ranks":
+                config["rank_columns"] = value
             elif group == "features" and value:
                 groups.append(name)
         for member, values in member_params.items():

@@ -63,7 +63,7 @@ def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
             # the adapter's default, else the library default the space documents
             expected = MEMBERS[member].defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
             assert expected is not None and value == pytest.approx(expected), (member, name)
-    for name in ("neg_ratio", "pos_oversample", "n_bags", "feature_groups"):
+    for name in ("neg_ratio", "pos_oversample", "n_bags", "feature_groups", "rank_columns"):
         assert tuple(np.atleast_1d(config[name])) == tuple(np.atleast_1d(estimator[name]))
     assert "weights" not in config  # equal weights = the estimator's default (None)
 
@@ -76,10 +76,13 @@ def test_config_normalises_weights_and_switches_feature_groups() -> None:
         "weight.xgboost": 0.3,
         "features.region": True,
         "features.outlier": False,
+        "features.ranks": "key",
     }
     config = space.to_config(params)
     assert config["weights"] == pytest.approx({"lightgbm": 0.75, "xgboost": 0.25})
     assert config["feature_groups"] == ("derived", "patient", "region", "counts")
+    assert config["rank_columns"] == "key"
+    assert space.distributions()["features.ranks"].choices == ("none", "key")
     assert "catboost_params" not in config and config["members"] == ("lightgbm", "xgboost")
     assert isinstance(space.distributions()["lightgbm.num_leaves"], IntDistribution)
 
