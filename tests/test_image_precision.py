@@ -224,3 +224,21 @@ def test_builtin_bytes_are_one_model_at_every_precision() -> None:
     # The SHA-256 names the model file; the precision is recorded beside it.
     assert OnnxEmbedder(providers="cpu", precision="tf32").sha256 == OnnxEmbedder().sha256
     assert len(builtin_model_bytes()) > 0
+
+
+def test_embedder_at_precision_keeps_the_fitted_settings(lesions: dict[str, Any]) -> None:
+    from lesionboost.image import embedder_at_precision
+
+    _, state = _fit_state(lesions, OnnxEmbedder(providers="cpu", output="embedding"))
+    embedder = embedder_at_precision(None, state, "tf32")
+    assert embedder.precision == "tf32" and embedder.output == "embedding"
+    assert embedder._precision_given  # an explicit override: predict allows it
+    folder = lesions["folder"]
+    pair = embedder_at_precision((None, str(folder)), state, "fp32")
+    assert isinstance(pair, tuple) and pair[1] == str(folder)  # fold models kept
+    with pytest.raises(ValueError, match="embeddings table .*embed the crops again"):
+        embedder_at_precision(str(folder / "x.parquet"), state, "fp32")
+    with pytest.raises(TypeError, match="precision= yourself"):
+        embedder_at_precision(OnnxEmbedder(), state, "fp32")
+    with pytest.raises(ValueError, match="int8"):
+        embedder_at_precision(None, state, "int8")

@@ -269,6 +269,12 @@ def _add_predict(subparsers: Any) -> None:
         help="metadata of the lesions to score (test-metadata.csv)",
     )
     parser.add_argument("--images", metavar="HDF5", help="their crops (models with image features)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "tf32", "fp16"),
+        help="embed the crops at this precision instead of the one the model was fitted at "
+        "(models with image features; a warning says so)",
+    )
     parser.add_argument("--out", required=True, metavar="CSV", help="submission file to write")
     parser.add_argument(
         "--top-k",

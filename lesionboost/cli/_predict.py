@@ -46,6 +46,11 @@ def run_predict(args: argparse.Namespace) -> int:
             "predict needs a LesionBoostClassifier model (the model/ folder of a tune run)."
         )
     has_images = getattr(model, "image_state_", None) is not None
+    if args.precision is not None and not has_images:
+        raise UsageError(
+            f"{args.model} was trained without image features; drop --precision (it sets the "
+            "precision the crops are embedded at)."
+        )
     if args.images is not None and not has_images:
         raise UsageError(
             f"{args.model} was trained without image features; drop --images (the crops "
@@ -57,6 +62,12 @@ def run_predict(args: argparse.Namespace) -> int:
         raise UsageError(
             "this model was trained with image features: pass --images with the HDF5 crops "
             f"of the lesions in {args.data} (e.g. test-image.hdf5)."
+        )
+    if args.precision is not None:
+        from ..image import embedder_at_precision
+
+        model.set_params(
+            image_model=embedder_at_precision(model.image_model, model.image_state_, args.precision)
         )
     started = time.perf_counter()
     if triage is not None:

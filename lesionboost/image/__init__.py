@@ -9,7 +9,8 @@
 - :func:`train_embedder` -- one small CNN per patient fold (PyTorch, optional),
   exported to ONNX, giving out-of-fold image scores (:class:`ImageModels`).
 - :func:`image_feature_frame` / :func:`image_features` -- GBDT columns: the
-  image score, embedding components and patient-relative image features.
+  image score, embedding components and patient-relative image features;
+  :func:`embedder_at_precision` -- a fitted model's embedder at another precision.
 - :func:`decode_jpeg` / :func:`iter_decoded` -- JPEG bytes to RGB arrays with
   Pillow's draft mode, in decoder processes (one GIL and one HDF5 handle each)
   or, for small requests, a reader thread and a decoding thread pool.
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     )
     from ._decode import DecodeStats, decode_jpeg, iter_decoded
     from ._embedder import OnnxEmbedder
-    from ._features import image_feature_frame, image_features
+    from ._features import embedder_at_precision, image_feature_frame, image_features
     from ._metadata import METADATA_KEYS, write_model_metadata
     from ._train import ImageModels, train_embedder
 
@@ -50,6 +51,7 @@ _SOURCES = {
     "ImageModels": "_train",
     "image_feature_frame": "_features",
     "image_features": "_features",
+    "embedder_at_precision": "_features",
     "decode_jpeg": "_decode",
     "iter_decoded": "_decode",
     "DecodeStats": "_decode",
@@ -67,6 +69,7 @@ __all__ = [
     "ImageModels",
     "image_feature_frame",
     "image_features",
+    "embedder_at_precision",
     "decode_jpeg",
     "iter_decoded",
     "DecodeStats",

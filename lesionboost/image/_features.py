@@ -703,6 +703,72 @@ def portable_image_model(image_model: Any, state: Mapping[str, Any]) -> Portable
     return PortableImageModel(embedder, data, scorer)
 
 
+def embedder_at_precision(
+    image_model: Any, fitted_state: Mapping[str, Any] | None, precision: str
+) -> Any:
+    """``image_model`` with its ONNX embedder rebuilt to run at ``precision`` on purpose.
+
+    The fitted embedder's other settings (output, input size, layout, mean and
+    std) are kept; the precision is given explicitly, so predicting with it is
+    allowed (with a warning) even when the features were fitted at another one.
+    ``lesionboost predict --precision`` uses it.
+
+    Parameters
+    ----------
+    image_model : None, str, path, bytes or a tuple holding one of them
+        A fitted :class:`~lesionboost.LesionBoostClassifier`'s ``image_model``
+        (``None``: the built-in embedder); a :func:`train_embedder` folder in a
+        tuple is kept as it is.
+    fitted_state : dict or None
+        The estimator's ``image_state_``.
+    precision : {"fp32", "tf32", "fp16"}
+
+    Returns
+    -------
+    The new ``image_model``: an :class:`OnnxEmbedder` (in a tuple where
+    ``image_model`` was one).
+
+    Raises
+    ------
+    ValueError
+        For an unknown precision, or an embeddings table (``.parquet``), whose
+        precision was fixed when it was made.
+    TypeError
+        For an embedder object: build it with ``precision=`` yourself.
+
+    Examples
+    --------
+    >>> embedder_at_precision(None, None, "tf32").precision
+    'tf32'
+    """
+    from ._embedder import OnnxEmbedder
+
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}.")
+    recorded = None if fitted_state is None else fitted_state.get("embedder")
+    sources = list(image_model) if isinstance(image_model, (list, tuple)) else [image_model]
+
+    def rebuilt(source: Any) -> Any:
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            return source  # fold models of train_embedder(): no precision of their own
+        if isinstance(source, (str, os.PathLike)) and Path(source).suffix == ".parquet":
+            raise ValueError(
+                f"The image features come from the embeddings table {source}, made at the "
+                "precision it records; embed the crops again at the precision wanted "
+                "(lesionboost embed --precision) instead."
+            )
+        if source is not None and not isinstance(source, (str, os.PathLike, bytes)):
+            raise TypeError(
+                f"image_model is a {type(source).__name__}; build it with precision= yourself "
+                "(OnnxEmbedder(<model>, precision=...))."
+            )
+        options = {**_fitted_options(source, recorded), "precision": precision}
+        return OnnxEmbedder(source, **options)
+
+    out = [rebuilt(s) for s in sources]
+    return tuple(out) if isinstance(image_model, (list, tuple)) else out[0]
+
+
 def _check_precision(expected: Mapping[str, Any], now: Mapping[str, Any], model: Any) -> None:
     """Refuse embeddings of another precision than the fitted ones, bar an explicit override.
 

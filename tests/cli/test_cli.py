@@ -130,6 +130,12 @@ def test_simulate_tune_predict_report_end_to_end(sim_dir, tmp_path, capsys) -> N
     assert all(0.0 <= float(r["target"]) <= 1.0 for r in rows)
     triage_path = Path(json.loads(out)["triage"])
     assert triage_path == tmp_path / "submission-triage.csv"
+    model_args = ["--model", str(run / "model"), "--data", str(sim_dir / "test-metadata.csv")]
+    code, _, err = _run(
+        capsys, ["predict", *model_args, "--precision", "fp16", "--out", str(tmp_path / "x.csv")]
+    )
+    assert code == 2 and "without image features" in err and "--precision" in err
+    assert not (tmp_path / "x.csv").exists()
     with open(triage_path, newline="") as handle:
         triage = list(csv.DictReader(handle))
     patients = {r["patient_id"] for r in test_rows}
@@ -492,3 +498,10 @@ def test_images_flow_through_tune_and_predict(tmp_path, capsys) -> None:
     assert code == 0, err
     with open(tmp_path / "b.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) > 0
+    # another embedding precision on purpose: allowed, and said (TF32 is FP32 on the CPU)
+    crops = ["--images", str(sim / "test-image.hdf5")]
+    code, _, err = _run(
+        capsys, [*test, *crops, "--precision", "tf32", "--out", str(tmp_path / "c.csv")]
+    )
+    assert code == 0, err
+    assert (tmp_path / "c.csv").read_text() == (tmp_path / "b.csv").read_text()
