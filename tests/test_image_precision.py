@@ -26,7 +26,7 @@ from lesionboost import DataWarning, ModelFileError
 from lesionboost.estimator import LesionBoostClassifier
 from lesionboost.image import OnnxEmbedder, builtin_model_bytes, decode_jpeg, image_feature_frame
 from lesionboost.image._embedder import _with_precision
-from lesionboost.image._features import TABLE_PRECISION_KEY, _resolve_embedder, _TableEmbedder
+from lesionboost.image._sources import TABLE_PRECISION_KEY, _resolve_embedder, _TableEmbedder
 from lesionboost.persist import _canonical, _sha256, load_model, save_model
 
 pytest.importorskip("onnxruntime", reason="the embedder runs on onnxruntime")

@@ -130,7 +130,7 @@ def run_embed(args: argparse.Namespace) -> int:
     }
     for j in range(embeddings.shape[1]):
         columns[f"emb_{j:0{width}d}"] = embeddings[:, j]
-    from ..image._features import TABLE_MODEL_KEY, TABLE_PRECISION_KEY, TABLE_SHA_KEY
+    from ..image._sources import TABLE_MODEL_KEY, TABLE_PRECISION_KEY, TABLE_SHA_KEY
 
     # The model's identity travels with the embeddings, so that a model fitted on
     # them refuses embeddings of another model at predict time.

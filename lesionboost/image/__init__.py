@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     )
     from ._decode import DecodeStats, decode_jpeg, iter_decoded
     from ._embedder import OnnxEmbedder
-    from ._features import embedder_at_precision, image_feature_frame, image_features
+    from ._features import image_feature_frame, image_features
     from ._metadata import METADATA_KEYS, write_model_metadata
+    from ._sources import embedder_at_precision
     from ._train import ImageModels, train_embedder
 
 #: public name -> the submodule that defines it
@@ -51,7 +52,7 @@ _SOURCES = {
     "ImageModels": "_train",
     "image_feature_frame": "_features",
     "image_features": "_features",
-    "embedder_at_precision": "_features",
+    "embedder_at_precision": "_sources",
     "decode_jpeg": "_decode",
     "iter_decoded": "_decode",
     "DecodeStats": "_decode",

@@ -38,7 +38,7 @@ def _write_image_files(model: Any, folder: Path) -> tuple[dict[str, Any], dict[s
     image features were fitted with cannot be found or no longer matches.
     """
     from ..image import ImageModels
-    from ..image._features import portable_image_model
+    from ..image._portable import portable_image_model
 
     fitted = model.image_state_
     try:
