@@ -337,3 +337,68 @@ def write_results(
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def fingerprint(params: Mapping[str, Any]) -> str:
+    """A short, stable digest of a configuration (keys sorted, values as JSON or text).
+
+    Examples
+    --------
+    >>> fingerprint({"a": 1, "b": (2, 3)}) == fingerprint({"b": [2, 3], "a": 1})
+    True
+    >>> len(fingerprint({}))
+    10
+    """
+    import hashlib
+
+    text = json.dumps(dict(params), sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+class CellStore:
+    """Finished benchmark cells keyed by ``(data set, row)``, kept as JSON lines.
+
+    A long benchmark appends each cell as it finishes, so a rerun after an
+    interruption (or with more rows) skips what is already measured. Keys should
+    name everything a cell depends on (data size, seed, folds, configuration
+    :func:`fingerprint`).
+
+    Parameters
+    ----------
+    path : path or None
+        The JSON-lines file (created on the first :meth:`put`); ``None`` keeps
+        the cells in memory only.
+
+    Examples
+    --------
+    >>> store = CellStore(None)
+    >>> store.put("world/0", "raw", {"pauc": 0.15})
+    >>> store.get("world/0", "raw"), store.get("world/1", "raw")
+    ({'pauc': 0.15}, None)
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.cells: dict[tuple[str, str], dict[str, Any]] = {}
+        if path is not None and path.exists():
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                    self.cells[(entry["data"], entry["row"])] = entry["cell"]
+                except (ValueError, KeyError):  # a line cut short by an interruption
+                    print(f"{path}:{number}: unreadable cell skipped", file=sys.stderr)
+
+    def get(self, data: str, row: str) -> dict[str, Any] | None:
+        """The stored cell, or None."""
+        return self.cells.get((data, row))
+
+    def put(self, data: str, row: str, cell: dict[str, Any]) -> None:
+        """Store ``cell`` and append it to the file."""
+        self.cells[(data, row)] = cell
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            line = json.dumps({"data": data, "row": row, "cell": cell}, default=_jsonable)
+            with self.path.open("a") as handle:
+                handle.write(line + "\n")

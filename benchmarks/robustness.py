@@ -35,8 +35,13 @@ Usage::
 
     python benchmarks/robustness.py [--patients 600] [--seeds 3] [--scenarios a,b]
                                     [--rows raw,lineage_lgbm,...] [--tune-trials 8]
-                                    [--skip-real] [--n-jobs 1]
+                                    [--skip-real] [--n-jobs 1] [--checkpoint FILE]
     python benchmarks/robustness.py --small    # seconds; what the test suite runs
+
+Each finished cell is appended to ``--checkpoint`` (default
+``runs/robustness-cells.jsonl``), keyed by the data (size, world, seed, folds)
+and the row's configuration (the library defaults' fingerprint for ``default``),
+so an interrupted run resumes where it stopped.
 
 A full run writes ``benchmarks/results/robustness.json`` (tables
 ``robustness/pauc``, ``robustness/vs_lineage``, ``robustness/gap`` and
@@ -54,6 +59,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,7 +68,7 @@ from scipy.stats import binomtest
 
 import lesionboost as lb
 import quality as _quality
-from _common import NA, SHARED, Table, fmt, parser, write_results
+from _common import NA, ROOT, SHARED, CellStore, Table, fingerprint, fmt, parser, write_results
 from lineage import LineageClassifier
 
 RAW, LINEAGE, VOTE, DEFAULT, TUNED = "raw", "lineage_lgbm", "lineage_vote", "default", "tuned"
@@ -164,6 +170,41 @@ def _cell(result: Any, wall: float, cpu: float) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "load_average": os.getloadavg()[0],
     }
+
+
+def cell_key(row: str, args: Any) -> str:
+    """The checkpoint name of ``row``: everything its cells depend on besides the data."""
+    if row == RAW:  # the library's LightGBM member on the raw columns
+        return f"{row}:{fingerprint(lb.ensemble.MEMBERS['lightgbm'].defaults)}"
+    if row == LINEAGE:
+        return f"{row}:bags{args.lineage_bags}"
+    if row == VOTE:
+        return f"{row}:bags{args.vote_bags}"
+    if row == DEFAULT:  # the library's defaults at the time of the run
+        return f"{row}:{fingerprint(lb.LesionBoostClassifier().get_params(deep=False))}"
+    if row == TUNED:
+        defaults = fingerprint(lb.LesionBoostClassifier().get_params(deep=False))
+        return f"{row}:{args.tune_trials}:{'+'.join(args.tune_members)}:{defaults}"
+    return row
+
+
+def run_cached(
+    store: CellStore,
+    data: str,
+    row: str,
+    frame: pl.DataFrame,
+    folds: np.ndarray,
+    *,
+    real: bool,
+    args: Any,
+) -> dict[str, Any]:
+    """:func:`run_row`, or the cell ``store`` already holds for it."""
+    key = cell_key(row, args)
+    cell = store.get(data, key)
+    if cell is None:
+        cell = run_row(row, frame, folds, real=real, args=args)
+        store.put(data, key, cell)
+    return cell
 
 
 def run_row(row: str, frame: pl.DataFrame, folds: np.ndarray, *, real: bool, args: Any) -> dict:
@@ -447,6 +488,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cli.add_argument("--real-repeats", type=int, default=None, help="real fold seeds (5)")
     cli.add_argument("--skip-real", action="store_true", help="skip the real sample")
     cli.add_argument("--n-jobs", type=int, default=None, help="booster threads (library default)")
+    cli.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="JSON-lines cell store, so a rerun resumes (default runs/robustness-cells.jsonl; "
+        "none with --small)",
+    )
     args = cli.parse_args(argv)
     warnings.simplefilter("ignore", lb.DataWarning)
     warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
@@ -477,6 +525,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.tune_trials <= 0:
         rows = [r for r in rows if r != TUNED]
     seeds = list(range(n_seeds))
+    checkpoint = args.checkpoint
+    if checkpoint is None and not small:
+        checkpoint = ROOT / "runs" / "robustness-cells.jsonl"
+    store = CellStore(checkpoint)
     log(
         f"robustness: worlds {worlds}, rows {rows}, {n_patients} patients x {n_seeds} seed(s), "
         f"{n_splits} folds; raw row from {RAW_SOURCE}"
@@ -504,7 +556,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "models": {},
             }
             for row in rows:
-                cell = run_row(row, frame, folds, real=False, args=args)
+                data = f"p{n_patients}-k{n_splits}/{world}/{seed}"
+                cell = run_cached(store, data, row, frame, folds, real=False, args=args)
                 run["models"][row] = cell
                 log(
                     f"[{world} seed {seed}] {row:13s} pAUC {cell['pauc']:.4f}  "
@@ -525,7 +578,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for repeat, folds in enumerate(fold_sets):
             run = {"fold_seed": repeat, "models": {}}
             for row in rows:
-                cell = run_row(row, meta, folds, real=True, args=args)
+                data = f"k{n_splits}/real/{repeat}"
+                cell = run_cached(store, data, row, meta, folds, real=True, args=args)
                 run["models"][row] = cell
                 log(
                     f"[real fold seed {repeat}] {row:13s} pAUC {cell['pauc']:.4f}  "

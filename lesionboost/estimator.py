@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: Featurizer groups used by default: all but ``"region"``. The region z-scores
 #: (patient x body location, patient x site) double the feature count and the
-#: fit time for no measured gain (table ``ablation/groups`` of ``benchmarks/ablation.py``).
+#: fit time for no measured gain in any simulated world nor on the real sample
+#: (table ``defaults/candidates`` of ``benchmarks/defaults.py``).
 DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "counts")
 
 # LesionBoostClassifier parameters forwarded unchanged to GBDTEnsembleClassifier.

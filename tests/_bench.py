@@ -49,6 +49,7 @@ COLUMNS: dict[str, int] = {
     "tuning/throughput": 3,
     "memory/headline": 3,
     "memory/stages": 3,
+    "defaults/candidates": 7,
     "devices/models": 6,
     "devices/reproducibility": 5,
 }

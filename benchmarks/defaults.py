@@ -1,0 +1,376 @@
+"""Default selection: candidate configurations of LesionBoostClassifier judged by the worst world.
+
+Every candidate in :data:`CANDIDATES` is a full ``LesionBoostClassifier``
+configuration (the arguments that differ from the library's defaults are not
+left implicit, so the table keeps its meaning when the defaults change). Each is
+scored like ``robustness.py`` scores its rows: patient-grouped 5-fold OOF pAUC
+on every simulator scenario and on the real 3,449-row sample, next to raw-column
+LightGBM and the public lineage's bagged LightGBM (``benchmarks/lineage.py``).
+The simulated worlds use seeds 100, 101, ... so that the choice is made on data
+that ``robustness.py`` (seeds 0, 1, 2) never scores.
+
+The rule that picks the default (``--select``):
+
+1. veto: the candidate's mean real-sample pAUC must not fall below the
+   lineage's on the same folds;
+2. among the rest, the highest worst-case share of the raw -> tabular-oracle gap
+   closed over the worlds; ties (within ``--tie`` of gap share) go to the higher
+   mean, then the lower fit time.
+
+Cells are appended to a checkpoint (``--checkpoint``, default
+``runs/defaults-cells.jsonl``) as they finish, so an interrupted run resumes
+and candidates can be added to a finished run without recomputing the others.
+
+Usage::
+
+    python benchmarks/defaults.py [--patients 300] [--seeds 1] [--candidates a,b]
+                                  [--real-repeats 3] [--n-jobs N]
+    python benchmarks/defaults.py --small    # seconds; what the test suite runs
+
+A full run writes ``benchmarks/results/defaults.json`` (table
+``defaults/candidates``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+import lesionboost as lb
+import robustness as _rb
+from _common import NA, ROOT, SHARED, CellStore, Table, fingerprint, fmt, parser, write_results
+
+_BASE_GROUPS = ("derived", "patient", "outlier", "counts")
+#: Leaf regularisation: strong (200-row LightGBM leaves, lambda_l2 10, XGBoost
+#: min_child_weight 10) and light (25 rows, lambda_l2 1, min_child_weight 1).
+_STRONG = {"min_data_in_leaf": 200, "lambda_l2": 10.0}, {"min_child_weight": 10.0}
+_LIGHT = {"min_data_in_leaf": 25, "lambda_l2": 1.0}, {"min_child_weight": 1.0}
+
+
+def _config(
+    groups: tuple[str, ...] = _BASE_GROUPS,
+    ranks: str = "none",
+    leaves: tuple[dict[str, Any], dict[str, Any]] = _STRONG,
+    **other: Any,
+) -> dict[str, Any]:
+    lightgbm, xgboost = leaves
+    config = {"feature_groups": groups, "rank_columns": ranks}
+    config["lightgbm_params"] = {**lightgbm, **other.pop("lightgbm_params", {})}
+    config["xgboost_params"] = {**xgboost, **other.pop("xgboost_params", {})}
+    return config | other
+
+
+#: name -> (what it is, LesionBoostClassifier keyword arguments). Each pins what
+#: the candidates vary, so a candidate means the same whatever the library's
+#: defaults are; the rest is the library's (3 members x 2 bags, 1:100, rank blend).
+CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    "base": (
+        "derived + patient + outlier + counts, no ranks; 200-row LightGBM leaves, lambda_l2 "
+        "10, XGBoost min_child_weight 10",
+        _config(),
+    ),
+    "region": (
+        "base + patient x location and patient x site z-scores",
+        _config(groups=(*_BASE_GROUPS, "region")),
+    ),
+    "ranks_key": (
+        "base + within-patient percentile ranks of the 16 key columns",
+        _config(ranks="key"),
+    ),
+    "lgbm_bags4": (
+        "base features, LightGBM only, 4 bags",
+        _config(members=("lightgbm",), n_bags=4),
+    ),
+    "neg_3pct": ("base with 3 negatives per 100 (1:33) instead of 1:100", _config(neg_ratio=0.03)),
+    "leaf50": (
+        "base with LightGBM leaves of >= 50 rows and XGBoost min_child_weight 3",
+        _config(lightgbm_params={"min_data_in_leaf": 50}, xgboost_params={"min_child_weight": 3.0}),
+    ),
+    "dense_splits": (
+        "base with every feature considered at each split (LightGBM feature_fraction_bynode "
+        "1.0, XGBoost colsample_bylevel 1.0)",
+        _config(
+            lightgbm_params={"feature_fraction_bynode": 1.0},
+            xgboost_params={"colsample_bylevel": 1.0},
+        ),
+    ),
+    "leaf25": (
+        "base with LightGBM leaves of >= 25 rows and lambda_l2 1, XGBoost min_child_weight 1",
+        _config(leaves=_LIGHT),
+    ),
+}
+
+
+def resolved(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every member's parameters merged over the library's defaults."""
+    members = params.get("members", tuple(lb.ensemble.MEMBERS))
+    out = {k: v for k, v in params.items() if not k.endswith("_params")}
+    for kind in members:
+        out[f"{kind}_params"] = {
+            **lb.ensemble.MEMBERS[kind].defaults,
+            **params.get(f"{kind}_params", {}),
+        }
+    return out
+
+
+SMALL_CANDIDATES = ("base", "ranks_key")
+REFS = (_rb.RAW, _rb.LINEAGE)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def candidate_model(name: str, *, small: bool, real: bool, n_jobs: int | None) -> Any:
+    """A fresh estimator of candidate ``name`` (without ``counts`` on the real sample)."""
+    params = dict(CANDIDATES[name][1])
+    if real:
+        params["feature_groups"] = tuple(g for g in params["feature_groups"] if g != "counts")
+    members = params.get("members", ("lightgbm", "xgboost", "catboost"))
+    for key, value in _rb.default_overrides(small, real=False).items():  # toy sizes
+        if key.endswith("_params"):
+            if key.split("_")[0] in members:  # merged over the candidate's own
+                params[key] = {**params.get(key, {}), **value}
+        else:
+            params[key] = value
+    if n_jobs:
+        params["n_jobs"] = n_jobs
+    return lb.LesionBoostClassifier(**params)
+
+
+def score(
+    row: str, frame: pl.DataFrame, folds: np.ndarray, *, real: bool, args: Any
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    if row in REFS:
+        estimator = _rb.model(row, small=args.small, real=real, args=args)
+    else:
+        estimator = candidate_model(row, small=args.small, real=real, n_jobs=args.n_jobs)
+    result = lb.cross_val_oof(estimator, frame, folds, progress=False)
+    return {
+        "pauc": float(result.pauc),
+        "fit_seconds": float(np.sum(result.fit_seconds)),
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
+def _cells(
+    key: str,
+    frame: pl.DataFrame,
+    folds: np.ndarray,
+    rows: Sequence[str],
+    store: CellStore,
+    *,
+    real: bool,
+    args: Any,
+) -> dict[str, dict[str, Any]]:
+    out = {}
+    for row in rows:
+        # a candidate's cells are keyed by its configuration: editing it re-measures it
+        if row in REFS:
+            stored = _rb.cell_key(row, args)
+        else:  # keyed by what the candidate runs, the member defaults included
+            stored = f"{row}:{fingerprint(resolved(CANDIDATES[row][1]))}"
+        cell = store.get(key, stored)
+        if cell is None:
+            cell = score(row, frame, folds, real=real, args=args)
+            store.put(key, stored, cell)
+            log(f"[{key}] {row:18s} pAUC {cell['pauc']:.4f}  {cell['wall_seconds']:6.1f} s")
+        out[row] = cell
+    return out
+
+
+def _vs_lineage(runs: Sequence[dict[str, Any]], name: str) -> float:
+    """Mean paired pAUC difference of ``name`` to the lineage over ``runs``."""
+    models = [r["models"] for r in runs]
+    return float(np.mean([m[name]["pauc"] - m[_rb.LINEAGE]["pauc"] for m in models]))
+
+
+def select(report: dict[str, Any], tie: float) -> str | None:
+    """The candidate the rule picks (see the module docstring); None if all are vetoed."""
+    allowed = [
+        name
+        for name, entry in report["overall"].items()
+        if entry["real_diff"] is None or entry["real_diff"] >= 0
+    ]
+    if not allowed:
+        return None
+    best_worst = max(report["overall"][n]["gap_worst"] for n in allowed)
+    close = [n for n in allowed if report["overall"][n]["gap_worst"] >= best_worst - tie]
+    return max(
+        close,
+        key=lambda n: (
+            round(report["overall"][n]["gap_mean"] / max(tie, 1e-12)),
+            -report["overall"][n]["fit_seconds"],
+        ),
+    )
+
+
+def make_table(report: dict[str, Any]) -> Table:
+    rows = []
+    for name in report["candidates"]:
+        entry = report["overall"][name]
+        ahead = sum(d > 0 for d in entry["diff_vs_lineage"].values())
+        rows.append(
+            [
+                f"`{name}`" + (" (chosen)" if name == report["chosen"] else ""),
+                CANDIDATES[name][0],
+                _rb._pct(entry["gap_mean"]),
+                f"{_rb._pct(entry['gap_worst'])} ({entry['gap_worst_world']})",
+                f"{ahead}/{len(entry['diff_vs_lineage'])}",
+                NA if entry["real_diff"] is None else f"{entry['real_diff']:+.4f}",
+                fmt(entry["fit_seconds"], ".0f", " s"),
+            ]
+        )
+    n_seeds = len(report["seeds"])
+    return Table(
+        "defaults/candidates",
+        [
+            "candidate",
+            "configuration",
+            "gap closed (mean)",
+            "gap closed (worst world)",
+            "worlds ahead of lineage",
+            "real sample vs lineage",
+            "fit s per 5-fold run",
+        ],
+        rows,
+        note=(
+            f"{report['n_patients']} simulated patients per world, seed(s) "
+            f"{', '.join(map(str, report['seeds']))} ({n_seeds} per world; not the seeds "
+            f"`robustness.py` scores), {len(report['worlds'])} worlds; real sample: "
+            f"{report['real_repeats']} fold seed(s). Gap closed: (model - raw) / (oracle - raw); "
+            "vs lineage: mean pAUC difference to the lineage's bagged LightGBM on the same folds. "
+            "Rule: no loss to the lineage on the real sample, then the best worst-world gap."
+        ),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cli = parser(__doc__.splitlines()[0], name="defaults")
+    cli.add_argument("--patients", type=int, default=None, help="patients (default 300)")
+    cli.add_argument("--seeds", type=int, default=None, help="seeds per world (default 1)")
+    cli.add_argument("--candidates", default=None, help="comma list (default: all)")
+    cli.add_argument("--scenarios", default=None, help="comma list of worlds (default: all)")
+    cli.add_argument("--real-repeats", type=int, default=None, help="real fold seeds (3)")
+    cli.add_argument("--n-jobs", type=int, default=None, help="booster threads")
+    cli.add_argument("--tie", type=float, default=0.05, help="gap share counted as a tie")
+    cli.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="JSON-lines cell store (default runs/defaults-cells.jsonl; none with --small)",
+    )
+    args = cli.parse_args(argv)
+    warnings.simplefilter("ignore", lb.DataWarning)
+    warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
+    small = args.small
+    args.lineage_bags = 3
+    n_patients = args.patients or (40 if small else 300)
+    seeds = [100 + i for i in range(args.seeds or 1)]
+    n_splits = 2 if small else 5
+    real_repeats = args.real_repeats or (1 if small else 3)
+    names = _rb._names(args.candidates) or list(SMALL_CANDIDATES if small else CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        cli.error(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATES)}")
+    available, has_scenarios = _rb.available_worlds()
+    worlds = _rb._names(args.scenarios) or list(available)
+    bad = [w for w in worlds if w not in available]
+    if bad:
+        cli.error(f"unknown scenario(s) {bad}; the simulator has {list(available)}")
+    checkpoint = args.checkpoint
+    if checkpoint is None and not small:
+        checkpoint = ROOT / "runs" / "defaults-cells.jsonl"
+    store = CellStore(checkpoint)
+    rows = [*REFS, *names]
+    tag = f"p{n_patients}-k{n_splits}" + ("-small" if small else "")
+
+    per_world: dict[str, list[dict[str, Any]]] = {}
+    for world in worlds:
+        per_world[world] = []
+        for seed in seeds:
+            sim = _rb.simulate(world, n_patients, seed, has_scenarios)
+            frame = sim.train
+            y = frame.get_column("target").to_numpy()
+            oracle = lb.pauc_above_tpr(y, sim.train_oracle.get_column("tabular_logit").to_numpy())
+            folds = lb.patient_folds(frame, n_splits=n_splits, seed=seed)
+            cells = _cells(
+                f"{tag}/{world}/{seed}", frame, folds, rows, store, real=False, args=args
+            )
+            per_world[world].append({"seed": seed, "oracle": float(oracle), "models": cells})
+
+    real: list[dict[str, Any]] = []
+    sample = SHARED / "train-metadata-sample.csv"
+    if sample.exists():
+        meta = lb.read_metadata(sample)
+        fold_sets = lb.repeated_patient_folds(meta, n_splits=n_splits, n_repeats=real_repeats)
+        for repeat, folds in enumerate(fold_sets):
+            key = f"k{n_splits}{'-small' if small else ''}/real/{repeat}"
+            real.append({"models": _cells(key, meta, folds, rows, store, real=True, args=args)})
+    else:
+        log(f"real sample not found at {sample}; the veto is not applied")
+
+    overall: dict[str, Any] = {}
+    for name in names:
+        gaps: dict[str, float] = {}
+        diffs: dict[str, float] = {}
+        for world, runs in per_world.items():
+            per_seed = [
+                _rb.gap_closed(r["models"][name]["pauc"], r["models"][_rb.RAW]["pauc"], r["oracle"])
+                for r in runs
+            ]
+            kept = [g for g in per_seed if g is not None]
+            gaps[world] = float(np.mean(kept)) if kept else float("nan")
+            diffs[world] = _vs_lineage(runs, name)
+        worst = min(gaps, key=gaps.__getitem__)
+        real_diff = _vs_lineage(real, name) if real else None
+        fits = [r["models"][name]["fit_seconds"] for runs in per_world.values() for r in runs]
+        overall[name] = {
+            "gap_per_world": gaps,
+            "gap_mean": float(np.mean(list(gaps.values()))),
+            "gap_worst": gaps[worst],
+            "gap_worst_world": worst,
+            "diff_vs_lineage": diffs,
+            "real_diff": real_diff,
+            "real_pauc": float(np.mean([r["models"][name]["pauc"] for r in real]))
+            if real
+            else None,
+            "fit_seconds": float(np.mean(fits)),
+        }
+    report: dict[str, Any] = {
+        "benchmark": "defaults",
+        "small": small,
+        "n_patients": n_patients,
+        "n_splits": n_splits,
+        "seeds": seeds,
+        "worlds": worlds,
+        "real_repeats": len(real),
+        "candidates": names,
+        "configurations": {
+            n: {"what": CANDIDATES[n][0], "params": CANDIDATES[n][1]} for n in names
+        },
+        "simulator": per_world,
+        "real_sample": real,
+        "overall": overall,
+        "chosen": None,
+    }
+    report["chosen"] = select(report, args.tie)
+    table = make_table(report)
+    _rb.print_tables([table])
+    log(f"chosen: {report['chosen']}")
+    written = write_results(args.out, report, [table])
+    if written is not None:
+        log(f"wrote {written}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""``benchmarks/defaults.py --small`` (default selection) and the benchmarks' cell store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lesionboost as lb
+from _bench import check_tables, import_benchmark, run_small
+
+defaults = import_benchmark("defaults.py")
+robustness = import_benchmark("robustness.py")
+common = sys.modules["_common"]  # benchmarks/_common.py, as the scripts import it
+
+WORLDS = list(dict.fromkeys([lb.simulate.SCENARIOS[0], lb.simulate.SCENARIOS[-1]]))
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Path]:
+    folder = tmp_path_factory.mktemp("defaults")
+    cells = folder / "cells.jsonl"
+    args = ("--scenarios", ",".join(WORLDS), "--n-jobs", "1", "--checkpoint", str(cells))
+    report, _ = run_small("defaults.py", folder / "defaults.json", *args, timeout=300)
+    return report, cells, folder
+
+
+def test_small_run_scores_every_candidate_in_every_world(small) -> None:
+    report, cells, _ = small
+    names = list(defaults.SMALL_CANDIDATES)
+    assert report["candidates"] == names and report["worlds"] == WORLDS
+    for world in WORLDS:
+        for run in report["simulator"][world]:
+            assert set(run["models"]) == {"raw", "lineage_lgbm", *names}
+            assert run["seed"] >= 100  # never the seeds robustness.py scores
+    for name in names:
+        entry = report["overall"][name]
+        assert set(entry["gap_per_world"]) == set(WORLDS)
+        assert entry["gap_worst"] == min(entry["gap_per_world"].values())
+    assert report["chosen"] == defaults.select(report, 0.05)
+    check_tables(report, "defaults")
+    stored = cells.read_text().splitlines()
+    assert len(stored) == len(WORLDS) * (2 + len(names)) + report["real_repeats"] * (2 + len(names))
+
+
+def test_a_rerun_takes_every_cell_from_the_checkpoint(small) -> None:
+    report, cells, folder = small
+    before = cells.read_text()
+    args = ("--scenarios", ",".join(WORLDS), "--n-jobs", "1", "--checkpoint", str(cells))
+    again, _ = run_small("defaults.py", folder / "again.json", *args, timeout=300)
+    assert cells.read_text() == before  # nothing re-measured
+    assert again["overall"] == report["overall"]
+
+
+def _report(overall: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"overall": overall}
+
+
+def test_select_applies_the_real_sample_veto_then_the_worst_world() -> None:
+    entry = {"gap_mean": 0.5, "fit_seconds": 10.0}
+    report = _report(
+        {
+            "best_sim_but_vetoed": {**entry, "gap_worst": 0.9, "real_diff": -0.001},
+            "robust": {**entry, "gap_worst": 0.6, "real_diff": 0.0},
+            "weak": {**entry, "gap_worst": 0.2, "real_diff": 0.01},
+        }
+    )
+    assert defaults.select(report, 0.05) == "robust"
+    report["overall"]["weak"]["gap_worst"] = 0.58  # a tie on the worst world
+    report["overall"]["weak"]["gap_mean"] = 0.7  # ... broken by the mean
+    assert defaults.select(report, 0.05) == "weak"
+    for entry in report["overall"].values():
+        entry["real_diff"] = -0.01
+    assert defaults.select(report, 0.05) is None
+
+
+def test_cell_store_resumes_and_skips_a_line_cut_short(tmp_path, capsys) -> None:
+    path = tmp_path / "cells.jsonl"
+    store = common.CellStore(path)
+    store.put("w/0", "raw", {"pauc": 0.1})
+    store.put("w/0", "default:abc", {"pauc": 0.15})
+    with path.open("a") as handle:
+        handle.write('{"data": "w/1", "row": "raw", "ce')  # interrupted mid-write
+    again = common.CellStore(path)
+    assert again.get("w/0", "default:abc") == {"pauc": 0.15}
+    assert again.get("w/1", "raw") is None
+    assert "unreadable cell skipped" in capsys.readouterr().err
+    assert json.loads(path.read_text().splitlines()[0])["cell"] == {"pauc": 0.1}
+
+
+def test_robustness_keys_the_default_row_by_the_library_defaults(monkeypatch) -> None:
+    args = SimpleNamespace(lineage_bags=3, vote_bags=1, tune_trials=8, tune_members=("lightgbm",))
+    key = robustness.cell_key("default", args)
+    assert key == robustness.cell_key("default", args)  # stable
+    original = lb.LesionBoostClassifier.__init__.__kwdefaults__
+    monkeypatch.setattr(
+        lb.LesionBoostClassifier.__init__, "__kwdefaults__", {**original, "n_bags": 7}
+    )
+    assert robustness.cell_key("default", args) != key  # new defaults: measured again
+    assert robustness.cell_key("lineage_lgbm", args) == "lineage_lgbm:bags3"
+
+
+def test_the_library_defaults_are_the_recorded_choice() -> None:
+    """The defaults are what ``defaults.py`` chose; change one and the choice must be rerun."""
+    path = common.RESULTS / "defaults.json"
+    if not path.exists():
+        pytest.skip("benchmarks/results/defaults.json not recorded")
+    report = json.loads(path.read_text())
+    chosen = report["chosen"]
+    assert chosen is not None, "no candidate passed the real-sample veto"
+    params = report["configurations"][chosen]["params"]
+    estimator = lb.LesionBoostClassifier().get_params(deep=False)
+    for name, value in params.items():
+        if name.endswith("_params"):
+            member = lb.ensemble.MEMBERS[name.removesuffix("_params")]
+            for key, setting in value.items():
+                assert member.defaults[key] == pytest.approx(setting), (name, key)
+        else:
+            assert tuple(np.atleast_1d(estimator[name])) == tuple(np.atleast_1d(value)), name
