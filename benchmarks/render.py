@@ -53,6 +53,7 @@ __all__ = [
 #: Benchmarks whose ``<name>/headline`` tables make up ``summary/headline``, in row order.
 HEADLINE_PARTS: tuple[str, ...] = (
     "quality",
+    "robustness",
     "learnability",
     "fidelity",
     "features",

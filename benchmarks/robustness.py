@@ -458,7 +458,52 @@ def make_tables(report: dict[str, Any]) -> list[Table]:
             f"adopted.{tuned_text}"
         ),
     )
-    return [pauc, vs, gap, summary_table]
+    return [headline(report), pauc, vs, gap, summary_table]
+
+
+def headline(report: dict[str, Any]) -> Table:
+    """``robustness/headline``: the defaults against the lineage and the gap targets."""
+    summary, real, worlds = report["summary"], report["summary_real"], report["worlds"]
+    entry = report["overall"][DEFAULT]
+    behind = [w for w in worlds if summary[w][DEFAULT]["diff_vs_lineage_mean"] <= 0]
+    ahead = len(worlds) - len(behind)
+    real_diff = real[DEFAULT]["diff_vs_lineage_mean"] if real else None
+    met = not behind and real_diff is not None and real_diff > 0
+    where = f"{report['n_patients']} patients x {len(report['seeds'])} seeds per world"
+    worst, mean = entry["gap_worst"], entry["gap_mean_over_worlds"]
+
+    def status(ok: bool) -> str:
+        return "" if ok else " (not met)"
+
+    rows = [
+        [
+            f"defaults ahead of the public lineage: worlds ({where}) and real sample",
+            f"all {len(worlds)} and real",
+            f"{ahead}/{len(worlds)}"
+            + (f" (behind: {', '.join(behind)})" if behind else "")
+            + f"; real {fmt(real_diff, '+.4f')}"
+            + status(met),
+        ],
+        [
+            "defaults: share of the raw -> tabular-oracle gap closed, worst world / mean",
+            ">= 60 % / >= 70 %",
+            f"{_pct(worst)} ({entry['gap_worst_world']}) / {_pct(mean)}"
+            + status(worst is not None and mean is not None and worst >= 0.6 and mean >= 0.7),
+        ],
+        [
+            "the lineage's bagged LightGBM: gap closed, worst world / mean",
+            "--",
+            f"{_pct(report['overall'][LINEAGE]['gap_worst'])} "
+            f"({report['overall'][LINEAGE]['gap_worst_world']}) / "
+            f"{_pct(report['overall'][LINEAGE]['gap_mean_over_worlds'])}",
+        ],
+    ]
+    return Table(
+        "robustness/headline",
+        ["what", "target", "measured"],
+        rows,
+        note=f"Simulator worlds: {', '.join(worlds)}.",
+    )
 
 
 def print_tables(tables: Sequence[Table]) -> None:

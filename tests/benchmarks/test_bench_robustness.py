@@ -19,7 +19,13 @@ SCENARIOS: tuple[str, ...] = tuple(getattr(lb.simulate, "SCENARIOS", None) or ("
 #: Two worlds keep the run short: the first and the last scenario.
 WORLDS = list(dict.fromkeys([SCENARIOS[0], SCENARIOS[-1]]))
 ROWS = ["raw", "lineage_lgbm", "lineage_vote", "default", "tuned"]
-TABLES = {"robustness/pauc", "robustness/vs_lineage", "robustness/gap", "robustness/summary"}
+TABLES = {
+    "robustness/headline",
+    "robustness/pauc",
+    "robustness/vs_lineage",
+    "robustness/gap",
+    "robustness/summary",
+}
 
 robustness = import_benchmark("robustness.py")
 lineage = import_benchmark("lineage.py")
@@ -102,6 +108,27 @@ def test_small_run_tables(
         assert all(len(row) == len(table.columns) for row in table.rows)
     assert tables["robustness/gap"].rows[-1][1 : 1 + n_worlds] == ["100 %"] * n_worlds
     assert "optimistic" in tables["robustness/pauc"].note
+
+
+def test_headline_counts_the_worlds_the_defaults_lead_and_says_what_is_not_met(
+    small: tuple[dict[str, Any], str],
+) -> None:
+    report, _ = small
+    rows = robustness.headline(report).rows
+    diffs = {w: report["summary"][w]["default"]["diff_vs_lineage_mean"] for w in WORLDS}
+    ahead = sum(d > 0 for d in diffs.values())
+    assert rows[0][2].startswith(f"{ahead}/{len(WORLDS)}")
+    for world, diff in diffs.items():
+        assert (world in rows[0][2].split(";")[0]) == (diff <= 0)  # behind worlds are named
+    real = report["summary_real"]
+    met = ahead == len(WORLDS) and real is not None and real["default"]["diff_vs_lineage_mean"] > 0
+    assert rows[0][2].endswith("(not met)") != met
+    # all worlds led and the real sample too: the target reads as met
+    for world in WORLDS:
+        report["summary"][world]["default"]["diff_vs_lineage_mean"] = 0.001
+    if real is not None:
+        real["default"]["diff_vs_lineage_mean"] = 0.001
+        assert not robustness.headline(report).rows[0][2].endswith("(not met)")
 
 
 def test_gap_closed_is_recomputed_from_the_per_seed_figures(
