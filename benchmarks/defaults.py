@@ -173,7 +173,6 @@ def _cells(
 ) -> dict[str, dict[str, Any]]:
     out = {}
     for row in rows:
-        # a candidate's cells are keyed by its configuration: editing it re-measures it
         if row in REFS:
             stored = _rb.cell_key(row, args)
         else:  # keyed by what the candidate runs, the member defaults included
