@@ -16,7 +16,7 @@ import numpy as np
 
 from ..ensemble._members import MEMBERS
 from ..exceptions import ModelFileError
-from ._manifest import _MANIFEST, _MODIFIED, _jsonable, _sha256
+from ._manifest import _MANIFEST, _MODIFIED, _jsonable, _read_listed, _sha256
 
 
 def _ensemble_state(model: Any, folder: Path, prefix: str) -> dict[str, Any]:
@@ -92,18 +92,13 @@ def _read_member(root: Path, entry: Mapping[str, Any]) -> tuple[str, int, Any]:
         )
     adapter = MEMBERS[kind]
     path = _safe_member_path(root, entry.get("path"))
-    if not path.is_file():
-        raise ModelFileError(
-            f"{root}: member file {entry.get('path')!r} is missing. The model directory is "
-            "incomplete; copy the whole directory or save the model again."
-        )
-    blob = path.read_bytes()
-    if len(blob) != entry.get("bytes") or _sha256(blob) != entry.get("sha256"):
-        raise ModelFileError(
-            f"{root}: member file {entry.get('path')!r} does not match its SHA-256 in "
-            f"{_MANIFEST} ({len(blob)} bytes, expected {entry.get('bytes')}): it is truncated "
-            "or was modified. Save the model again."
-        )
+    blob = _read_listed(
+        root,
+        path,
+        entry,
+        what=f"member file {entry.get('path')!r}",
+        damaged=": it is truncated or was modified. Save the model again.",
+    )
     try:
         booster = adapter.load(blob, None)
     except Exception as exc:  # the libraries raise their own error types

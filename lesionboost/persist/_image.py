@@ -15,7 +15,7 @@ from typing import Any
 
 from ..exceptions import DataWarning, ModelFileError
 from ._ensemble import _safe_member_path
-from ._manifest import _IMAGE, _MANIFEST, _MODIFIED, _sha256
+from ._manifest import _IMAGE, _MANIFEST, _MODIFIED, _read_listed, _sha256
 
 
 def _image_model_param(section: Mapping[str, Any], root: Path | None) -> Any:
@@ -132,17 +132,7 @@ def _check_image_files(section: Any, root: Path) -> dict[str, dict[str, Any]]:
                 f"{root}: image file {relative!r} in {_MANIFEST} is listed twice or lies outside "
                 f"{_IMAGE}/; {_MODIFIED}."
             )
-        if not path.is_file():
-            raise ModelFileError(
-                f"{root}: image file {relative!r} is missing. The model directory is "
-                "incomplete; copy the whole directory or save the model again."
-            )
-        blob = path.read_bytes()
-        if len(blob) != entry.get("bytes") or _sha256(blob) != entry.get("sha256"):
-            raise ModelFileError(
-                f"{root}: image file {relative!r} does not match its SHA-256 in {_MANIFEST} "
-                f"({len(blob)} bytes, expected {entry.get('bytes')}); {_MODIFIED}."
-            )
+        _read_listed(root, path, entry, what=f"image file {relative!r}", damaged=f"; {_MODIFIED}.")
         files[relative] = entry
     on_disk = (
         {p.relative_to(root).as_posix() for p in (root / _IMAGE).rglob("*") if p.is_file()}

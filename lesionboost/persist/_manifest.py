@@ -112,6 +112,28 @@ def fingerprint(data: Any) -> dict[str, Any]:
     return out
 
 
+def _read_listed(
+    root: Path, path: Path, entry: Mapping[str, Any], *, what: str, damaged: str
+) -> bytes:
+    """The bytes of a file ``entry`` of the manifest lists, checked against its size and SHA-256.
+
+    ``what`` names the file in the errors (``"member file 'x.txt'"``); ``damaged``
+    ends the error of a file whose bytes differ from the recorded ones.
+    """
+    if not path.is_file():
+        raise ModelFileError(
+            f"{root}: {what} is missing. The model directory is "
+            "incomplete; copy the whole directory or save the model again."
+        )
+    blob = path.read_bytes()
+    if len(blob) != entry.get("bytes") or _sha256(blob) != entry.get("sha256"):
+        raise ModelFileError(
+            f"{root}: {what} does not match its SHA-256 in {_MANIFEST} "
+            f"({len(blob)} bytes, expected {entry.get('bytes')}){damaged}"
+        )
+    return blob
+
+
 def _read_manifest(root: Path) -> dict[str, Any]:
     if not root.is_dir():
         raise ModelFileError(
