@@ -54,22 +54,33 @@ _STRONG = {"min_data_in_leaf": 200, "lambda_l2": 10.0}, {"min_child_weight": 10.
 _LIGHT = {"min_data_in_leaf": 25, "lambda_l2": 1.0}, {"min_child_weight": 1.0}
 
 
+_LIBRARIES = ("lightgbm", "xgboost", "catboost")
+
+
 def _config(
     groups: tuple[str, ...] = _BASE_GROUPS,
     ranks: str = "none",
     leaves: tuple[dict[str, Any], dict[str, Any]] = _STRONG,
+    members: tuple[str, ...] = _LIBRARIES,
     **other: Any,
 ) -> dict[str, Any]:
     lightgbm, xgboost = leaves
-    config = {"feature_groups": groups, "rank_columns": ranks}
+    config = {"feature_groups": groups, "rank_columns": ranks, "members": members}
     config["lightgbm_params"] = {**lightgbm, **other.pop("lightgbm_params", {})}
     config["xgboost_params"] = {**xgboost, **other.pop("xgboost_params", {})}
     return config | other
 
 
+def _with_raw_member(weight: float, **other: Any) -> dict[str, Any]:
+    """leaf25 plus ``lightgbm:raw`` at ``weight`` (each other member weighs 1)."""
+    weights = {name: 1.0 for name in _LIBRARIES} | {"lightgbm:raw": weight}
+    members = (*_LIBRARIES, "lightgbm:raw")
+    return _config(leaves=_LIGHT, members=members, weights=weights, **other)
+
+
 #: name -> (what it is, LesionBoostClassifier keyword arguments). Each pins what
-#: the candidates vary, so a candidate means the same whatever the library's
-#: defaults are; the rest is the library's (3 members x 2 bags, 1:100, rank blend).
+#: the candidates vary (members included), so a candidate means the same whatever
+#: the library's defaults are; the rest is the library's (2 bags, 1:100, rank blend).
 CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "base": (
         "derived + patient + outlier + counts, no ranks; 200-row LightGBM leaves, lambda_l2 "
@@ -105,14 +116,42 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "base with LightGBM leaves of >= 25 rows and lambda_l2 1, XGBoost min_child_weight 1",
         _config(leaves=_LIGHT),
     ),
+    "raw_member": (
+        "leaf25 + a fourth member, LightGBM on the raw metadata columns only (`lightgbm:raw`), "
+        "equal weights",
+        _with_raw_member(1.0),
+    ),
+    "raw_member_x2": (
+        "raw_member with the raw-column LightGBM at twice the weight of each other member",
+        _with_raw_member(2.0),
+    ),
+    "raw_member_x3": (
+        "raw_member with the raw-column LightGBM at three times the weight of each other member "
+        "(half the blend)",
+        _with_raw_member(3.0),
+    ),
+    "raw_member_lr2": (
+        "raw_member with twice the LightGBM learning rate (0.0646; both LightGBM members)",
+        _with_raw_member(1.0, lightgbm_params={"learning_rate": 0.0646}),
+    ),
 }
 
 
 def resolved(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with every member's parameters merged over the library's defaults."""
-    members = params.get("members", tuple(lb.ensemble.MEMBERS))
+    """``params`` with every member's parameters merged over the library's defaults.
+
+    The checkpoint key of a candidate: the three libraries as ``members`` are left
+    out of it (they were the only member set when the first cells were stored).
+    """
+    members = params.get("members", _LIBRARIES)
     out = {k: v for k, v in params.items() if not k.endswith("_params")}
-    for kind in members:
+    if tuple(members) == _LIBRARIES:
+        out.pop("members", None)
+    if out.get("weights") is None:  # the library's default blend for these members
+        weights = lb.estimator.default_weights(members)
+        if weights is not None:
+            out["weights"] = weights
+    for kind in dict.fromkeys(lb.ensemble.member_kind(m) for m in members):
         out[f"{kind}_params"] = {
             **lb.ensemble.MEMBERS[kind].defaults,
             **params.get(f"{kind}_params", {}),

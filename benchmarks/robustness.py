@@ -172,6 +172,14 @@ def _cell(result: Any, wall: float, cpu: float) -> dict[str, Any]:
     }
 
 
+def _defaults_fingerprint() -> str:
+    """The estimator's default parameters, with the blend weights ``None`` stands for."""
+    estimator = lb.LesionBoostClassifier()
+    params = estimator.get_params(deep=False)
+    weights = lb.estimator.default_weights(params["members"])
+    return fingerprint(params if weights is None else {**params, "weights": weights})
+
+
 def cell_key(row: str, args: Any) -> str:
     """The checkpoint name of ``row``: everything its cells depend on besides the data."""
     if row == RAW:  # the library's LightGBM member on the raw columns
@@ -181,9 +189,9 @@ def cell_key(row: str, args: Any) -> str:
     if row == VOTE:
         return f"{row}:bags{args.vote_bags}"
     if row == DEFAULT:  # the library's defaults at the time of the run
-        return f"{row}:{fingerprint(lb.LesionBoostClassifier().get_params(deep=False))}"
+        return f"{row}:{_defaults_fingerprint()}"
     if row == TUNED:
-        defaults = fingerprint(lb.LesionBoostClassifier().get_params(deep=False))
+        defaults = _defaults_fingerprint()
         return f"{row}:{args.tune_trials}:{'+'.join(args.tune_members)}:{defaults}"
     return row
 

@@ -35,7 +35,7 @@ from .ensemble import MEMBER_KINDS, GBDTEnsembleClassifier
 from .exceptions import DataWarning, OptionalDependencyError, SchemaError
 from .metrics import pauc_above_tpr
 from .model_selection import check_patient_folds, patient_folds
-from .schema import LEAK_COLUMNS
+from .schema import CATEGORICAL_COLUMNS, LEAK_COLUMNS, NUMERIC_COLUMNS
 
 __all__ = ["LesionBoostClassifier", "cross_val_oof", "OOFResult"]
 
@@ -46,6 +46,23 @@ logger = logging.getLogger(__name__)
 #: fit time for no measured gain in any simulated world nor on the real sample
 #: (table ``defaults/candidates`` of ``benchmarks/defaults.py``).
 DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "counts")
+
+#: Ensemble members used by default: the three libraries on every feature, plus a
+#: LightGBM that sees only the raw metadata columns (view ``"raw"``). That member is
+#: the hedge: where the risk sits in the raw columns and the patient-context features
+#: mostly add noise, its rank pulls the blend towards raw-column LightGBM; where the
+#: context matters it is outvoted (table ``defaults/candidates`` of
+#: ``benchmarks/defaults.py``).
+DEFAULT_MEMBERS: tuple[str, ...] = (*MEMBER_KINDS, "lightgbm:raw")
+
+#: Blend weight of a member on a view (``"lightgbm:raw"``) when ``weights`` is None;
+#: every member on all features weighs 1.
+VIEW_MEMBER_WEIGHT = 2.0
+
+#: The column subsets (views) a member ``"library:view"`` can be trained on:
+#: ``"raw"`` is the SLICE-3D metadata columns as read, without derived,
+#: patient-relative or image features.
+MEMBER_VIEWS: dict[str, tuple[str, ...]] = {"raw": (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)}
 
 # LesionBoostClassifier parameters forwarded unchanged to GBDTEnsembleClassifier.
 _ENSEMBLE_PARAMS = (
@@ -105,6 +122,25 @@ def _without_leaks(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop([c for c in LEAK_COLUMNS if c in frame.columns])
 
 
+def default_weights(members: Sequence[str] | str) -> dict[str, float] | None:
+    """The blend weights ``weights=None`` stands for with these ``members``.
+
+    1 for a member on all features, :data:`VIEW_MEMBER_WEIGHT` for one on a view;
+    ``None`` (equal weights) when no member is on a view.
+
+    Examples
+    --------
+    >>> default_weights(("lightgbm", "xgboost", "catboost", "lightgbm:raw"))["lightgbm:raw"]
+    2.0
+    >>> default_weights(("lightgbm", "xgboost")) is None
+    True
+    """
+    members = [members] if isinstance(members, str) else list(members)
+    if not any(":" in str(m) for m in members):
+        return None
+    return {str(m): VIEW_MEMBER_WEIGHT if ":" in str(m) else 1.0 for m in members}
+
+
 class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
     """Skin-lesion malignancy classifier over raw SLICE-3D metadata.
 
@@ -122,8 +158,18 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         Columns given within-patient (and, with ``"region"``, within patient x
         location and patient x site) percentile ranks; see
         :class:`~lesionboost.features.LesionFeaturizer`.
-    members, lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
-pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
+    members : sequence of str, default=("lightgbm", "xgboost", "catboost", "lightgbm:raw")
+        Ensemble members (see :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`):
+        a library on every feature, or ``"library:raw"``, that library on the raw
+        metadata columns only (:data:`MEMBER_VIEWS`). The default adds a raw-column
+        LightGBM to the three libraries as a hedge (:data:`DEFAULT_MEMBERS`).
+    weights : dict or sequence of float, optional
+        Blend weight per member, as for
+        :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``: 1 for
+        each member on all features and :data:`VIEW_MEMBER_WEIGHT` for a member
+        on a view (so the default blend gives ``"lightgbm:raw"`` two fifths).
+    lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
+pos_oversample, n_bags, blend, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same
         meaning and defaults).
     image_model : str, path or embedder, optional
@@ -169,7 +215,7 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
         *,
         feature_groups: Sequence[str] = DEFAULT_FEATURE_GROUPS,
         rank_columns: str = "none",
-        members: Sequence[str] = MEMBER_KINDS,
+        members: Sequence[str] = DEFAULT_MEMBERS,
         lightgbm_params: Mapping[str, Any] | None = None,
         xgboost_params: Mapping[str, Any] | None = None,
         catboost_params: Mapping[str, Any] | None = None,
@@ -257,7 +303,10 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
 
     # ------------------------------------------------------------------ fit / predict
     def _ensemble_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _ENSEMBLE_PARAMS}
+        params = {name: getattr(self, name) for name in _ENSEMBLE_PARAMS}
+        if params["weights"] is None:
+            params["weights"] = default_weights(params["members"])
+        return params
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> LesionBoostClassifier:
         """Fit the featurizer and the ensemble on SLICE-3D training metadata.
@@ -298,8 +347,13 @@ pos_oversample, n_bags, blend, weights, device, n_jobs, random_state
             extra_numeric=image_columns,
         ).fit(frame)
         features = self.featurizer_.transform(frame)
+        views = {
+            name: [c for c in columns if c in features.columns]
+            for name, columns in MEMBER_VIEWS.items()
+        }
         self.ensemble_ = GBDTEnsembleClassifier(
             **self._ensemble_params(),
+            views=views,
             categorical_features=list(self.featurizer_.categorical_features_),
         ).fit(features, labels, sample_weight=sample_weight)
         self.classes_ = self.ensemble_.classes_

@@ -56,9 +56,16 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     y = (rng.random(300) < 0.2).astype(int)
     ensemble = GBDTEnsembleClassifier(**{k: v for k, v in FAST.items() if k != "feature_groups"})
+    viewed = GBDTEnsembleClassifier(
+        **{k: v for k, v in FAST.items() if k not in ("feature_groups", "members")},
+        members=("lightgbm", "lightgbm:v"),
+        views={"v": ["site", "x1"]},
+    )
     return {
         "image": save_model(image_model, folder / "image-model"),
         "ensemble": save_model(ensemble.fit(frame, y), folder / "ensemble"),
+        "viewed": save_model(viewed.fit(frame, y), folder / "viewed"),
+        "viewed_scores": viewed.predict_proba(frame),
         "meta": meta,
         "images": images,
         "frame": frame,
@@ -165,6 +172,44 @@ def test_ensemble_category_levels_are_checked(
 
     with pytest.raises(ModelFileError, match=f"{message}.*{SAVE_AGAIN}"):
         load_model(_tampered(saved["ensemble"], tmp_path, edit))
+
+
+def test_a_view_member_is_saved_in_its_own_file_and_reloads_exactly(
+    saved: dict[str, Any],
+) -> None:
+    members = sorted(p.name for p in (saved["viewed"] / "members").iterdir())
+    assert members == ["lightgbm-0.txt", "lightgbm-v-0.txt"]
+    model = load_model(saved["viewed"])
+    assert model.view_columns_ == {"v": [1, 2]}
+    np.testing.assert_array_equal(model.predict_proba(saved["frame"]), saved["viewed_scores"])
+
+
+def _narrow_view(m: dict[str, Any], _: Path) -> None:
+    m["ensemble"]["view_columns"]["v"] = [2]
+
+
+def _view_out_of_range(m: dict[str, Any], _: Path) -> None:
+    m["ensemble"]["view_columns"]["v"] = [1, 7]
+
+
+def _view_dropped(m: dict[str, Any], _: Path) -> None:
+    m["ensemble"]["view_columns"] = {}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_narrow_view, r"booster 'lightgbm:v' bag 0 takes 2 features but .* sees 1"),
+        (_view_out_of_range, r"view_columns\['v'\] .* must be sorted distinct column indices"),
+        (_view_dropped, r"lists views \[\] but the members use \['v'\]"),
+    ],
+    ids=lambda value: getattr(value, "__name__", "")[1:] or None,
+)
+def test_view_columns_are_checked_at_load(
+    saved: dict[str, Any], tmp_path: Path, edit: Callable[..., None], message: str
+) -> None:
+    with pytest.raises(ModelFileError, match=f"{message}.*{SAVE_AGAIN}"):
+        load_model(_tampered(saved["viewed"], tmp_path, edit))
 
 
 def test_levels_for_a_numeric_column_are_refused(saved: dict[str, Any], tmp_path: Path) -> None:

@@ -58,15 +58,17 @@ _IMAGE_PARAMS = ("images", "image_model")
 
 def _members(text: str | None) -> tuple[str, ...] | None:
     from ..ensemble import MEMBER_KINDS
+    from ..estimator import MEMBER_VIEWS
 
     if text is None:
         return None
     members = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in members if m not in MEMBER_KINDS]
+    known = [*MEMBER_KINDS, *(f"{k}:{v}" for v in MEMBER_VIEWS for k in MEMBER_KINDS)]
+    unknown = [m for m in members if m not in known]
     if not members or unknown or len(set(members)) != len(members):
         raise UsageError(
             f"--members must be a comma-separated list of distinct names from "
-            f"{','.join(MEMBER_KINDS)}, got {text!r}."
+            f"{','.join(known)}, got {text!r}."
         )
     return members
 
@@ -119,7 +121,8 @@ def _read_params(path: Path) -> dict[str, Any]:
 
 def _configuration(args: argparse.Namespace, demo: bool) -> tuple[dict[str, Any], str]:
     """Keyword arguments of the estimator and where they came from."""
-    from ..ensemble import MEMBER_KINDS
+    from ..ensemble import member_kind
+    from ..estimator import DEFAULT_MEMBERS
 
     params = _read_params(Path(args.params)) if args.params else {}
     source = f"--params {args.params}" if args.params else "LesionBoostClassifier defaults"
@@ -132,8 +135,8 @@ def _configuration(args: argparse.Namespace, demo: bool) -> tuple[dict[str, Any]
     if rounds is None and demo and not args.params:
         rounds = DEMO["rounds"]
     if rounds is not None:
-        for member in params.get("members", MEMBER_KINDS):
-            key = f"{member}_params"
+        for kind in dict.fromkeys(member_kind(m) for m in params.get("members", DEFAULT_MEMBERS)):
+            key = f"{kind}_params"
             params[key] = {**(params.get(key) or {}), "n_estimators": int(rounds)}
     changed = ([f"members {','.join(members)}"] if members is not None else []) + (
         [f"{rounds} rounds"] if rounds is not None else []

@@ -221,7 +221,10 @@ def _add_tune(subparsers: Any) -> None:
     parser.add_argument(
         "--members",
         metavar="LIST",
-        help="comma-separated members (default lightgbm,xgboost,catboost; demo lightgbm)",
+        help=(
+            "comma-separated libraries to tune (default lightgbm,xgboost,catboost; demo "
+            "lightgbm); the search also switches the raw-column LightGBM member on and off"
+        ),
     )
     parser.add_argument(
         "--rounds",
@@ -367,7 +370,11 @@ def _add_cv(subparsers: Any) -> None:
     parser.add_argument(
         "--members",
         metavar="LIST",
-        help="comma-separated members (default: the estimator's; demo lightgbm)",
+        help=(
+            "comma-separated members: lightgbm, xgboost, catboost, or one of them on the "
+            "raw metadata columns only, e.g. lightgbm:raw (default: the estimator's, "
+            "lightgbm,xgboost,catboost,lightgbm:raw; demo lightgbm)"
+        ),
     )
     parser.add_argument(
         "--rounds",

@@ -4,6 +4,7 @@
   (``_classifier.py``);
 - the member adapters, one per library, with their defaults (``_members.py``);
 - the encoding of polars/pandas/numpy input into one numeric matrix (``_input.py``);
+- :func:`member_kind` -- the library of a member such as ``"lightgbm:raw"``;
 - :func:`library_versions`, :func:`lightgbm_has_learner` -- for reports and benchmarks.
 """
 
@@ -13,6 +14,7 @@ from ._members import (
     MEMBERS,
     library_versions,
     lightgbm_has_learner,
+    member_kind,
     resolve_threads,
 )
 
@@ -20,6 +22,7 @@ __all__ = [
     "GBDTEnsembleClassifier",
     "MEMBERS",
     "MEMBER_KINDS",
+    "member_kind",
     "resolve_threads",
     # for reports and benchmarks
     "library_versions",

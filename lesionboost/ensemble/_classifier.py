@@ -45,10 +45,15 @@ from scipy.special import expit, ndtri
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._input import check_codes, column_position, encode_frame, frame_kind
-from ._members import MEMBER_KINDS, MEMBERS, resolve_threads
+from ._members import MEMBER_KINDS, MEMBERS, member_kind, resolve_threads
 
 __all__ = ["GBDTEnsembleClassifier"]
 
@@ -135,8 +140,13 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    members : sequence of {"lightgbm", "xgboost", "catboost"}, default=all three
-        Libraries in the ensemble; boosters are built inside :meth:`fit`.
+    members : sequence of str, default=("lightgbm", "xgboost", "catboost")
+        The ensemble's members; boosters are built inside :meth:`fit`. An entry
+        is a library, ``"lightgbm"``, ``"xgboost"`` or ``"catboost"``, trained on
+        every column, or ``"library:view"``, that library trained only on the
+        columns of ``views[view]`` (e.g. ``"lightgbm:raw"``). A member that sees
+        fewer columns errs differently from the others, so the blend hedges
+        against features that add noise on a given dataset.
     lightgbm_params, xgboost_params, catboost_params : dict, optional
         Native parameters merged over strong defaults for SLICE-3D (the tuned
         values of the public "Only Tabular Data" notebook lineage, regularised and
@@ -159,6 +169,10 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
     weights : dict or sequence of float, optional
         Weight per member (a dict keyed by member, or one value per entry of
         ``members``); equal by default. Members with weight 0 are not trained.
+    views : dict of str -> sequence of str or int, optional
+        Named column subsets (column names of a frame, or indices) for the
+        members written ``"library:view"``. Categorical columns keep their
+        treatment inside a view.
     categorical_features : "auto", None or sequence of str or int, default="auto"
         Columns passed to every library as native categoricals. ``"auto"``:
         string, categorical and enum columns of a polars or pandas frame; a list
@@ -188,6 +202,8 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         Levels of text columns (code 0 = missing, 1 = unseen, 2.. = levels).
     members_ : tuple of str
         The members trained (weight > 0).
+    view_columns_ : dict of str -> list of int
+        Column indices of each view a trained member uses.
     boosters_ : dict of str -> list
         Native boosters per member, one per bag.
     blend_ : str
@@ -226,6 +242,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         n_bags: int = 2,
         blend: str = "rank",
         weights: Mapping[str, float] | Sequence[float] | None = None,
+        views: Mapping[str, Sequence[str | int]] | None = None,
         categorical_features: str | Sequence[str | int] | None = "auto",
         device: str = "cpu",
         n_jobs: int | None = None,
@@ -240,6 +257,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.n_bags = n_bags
         self.blend = blend
         self.weights = weights
+        self.views = views
         self.categorical_features = categorical_features
         self.device = device
         self.n_jobs = n_jobs
@@ -255,11 +273,22 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ validation
     def _checked_members(self) -> tuple[list[str], dict[str, float]]:
         members = [self.members] if isinstance(self.members, str) else list(self.members)
-        unknown = [m for m in members if m not in MEMBERS]
+        unknown = [m for m in members if not isinstance(m, str) or member_kind(m) not in MEMBERS]
         if not members or unknown or len(set(members)) != len(members):
             raise ValueError(
-                f"members must be distinct names from {list(MEMBER_KINDS)}, got {self.members!r}."
+                f"members must be distinct names from {list(MEMBER_KINDS)}, each optionally "
+                f"followed by ':view' (a key of views), got {self.members!r}."
             )
+        views = {} if self.views is None else self.views
+        if not isinstance(views, Mapping):
+            raise ValueError(f"views must be a dict of name -> columns or None, got {views!r}.")
+        for member in members:
+            view = member.partition(":")[2]
+            if ":" in member and view not in views:
+                raise ValueError(
+                    f"member {member!r} uses the view {view!r}, which views does not define "
+                    f"(views: {sorted(views) or 'none'}); pass views={{{view!r}: [columns]}}."
+                )
         if self.weights is None:
             raw = {m: 1.0 for m in members}
         elif isinstance(self.weights, Mapping):
@@ -308,7 +337,8 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ input
     def _prepare(self, X: Any, y: Any = None, *, fit: bool) -> Any:
-        """Validate ``X`` (and ``y`` in fit); return a C-ordered float32 matrix."""
+        """Validate ``X`` (and ``y`` in fit); return a float32 matrix (column-major for a
+        polars frame at predict time, else row-major)."""
         kind = frame_kind(X)
         if kind is not None and type(X).__name__ == "LazyFrame":
             X = X.collect()
@@ -336,6 +366,13 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 cats = [column_position(c, names) for c in spec]
             self.categorical_features_ = sorted(set(cats))
             self.category_maps_ = levels
+        elif kind == "polars":
+            # Names and width checked on the frame, values converted by polars itself
+            # into column-major order (a copy per column): scikit-learn's generic frame
+            # conversion, or a row-major copy, takes seconds for 500k lesions, and every
+            # member predicts from column-major data without a copy.
+            validate_data(self, X, reset=False, skip_check_array=True)
+            X = check_array(X.to_numpy(order="fortran"), **{**check, "order": "F"})
         else:
             X = validate_data(self, X, reset=False, **check)
         for index in self.categorical_features_:
@@ -413,15 +450,15 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             # Mean 1 keeps the members' regularisation (L2, minimum hessian per leaf),
             # which works in weight units, where the defaults were chosen.
             weight = weight / weight.mean()
-        cat_idx = self.categorical_features_
+        self.view_columns_ = self._view_columns(members)
         rng = check_random_state(self.random_state)
         resolved = {
             kind: MEMBERS[kind].params(
                 getattr(self, f"{kind}_params"), device=self.device, n_jobs=self.n_jobs
             )
-            for kind in members
+            for kind in dict.fromkeys(member_kind(m) for m in members)
         }
-        self.boosters_: dict[str, list[Any]] = {kind: [] for kind in members}
+        self.boosters_: dict[str, list[Any]] = {member: [] for member in members}
         bag_sizes = []
         bag_weights = []  # (positive, negative) weight each bag kept
         for bag in range(int(self.n_bags)):
@@ -432,11 +469,14 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             bag_sizes.append([int(yb.sum()), int(yb.size - yb.sum())])
             if wb is not None:
                 bag_weights.append([float(wb[yb == 1].sum()), float(wb[yb == 0].sum())])
-            for kind in members:
+            for member in members:
+                kind = member_kind(member)
                 params, rounds = resolved[kind]
-                logger.debug("bag %d/%d: %s on %d rows", bag + 1, self.n_bags, kind, rows.size)
-                self.boosters_[kind].append(
-                    MEMBERS[kind].fit(params, rounds, Xb, yb, cat_idx, seed, wb)
+                columns, cat_idx = self._member_columns(member)
+                Xm = Xb if columns is None else np.ascontiguousarray(Xb[:, columns])
+                logger.debug("bag %d/%d: %s on %d rows", bag + 1, self.n_bags, member, rows.size)
+                self.boosters_[member].append(
+                    MEMBERS[kind].fit(params, rounds, Xm, yb, cat_idx, seed, wb)
                 )
         n_pos = int(y01.sum())
         n_neg = int(y01.size - n_pos)
@@ -458,9 +498,12 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                     ]
                 )
             )
+        class_weight = {
+            kind: float(np.log(MEMBERS[kind].pos_weight(params)))
+            for kind, (params, _) in resolved.items()
+        }
         self.offsets_ = {
-            kind: resampling - float(np.log(MEMBERS[kind].pos_weight(resolved[kind][0])))
-            for kind in members
+            member: resampling - class_weight[member_kind(member)] for member in members
         }
         self.sampling_ = {
             "n_rows": int(y01.size),
@@ -481,21 +524,67 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             margins = self._member_margins(X[rows])
             reference_weight = None if weight is None else weight[rows]
             self.rank_knots_ = {
-                kind: _rank_knots(margins[kind], reference_weight) for kind in members
+                member: _rank_knots(margins[member], reference_weight) for member in members
             }
         return self
+
+    def _view_columns(self, members: Sequence[str]) -> dict[str, list[int]]:
+        """Column indices of every view the ``members`` use (names resolved against X)."""
+        names = (
+            [str(n) for n in self.feature_names_in_]
+            if hasattr(self, "feature_names_in_")
+            else [str(i) for i in range(self.n_features_in_)]
+        )
+        out: dict[str, list[int]] = {}
+        for view in sorted({m.partition(":")[2] for m in members if ":" in m}):
+            spec = cast(Mapping[str, Sequence[Any]], self.views)[view]
+            if isinstance(spec, str) or not len(spec):
+                raise ValueError(
+                    f"views[{view!r}] must be a non-empty list of column names or indices, "
+                    f"got {spec!r}."
+                )
+            positions = {name: i for i, name in enumerate(names)}
+            columns: set[int] = set()
+            for column in spec:
+                if isinstance(column, numbers.Integral) and not isinstance(column, bool):
+                    if not 0 <= int(column) < len(names):
+                        raise ValueError(
+                            f"views[{view!r}] holds the index {column}, out of range for X with "
+                            f"{len(names)} columns."
+                        )
+                    columns.add(int(column))
+                elif str(column) in positions:
+                    columns.add(positions[str(column)])
+                else:
+                    raise ValueError(
+                        f"views[{view!r}] names column {str(column)!r}, which X does not have; "
+                        f"X has {names[:5]}{' ...' if len(names) > 5 else ''}."
+                    )
+            out[view] = sorted(columns)
+        return out
+
+    def _member_columns(self, member: str) -> tuple[list[int] | None, list[int]]:
+        """The columns ``member`` sees (None: all) and its categoricals' positions among them."""
+        view = member.partition(":")[2]
+        if not view:
+            return None, list(self.categorical_features_)
+        columns = self.view_columns_[view]
+        categorical = set(self.categorical_features_)
+        return columns, [i for i, c in enumerate(columns) if c in categorical]
 
     # ------------------------------------------------------------------ predict
     def _member_margins(self, X: np.ndarray) -> dict[str, np.ndarray]:
         threads = resolve_threads(self.n_jobs)
         out = {}
-        for kind in self.members_:
-            adapter = MEMBERS[kind]
-            data = adapter.prepare(X, self.categorical_features_, threads)
+        for member in self.members_:
+            adapter = MEMBERS[member_kind(member)]
+            columns, cat_idx = self._member_columns(member)
+            Xm = X if columns is None else np.ascontiguousarray(X[:, columns])
+            data = adapter.prepare(Xm, cat_idx, threads)
             total = np.zeros(X.shape[0], dtype=np.float64)
-            for booster in self.boosters_[kind]:
+            for booster in self.boosters_[member]:
                 total += adapter.margin(booster, data, threads)
-            out[kind] = total / len(self.boosters_[kind])
+            out[member] = total / len(self.boosters_[member])
         return out
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -562,11 +651,17 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         X = self._prepare(X, fit=False)
         threads = resolve_threads(self.n_jobs)
         total = np.zeros(X.shape, dtype=np.float64)
-        for kind in self.members_:
-            adapter = MEMBERS[kind]
-            data = adapter.prepare(X, self.categorical_features_, threads)
-            for booster in self.boosters_[kind]:
-                total += (self.weights_[kind] / len(self.boosters_[kind])) * (
-                    adapter.contributions(booster, data, threads)
-                )
+        for member in self.members_:
+            adapter = MEMBERS[member_kind(member)]
+            columns, cat_idx = self._member_columns(member)
+            Xm = X if columns is None else np.ascontiguousarray(X[:, columns])
+            data = adapter.prepare(Xm, cat_idx, threads)
+            share = np.zeros(Xm.shape, dtype=np.float64)
+            for booster in self.boosters_[member]:
+                share += adapter.contributions(booster, data, threads)
+            share *= self.weights_[member] / len(self.boosters_[member])
+            if columns is None:
+                total += share
+            else:  # a view's contributions land on its own columns
+                total[:, columns] += share
         return total

@@ -151,11 +151,12 @@ def encode_frame(
             dtype = X.schema[name]
             if position in text:
                 mapping = {lv: float(i + 2) for i, lv in enumerate(levels[position])}
+                # replace_strict sends null to its default too, so missing is set first
+                code = pl.col(name).cast(pl.String)
                 exprs.append(
-                    pl.col(name)
-                    .cast(pl.String)
-                    .replace_strict(mapping, default=1.0, return_dtype=pl.Float32)
-                    .fill_null(0.0)
+                    pl.when(code.is_null())
+                    .then(pl.lit(0.0, dtype=pl.Float32))
+                    .otherwise(code.replace_strict(mapping, default=1.0, return_dtype=pl.Float32))
                     .alias(name)
                 )
             elif dtype.is_numeric() or dtype == pl.Boolean:

@@ -27,10 +27,15 @@ import numpy as np
 
 from .._utils._imports import import_optional
 
-__all__ = ["MEMBERS", "MEMBER_KINDS", "resolve_threads"]
+__all__ = ["MEMBERS", "MEMBER_KINDS", "member_kind", "resolve_threads"]
 
 #: The member kinds, in the order the ensemble trains and blends them.
 MEMBER_KINDS: tuple[str, ...] = ("lightgbm", "xgboost", "catboost")
+
+
+def member_kind(member: str) -> str:
+    """The library of an ensemble member: ``"lightgbm:raw"`` -> ``"lightgbm"``."""
+    return member.partition(":")[0]
 
 
 def resolve_threads(n_jobs: int | None) -> int | None:
@@ -187,7 +192,7 @@ class _LightGBM(_Member):
     # The tuned values of the public "Only Tabular Data" notebook lineage plus native
     # categorical settings from a public solution; deterministic + row-wise histograms
     # make CPU training reproducible for a fixed seed and thread count. Leaves need 25
-    # rows and lambda_l2 is 1 (notebook: 85 and 0.004): of the configurations
+    # rows and lambda_l2 is 1 (notebook: 85 and 0.004): of the leaf settings
     # benchmarks/defaults.py compares, the only one not behind the lineage on the real
     # sample, where 200-row leaves (the next best, 50) starve trees of its few
     # thousand training rows; on the simulated worlds it is level with them.
@@ -396,17 +401,24 @@ class _XGBoost(_Member):
         return booster
 
     def prepare(self, X: Any, cat_idx: Sequence[int], threads: int | None) -> Any:
-        return self._dmatrix(X, None, cat_idx, threads)
+        # Margins come from inplace_predict on the matrix itself (building a DMatrix
+        # costs seconds for 500k lesions); the booster knows which columns are
+        # categorical (its feature_types), so the two give identical margins.
+        return X
 
     def margin(self, booster: Any, data: Any, threads: int | None) -> np.ndarray:
         if threads is not None:
             booster.set_param({"nthread": threads})
-        return np.asarray(booster.predict(data, output_margin=True), dtype=np.float64)
+        margin = booster.inplace_predict(data, predict_type="margin", missing=np.nan)
+        return np.asarray(margin, dtype=np.float64)
 
     def contributions(self, booster: Any, data: Any, threads: int | None) -> np.ndarray:
         if threads is not None:
             booster.set_param({"nthread": threads})
-        return np.asarray(booster.predict(data, pred_contribs=True))[:, :-1]
+        types = booster.feature_types
+        cat_idx = [i for i, t in enumerate(types or ()) if t == "c"]
+        matrix = self._dmatrix(data, None, cat_idx, threads)
+        return np.asarray(booster.predict(matrix, pred_contribs=True))[:, :-1]
 
     def save(self, booster: Any, path: Path) -> None:
         path.write_bytes(bytes(booster.save_raw(raw_format="ubj")))
@@ -475,7 +487,8 @@ class _CatBoost(_Member):
 
         catboost = import_optional("catboost", purpose="the CatBoost ensemble member")
         names = [f"f{i}" for i in range(X.shape[1])]
-        frame = pl.from_numpy(X, schema=names, orient="row")
+        # column-major first: polars then copies whole columns, not strided rows
+        frame = pl.from_numpy(np.asfortranarray(X), schema=names, orient="row")
         cat_names = [names[i] for i in cat_idx]
         if cat_names:
             # CatBoost wants integer (or string) categories and no missing values.
@@ -537,11 +550,12 @@ MEMBERS: dict[str, _Member] = {
 
 
 def library_versions(kinds: Sequence[str]) -> dict[str, str]:
-    """Installed versions of the libraries behind ``kinds`` (for manifests and reports)."""
+    """Installed versions of the libraries behind ``kinds`` (members such as
+    ``"lightgbm:raw"`` count as their library), for manifests and reports."""
     import importlib.metadata
 
     versions = {}
-    for kind in kinds:
+    for kind in dict.fromkeys(member_kind(k) for k in kinds):
         dist = {"xgboost": ("xgboost", "xgboost-cpu")}.get(kind, (kind,))
         for name in dist:
             try:

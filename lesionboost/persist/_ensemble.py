@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ensemble._members import MEMBERS
+from ..ensemble._members import MEMBERS, member_kind
 from ..exceptions import ModelFileError
 from ._manifest import _MANIFEST, _MODIFIED, _jsonable, _read_listed, _sha256
 
@@ -23,15 +23,16 @@ def _ensemble_state(model: Any, folder: Path, prefix: str) -> dict[str, Any]:
     """Write the boosters of a fitted ensemble under ``folder``; return its JSON state."""
     files = []
     (folder / "members").mkdir(exist_ok=True)
-    for kind in model.members_:
-        adapter = MEMBERS[kind]
-        for bag, booster in enumerate(model.boosters_[kind]):
-            relative = f"members/{prefix}{kind}-{bag}{adapter.suffix}"
+    for member in model.members_:
+        adapter = MEMBERS[member_kind(member)]
+        stem = member.replace(":", "-")  # "lightgbm:raw" -> members/lightgbm-raw-0.txt
+        for bag, booster in enumerate(model.boosters_[member]):
+            relative = f"members/{prefix}{stem}-{bag}{adapter.suffix}"
             adapter.save(booster, folder / relative)
             blob = (folder / relative).read_bytes()
             files.append(
                 {
-                    "member": kind,
+                    "member": member,
                     "bag": bag,
                     "path": relative,
                     "bytes": len(blob),
@@ -47,6 +48,7 @@ def _ensemble_state(model: Any, folder: Path, prefix: str) -> dict[str, Any]:
         "categorical_features": [int(i) for i in model.categorical_features_],
         "category_maps": {str(i): list(v) for i, v in model.category_maps_.items()},
         "members": list(model.members_),
+        "view_columns": {view: list(cols) for view, cols in model.view_columns_.items()},
         "weights": _jsonable(model.weights_, "weights_"),
         "offsets": _jsonable(model.offsets_, "offsets_"),
         "rank_knots": {
@@ -84,12 +86,13 @@ def _safe_member_path(root: Path, relative: Any) -> Path:
 
 
 def _read_member(root: Path, entry: Mapping[str, Any]) -> tuple[str, int, Any]:
-    kind = entry.get("member")
-    if not isinstance(kind, str) or kind not in MEMBERS:
+    member = entry.get("member")
+    if not isinstance(member, str) or member_kind(member) not in MEMBERS:
         raise ModelFileError(
-            f"{root}: {_MANIFEST} lists a member of unknown kind {kind!r}; this lesionboost "
+            f"{root}: {_MANIFEST} lists a member of unknown kind {member!r}; this lesionboost "
             f"reads {sorted(MEMBERS)}."
         )
+    kind = member_kind(member)
     adapter = MEMBERS[kind]
     path = _safe_member_path(root, entry.get("path"))
     blob = _read_listed(
@@ -108,7 +111,7 @@ def _read_member(root: Path, entry: Mapping[str, Any]) -> tuple[str, int, Any]:
     bag = entry.get("bag")
     if not isinstance(bag, int):
         raise ModelFileError(f"{root}: member entry {entry.get('path')!r} has no bag number.")
-    return kind, bag, booster
+    return member, bag, booster
 
 
 def _check_levels(root: Path, where: str, levels: Any) -> list[str]:
@@ -148,6 +151,34 @@ def _booster_width(kind: str, booster: Any) -> int | None:
     return None
 
 
+def _check_views(root: Path, views: Any, members: list[str], model: Any) -> dict[str, list[int]]:
+    """The column indices of every view a member uses: distinct, sorted and in range."""
+    if not isinstance(views, dict):
+        raise ModelFileError(f"{root}: view_columns in {_MANIFEST} is not a mapping; {_MODIFIED}.")
+    needed = {m.partition(":")[2] for m in members if ":" in m}
+    if set(views) != needed:
+        raise ModelFileError(
+            f"{root}: view_columns in {_MANIFEST} lists views {sorted(views)} but the members "
+            f"use {sorted(needed)}; {_MODIFIED}."
+        )
+    out = {}
+    for view, columns in views.items():
+        if (
+            not isinstance(columns, list)
+            or not columns
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in columns)
+            or columns != sorted(set(columns))
+            or columns[0] < 0
+            or columns[-1] >= model.n_features_in_
+        ):
+            raise ModelFileError(
+                f"{root}: view_columns[{view!r}] in {_MANIFEST} must be sorted distinct column "
+                f"indices below {model.n_features_in_}, got {str(columns)[:80]}; {_MODIFIED}."
+            )
+        out[str(view)] = list(columns)
+    return out
+
+
 def _restore_ensemble(state: Mapping[str, Any], root: Path) -> Any:
     from ..ensemble import GBDTEnsembleClassifier
 
@@ -162,15 +193,15 @@ def _restore_ensemble(state: Mapping[str, Any], root: Path) -> Any:
     members = [str(m) for m in state["members"]]
     boosters: dict[str, dict[int, Any]] = {m: {} for m in members}
     for entry in state["files"]:
-        kind, bag, booster = _read_member(root, entry)
-        if kind not in boosters:
-            raise ModelFileError(f"{root}: member file for {kind!r}, which is not in members.")
-        if bag in boosters[kind]:
+        member, bag, booster = _read_member(root, entry)
+        if member not in boosters:
+            raise ModelFileError(f"{root}: member file for {member!r}, which is not in members.")
+        if bag in boosters[member]:
             raise ModelFileError(
-                f"{root}: {_MANIFEST} lists bag {bag} of {kind!r} twice ({entry.get('path')!r}); "
-                f"{_MODIFIED}."
+                f"{root}: {_MANIFEST} lists bag {bag} of {member!r} twice "
+                f"({entry.get('path')!r}); {_MODIFIED}."
             )
-        boosters[kind][bag] = booster
+        boosters[member][bag] = booster
     for kind, bags in boosters.items():
         if not bags or sorted(bags) != list(range(len(bags))):
             raise ModelFileError(
@@ -181,6 +212,7 @@ def _restore_ensemble(state: Mapping[str, Any], root: Path) -> Any:
     model.boosters_ = {k: [bags[i] for i in range(len(bags))] for k, bags in boosters.items()}
     model.classes_ = np.asarray(state["classes"])
     model.n_features_in_ = int(state["n_features_in"])
+    model.view_columns_ = _check_views(root, state.get("view_columns", {}), members, model)
     if state["feature_names_in"] is not None:
         model.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
         if model.feature_names_in_.size != model.n_features_in_:
@@ -188,13 +220,15 @@ def _restore_ensemble(state: Mapping[str, Any], root: Path) -> Any:
                 f"{root}: the ensemble's feature_names_in and n_features_in in {_MANIFEST} "
                 f"disagree; {_MODIFIED}."
             )
-    for kind, loaded in model.boosters_.items():
+    for member, loaded in model.boosters_.items():
+        view = member.partition(":")[2]
+        expected = len(model.view_columns_[view]) if view else model.n_features_in_
         for bag, booster in enumerate(loaded):
-            width = _booster_width(kind, booster)
-            if width is not None and width != model.n_features_in_:
+            width = _booster_width(member_kind(member), booster)
+            if width is not None and width != expected:
                 raise ModelFileError(
-                    f"{root}: booster {kind!r} bag {bag} takes {width} features but "
-                    f"{_MANIFEST} lists {model.n_features_in_} (n_features_in); {_MODIFIED}."
+                    f"{root}: booster {member!r} bag {bag} takes {width} features but "
+                    f"{_MANIFEST} says it sees {expected}; {_MODIFIED}."
                 )
     categorical = state["categorical_features"]
     if (

@@ -90,6 +90,13 @@ _ENSEMBLE_RANGES: dict[str, _Range] = {
 }
 
 
+def _default_weight(member: str) -> float:
+    """A member's weight in the estimator's default blend (``weights=None``)."""
+    from ..estimator import VIEW_MEMBER_WEIGHT
+
+    return VIEW_MEMBER_WEIGHT if ":" in member else 1.0
+
+
 def _estimator_defaults() -> dict[str, Any]:
     """The estimator's own defaults, read (not copied) so the two never drift apart."""
     from ..estimator import LesionBoostClassifier
@@ -98,6 +105,8 @@ def _estimator_defaults() -> dict[str, Any]:
 
 
 _WEIGHT_RANGE = _Range(0.05, 1.0)
+#: The member trained on the raw metadata columns only (searched on and off).
+_RAW_MEMBER = "lightgbm:raw"
 
 
 def _distribution(spec: _Range, default: Any) -> BaseDistribution:
@@ -115,9 +124,14 @@ class SearchSpace:
     Parameters
     ----------
     members : sequence of str, default=("lightgbm", "xgboost", "catboost")
-        Ensemble members whose parameters are searched (and only those are used).
+        Libraries whose parameters are searched (and only those are used). With
+        ``"lightgbm"`` among them the ensemble may also hold ``"lightgbm:raw"``,
+        a LightGBM on the raw metadata columns with the same parameters.
     ensemble : bool, default=True
-        Search ``neg_ratio``, ``pos_oversample``, ``n_bags`` and the blend weights.
+        Search ``neg_ratio``, ``pos_oversample``, ``n_bags``, the blend weights
+        and whether ``"lightgbm:raw"`` joins the ensemble
+        (``ensemble.raw_member``). Without it, the raw member is used when the
+        estimator's default ``members`` hold it.
     feature_groups : bool, default=True
         Switch the optional feature groups (region, outlier, counts) on and off,
         and choose the within-patient ranks (``rank_columns``: none or the key
@@ -149,6 +163,10 @@ class SearchSpace:
         self.ensemble = ensemble
         self.feature_groups = feature_groups
 
+    def _ensemble_members(self) -> tuple[str, ...]:
+        """Every member a configuration can hold: the libraries, and the raw member."""
+        return (*self.members, _RAW_MEMBER) if "lightgbm" in self.members else self.members
+
     def _member_default(self, member: str, name: str) -> Any:
         defaults = MEMBERS[member].defaults
         return defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
@@ -163,9 +181,11 @@ class SearchSpace:
             estimator = _estimator_defaults()
             for name, spec in _ENSEMBLE_RANGES.items():
                 out[f"ensemble.{name}"] = _distribution(spec, estimator[name])
-            if len(self.members) > 1:
-                for member in self.members:
-                    out[f"weight.{member}"] = _distribution(_WEIGHT_RANGE, 1.0)
+            if "lightgbm" in self.members:
+                out["ensemble.raw_member"] = CategoricalDistribution((True, False))
+            if len(self._ensemble_members()) > 1:
+                for member in self._ensemble_members():
+                    out[f"weight.{member}"] = _distribution(_WEIGHT_RANGE, _default_weight(member))
         if self.feature_groups:
             for group in _OPTIONAL_GROUPS:
                 out[f"features.{group}"] = CategoricalDistribution((True, False))
@@ -183,10 +203,12 @@ class SearchSpace:
             group, name = key.split(".", 1)
             if group in MEMBERS:
                 value = self._member_default(group, name)
+            elif key == "ensemble.raw_member":
+                value = _RAW_MEMBER in estimator["members"]
             elif group == "ensemble":
                 value = estimator[name]
             elif group == "weight":
-                value = 1.0
+                value = _default_weight(name)
             elif name == "ranks":
                 value = estimator["rank_columns"]
             else:  # features: on when the estimator uses the group by default
@@ -212,14 +234,17 @@ class SearchSpace:
 
     def to_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Flat trial parameters -> :class:`LesionBoostClassifier` keyword arguments."""
-        config: dict[str, Any] = {"members": self.members}
+        config: dict[str, Any] = {}
         member_params: dict[str, dict[str, Any]] = {m: {} for m in self.members}
         weights: dict[str, float] = {}
         groups = ["derived", "patient"]
+        raw_member = _RAW_MEMBER in _estimator_defaults()["members"]
         for key, value in params.items():
             group, name = key.split(".", 1)
             if group in member_params:
                 member_params[group][name] = value
+            elif key == "ensemble.raw_member":
+                raw_member = bool(value)
             elif group == "ensemble":
                 config[name] = value
             elif group == "weight":
@@ -228,13 +253,21 @@ class SearchSpace:
                 config["rank_columns"] = value
             elif group == "features" and value:
                 groups.append(name)
+        members = self.members
+        if raw_member and "lightgbm" in self.members:
+            members = (*members, _RAW_MEMBER)
+        config = {"members": members, **config}
         for member, values in member_params.items():
             if values:
                 config[f"{member}_params"] = values
+        weights = {m: w for m, w in weights.items() if m in members}
         if weights:
             total = sum(weights.values())
-            normalised = {m: weights[m] / total for m in self.members if m in weights}
-            if len(set(np.round(list(normalised.values()), 12))) > 1:
+            normalised = {m: weights[m] / total for m in members if m in weights}
+            # weights=None is the estimator's default blend for these members
+            default = {m: _default_weight(m) for m in members}
+            norm = sum(default.values())
+            if any(not np.isclose(normalised.get(m, 0.0), default[m] / norm) for m in members):
                 config["weights"] = normalised
         if self.feature_groups:
             config["feature_groups"] = tuple(

@@ -199,12 +199,25 @@ def test_output_policy(sim, repeated, tmp_path, capsys) -> None:
         (["--cv", "centre", "--folds", "3"], "drop --folds"),
         (["--scheduler", "local:zero"], "local:N"),
         (["--n-boot", "-1"], "--n-boot"),
+        (["--members", "lightgbm,lightgbm:nope"], "lightgbm:raw"),
     ],
 )
 def test_cv_usage_errors(sim, tmp_path, capsys, argv, message) -> None:
     code, _, err = _run(capsys, ["cv", "--data", str(sim), "--out", str(tmp_path / "r"), *argv])
     assert code == 2 and message in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_raw_column_member_is_a_member_like_the_others(sim, runs, capsys) -> None:
+    run = runs / "raw-member"
+    fast = ["--rounds", "8", "--folds", "2", "--n-boot", "20", "--n-jobs", "1", "-q"]
+    argv = ["cv", "--data", str(sim), "--out", str(run), "--members", "lightgbm:raw", *fast]
+    assert main(argv) == 0
+    config = json.loads((run / "cv.json").read_text())["configuration"]
+    assert config["members"] == ["lightgbm:raw"]
+    assert config["lightgbm_params"] == {"n_estimators": 8}  # the library's parameters
+    oof = pl.read_parquet(run / "oof.parquet")
+    assert oof["score"].n_unique() > 1
 
 
 def test_evaluate_a_model_and_a_scores_file(sim, tmp_path, capsys) -> None:

@@ -81,6 +81,8 @@ def test_polars_text_column_is_native_categorical_with_unseen_code():
     unseen = frame.head(5).with_columns(pl.lit("scalp").alias("site"))
     missing = frame.head(5).with_columns(pl.lit(None, dtype=pl.String).alias("site"))
     # unseen levels share code 1, missing has code 0: both predict, and differently from 'arm'
+    codes = model._prepare(pl.concat([unseen.head(1), missing.head(1)]), fit=False)[:, 6]
+    np.testing.assert_array_equal(codes, [1.0, 0.0])
     p_unseen = model.predict_proba(unseen)[:, 1]
     p_arm = model.predict_proba(frame.head(5).with_columns(pl.lit("arm").alias("site")))[:, 1]
     assert np.all(np.isfinite(p_unseen)) and not np.array_equal(p_unseen, p_arm)
@@ -494,3 +496,82 @@ def test_rank_blend_orders_rows_by_the_weighted_normal_scores():
     # and the weights matter: another weighting orders the rows differently
     other = sum(_piecewise(margins[k], *model.rank_knots_[k]) for k in weights)
     assert not np.array_equal(np.argsort(other, kind="stable"), order)
+
+
+def test_a_view_member_sees_only_its_columns_and_equals_a_fit_on_them():
+    frame, y = _rare_data()
+    columns = ["x1", "site", "x3"]
+    model = _fast(
+        members=("lightgbm", "lightgbm:some"), views={"some": columns}, weights=[0, 1]
+    ).fit(frame, y)
+    assert model.members_ == ("lightgbm:some",)
+    assert model.view_columns_ == {"some": [1, 3, 6]}  # sorted positions among X's columns
+    alone = _fast(members=("lightgbm",)).fit(frame.select("x1", "x3", "site"), y)
+    np.testing.assert_allclose(
+        model.decision_function(frame), alone.decision_function(frame.select("x1", "x3", "site"))
+    )
+    # the view keeps the categorical column native; its contributions land on its columns
+    contributions = model.feature_contributions(frame)
+    assert contributions.shape == (frame.height, frame.width)
+    assert not contributions[:, [0, 2, 4, 5]].any()
+    assert np.abs(contributions[:, 6]).sum() > 0
+
+
+def test_a_view_member_joins_the_blend_as_a_member_of_its_own():
+    frame, y = _rare_data()
+    both = _fast(members=("lightgbm", "lightgbm:no_x0"), views={"no_x0": ["x1", "x2", "site"]})
+    both.fit(frame, y)
+    assert set(both.boosters_) == {"lightgbm", "lightgbm:no_x0"}
+    assert both.weights_ == pytest.approx({"lightgbm": 0.5, "lightgbm:no_x0": 0.5})
+    full = _fast(members=("lightgbm",)).fit(frame, y)
+    # x0 drives the label: the member without it ranks worse, the blend differs from either
+    blend, alone = both.predict_proba(frame)[:, 1], full.predict_proba(frame)[:, 1]
+    assert not np.allclose(blend, alone)
+    assert pauc_above_tpr(y, alone) > pauc_above_tpr(
+        y, both._member_margins(both._prepare(frame, fit=False))["lightgbm:no_x0"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"members": ("lightgbm:raw",)}, "views does not define"),
+        ({"members": ("lightgbm:v",), "views": {"v": []}}, r"views\['v'\] must be a non-empty"),
+        ({"members": ("lightgbm:v",), "views": {"v": ["nope"]}}, r"views\['v'\] names .*'nope'"),
+        ({"members": ("lightgbm:v",), "views": {"v": [0, 99]}}, "index 99, out of range"),
+        ({"members": ("sklearn:v",), "views": {"v": ["x0"]}}, "members must be distinct"),
+        ({"members": ("lightgbm:v",), "views": ["x0"]}, "views must be a dict"),
+    ],
+)
+def test_views_errors_name_the_member_and_the_fix(params, message):
+    frame, y = _rare_data(n=300)
+    with pytest.raises(ValueError, match=message):
+        _fast(**params).fit(frame, y)
+
+
+def test_predictions_do_not_depend_on_the_input_layout():
+    # a polars frame is read column-major, pandas and numpy row-major; XGBoost margins
+    # come from inplace_predict, its contributions from a DMatrix: all must agree
+    frame, y = _rare_data()
+    model = _fast(
+        members=("lightgbm", "xgboost", "catboost", "xgboost:some"), views={"some": [0, 6]}
+    )
+    model.fit(frame, y)
+    from_polars = model.decision_function(frame)
+    np.testing.assert_array_equal(from_polars, model.decision_function(frame.to_pandas()))
+    matrix = model._prepare(frame, fit=False)
+    assert matrix.flags["F_CONTIGUOUS"]
+    booster = model.boosters_["xgboost"][0]
+    import xgboost as xgb
+
+    dmatrix = xgb.DMatrix(
+        np.ascontiguousarray(matrix),
+        missing=np.nan,
+        feature_types=booster.feature_types,
+        enable_categorical=True,
+    )
+    np.testing.assert_allclose(
+        MEMBERS["xgboost"].margin(booster, matrix, 1),
+        booster.predict(dmatrix, output_margin=True),
+        rtol=1e-6,
+    )

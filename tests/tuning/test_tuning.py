@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from lesionboost.cv import patient_folds
 from lesionboost.ensemble._members import MEMBERS
-from lesionboost.estimator import LesionBoostClassifier
+from lesionboost.estimator import VIEW_MEMBER_WEIGHT, LesionBoostClassifier
 from lesionboost.simulate import simulate_slice3d
 from lesionboost.tuning import (
     DEFAULTS_ATTR,
@@ -77,6 +77,7 @@ def test_config_normalises_weights_and_switches_feature_groups() -> None:
         "features.region": True,
         "features.outlier": False,
         "features.ranks": "key",
+        "ensemble.raw_member": False,
     }
     config = space.to_config(params)
     assert config["weights"] == pytest.approx({"lightgbm": 0.75, "xgboost": 0.25})
@@ -85,6 +86,27 @@ def test_config_normalises_weights_and_switches_feature_groups() -> None:
     assert space.distributions()["features.ranks"].choices == ("none", "key")
     assert "catboost_params" not in config and config["members"] == ("lightgbm", "xgboost")
     assert isinstance(space.distributions()["lightgbm.num_leaves"], IntDistribution)
+
+
+def test_the_raw_member_is_switched_with_lightgbm_and_weighted_like_the_others() -> None:
+    space = SearchSpace(members=("lightgbm", "xgboost"))
+    defaults = space.defaults()
+    assert defaults["ensemble.raw_member"] is True  # the estimator's default holds it
+    assert defaults["weight.lightgbm:raw"] == VIEW_MEMBER_WEIGHT
+    assert "weights" not in space.to_config(defaults)  # None: the estimator's default blend
+    on = space.to_config({**defaults, "weight.lightgbm:raw": 0.6})
+    assert on["members"] == ("lightgbm", "xgboost", "lightgbm:raw")
+    expected = {"lightgbm": 1 / 2.6, "xgboost": 1 / 2.6, "lightgbm:raw": 0.6 / 2.6}
+    assert on["weights"] == pytest.approx(expected)
+    off = space.to_config({**defaults, "ensemble.raw_member": False})
+    assert off["members"] == ("lightgbm", "xgboost") and "weights" not in off
+    # without LightGBM among the tuned libraries there is no raw member to switch
+    xgb = SearchSpace(members=("xgboost",))
+    assert "ensemble.raw_member" not in xgb.distributions()
+    assert xgb.to_config(xgb.defaults())["members"] == ("xgboost",)
+    # without the ensemble search the raw member follows the estimator's default members
+    fixed = SearchSpace(members=("lightgbm",), ensemble=False)
+    assert fixed.to_config(fixed.defaults())["members"] == ("lightgbm", "lightgbm:raw")
 
 
 def test_ranges_widen_to_contain_a_default_outside_them(monkeypatch) -> None:
