@@ -134,6 +134,10 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "raw_member with twice the LightGBM learning rate (0.0646; both LightGBM members)",
         _with_raw_member(1.0, lightgbm_params={"learning_rate": 0.0646}),
     ),
+    "raw_member_x2_ranks": (
+        "raw_member_x2 + within-patient percentile ranks of the 16 key columns",
+        _with_raw_member(2.0, ranks="key"),
+    ),
 }
 
 

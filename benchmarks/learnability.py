@@ -53,6 +53,7 @@ from _common import Table, fmt, parser, write_results
 from lesionboost.schema import NUMERIC_COLUMNS
 from lesionboost.simulate import (
     CENTRES,
+    LOCATIONS,
     TERM_NAMES,
     RiskModel,
     covariates,
@@ -72,12 +73,14 @@ FITS = {
 }
 
 
-def risk_terms(train: pl.DataFrame, followup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The simulator's soft-clipped risk terms and centre index, rebuilt from the file's columns.
+def population_from_file(
+    train: pl.DataFrame,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """The simulator's lesion and patient arrays and the centre index, rebuilt from the file.
 
-    ``followup`` is the follow-up score: the oracle's ``followup_score`` (a linear
-    function of the latent normal scores the simulator maps to the columns, given
-    rather than inverted) or an estimate of it (:func:`estimated_followup`).
+    Lesion arrays: the numeric columns (age excepted), ``patient`` (index),
+    ``site`` and ``location`` (coded as the simulator codes them); patient arrays:
+    ``age`` and ``male``.
     """
     _, owner = np.unique(train.get_column("patient_id").to_numpy(), return_inverse=True)
     coded = covariates(train)  # site, centre, age and sex coded as the simulator codes them
@@ -88,10 +91,25 @@ def risk_terms(train: pl.DataFrame, followup: np.ndarray) -> tuple[np.ndarray, n
     }
     lesion["patient"] = owner
     lesion["site"] = coded["site"]
+    location_index = {name: k for k, name in enumerate(LOCATIONS)}
+    lesion["location"] = np.array(
+        [location_index[v] for v in train.get_column("tbp_lv_location").to_list()]
+    )
     n_patients = int(owner.max()) + 1
     age, male = np.full(n_patients, np.nan), np.full(n_patients, 0.5)
     age[owner], male[owner] = coded["age"], coded["male"]
-    return risk_features(lesion, {"age": age, "male": male}, followup), coded["centre"]
+    return lesion, {"age": age, "male": male}, coded["centre"]
+
+
+def risk_terms(train: pl.DataFrame, followup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's soft-clipped risk terms and centre index, rebuilt from the file's columns.
+
+    ``followup`` is the follow-up score: the oracle's ``followup_score`` (a linear
+    function of the latent normal scores the simulator maps to the columns, given
+    rather than inverted) or an estimate of it (:func:`estimated_followup`).
+    """
+    lesion, patient, centre = population_from_file(train)
+    return risk_features(lesion, patient, followup), centre
 
 
 class WellSpecifiedRisk:

@@ -6,8 +6,9 @@ risk per lesion (the *oracle*) and rendered crops.
 - the calibration tables loaded at run time (``_tables.py``, ``_tables.json``);
 - patients, lesions and body positions (``_population.py``); the malignancy risk,
   follow-up and train-only columns (``_risk.py``); JPEG crops (``_render.py``);
-- :data:`SCENARIOS`, :func:`mixture_weights` -- the alternative malignancy mechanisms
-  ``simulate_slice3d(..., scenario=...)`` accepts (``_scenarios.py``);
+- :data:`SCENARIOS`, :data:`MECHANISMS`, :func:`mixture_weights` -- the alternative
+  malignancy mechanisms ``simulate_slice3d(..., scenario=...)`` accepts, and
+  :func:`mechanism_terms`, the terms each mechanism sums (``_scenarios.py``);
 - :func:`univariate_aucs` -- per-column AUCs, to compare a cohort with real data
   (``_fidelity.py``);
 - the offline fit of the tables from a real sample (``_calibrate.py``,
@@ -29,7 +30,7 @@ from ._fidelity import univariate_aucs
 from ._population import LOCATION_WEIGHTS, LOCATIONS
 from ._risk import TERM_NAMES, RiskModel, risk_features, within_group_z
 from ._risk import _masks as term_masks
-from ._scenarios import SCENARIOS, mixture_weights
+from ._scenarios import MECHANISMS, SCENARIOS, mechanism_terms, mixture_weights
 from ._simulator import SimulatedSLICE3D, render_images, simulate_slice3d, write_slice3d
 from ._tables import CENTRES, load_tables
 
@@ -40,6 +41,7 @@ __all__ = [
     "render_images",
     "univariate_aucs",
     "SCENARIOS",
+    "MECHANISMS",
     "mixture_weights",
     # for analysis and benchmarks
     "RiskModel",
@@ -47,6 +49,7 @@ __all__ = [
     "TERM_NAMES",
     "term_masks",
     "within_group_z",
+    "mechanism_terms",
     "LOCATIONS",
     "LOCATION_WEIGHTS",
     "CENTRES",

@@ -67,6 +67,7 @@ __all__ = [
     "check_scenario",
     "followup_term",
     "mechanism_score",
+    "mechanism_terms",
     "mixture_weights",
     "scenario_tabular_logit",
 ]
@@ -231,9 +232,8 @@ def _location_duckling(lesion: dict[str, np.ndarray], patient: dict[str, np.ndar
         ("tbp_lv_norm_border", 1.0),
         ("tbp_lv_H", -1.0),
     )
-    return sum(
-        (_clip(sign * within_group_z(lesion[name], group)) for name, sign in columns),
-        np.zeros(len(group)),
+    return np.column_stack(
+        [_clip(sign * within_group_z(lesion[name], group)) for name, sign in columns]
     )
 
 
@@ -245,12 +245,11 @@ def _percentile(lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray]) -
         ("tbp_lv_radial_color_std_max", 1.0),
         ("tbp_lv_nevi_confidence", -1.0),
     )
-    return sum(
-        (
+    return np.column_stack(
+        [
             _percentile_rank(sign * lesion[name], owner) ** _PERCENTILE_POWER
             for name, sign in columns
-        ),
-        np.zeros(len(owner)),
+        ]
     )
 
 
@@ -264,7 +263,7 @@ def _multivariate(lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray])
         "tbp_lv_norm_border",
     )
     x = np.column_stack([_standard(name, lesion[name]) for name in names])
-    return _mahalanobis(x, lesion["patient"])
+    return _mahalanobis(x, lesion["patient"])[:, None]
 
 
 def _absolute(lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray]) -> np.ndarray:
@@ -285,7 +284,7 @@ def _absolute(lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray]) -> 
         "tbp_lv_deltaB",
     ):
         terms.append(_clip(_standard(name, lesion[name])))
-    return sum(terms, np.zeros(len(owner)))
+    return np.column_stack(terms)
 
 
 def _interactions(lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray]) -> np.ndarray:
@@ -296,13 +295,16 @@ def _interactions(lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray])
     site = lesion["site"]
     back_or_legs = (site == _SITE["posterior torso"]) | (site == _SITE["lower extremity"])
     sun_exposed = (site == _SITE["head/neck"]) | (site == _SITE["upper extremity"])
-    score = 1.0 * (big & variegated & back_or_legs)
-    score += 1.0 * (red & non_naevoid & sun_exposed)
-    score += 0.5 * (big & red)
-    return score
+    return np.column_stack(
+        [
+            1.0 * (big & variegated & back_or_legs),
+            1.0 * (red & non_naevoid & sun_exposed),
+            0.5 * (big & red),
+        ]
+    )
 
 
-_SCORES = {
+_TERMS = {
     "location_duckling": _location_duckling,
     "percentile": _percentile,
     "multivariate": _multivariate,
@@ -311,13 +313,29 @@ _SCORES = {
 }
 
 
+def mechanism_terms(
+    name: str, lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The terms of mechanism ``name`` (one of :data:`MECHANISMS`), one column each.
+
+    Each column is one summand of the mechanism's ``score``, its fixed weight
+    included: ``mechanism_score`` is their sum. A learner that knows the form of a
+    mechanism but not its weights fits one coefficient per column.
+    """
+    if name not in _TERMS:
+        raise ValueError(f"Unknown mechanism {name!r}; choose one of: {', '.join(MECHANISMS)}.")
+    return _TERMS[name](lesion, patient)
+
+
 def mechanism_score(
     name: str, lesion: dict[str, np.ndarray], patient: dict[str, np.ndarray]
 ) -> np.ndarray:
-    """The unscaled ``score`` of mechanism ``name`` (one of :data:`MECHANISMS`)."""
-    if name not in _SCORES:
-        raise ValueError(f"Unknown mechanism {name!r}; choose one of: {', '.join(MECHANISMS)}.")
-    return _SCORES[name](lesion, patient)
+    """The unscaled ``score`` of mechanism ``name``: the sum of its :func:`mechanism_terms`."""
+    terms = mechanism_terms(name, lesion, patient)
+    score = terms[:, 0].copy()
+    for k in range(1, terms.shape[1]):  # left to right, the order the terms are listed in
+        score += terms[:, k]
+    return score
 
 
 def followup_term(features: np.ndarray, risk: RiskModel) -> np.ndarray:
