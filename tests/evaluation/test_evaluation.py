@@ -13,15 +13,9 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 import lesionboost
-from lesionboost.evaluation import (
-    Evaluation,
-    _bootstrap_roc,
-    _individual_typology_angle,
-    _patient_codes,
-    _patient_draws,
-    _skin_tone_bands,
-    evaluate,
-)
+from lesionboost.evaluation import Evaluation, evaluate
+from lesionboost.evaluation._bootstrap import _bootstrap_roc, _patient_codes, _patient_draws
+from lesionboost.evaluation._subgroups import _individual_typology_angle, _skin_tone_bands
 from lesionboost.exceptions import SchemaError
 from lesionboost.metrics import lesions_per_cancer, pauc_above_tpr, top_k_sensitivity
 from lesionboost.simulate import simulate_slice3d
