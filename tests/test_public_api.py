@@ -17,6 +17,7 @@ PUBLIC = {
     "lesionboost.cv": ["patient_folds"],
     "lesionboost.ensemble": ["GBDTEnsembleClassifier"],
     "lesionboost.estimator": ["LesionBoostClassifier", "cross_val_oof", "OOFResult"],
+    "lesionboost.evaluation": ["evaluate", "Evaluation"],
     "lesionboost.features": ["LesionFeaturizer", "GROUPS", "OUTLIER_COLUMNS", "DERIVED_NAMES"],
     "lesionboost.image": [
         "OnnxEmbedder",

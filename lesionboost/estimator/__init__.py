@@ -1,0 +1,38 @@
+"""``LesionBoostClassifier`` (metadata in, malignancy scores out) and ``cross_val_oof``.
+
+:class:`LesionBoostClassifier` chains :class:`~lesionboost.features.LesionFeaturizer`,
+optional image features and :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`
+into one scikit-learn estimator over raw SLICE-3D metadata. Its parameters are
+flat -- the featurizer's ``feature_groups`` plus every ensemble parameter -- so
+``set_params`` (and Optuna) can reach all of them.
+
+Patient context is part of the input: the frame passed to ``fit`` or
+``predict_proba`` must carry ``patient_id``, and patient-relative features are
+computed over the lesions of each patient present in that frame. Cross-validate
+by patient (:func:`cross_val_oof`, or scikit-learn's ``cross_val_score`` with
+``groups=patient_id``) so that no patient is scored by a model that saw it.
+
+The package's modules: ``_classifier`` (the estimator, its defaults and member
+views) and ``_cross_val`` (:func:`cross_val_oof` and :class:`OOFResult`).
+"""
+
+from ._classifier import (
+    DEFAULT_FEATURE_GROUPS,
+    DEFAULT_MEMBERS,
+    MEMBER_VIEWS,
+    VIEW_MEMBER_WEIGHT,
+    LesionBoostClassifier,
+    default_weights,
+)
+from ._cross_val import OOFResult, cross_val_oof
+
+__all__ = [
+    "DEFAULT_FEATURE_GROUPS",
+    "DEFAULT_MEMBERS",
+    "LesionBoostClassifier",
+    "MEMBER_VIEWS",
+    "OOFResult",
+    "VIEW_MEMBER_WEIGHT",
+    "cross_val_oof",
+    "default_weights",
+]
