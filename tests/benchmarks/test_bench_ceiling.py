@@ -93,14 +93,27 @@ def test_ceiling_benchmark_small_mode(tmp_path: Path) -> None:
     assert [row[0] for row in tables["ceiling/gap"].rows] == list(ceiling.FOLLOWUPS.values())
 
 
-def test_robustness_rows_join_only_a_result_of_the_same_cells(tmp_path: Path) -> None:
+def test_robustness_rows_join_only_a_result_of_the_same_cells_and_only_models(
+    tmp_path: Path,
+) -> None:
     worlds = ["default", "absolute"]
-    summary = {w: {"raw": {"gap_mean": 0.0}, "default": {"gap_mean": 0.25}} for w in worlds}
+    summary = {
+        w: {
+            "raw": {"gap_mean": 0.0},
+            "default": {"gap_mean": 0.25},
+            "tabular_oracle": {"gap_mean": 1.0},
+        }
+        for w in worlds
+    }
     result = {
         "n_patients": 600,
         "seeds": [0, 1, 2],
         "n_splits": 5,
-        "row_labels": {"raw": "LightGBM (raw columns)", "default": "defaults"},
+        "row_labels": {
+            "raw": "LightGBM (raw columns)",
+            "default": "defaults",
+            "tabular_oracle": "tabular oracle",
+        },
         "summary": summary,
     }
     path = tmp_path / "robustness.json"
