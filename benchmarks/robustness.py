@@ -34,7 +34,7 @@ simulator, the share of the raw -> tabular-oracle gap closed,
 Usage::
 
     python benchmarks/robustness.py [--patients 600] [--seeds 3] [--scenarios a,b]
-                                    [--rows raw,lineage_lgbm,...] [--tune-trials 8]
+                                    [--rows raw,lineage_lgbm,...] [--tune-trials 4]
                                     [--skip-real] [--n-jobs 1] [--checkpoint FILE]
     python benchmarks/robustness.py --small    # seconds; what the test suite runs
 
@@ -534,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cli.add_argument("--seeds", type=int, default=None, help="seeds per world (default 3; small 1)")
     cli.add_argument("--scenarios", default=None, help="comma list of worlds (default: all)")
     cli.add_argument("--rows", default=None, help=f"comma list of {', '.join(ROWS)} (default all)")
-    cli.add_argument("--tune-trials", type=int, default=8, help="trials (0: no tuned row)")
+    cli.add_argument("--tune-trials", type=int, default=4, help="trials (0: no tuned row)")
     cli.add_argument("--tune-members", default="lightgbm", help="ensemble members tuned")
     cli.add_argument("--lineage-bags", type=int, default=3, help="bags of lineage_lgbm")
     cli.add_argument("--vote-bags", type=int, default=1, help="bags of lineage_vote")
