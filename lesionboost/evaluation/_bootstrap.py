@@ -1,7 +1,7 @@
 """The patient-level bootstrap: patients are drawn with replacement, their lesions follow.
 
 Each replicate is a vector of how often every patient was drawn; the ROC curves of
-all replicates are built at once from weighted cumulative sums, so a replicate
+all replicates are built in batches from weighted cumulative sums, so a replicate
 equals the metric on the resampled lesions without copying them.
 """
 
