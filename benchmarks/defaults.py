@@ -78,6 +78,15 @@ def _with_raw_member(weight: float, **other: Any) -> dict[str, Any]:
     return _config(leaves=_LIGHT, members=members, weights=weights, **other)
 
 
+def _with_linear(weight: float, strength: float) -> dict[str, Any]:
+    """raw_member_x2 plus the ``linear`` member (L2 strength ``C``) at ``weight``."""
+    config = _with_raw_member(2.0)
+    config["members"] = (*config["members"], "linear")
+    config["weights"] = {**config["weights"], "linear": weight}
+    config["linear_params"] = {"C": strength}
+    return config
+
+
 #: name -> (what it is, LesionBoostClassifier keyword arguments). Each pins what
 #: the candidates vary (members included), so a candidate means the same whatever
 #: the library's defaults are; the rest is the library's (2 bags, 1:100, rank blend).
@@ -137,6 +146,19 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "raw_member_x2_ranks": (
         "raw_member_x2 + within-patient percentile ranks of the 16 key columns",
         _with_raw_member(2.0, ranks="key"),
+    ),
+    "linear_x2.5": (
+        "raw_member_x2 + a fifth member, an L2 logistic regression (C 0.1) on the quantile-"
+        "normalised features (`linear`), at 2.5 times the weight of each booster (1/3 of the blend)",
+        _with_linear(2.5, 0.1),
+    ),
+    "linear_x5": (
+        "linear_x2.5 with the linear member at half the blend (weight 5)",
+        _with_linear(5.0, 0.1),
+    ),
+    "linear_x5_c0.3": (
+        "linear_x5 with a weaker L2 penalty (C 0.3)",
+        _with_linear(5.0, 0.3),
     ),
 }
 

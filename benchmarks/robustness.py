@@ -40,7 +40,8 @@ Usage::
 
 Each finished cell is appended to ``--checkpoint`` (default
 ``runs/robustness-cells.jsonl``), keyed by the data (size, world, seed, folds)
-and the row's configuration (the library defaults' fingerprint for ``default``),
+and the row's configuration (the library defaults' fingerprint for ``default``;
+for ``tuned`` the search space and the configuration of its enqueued first trial),
 so an interrupted run resumes where it stopped.
 
 A full run writes ``benchmarks/results/robustness.json`` (tables
@@ -180,6 +181,23 @@ def _defaults_fingerprint() -> str:
     return fingerprint(params if weights is None else {**params, "weights": weights})
 
 
+def _tuned_fingerprint(tune_members: Sequence[str]) -> str:
+    """What a tuned cell depends on besides the data: the search space and the
+    configuration of its first, enqueued trial (the defaults restricted to the tuned
+    members, every parameter a trial inherits from the estimator included)."""
+    from lesionboost.tuning import SearchSpace
+
+    space = SearchSpace(members=tuple(tune_members))
+    params = {
+        **lb.LesionBoostClassifier().get_params(deep=False),
+        **space.to_config(space.defaults()),
+    }
+    params["weights"] = params.get("weights") or lb.estimator.default_weights(params["members"])
+    trial = {key: value for key, value in params.items() if value is not None}
+    searched = {key: repr(value) for key, value in space.distributions().items()}
+    return fingerprint({"trial": trial, "space": searched})
+
+
 def cell_key(row: str, args: Any) -> str:
     """The checkpoint name of ``row``: everything its cells depend on besides the data."""
     if row == RAW:  # the library's LightGBM member on the raw columns
@@ -191,8 +209,8 @@ def cell_key(row: str, args: Any) -> str:
     if row == DEFAULT:  # the library's defaults at the time of the run
         return f"{row}:{_defaults_fingerprint()}"
     if row == TUNED:
-        defaults = _defaults_fingerprint()
-        return f"{row}:{args.tune_trials}:{'+'.join(args.tune_members)}:{defaults}"
+        searched = _tuned_fingerprint(args.tune_members)
+        return f"{row}:{args.tune_trials}:{'+'.join(args.tune_members)}:{searched}"
     return row
 
 

@@ -73,7 +73,7 @@ def _write_manifest(path: Path, manifest: dict, *, rehash: bool = True) -> None:
 @pytest.mark.parametrize("blend", ["rank", "mean"])
 def test_round_trip_predicts_bit_identically(tmp_path, blend):
     frame, y = _data()
-    model = GBDTEnsembleClassifier(**FAST, blend=blend).fit(frame, y)
+    model = GBDTEnsembleClassifier(**FAST, members=tuple(MEMBERS), blend=blend).fit(frame, y)
     path = save_model(model, tmp_path / "m", metrics={"pauc": 0.15}, training_data=frame)
     loaded = load_model(path)
     assert type(loaded) is GBDTEnsembleClassifier
@@ -85,7 +85,9 @@ def test_round_trip_predicts_bit_identically(tmp_path, blend):
     assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["metrics"] == {"pauc": 0.15}
     assert manifest["training_data"]["rows"] == frame.height
-    assert {"lesionboost", "lightgbm", "xgboost", "catboost", "numpy"} <= set(manifest["versions"])
+    assert {"lesionboost", "lightgbm", "xgboost", "catboost", "linear", "numpy"} <= set(
+        manifest["versions"]
+    )
     files = manifest["ensemble"]["files"]
     assert sorted(f["path"] for f in files) == sorted(
         f"members/{k}-{b}{MEMBERS[k].suffix}" for k in MEMBERS for b in range(2)

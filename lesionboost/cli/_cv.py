@@ -57,13 +57,13 @@ _IMAGE_PARAMS = ("images", "image_model")
 
 
 def _members(text: str | None) -> tuple[str, ...] | None:
-    from ..ensemble import MEMBER_KINDS
+    from ..ensemble import MEMBERS
     from ..estimator import MEMBER_VIEWS
 
     if text is None:
         return None
     members = tuple(m.strip() for m in text.split(",") if m.strip())
-    known = [*MEMBER_KINDS, *(f"{k}:{v}" for v in MEMBER_VIEWS for k in MEMBER_KINDS)]
+    known = [*MEMBERS, *(f"{k}:{v}" for v in MEMBER_VIEWS for k in MEMBERS)]
     unknown = [m for m in members if m not in known]
     if not members or unknown or len(set(members)) != len(members):
         raise UsageError(
@@ -121,7 +121,7 @@ def _read_params(path: Path) -> dict[str, Any]:
 
 def _configuration(args: argparse.Namespace, demo: bool) -> tuple[dict[str, Any], str]:
     """Keyword arguments of the estimator and where they came from."""
-    from ..ensemble import member_kind
+    from ..ensemble import MEMBER_KINDS, member_kind
     from ..estimator import DEFAULT_MEMBERS
 
     params = _read_params(Path(args.params)) if args.params else {}
@@ -136,6 +136,8 @@ def _configuration(args: argparse.Namespace, demo: bool) -> tuple[dict[str, Any]
         rounds = DEMO["rounds"]
     if rounds is not None:
         for kind in dict.fromkeys(member_kind(m) for m in params.get("members", DEFAULT_MEMBERS)):
+            if kind not in MEMBER_KINDS:  # the linear member has no boosting rounds
+                continue
             key = f"{kind}_params"
             params[key] = {**(params.get(key) or {}), "n_estimators": int(rounds)}
     changed = ([f"members {','.join(members)}"] if members is not None else []) + (

@@ -222,8 +222,9 @@ def _add_tune(subparsers: Any) -> None:
         "--members",
         metavar="LIST",
         help=(
-            "comma-separated libraries to tune (default lightgbm,xgboost,catboost; demo "
-            "lightgbm); the search also switches the raw-column LightGBM member on and off"
+            "comma-separated members to tune: lightgbm, xgboost, catboost, linear (default "
+            "lightgbm,xgboost,catboost; demo lightgbm); the search also switches the "
+            "raw-column LightGBM member on and off"
         ),
     )
     parser.add_argument(
@@ -371,8 +372,8 @@ def _add_cv(subparsers: Any) -> None:
         "--members",
         metavar="LIST",
         help=(
-            "comma-separated members: lightgbm, xgboost, catboost, or one of them on the "
-            "raw metadata columns only, e.g. lightgbm:raw (default: the estimator's, "
+            "comma-separated members: lightgbm, xgboost, catboost, linear, or one of them on "
+            "the raw metadata columns only, e.g. lightgbm:raw (default: the estimator's, "
             "lightgbm,xgboost,catboost,lightgbm:raw; demo lightgbm)"
         ),
     )

@@ -68,16 +68,16 @@ _RUN_DIRS = ("model", "report", "trials")
 
 
 def _members(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
-    from ..ensemble import MEMBER_KINDS
+    from ..ensemble import MEMBERS
 
     if text is None:
         return default
     members = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in members if m not in MEMBER_KINDS]
+    unknown = [m for m in members if m not in MEMBERS]
     if not members or unknown or len(set(members)) != len(members):
         raise UsageError(
             f"--members must be a comma-separated list of distinct names from "
-            f"{','.join(MEMBER_KINDS)}, got {text!r}."
+            f"{','.join(MEMBERS)}, got {text!r}."
         )
     return members
 

@@ -1,14 +1,18 @@
-"""The gradient-boosted ensemble: LightGBM, XGBoost and CatBoost members, blended.
+"""The gradient-boosted ensemble: LightGBM, XGBoost and CatBoost members, and a
+linear one, blended.
 
 - :class:`GBDTEnsembleClassifier` -- downsampling, bagging and the rank blend
   (``_classifier.py``);
 - the member adapters, one per library, with their defaults (``_members.py``);
+- :class:`LinearScorer` -- the ``"linear"`` member's model, an L2 logistic
+  regression on quantile-normalised columns stored as JSON (``_linear.py``);
 - the encoding of polars/pandas/numpy input into one numeric matrix (``_input.py``);
 - :func:`member_kind` -- the library of a member such as ``"lightgbm:raw"``;
 - :func:`library_versions`, :func:`lightgbm_has_learner` -- for reports and benchmarks.
 """
 
 from ._classifier import GBDTEnsembleClassifier
+from ._linear import LinearScorer
 from ._members import (
     MEMBER_KINDS,
     MEMBERS,
@@ -20,6 +24,7 @@ from ._members import (
 
 __all__ = [
     "GBDTEnsembleClassifier",
+    "LinearScorer",
     "MEMBERS",
     "MEMBER_KINDS",
     "member_kind",

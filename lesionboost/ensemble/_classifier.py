@@ -142,8 +142,10 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
     ----------
     members : sequence of str, default=("lightgbm", "xgboost", "catboost")
         The ensemble's members; boosters are built inside :meth:`fit`. An entry
-        is a library, ``"lightgbm"``, ``"xgboost"`` or ``"catboost"``, trained on
-        every column, or ``"library:view"``, that library trained only on the
+        is a library, ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` or
+        ``"linear"`` (an L2 logistic regression on quantile-normalised columns
+        and one-hot categoricals, see ``linear_params``), trained on every
+        column, or ``"library:view"``, that library trained only on the
         columns of ``views[view]`` (e.g. ``"lightgbm:raw"``). A member that sees
         fewer columns errs differently from the others, so the blend hedges
         against features that add noise on a given dataset.
@@ -154,6 +156,10 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         half the time; each member's ``defaults`` says which). The number of
         boosting rounds is ``n_estimators``. Seeds come from ``random_state`` and
         threads from ``n_jobs``; setting them here is an error.
+    linear_params : dict, optional
+        The ``"linear"`` member's settings: ``C`` (inverse L2 strength, default
+        0.1), ``n_quantiles`` (200) and ``max_iter`` (1000). It trains on the
+        same downsampled bags as the boosters, on the CPU.
     neg_ratio : float or None, default=0.01
         Positive-to-negative ratio after per-bag negative downsampling
         (0.01 -> 100 negatives per positive row); ``None`` keeps every negative.
@@ -237,6 +243,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         lightgbm_params: Mapping[str, Any] | None = None,
         xgboost_params: Mapping[str, Any] | None = None,
         catboost_params: Mapping[str, Any] | None = None,
+        linear_params: Mapping[str, Any] | None = None,
         neg_ratio: float | None = 0.01,
         pos_oversample: float = 1.0,
         n_bags: int = 2,
@@ -252,6 +259,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.lightgbm_params = lightgbm_params
         self.xgboost_params = xgboost_params
         self.catboost_params = catboost_params
+        self.linear_params = linear_params
         self.neg_ratio = neg_ratio
         self.pos_oversample = pos_oversample
         self.n_bags = n_bags
@@ -276,7 +284,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         unknown = [m for m in members if not isinstance(m, str) or member_kind(m) not in MEMBERS]
         if not members or unknown or len(set(members)) != len(members):
             raise ValueError(
-                f"members must be distinct names from {list(MEMBER_KINDS)}, each optionally "
+                f"members must be distinct names from {list(MEMBERS)}, each optionally "
                 f"followed by ':view' (a key of views), got {self.members!r}."
             )
         views = {} if self.views is None else self.views
@@ -330,7 +338,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             not isinstance(self.n_jobs, numbers.Integral) or self.n_jobs == 0
         ):
             raise ValueError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}.")
-        for kind in MEMBER_KINDS:
+        for kind in MEMBERS:
             params = getattr(self, f"{kind}_params")
             if params is not None and not isinstance(params, Mapping):
                 raise ValueError(f"{kind}_params must be a dict or None, got {params!r}.")

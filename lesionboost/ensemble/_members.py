@@ -1,7 +1,9 @@
-"""One adapter per GBDT library: defaults, training, prediction and native files.
+"""One adapter per member library: defaults, training, prediction and native files.
 
 :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` talks to LightGBM,
-XGBoost and CatBoost only through the adapters in :data:`MEMBERS`, which
+XGBoost, CatBoost and its linear member (scikit-learn's logistic regression,
+:mod:`~lesionboost.ensemble._linear`, stored as JSON) only through the adapters
+in :data:`MEMBERS`, which
 all take the same input: a C-ordered ``float32`` matrix with ``NaN`` for
 missing values, whose categorical columns (``cat_idx``) hold non-negative
 integer codes. Each adapter turns that matrix into its library's native data
@@ -26,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from .._utils._imports import import_optional
+from ._linear import LINEAR_DEFAULTS, LinearScorer, check_linear_params
 
 __all__ = ["MEMBERS", "MEMBER_KINDS", "member_kind", "resolve_threads"]
 
-#: The member kinds, in the order the ensemble trains and blends them.
+#: The gradient-boosting libraries, the ensemble's default members.
 MEMBER_KINDS: tuple[str, ...] = ("lightgbm", "xgboost", "catboost")
 
 
@@ -541,11 +544,59 @@ class _CatBoost(_Member):
         return model
 
 
+# --------------------------------------------------------------------------- linear
+class _Linear(_Member):
+    """scikit-learn's L2 logistic regression on quantile-normalised columns
+    (:class:`~lesionboost.ensemble._linear.LinearScorer`); always on the CPU, where
+    it fits a bag in about a second."""
+
+    kind = "linear"
+    suffix = ".json"
+    defaults = LINEAR_DEFAULTS
+
+    def params(
+        self, user: Mapping[str, Any] | None, *, device: str, n_jobs: int | None
+    ) -> tuple[dict[str, Any], int]:
+        return check_linear_params(dict(user or {})), 1
+
+    def device_params(self, device: str) -> dict[str, Any]:
+        return {}
+
+    def fit(
+        self,
+        params: dict[str, Any],
+        rounds: int,
+        X: Any,
+        y: np.ndarray,
+        cat_idx: Sequence[int],
+        seed: int,
+        weight: np.ndarray | None = None,
+    ) -> Any:
+        # deterministic: the bag's rows are its only randomness, so the seed is unused
+        return LinearScorer.fit(X, y, cat_idx=cat_idx, params=params, weight=weight)
+
+    def prepare(self, X: Any, cat_idx: Sequence[int], threads: int | None) -> Any:
+        return X
+
+    def margin(self, booster: Any, data: Any, threads: int | None) -> np.ndarray:
+        return np.asarray(booster.margin(data, threads), dtype=np.float64)
+
+    def contributions(self, booster: Any, data: Any, threads: int | None) -> np.ndarray:
+        return np.asarray(booster.contributions(data, threads))
+
+    def save(self, booster: Any, path: Path) -> None:
+        path.write_text(booster.to_json(), encoding="utf-8")
+
+    def load(self, blob: bytes, threads: int | None) -> Any:
+        return LinearScorer.from_json(blob.decode("utf-8"))
+
+
 #: member kind -> adapter; the only place a kind string is turned into code.
 MEMBERS: dict[str, _Member] = {
     "lightgbm": _LightGBM(),
     "xgboost": _XGBoost(),
     "catboost": _CatBoost(),
+    "linear": _Linear(),
 }
 
 
@@ -556,7 +607,9 @@ def library_versions(kinds: Sequence[str]) -> dict[str, str]:
 
     versions = {}
     for kind in dict.fromkeys(member_kind(k) for k in kinds):
-        dist = {"xgboost": ("xgboost", "xgboost-cpu")}.get(kind, (kind,))
+        dist = {"xgboost": ("xgboost", "xgboost-cpu"), "linear": ("scikit-learn",)}.get(
+            kind, (kind,)
+        )
         for name in dist:
             try:
                 versions[kind] = importlib.metadata.version(name)

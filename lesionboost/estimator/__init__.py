@@ -19,9 +19,11 @@ views) and ``_cross_val`` (:func:`cross_val_oof` and :class:`OOFResult`).
 from ._classifier import (
     DEFAULT_FEATURE_GROUPS,
     DEFAULT_MEMBERS,
+    LINEAR_MEMBER_WEIGHT,
     MEMBER_VIEWS,
     VIEW_MEMBER_WEIGHT,
     LesionBoostClassifier,
+    default_member_weight,
     default_weights,
 )
 from ._cross_val import OOFResult, cross_val_oof
@@ -29,10 +31,12 @@ from ._cross_val import OOFResult, cross_val_oof
 __all__ = [
     "DEFAULT_FEATURE_GROUPS",
     "DEFAULT_MEMBERS",
+    "LINEAR_MEMBER_WEIGHT",
     "LesionBoostClassifier",
     "MEMBER_VIEWS",
     "OOFResult",
     "VIEW_MEMBER_WEIGHT",
     "cross_val_oof",
+    "default_member_weight",
     "default_weights",
 ]

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._utils._frame import to_polars
 from ..calibration import ScoreCalibrator
-from ..ensemble import MEMBER_KINDS, GBDTEnsembleClassifier
+from ..ensemble import MEMBER_KINDS, GBDTEnsembleClassifier, member_kind
 from ..exceptions import OptionalDependencyError, SchemaError
 from ..schema import CATEGORICAL_COLUMNS, LEAK_COLUMNS, NUMERIC_COLUMNS
 
@@ -23,6 +23,8 @@ __all__ = [
     "DEFAULT_MEMBERS",
     "MEMBER_VIEWS",
     "VIEW_MEMBER_WEIGHT",
+    "LINEAR_MEMBER_WEIGHT",
+    "default_member_weight",
     "default_weights",
 ]
 
@@ -43,8 +45,11 @@ DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "cou
 DEFAULT_MEMBERS: tuple[str, ...] = (*MEMBER_KINDS, "lightgbm:raw")
 
 #: Blend weight of a member on a view (``"lightgbm:raw"``) when ``weights`` is None;
-#: every member on all features weighs 1.
+#: every booster on all features weighs 1.
 VIEW_MEMBER_WEIGHT = 2.0
+
+#: Blend weight of the ``"linear"`` member on all features when ``weights`` is None.
+LINEAR_MEMBER_WEIGHT = 2.5
 
 #: The column subsets (views) a member ``"library:view"`` can be trained on:
 #: ``"raw"`` is the SLICE-3D metadata columns as read, without derived,
@@ -57,6 +62,7 @@ _ENSEMBLE_PARAMS = (
     "lightgbm_params",
     "xgboost_params",
     "catboost_params",
+    "linear_params",
     "neg_ratio",
     "pos_oversample",
     "n_bags",
@@ -109,11 +115,27 @@ def _without_leaks(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop([c for c in LEAK_COLUMNS if c in frame.columns])
 
 
+def default_member_weight(member: str) -> float:
+    """A member's weight in the default blend (``weights=None``), before normalisation.
+
+    :data:`VIEW_MEMBER_WEIGHT` for a member on a view, :data:`LINEAR_MEMBER_WEIGHT`
+    for the linear member on all features, 1 for a booster on all features.
+
+    Examples
+    --------
+    >>> default_member_weight("lightgbm"), default_member_weight("lightgbm:raw")
+    (1.0, 2.0)
+    """
+    if ":" in member:
+        return VIEW_MEMBER_WEIGHT
+    return LINEAR_MEMBER_WEIGHT if member_kind(member) == "linear" else 1.0
+
+
 def default_weights(members: Sequence[str] | str) -> dict[str, float] | None:
     """The blend weights ``weights=None`` stands for with these ``members``.
 
-    1 for a member on all features, :data:`VIEW_MEMBER_WEIGHT` for one on a view;
-    ``None`` (equal weights) when no member is on a view.
+    :func:`default_member_weight` of each member; ``None`` (equal weights) when
+    every member is a booster on all features.
 
     Examples
     --------
@@ -123,9 +145,10 @@ def default_weights(members: Sequence[str] | str) -> dict[str, float] | None:
     True
     """
     members = [members] if isinstance(members, str) else list(members)
-    if not any(":" in str(m) for m in members):
+    weights = {str(m): default_member_weight(str(m)) for m in members}
+    if all(w == 1.0 for w in weights.values()):
         return None
-    return {str(m): VIEW_MEMBER_WEIGHT if ":" in str(m) else 1.0 for m in members}
+    return weights
 
 
 class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
@@ -155,7 +178,7 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``: 1 for
         each member on all features and :data:`VIEW_MEMBER_WEIGHT` for a member
         on a view (so the default blend gives ``"lightgbm:raw"`` two fifths).
-    lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
+    lightgbm_params, xgboost_params, catboost_params, linear_params, neg_ratio, \
 pos_oversample, n_bags, blend, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same
         meaning and defaults).
@@ -206,6 +229,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         lightgbm_params: Mapping[str, Any] | None = None,
         xgboost_params: Mapping[str, Any] | None = None,
         catboost_params: Mapping[str, Any] | None = None,
+        linear_params: Mapping[str, Any] | None = None,
         neg_ratio: float | None = 0.01,
         pos_oversample: float = 1.0,
         n_bags: int = 2,
@@ -223,6 +247,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         self.lightgbm_params = lightgbm_params
         self.xgboost_params = xgboost_params
         self.catboost_params = catboost_params
+        self.linear_params = linear_params
         self.neg_ratio = neg_ratio
         self.pos_oversample = pos_oversample
         self.n_bags = n_bags

@@ -76,6 +76,9 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
         "random_strength": _Range(0.1, 10.0, log=True),
         "scale_pos_weight": _Range(0.8, 4.0, log=True),
     },
+    "linear": {
+        "C": _Range(0.01, 1.0, log=True),
+    },
 }
 
 # Library defaults of searched parameters the member adapters leave unset.
@@ -92,9 +95,9 @@ _ENSEMBLE_RANGES: dict[str, _Range] = {
 
 def _default_weight(member: str) -> float:
     """A member's weight in the estimator's default blend (``weights=None``)."""
-    from ..estimator import VIEW_MEMBER_WEIGHT
+    from ..estimator import default_member_weight
 
-    return VIEW_MEMBER_WEIGHT if ":" in member else 1.0
+    return default_member_weight(member)
 
 
 def _estimator_defaults() -> dict[str, Any]:
@@ -124,9 +127,11 @@ class SearchSpace:
     Parameters
     ----------
     members : sequence of str, default=("lightgbm", "xgboost", "catboost")
-        Libraries whose parameters are searched (and only those are used). With
-        ``"lightgbm"`` among them the ensemble may also hold ``"lightgbm:raw"``,
-        a LightGBM on the raw metadata columns with the same parameters.
+        Libraries whose parameters are searched (and only those are used), from
+        ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``).
+        With ``"lightgbm"`` among them the ensemble may also hold
+        ``"lightgbm:raw"``, a LightGBM on the raw metadata columns with the same
+        parameters.
     ensemble : bool, default=True
         Search ``neg_ratio``, ``pos_oversample``, ``n_bags``, the blend weights
         and whether ``"lightgbm:raw"`` joins the ensemble
@@ -157,7 +162,7 @@ class SearchSpace:
         unknown = [m for m in members if m not in _MEMBER_RANGES]
         if not members or unknown:
             raise ValueError(
-                f"members must be names from {list(MEMBER_KINDS)}, got {list(members)!r}."
+                f"members must be names from {list(_MEMBER_RANGES)}, got {list(members)!r}."
             )
         self.members = members
         self.ensemble = ensemble
@@ -281,6 +286,8 @@ def build_config(space: SearchSpace, params: Mapping[str, Any], rounds: int | No
     config = space.to_config(params)
     if rounds is not None:
         for member in space.members:
+            if member not in MEMBER_KINDS:  # the linear member has no rounds
+                continue
             key = f"{member}_params"
             config[key] = {**config.get(key, {}), "n_estimators": int(rounds)}
     return config

@@ -109,6 +109,20 @@ def test_the_raw_member_is_switched_with_lightgbm_and_weighted_like_the_others()
     assert fixed.to_config(fixed.defaults())["members"] == ("lightgbm", "lightgbm:raw")
 
 
+def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> None:
+    from lesionboost.tuning._space import build_config
+
+    space = SearchSpace(members=("lightgbm", "linear"))
+    distributions = space.distributions()
+    assert distributions["linear.C"].log and "weight.linear" in distributions
+    config = build_config(space, {**space.defaults(), "linear.C": 0.5}, rounds=30)
+    assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
+    assert config["linear_params"] == {"C": 0.5}  # no n_estimators: it has no rounds
+    assert config["lightgbm_params"]["n_estimators"] == 30
+    model = LesionBoostClassifier(**config)  # the estimator accepts what the space builds
+    assert model.get_params()["linear_params"] == {"C": 0.5}
+
+
 def test_ranges_widen_to_contain_a_default_outside_them(monkeypatch) -> None:
     monkeypatch.setitem(MEMBERS["lightgbm"].defaults, "learning_rate", 0.3)
     dist = SearchSpace(members=("lightgbm",)).distributions()["lightgbm.learning_rate"]

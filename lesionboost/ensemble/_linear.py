@@ -1,0 +1,266 @@
+"""The ``linear`` member's model: an L2 logistic regression on quantile-normalised columns.
+
+Boosted trees with a few hundred positives learn a risk that adds up many small,
+smooth effects (one per column, or one per patient-relative feature) only in
+coarse steps. A linear model on the same features learns exactly that kind of
+risk from few positives, and errs differently from the trees, so it earns its
+place in the rank blend (``benchmarks/defaults.py``).
+
+Each numeric column is mapped to normal scores through its training quantiles:
+knots at ``n_quantiles`` evenly spaced levels (tied quantiles merged into one knot
+at their mean level, so a column with many equal values maps them to the middle of
+their run, as scikit-learn's ``QuantileTransformer`` does), each knot's level turned
+into its normal score by ``scipy.special.ndtri``, and values interpolated linearly
+between knots. Heavy tails and monotone transforms of a column do not matter, and
+a missing value becomes 0, the median. Each categorical column becomes
+one indicator per level seen in training (missing and unseen levels: all zero).
+:class:`~sklearn.linear_model.LogisticRegression` (Newton-Cholesky) fits the
+coefficients. One ``numpy.interp`` per column, spread over threads, keeps scoring
+500k lesions cheap. A
+fitted model is stored as JSON (knots, levels, coefficients), never as a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LinearScorer"]
+
+#: Parameters of the ``linear`` member, and their defaults.
+LINEAR_DEFAULTS: dict[str, Any] = {"C": 0.1, "n_quantiles": 200, "max_iter": 1000}
+
+
+def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults merged with ``params``; a clear error for an unknown or invalid entry."""
+    unknown = sorted(set(params) - set(LINEAR_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"linear_params accepts {sorted(LINEAR_DEFAULTS)}, got {unknown}; the linear "
+            "member is an L2 logistic regression (C: inverse regularisation strength)."
+        )
+    merged = {**LINEAR_DEFAULTS, **params}
+    strength = merged["C"]
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength > 0:
+        raise ValueError(f"linear_params['C'] must be a number > 0, got {strength!r}.")
+    for key, low in (("n_quantiles", 10), ("max_iter", 1)):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"linear_params[{key!r}] must be an integer >= {low}, got {value!r}.")
+    return {
+        "C": float(strength),
+        "n_quantiles": int(merged["n_quantiles"]),
+        "max_iter": int(merged["max_iter"]),
+    }
+
+
+_EDGE = 1e-7  # levels are clipped to [1e-7, 1 - 1e-7]: normal scores within about +-5.2
+
+
+def _column_knots(values: np.ndarray, levels: np.ndarray) -> tuple[list[float], list[float]]:
+    """Knots of one column: its quantile values (strictly increasing) and their normal scores."""
+    from scipy.special import ndtri
+
+    finite = values[~np.isnan(values)]
+    if finite.size == 0:
+        return [], []
+    quantiles = np.quantile(finite, levels)
+    unique, inverse = np.unique(quantiles, return_inverse=True)
+    merged = np.bincount(inverse, weights=levels) / np.bincount(inverse)
+    return unique.tolist(), ndtri(np.clip(merged, _EDGE, 1.0 - _EDGE)).tolist()
+
+
+def _normal_scores(
+    values: np.ndarray, knots: tuple[Sequence[float], Sequence[float]]
+) -> np.ndarray:
+    """Normal scores of ``values``, linear between the knots and flat beyond them; NaN -> 0."""
+    xs, ys = knots
+    if len(xs) < 2:  # constant or never observed: carries no information
+        return np.zeros(values.shape[0])
+    return np.nan_to_num(np.interp(values, np.asarray(xs), np.asarray(ys)), nan=0.0)
+
+
+class LinearScorer:
+    """A fitted ``linear`` member: quantile-normal numeric columns and one-hot categoricals
+    into an L2 logistic regression.
+
+    Build one with :meth:`fit`; :meth:`margin` gives the log-odds and
+    :meth:`contributions` each column's share of it (coefficient times the
+    column's deviation from its training mean, exact for a linear model).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.column_stack([rng.normal(size=500), rng.integers(0, 3, 500)]).astype(np.float32)
+    >>> y = (X[:, 0] + rng.normal(size=500) > 1).astype(int)
+    >>> scorer = LinearScorer.fit(X, y, cat_idx=[1], params={"C": 1.0})
+    >>> scorer.design(np.array([[0.3, 1.0]]))[0, 1:].tolist()  # one indicator per level
+    [0.0, 1.0, 0.0]
+    >>> bool(np.corrcoef(scorer.margin(X), X[:, 0])[0, 1] > 0.9)
+    True
+    >>> again = LinearScorer.from_json(scorer.to_json())
+    >>> bool(np.allclose(again.margin(X), scorer.margin(X)))
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        n_features: int,
+        numeric: Sequence[int],
+        knots: Sequence[tuple[Sequence[float], Sequence[float]]],
+        levels: Mapping[int, Sequence[float]],
+        coef: np.ndarray,
+        intercept: float,
+        baseline: np.ndarray,
+    ) -> None:
+        self.n_features = int(n_features)
+        self.numeric = [int(i) for i in numeric]
+        self.knots = [([float(v) for v in xs], [float(v) for v in ys]) for xs, ys in knots]
+        self.levels = {int(k): [float(v) for v in values] for k, values in levels.items()}
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = float(intercept)
+        self.baseline = np.asarray(baseline, dtype=np.float64)
+        if len(self.knots) != len(self.numeric) or any(
+            len(xs) != len(ys) or any(b <= a for a, b in zip(xs, xs[1:], strict=False))
+            for xs, ys in self.knots
+        ):
+            raise ValueError(
+                "linear member: every numeric column needs one knot list of increasing values "
+                "and as many levels."
+            )
+        width = len(self.numeric) + sum(len(v) for v in self.levels.values())
+        if self.coef.shape != (width,) or self.baseline.shape != (width,):
+            raise ValueError(
+                f"linear member: {width} design columns but {self.coef.shape[0]} coefficients "
+                f"and {self.baseline.shape[0]} baseline values."
+            )
+
+    # ------------------------------------------------------------------ fit
+    @classmethod
+    def fit(
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        cat_idx: Sequence[int],
+        params: Mapping[str, Any] | None = None,
+        weight: np.ndarray | None = None,
+    ) -> LinearScorer:
+        """Fit on ``X`` (float, NaN = missing; ``cat_idx`` columns hold integer codes)."""
+        from sklearn.linear_model import LogisticRegression
+
+        settings = check_linear_params(params or {})
+        X = np.asarray(X, dtype=np.float64)
+        categorical = sorted({int(i) for i in cat_idx})
+        numeric = [i for i in range(X.shape[1]) if i not in set(categorical)]
+        grid = np.linspace(0.0, 1.0, min(settings["n_quantiles"], X.shape[0]))
+        knots = [_column_knots(X[:, i], grid) for i in numeric]
+        levels = {}
+        for index in categorical:
+            codes = X[:, index]
+            levels[index] = np.unique(codes[~np.isnan(codes)]).tolist()
+        width = len(numeric) + sum(len(v) for v in levels.values())
+        shell = cls(
+            n_features=X.shape[1],
+            numeric=numeric,
+            knots=knots,
+            levels=levels,
+            coef=np.zeros(width),
+            intercept=0.0,
+            baseline=np.zeros(width),
+        )
+        design = shell.design(X)
+        model = LogisticRegression(
+            C=settings["C"], max_iter=settings["max_iter"], solver="newton-cholesky"
+        )
+        model.fit(design, np.asarray(y), sample_weight=weight)
+        shell.coef = model.coef_.ravel().astype(np.float64)
+        shell.intercept = float(model.intercept_[0])
+        shell.baseline = np.average(design, axis=0, weights=weight)
+        return shell
+
+    # ------------------------------------------------------------------ predict
+    def design(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """The model's input matrix for ``X``: transformed numerics, then the indicators.
+
+        ``threads``: columns transformed at once (``numpy.interp`` releases the GIL);
+        ``None`` uses every core.
+        """
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"linear member: X has shape {X.shape}, expected {self.n_features} columns."
+            )
+        width = len(self.numeric) + sum(len(v) for v in self.levels.values())
+        out = np.empty((X.shape[0], width))
+
+        def numeric_column(position: int) -> None:
+            column = self.numeric[position]
+            out[:, position] = _normal_scores(X[:, column], self.knots[position])
+
+        workers = max(1, (os.cpu_count() or 1) if threads is None else int(threads))
+        if workers > 1 and len(self.numeric) > 1 and X.shape[0] >= 10_000:
+            with ThreadPoolExecutor(min(workers, len(self.numeric))) as pool:
+                list(pool.map(numeric_column, range(len(self.numeric))))
+        else:
+            for position in range(len(self.numeric)):
+                numeric_column(position)
+        start = len(self.numeric)
+        for index, values in self.levels.items():
+            out[:, start : start + len(values)] = X[:, [index]] == np.asarray(values)[None, :]
+            start += len(values)
+        return out
+
+    def margin(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Log-odds of the positive class for every row of ``X``."""
+        return self.design(X, threads) @ self.coef + self.intercept
+
+    def contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Per-row, per-input-column share of the log-odds, relative to the training mean."""
+        terms = (self.design(X, threads) - self.baseline) * self.coef
+        out = np.zeros((terms.shape[0], self.n_features))
+        out[:, self.numeric] = terms[:, : len(self.numeric)]
+        start = len(self.numeric)
+        for index, values in self.levels.items():
+            out[:, index] = terms[:, start : start + len(values)].sum(axis=1)
+            start += len(values)
+        return out
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self) -> str:
+        """The fitted model as JSON text (what the model folder stores)."""
+        return json.dumps(
+            {
+                "format": "lesionboost-linear-1",
+                "n_features": self.n_features,
+                "numeric": self.numeric,
+                "knots": [[xs, ys] for xs, ys in self.knots],
+                "levels": {str(k): v for k, v in self.levels.items()},
+                "coef": self.coef.tolist(),
+                "intercept": self.intercept,
+                "baseline": self.baseline.tolist(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LinearScorer:
+        """Rebuild a model written by :meth:`to_json`; a clear error for anything else."""
+        state = json.loads(text)
+        if not isinstance(state, dict) or state.get("format") != "lesionboost-linear-1":
+            raise ValueError("not a lesionboost linear member (format 'lesionboost-linear-1')")
+        return cls(
+            n_features=state["n_features"],
+            numeric=state["numeric"],
+            knots=[(xs, ys) for xs, ys in state["knots"]],
+            levels={int(k): v for k, v in state["levels"].items()},
+            coef=np.asarray(state["coef"], dtype=np.float64),
+            intercept=state["intercept"],
+            baseline=np.asarray(state["baseline"], dtype=np.float64),
+        )

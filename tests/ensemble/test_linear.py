@@ -1,0 +1,163 @@
+"""The ``linear`` member: L2 logistic regression on quantile-normalised columns, kept as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+import lesionboost as lb
+from lesionboost.ensemble import GBDTEnsembleClassifier
+from lesionboost.ensemble._linear import LinearScorer, check_linear_params
+from lesionboost.ensemble._members import MEMBERS
+from lesionboost.exceptions import ModelFileError
+from lesionboost.metrics import pauc_above_tpr
+
+
+def _additive_data(n=4000, seed=0):
+    """Risk that adds up five smooth effects and one categorical: a linear model's world."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6))
+    X[:, 5] = rng.integers(0, 4, n)  # a categorical code column
+    X[rng.random(n) < 0.05, 1] = np.nan
+    logit = -4.0 + 0.9 * X[:, 0] + 0.7 * np.nan_to_num(X[:, 1]) + 0.6 * X[:, 2] + 0.5 * X[:, 3]
+    logit += 0.4 * np.exp(X[:, 4]) + 1.5 * (X[:, 5] == 2)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X.astype(np.float32), y
+
+
+def test_linear_scorer_learns_signs_and_the_categorical_level():
+    X, y = _additive_data()
+    scorer = LinearScorer.fit(X, y, cat_idx=[5], params={"C": 1.0})
+    # design: 5 quantile-normal numerics, then one indicator per level (0, 1, 2, 3)
+    assert scorer.coef.shape == (5 + 4,)
+    assert (scorer.coef[:5] > 0).all()
+    level_coef = scorer.coef[5:]
+    assert np.argmax(level_coef) == 2
+    # a monotone transform of a column (exp) does not hurt it: the quantile map undoes it
+    assert pauc_above_tpr(y, scorer.margin(X)) > 0.1
+
+
+def test_linear_contributions_add_up_to_the_margin_and_land_on_their_columns():
+    X, y = _additive_data()
+    scorer = LinearScorer.fit(X, y, cat_idx=[5])
+    parts = scorer.contributions(X[:50])
+    assert parts.shape == (50, 6)
+    reference = float(scorer.baseline @ scorer.coef + scorer.intercept)
+    np.testing.assert_allclose(parts.sum(axis=1) + reference, scorer.margin(X[:50]), atol=1e-9)
+    # the level with the largest coefficient raises the score of its rows
+    rows = X[:50, 5] == 2
+    assert (parts[rows, 5] > parts[~rows, 5].max()).all()
+
+
+def test_missing_values_and_unseen_levels_score_without_error():
+    X, y = _additive_data()
+    scorer = LinearScorer.fit(X, y, cat_idx=[5])
+    odd = X[:3].copy()
+    odd[0, 0] = np.nan  # missing numeric: the median (0 on the normal scale)
+    odd[1, 5] = 9.0  # a level training never saw: no indicator fires
+    odd[2, 5] = np.nan
+    margin = scorer.margin(odd)
+    assert np.isfinite(margin).all()
+    design = scorer.design(odd)
+    assert design[0, 0] == 0.0
+    assert design[1, 5:].sum() == 0 and design[2, 5:].sum() == 0
+
+
+def test_json_round_trip_is_exact_and_malformed_json_is_refused():
+    X, y = _additive_data()
+    scorer = LinearScorer.fit(X, y, cat_idx=[5], params={"C": 0.3})
+    again = LinearScorer.from_json(scorer.to_json())
+    np.testing.assert_array_equal(again.margin(X), scorer.margin(X))
+    np.testing.assert_array_equal(again.contributions(X[:5]), scorer.contributions(X[:5]))
+    state = json.loads(scorer.to_json())
+    with pytest.raises(ValueError, match="lesionboost-linear-1"):
+        LinearScorer.from_json(json.dumps({**state, "format": "pickle"}))
+    with pytest.raises(ValueError, match="coefficients"):
+        LinearScorer.from_json(json.dumps({**state, "coef": state["coef"][:-1]}))
+    with pytest.raises(ValueError, match="expected 6 columns"):
+        scorer.margin(X[:, :4])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"alpha": 1.0}, "linear_params accepts"),
+        ({"C": 0}, "must be a number > 0"),
+        ({"C": "big"}, "must be a number > 0"),
+        ({"n_quantiles": 3}, "integer >= 10"),
+        ({"max_iter": 0.5}, "integer >= 1"),
+    ],
+)
+def test_linear_params_errors_name_the_setting(params, message):
+    with pytest.raises(ValueError, match=message):
+        check_linear_params(params)
+    X, y = _additive_data(n=500)
+    with pytest.raises(ValueError, match=message):
+        GBDTEnsembleClassifier(members=("linear",), linear_params=params).fit(X, y)
+
+
+def test_linear_member_in_the_ensemble_saves_as_json_and_loads_exactly(tmp_path):
+    X, y = _additive_data()
+    frame = pl.DataFrame({f"x{i}": X[:, i] for i in range(5)}).with_columns(
+        pl.Series("site", np.array(["arm", "leg", "torso", "back"])[X[:, 5].astype(int)])
+    )
+    model = GBDTEnsembleClassifier(
+        members=("lightgbm", "linear"),
+        lightgbm_params={"n_estimators": 15},
+        linear_params={"C": 0.5},
+        neg_ratio=0.5,
+        n_jobs=1,
+    ).fit(frame, y)
+    assert len(model.boosters_["linear"]) == 2  # one per bag, like the boosters
+    assert model.offsets_["linear"] < 0  # downsampling undone, no class weight to undo
+    lb.save_model(model, tmp_path / "m")
+    files = sorted(p.name for p in (tmp_path / "m" / "members").iterdir())
+    assert files == ["lightgbm-0.txt", "lightgbm-1.txt", "linear-0.json", "linear-1.json"]
+    loaded = lb.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(frame), model.predict_proba(frame))
+    # a member file edited by hand is caught by its hash before it is parsed
+    path = tmp_path / "m" / "members" / "linear-0.json"
+    path.write_text(path.read_text().replace('"intercept": ', '"intercept": 1'))
+    with pytest.raises(ModelFileError, match="linear-0.json"):
+        lb.load_model(tmp_path / "m")
+
+
+def test_linear_member_adapter_has_no_rounds_device_or_threads():
+    params, rounds = MEMBERS["linear"].params({"C": 2}, device="cuda", n_jobs=4)
+    assert params == {"C": 2.0, "n_quantiles": 200, "max_iter": 1000} and rounds == 1
+
+
+def test_linear_member_lifts_an_ensemble_on_an_additive_risk():
+    X, y = _additive_data(n=12000, seed=3)
+    test_X, test_y = _additive_data(n=12000, seed=4)
+    trees = GBDTEnsembleClassifier(
+        members=("lightgbm",), lightgbm_params={"n_estimators": 40}, neg_ratio=0.1, n_jobs=1
+    ).fit(X, y)
+    both = GBDTEnsembleClassifier(
+        members=("lightgbm", "linear"),
+        lightgbm_params={"n_estimators": 40},
+        neg_ratio=0.1,
+        n_jobs=1,
+        categorical_features=[5],
+    ).fit(X, y)
+    assert pauc_above_tpr(test_y, both.decision_function(test_X)) > pauc_above_tpr(
+        test_y, trees.decision_function(test_X)
+    )
+
+
+def test_tied_values_map_to_the_middle_of_their_run_and_constants_to_zero():
+    rng = np.random.default_rng(0)
+    n = 2000
+    binary = (rng.random(n) < 0.2).astype(float)  # 80 % zeros
+    X = np.column_stack([binary, np.full(n, 3.0), rng.normal(size=n)])
+    y = (rng.random(n) < 0.1).astype(int)
+    scorer = LinearScorer.fit(X, y, cat_idx=[])
+    design = scorer.design(np.array([[0.0, 3.0, 0.0], [1.0, 3.0, 0.0]]))
+    from scipy.stats import norm
+
+    # zeros fill the levels 0 .. 0.8 and ones 0.8 .. 1: each maps to the middle of its run
+    np.testing.assert_allclose(design[:, 0], norm.ppf([0.4, 0.9]), atol=0.02)
+    assert (design[:, 1] == 0).all()  # a constant column carries no information
