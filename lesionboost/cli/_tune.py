@@ -270,9 +270,9 @@ def run_tune(args: argparse.Namespace) -> int:
         )
     demo = args.data is None
     defaults = DEMO if demo else REAL
-    members = _members(
-        args.members, DEMO["members"] if demo else ("lightgbm", "xgboost", "catboost")
-    )
+    from ..tuning import TUNED_MEMBERS
+
+    members = _members(args.members, DEMO["members"] if demo else TUNED_MEMBERS)
     n_splits = args.folds or defaults["folds"]
     rounds = args.rounds if args.rounds is not None else (DEMO["rounds"] if demo else None)
     n_trials = args.trials

@@ -12,12 +12,12 @@ at their mean level, so a column with many equal values maps them to the middle 
 their run, as scikit-learn's ``QuantileTransformer`` does), each knot's level turned
 into its normal score by ``scipy.special.ndtri``, and values interpolated linearly
 between knots. Heavy tails and monotone transforms of a column do not matter, and
-a missing value becomes 0, the median. Each categorical column becomes
-one indicator per level seen in training (missing and unseen levels: all zero).
+a missing value becomes 0, the median. Each categorical column becomes one indicator
+per level seen in training (missing and unseen levels: all zero).
 :class:`~sklearn.linear_model.LogisticRegression` (Newton-Cholesky) fits the
 coefficients. One ``numpy.interp`` per column, spread over threads, keeps scoring
-500k lesions cheap. A
-fitted model is stored as JSON (knots, levels, coefficients), never as a pickle.
+500k lesions cheap. A fitted model is stored as JSON (knots, levels, coefficients),
+never as a pickle.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_BLOCK = 65_536  # rows scored at once by margin()
 _EDGE = 1e-7  # levels are clipped to [1e-7, 1 - 1e-7]: normal scores within about +-5.2
 
 
@@ -219,8 +220,16 @@ class LinearScorer:
         return out
 
     def margin(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
-        """Log-odds of the positive class for every row of ``X``."""
-        return self.design(X, threads) @ self.coef + self.intercept
+        """Log-odds of the positive class for every row of ``X``.
+
+        Rows are scored in blocks of ``_BLOCK``, so the design matrix of a large
+        ``X`` is never held whole.
+        """
+        out = np.empty(np.shape(X)[0])
+        for start in range(0, out.shape[0], _BLOCK):
+            block = self.design(X[start : start + _BLOCK], threads)
+            out[start : start + _BLOCK] = block @ self.coef + self.intercept
+        return out
 
     def contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Per-row, per-input-column share of the log-odds, relative to the training mean."""

@@ -36,19 +36,23 @@ logger = logging.getLogger("lesionboost.estimator")
 #: (table ``defaults/candidates`` of ``benchmarks/defaults.py``).
 DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "counts")
 
-#: Ensemble members used by default: the three libraries on every feature, plus a
-#: LightGBM that sees only the raw metadata columns (view ``"raw"``). That member is
-#: the hedge: where the risk sits in the raw columns and the patient-context features
-#: mostly add noise, its rank pulls the blend towards raw-column LightGBM; where the
-#: context matters it is outvoted (table ``defaults/candidates`` of
-#: ``benchmarks/defaults.py``).
-DEFAULT_MEMBERS: tuple[str, ...] = (*MEMBER_KINDS, "lightgbm:raw")
+#: Ensemble members used by default: the three libraries on every feature, a
+#: LightGBM that sees only the raw metadata columns (view ``"raw"``) and a linear
+#: member. The raw-column LightGBM is a hedge: where the risk sits in the raw columns
+#: and the patient-context features mostly add noise, its rank pulls the blend towards
+#: raw-column LightGBM; where the context matters it is outvoted. The linear member (an
+#: L2 logistic regression on the quantile-normalised features) learns a risk that sums
+#: many smooth effects from few positives, which the trees learn only in coarse steps
+#: (table ``defaults/candidates`` of ``benchmarks/defaults.py``).
+DEFAULT_MEMBERS: tuple[str, ...] = (*MEMBER_KINDS, "lightgbm:raw", "linear")
 
 #: Blend weight of a member on a view (``"lightgbm:raw"``) when ``weights`` is None;
 #: every booster on all features weighs 1.
 VIEW_MEMBER_WEIGHT = 2.0
 
-#: Blend weight of the ``"linear"`` member on all features when ``weights`` is None.
+#: Blend weight of the ``"linear"`` member on all features when ``weights`` is None: with
+#: the default members, a third of the blend (``benchmarks/defaults.py``: half the
+#: blend gains in most worlds but loses more where the risk is a thresholded interaction).
 LINEAR_MEMBER_WEIGHT = 2.5
 
 #: The column subsets (views) a member ``"library:view"`` can be trained on:
@@ -168,16 +172,19 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         Columns given within-patient (and, with ``"region"``, within patient x
         location and patient x site) percentile ranks; see
         :class:`~lesionboost.features.LesionFeaturizer`.
-    members : sequence of str, default=("lightgbm", "xgboost", "catboost", "lightgbm:raw")
+    members : sequence of str, default=("lightgbm", "xgboost", "catboost", "lightgbm:raw", "linear")
         Ensemble members (see :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`):
         a library on every feature, or ``"library:raw"``, that library on the raw
         metadata columns only (:data:`MEMBER_VIEWS`). The default adds a raw-column
-        LightGBM to the three libraries as a hedge (:data:`DEFAULT_MEMBERS`).
+        LightGBM and a linear member to the three boosting libraries
+        (:data:`DEFAULT_MEMBERS`).
     weights : dict or sequence of float, optional
         Blend weight per member, as for
-        :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``: 1 for
-        each member on all features and :data:`VIEW_MEMBER_WEIGHT` for a member
-        on a view (so the default blend gives ``"lightgbm:raw"`` two fifths).
+        :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``:
+        :func:`default_member_weight` of each member -- 1 for a booster on all
+        features, :data:`VIEW_MEMBER_WEIGHT` for a member on a view and
+        :data:`LINEAR_MEMBER_WEIGHT` for the linear member (so the default blend
+        gives ``"lightgbm:raw"`` 2/7.5 and ``"linear"`` a third).
     lightgbm_params, xgboost_params, catboost_params, linear_params, neg_ratio, \
 pos_oversample, n_bags, blend, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same

@@ -13,13 +13,14 @@ See ``docs/tuning.md`` for resuming, several workers and several machines.
 
 from ..exceptions import StorageError, TuningError
 from ._objective import PatientCVObjective, check_training_data, data_fingerprint
-from ._space import SearchSpace, build_config
+from ._space import TUNED_MEMBERS, SearchSpace, build_config
 from ._tune import DEFAULTS_ATTR, TuneResult, open_study, trial_history, tune
 
 __all__ = [
     "tune",
     "TuneResult",
     "SearchSpace",
+    "TUNED_MEMBERS",
     "PatientCVObjective",
     "StorageError",
     "TuningError",

@@ -24,7 +24,11 @@ from optuna.distributions import (
 
 from ..ensemble import MEMBER_KINDS, MEMBERS
 
-__all__ = ["SearchSpace", "build_config"]
+__all__ = ["SearchSpace", "TUNED_MEMBERS", "build_config"]
+
+#: The members searched by default: the estimator's default libraries, the linear
+#: member included (the raw-column LightGBM is switched on and off with LightGBM).
+TUNED_MEMBERS: tuple[str, ...] = (*MEMBER_KINDS, "linear")
 
 _OPTIONAL_GROUPS = ("region", "outlier", "counts")
 #: ``rank_columns`` choices searched: none, or the 16 key columns (``"all"``
@@ -126,7 +130,7 @@ class SearchSpace:
 
     Parameters
     ----------
-    members : sequence of str, default=("lightgbm", "xgboost", "catboost")
+    members : sequence of str, default=("lightgbm", "xgboost", "catboost", "linear")
         Libraries whose parameters are searched (and only those are used), from
         ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``).
         With ``"lightgbm"`` among them the ensemble may also hold
@@ -154,7 +158,7 @@ class SearchSpace:
     def __init__(
         self,
         *,
-        members: Sequence[str] = MEMBER_KINDS,
+        members: Sequence[str] = TUNED_MEMBERS,
         ensemble: bool = True,
         feature_groups: bool = True,
     ) -> None:

@@ -18,7 +18,6 @@ import optuna
 from optuna.trial import TrialState
 
 from .._utils._frame import to_polars
-from ..ensemble import MEMBER_KINDS
 from ._objective import (
     PatientCVObjective,
     _checked_tuning_weights,
@@ -34,7 +33,7 @@ from ._runner import (
     _sampler,
     _wilcoxon,
 )
-from ._space import SearchSpace, build_config
+from ._space import TUNED_MEMBERS, SearchSpace, build_config
 from ._storage import (
     StorageError,
     describe_storage,
@@ -193,7 +192,7 @@ def tune(
     n_splits: int = 5,
     seed: int = 0,
     folds: Any = None,
-    members: Sequence[str] = MEMBER_KINDS,
+    members: Sequence[str] = TUNED_MEMBERS,
     search_space: SearchSpace | None = None,
     fixed_params: Mapping[str, Any] | None = None,
     rounds: int | None = None,
@@ -225,7 +224,7 @@ def tune(
         ``seed`` also seeds the sampler.
     folds : array-like of int, optional
         Fixed fold id per row (e.g. read back from a run's ``folds.parquet``).
-    members : sequence of str
+    members : sequence of str, default=("lightgbm", "xgboost", "catboost", "linear")
         Ensemble members to use and tune.
     search_space : SearchSpace, optional
         Defaults to ``SearchSpace(members=members)``.

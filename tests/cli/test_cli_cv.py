@@ -220,6 +220,17 @@ def test_a_raw_column_member_is_a_member_like_the_others(sim, runs, capsys) -> N
     assert oof["score"].n_unique() > 1
 
 
+def test_the_linear_member_takes_no_rounds(sim, runs, capsys) -> None:
+    run = runs / "linear-member"
+    fast = ["--rounds", "8", "--folds", "2", "--n-boot", "20", "--n-jobs", "1", "-q"]
+    argv = ["cv", "--data", str(sim), "--out", str(run), "--members", "lightgbm,linear", *fast]
+    assert main(argv) == 0
+    config = json.loads((run / "cv.json").read_text())["configuration"]
+    assert config["members"] == ["lightgbm", "linear"]
+    assert config["lightgbm_params"] == {"n_estimators": 8} and "linear_params" not in config
+    assert pl.read_parquet(run / "oof.parquet")["score"].n_unique() > 1
+
+
 def test_evaluate_a_model_and_a_scores_file(sim, tmp_path, capsys) -> None:
     from lesionboost import LesionBoostClassifier, read_metadata, save_model
 

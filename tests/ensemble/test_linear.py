@@ -161,3 +161,13 @@ def test_tied_values_map_to_the_middle_of_their_run_and_constants_to_zero():
     # zeros fill the levels 0 .. 0.8 and ones 0.8 .. 1: each maps to the middle of its run
     np.testing.assert_allclose(design[:, 0], norm.ppf([0.4, 0.9]), atol=0.02)
     assert (design[:, 1] == 0).all()  # a constant column carries no information
+
+
+def test_margin_in_blocks_equals_one_pass(monkeypatch):
+    import lesionboost.ensemble._linear as linear
+
+    X, y = _additive_data()
+    scorer = LinearScorer.fit(X, y, cat_idx=[5])
+    whole = scorer.design(X) @ scorer.coef + scorer.intercept
+    monkeypatch.setattr(linear, "_BLOCK", 333)  # 4000 rows: 13 blocks, the last one short
+    np.testing.assert_allclose(scorer.margin(X), whole, rtol=0, atol=1e-12)
