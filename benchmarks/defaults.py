@@ -149,7 +149,8 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "linear_x2.5": (
         "raw_member_x2 + a fifth member, an L2 logistic regression (C 0.1) on the quantile-"
-        "normalised features (`linear`), at 2.5 times the weight of each booster (1/3 of the blend)",
+        "normalised features (`linear`), at 2.5 times the weight of each booster (1/3 of the "
+        "blend)",
         _with_linear(2.5, 0.1),
     ),
     "linear_x5": (
