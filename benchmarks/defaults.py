@@ -78,13 +78,20 @@ def _with_raw_member(weight: float, **other: Any) -> dict[str, Any]:
     return _config(leaves=_LIGHT, members=members, weights=weights, **other)
 
 
-def _with_linear(weight: float, strength: float) -> dict[str, Any]:
-    """raw_member_x2 plus the ``linear`` member (L2 strength ``C``) at ``weight``."""
+def _with_linear(weight: float, strength: float, tails: tuple[float, ...] = ()) -> dict[str, Any]:
+    """raw_member_x2 plus the ``linear`` member (L2 strength ``C``, hinges at ``tails``)
+    at ``weight``."""
     config = _with_raw_member(2.0)
     config["members"] = (*config["members"], "linear")
     config["weights"] = {**config["weights"], "linear": weight}
-    config["linear_params"] = {"C": strength}
+    config["linear_params"] = {"C": strength, "tails": list(tails)}
     return config
+
+
+def _with_extra(config: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
+    """``config`` with the members of ``weights`` added (or re-weighted)."""
+    members = (*config["members"], *(m for m in weights if m not in config["members"]))
+    return {**config, "members": members, "weights": {**config["weights"], **weights}}
 
 
 #: name -> (what it is, LesionBoostClassifier keyword arguments). Each pins what
@@ -160,6 +167,34 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "linear_x5_c0.3": (
         "linear_x5 with a weaker L2 penalty (C 0.3)",
         _with_linear(5.0, 0.3),
+    ),
+    "linear_tails1": (
+        "linear_x2.5 with each column's normal score also entering through hinges at +-1 "
+        "(`tails` [1]): a steeper effect in either tail",
+        _with_linear(2.5, 0.1, (1.0,)),
+    ),
+    "linear_tails01": (
+        "linear_x2.5 with hinges at 0 and +-1 (`tails` [0, 1]): also effects that rise in "
+        "both directions",
+        _with_linear(2.5, 0.1, (0.0, 1.0)),
+    ),
+    "linear_ranks": (
+        "linear_x2.5 + within-patient percentile ranks of the 16 key columns",
+        {**_with_linear(2.5, 0.1), "rank_columns": "key"},
+    ),
+    "linear_region": (
+        "linear_x2.5 + patient x location and patient x site z-scores",
+        {**_with_linear(2.5, 0.1), "feature_groups": (*_BASE_GROUPS, "region")},
+    ),
+    "raw_catboost": (
+        "linear_x2.5 + a sixth member, CatBoost on the raw metadata columns only "
+        "(`catboost:raw`), at the weight of each booster",
+        _with_extra(_with_linear(2.5, 0.1), {"catboost:raw": 1.0}),
+    ),
+    "raw_pair": (
+        "linear_x2.5 with the raw columns' share of the blend split between LightGBM and "
+        "CatBoost (`lightgbm:raw` and `catboost:raw`, weight 1 each)",
+        _with_extra(_with_linear(2.5, 0.1), {"lightgbm:raw": 1.0, "catboost:raw": 1.0}),
     ),
 }
 

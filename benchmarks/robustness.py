@@ -174,11 +174,17 @@ def _cell(result: Any, wall: float, cpu: float) -> dict[str, Any]:
 
 
 def _defaults_fingerprint() -> str:
-    """The estimator's default parameters, with the blend weights ``None`` stands for."""
+    """The estimator's default parameters, with the blend weights ``None`` stands for
+    and the default parameters of every member library (what ``None`` stands for)."""
     estimator = lb.LesionBoostClassifier()
     params = estimator.get_params(deep=False)
     weights = lb.estimator.default_weights(params["members"])
-    return fingerprint(params if weights is None else {**params, "weights": weights})
+    if weights is not None:
+        params["weights"] = weights
+    for kind in dict.fromkeys(lb.ensemble.member_kind(m) for m in params["members"]):
+        if params.get(f"{kind}_params") is None:
+            params[f"{kind}_params"] = lb.ensemble.MEMBERS[kind].defaults
+    return fingerprint(params)
 
 
 def _tuned_fingerprint(tune_members: Sequence[str]) -> str:

@@ -121,7 +121,7 @@ def _read_params(path: Path) -> dict[str, Any]:
 
 def _configuration(args: argparse.Namespace, demo: bool) -> tuple[dict[str, Any], str]:
     """Keyword arguments of the estimator and where they came from."""
-    from ..ensemble import MEMBER_KINDS, member_kind
+    from ..ensemble import MEMBERS, member_kind
     from ..estimator import DEFAULT_MEMBERS
 
     params = _read_params(Path(args.params)) if args.params else {}
@@ -136,7 +136,7 @@ def _configuration(args: argparse.Namespace, demo: bool) -> tuple[dict[str, Any]
         rounds = DEMO["rounds"]
     if rounds is not None:
         for kind in dict.fromkeys(member_kind(m) for m in params.get("members", DEFAULT_MEMBERS)):
-            if kind not in MEMBER_KINDS:  # the linear member has no boosting rounds
+            if not MEMBERS[kind].round_keys:  # no boosting rounds (the linear member)
                 continue
             key = f"{kind}_params"
             params[key] = {**(params.get(key) or {}), "n_estimators": int(rounds)}

@@ -158,8 +158,10 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         threads from ``n_jobs``; setting them here is an error.
     linear_params : dict, optional
         The ``"linear"`` member's settings: ``C`` (inverse L2 strength, default
-        0.1), ``n_quantiles`` (200) and ``max_iter`` (1000). It trains on the
-        same downsampled bags as the boosters, on the CPU.
+        0.1), ``n_quantiles`` (200), ``max_iter`` (1000) and ``tails`` (hinge
+        thresholds on the normal-score scale, e.g. ``[1.0]``; default none: one
+        linear effect per column). It trains on the same downsampled bags as the
+        boosters, on the CPU.
     neg_ratio : float or None, default=0.01
         Positive-to-negative ratio after per-bag negative downsampling
         (0.01 -> 100 negatives per positive row); ``None`` keeps every negative.

@@ -12,7 +12,11 @@ at their mean level, so a column with many equal values maps them to the middle 
 their run, as scikit-learn's ``QuantileTransformer`` does), each knot's level turned
 into its normal score by ``scipy.special.ndtri``, and values interpolated linearly
 between knots. Heavy tails and monotone transforms of a column do not matter, and
-a missing value becomes 0, the median. Each categorical column becomes one indicator
+a missing value becomes 0, the median. With ``tails`` (normal-score thresholds
+``t``), each numeric score ``z`` also enters through the hinges ``max(z - t, 0)`` and
+``max(-z - t, 0)``: a piecewise-linear effect per column that can rise faster in
+either tail or rise in both (an outlier in either direction). Each categorical column
+becomes one indicator
 per level seen in training (missing and unseen levels: all zero).
 :class:`~sklearn.linear_model.LogisticRegression` (Newton-Cholesky) fits the
 coefficients. One ``numpy.interp`` per column, spread over threads, keeps scoring
@@ -33,7 +37,7 @@ import numpy as np
 __all__ = ["LinearScorer"]
 
 #: Parameters of the ``linear`` member, and their defaults.
-LINEAR_DEFAULTS: dict[str, Any] = {"C": 0.1, "n_quantiles": 200, "max_iter": 1000}
+LINEAR_DEFAULTS: dict[str, Any] = {"C": 0.1, "n_quantiles": 200, "max_iter": 1000, "tails": ()}
 
 
 def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,10 +60,34 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "C": float(strength),
         "n_quantiles": int(merged["n_quantiles"]),
         "max_iter": int(merged["max_iter"]),
+        "tails": _check_tails(merged["tails"]),
     }
 
 
-_BLOCK = 65_536  # rows scored at once by margin()
+def _check_tails(tails: Any) -> tuple[float, ...]:
+    """``tails`` as a tuple of distinct thresholds in [0, 5], or a clear error."""
+    values = [tails] if isinstance(tails, (int, float)) else tails
+    try:
+        out = tuple(sorted(float(t) for t in values))
+    except (TypeError, ValueError):
+        out = ()
+        values = None
+    if (
+        values is None
+        or any(isinstance(t, bool) for t in values)
+        or len(set(out)) != len(out)
+        or not all(0.0 <= t <= 5.0 for t in out)
+    ):
+        raise ValueError(
+            f"linear_params['tails'] must be a list of distinct normal-score thresholds in "
+            f"[0, 5] (e.g. [1.0]; [] for a purely linear effect per column), got {tails!r}."
+        )
+    return out
+
+
+_BLOCK_CELLS = 65_536 * 160  # design-matrix cells built at once by margin() (84 MB)
+_FORMAT = "lesionboost-linear-2"  # what to_json writes
+_READABLE = ("lesionboost-linear-1", _FORMAT)  # -1: the same without "tails" (none)
 _EDGE = 1e-7  # levels are clipped to [1e-7, 1 - 1e-7]: normal scores within about +-5.2
 
 
@@ -120,8 +148,10 @@ class LinearScorer:
         coef: np.ndarray,
         intercept: float,
         baseline: np.ndarray,
+        tails: Sequence[float] = (),
     ) -> None:
         self.n_features = int(n_features)
+        self.tails = _check_tails(list(tails))
         self.numeric = [int(i) for i in numeric]
         self.knots = [([float(v) for v in xs], [float(v) for v in ys]) for xs, ys in knots]
         self.levels = {int(k): [float(v) for v in values] for k, values in levels.items()}
@@ -136,12 +166,18 @@ class LinearScorer:
                 "linear member: every numeric column needs one knot list of increasing values "
                 "and as many levels."
             )
-        width = len(self.numeric) + sum(len(v) for v in self.levels.values())
+        width = self.width
         if self.coef.shape != (width,) or self.baseline.shape != (width,):
             raise ValueError(
                 f"linear member: {width} design columns but {self.coef.shape[0]} coefficients "
                 f"and {self.baseline.shape[0]} baseline values."
             )
+
+    @property
+    def width(self) -> int:
+        """Columns of the design matrix: each numeric's score and hinges, then indicators."""
+        per_numeric = 1 + 2 * len(self.tails)
+        return per_numeric * len(self.numeric) + sum(len(v) for v in self.levels.values())
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -167,7 +203,8 @@ class LinearScorer:
         for index in categorical:
             codes = X[:, index]
             levels[index] = np.unique(codes[~np.isnan(codes)]).tolist()
-        width = len(numeric) + sum(len(v) for v in levels.values())
+        tails = settings["tails"]
+        width = (1 + 2 * len(tails)) * len(numeric) + sum(len(v) for v in levels.values())
         shell = cls(
             n_features=X.shape[1],
             numeric=numeric,
@@ -176,6 +213,7 @@ class LinearScorer:
             coef=np.zeros(width),
             intercept=0.0,
             baseline=np.zeros(width),
+            tails=tails,
         )
         design = shell.design(X)
         model = LogisticRegression(
@@ -189,7 +227,9 @@ class LinearScorer:
 
     # ------------------------------------------------------------------ predict
     def design(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
-        """The model's input matrix for ``X``: transformed numerics, then the indicators.
+        """The model's input matrix for ``X``: the numerics' normal scores, their hinges
+        (for each threshold ``t`` of ``tails``: every column's ``max(z - t, 0)``, then every
+        column's ``max(-z - t, 0)``), then the indicators.
 
         ``threads``: columns transformed at once (``numpy.interp`` releases the GIL);
         ``None`` uses every core.
@@ -199,12 +239,17 @@ class LinearScorer:
             raise ValueError(
                 f"linear member: X has shape {X.shape}, expected {self.n_features} columns."
             )
-        width = len(self.numeric) + sum(len(v) for v in self.levels.values())
-        out = np.empty((X.shape[0], width))
+        out = np.empty((X.shape[0], self.width))
+        n_numeric = len(self.numeric)
 
         def numeric_column(position: int) -> None:
             column = self.numeric[position]
-            out[:, position] = _normal_scores(X[:, column], self.knots[position])
+            z = _normal_scores(X[:, column], self.knots[position])
+            out[:, position] = z
+            for k, threshold in enumerate(self.tails):
+                upper = (1 + 2 * k) * n_numeric + position
+                np.maximum(z - threshold, 0.0, out=out[:, upper])
+                np.maximum(-z - threshold, 0.0, out=out[:, upper + n_numeric])
 
         workers = max(1, (os.cpu_count() or 1) if threads is None else int(threads))
         if workers > 1 and len(self.numeric) > 1 and X.shape[0] >= 10_000:
@@ -213,7 +258,7 @@ class LinearScorer:
         else:
             for position in range(len(self.numeric)):
                 numeric_column(position)
-        start = len(self.numeric)
+        start = (1 + 2 * len(self.tails)) * n_numeric
         for index, values in self.levels.items():
             out[:, start : start + len(values)] = X[:, [index]] == np.asarray(values)[None, :]
             start += len(values)
@@ -222,21 +267,26 @@ class LinearScorer:
     def margin(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Log-odds of the positive class for every row of ``X``.
 
-        Rows are scored in blocks of ``_BLOCK``, so the design matrix of a large
-        ``X`` is never held whole.
+        Rows are scored in blocks of about ``_BLOCK_CELLS`` design-matrix cells, so
+        the design matrix of a large ``X`` is never held whole.
         """
         out = np.empty(np.shape(X)[0])
-        for start in range(0, out.shape[0], _BLOCK):
-            block = self.design(X[start : start + _BLOCK], threads)
-            out[start : start + _BLOCK] = block @ self.coef + self.intercept
+        rows = max(1024, _BLOCK_CELLS // max(self.width, 1))
+        for start in range(0, out.shape[0], rows):
+            block = self.design(X[start : start + rows], threads)
+            out[start : start + rows] = block @ self.coef + self.intercept
         return out
 
     def contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Per-row, per-input-column share of the log-odds, relative to the training mean."""
         terms = (self.design(X, threads) - self.baseline) * self.coef
         out = np.zeros((terms.shape[0], self.n_features))
-        out[:, self.numeric] = terms[:, : len(self.numeric)]
-        start = len(self.numeric)
+        n_numeric = len(self.numeric)
+        per_numeric = 1 + 2 * len(self.tails)
+        out[:, self.numeric] = (
+            terms[:, : per_numeric * n_numeric].reshape(-1, per_numeric, n_numeric).sum(axis=1)
+        )
+        start = per_numeric * n_numeric
         for index, values in self.levels.items():
             out[:, index] = terms[:, start : start + len(values)].sum(axis=1)
             start += len(values)
@@ -247,8 +297,9 @@ class LinearScorer:
         """The fitted model as JSON text (what the model folder stores)."""
         return json.dumps(
             {
-                "format": "lesionboost-linear-1",
+                "format": _FORMAT,
                 "n_features": self.n_features,
+                "tails": list(self.tails),
                 "numeric": self.numeric,
                 "knots": [[xs, ys] for xs, ys in self.knots],
                 "levels": {str(k): v for k, v in self.levels.items()},
@@ -262,8 +313,10 @@ class LinearScorer:
     def from_json(cls, text: str) -> LinearScorer:
         """Rebuild a model written by :meth:`to_json`; a clear error for anything else."""
         state = json.loads(text)
-        if not isinstance(state, dict) or state.get("format") != "lesionboost-linear-1":
-            raise ValueError("not a lesionboost linear member (format 'lesionboost-linear-1')")
+        if not isinstance(state, dict) or state.get("format") not in _READABLE:
+            raise ValueError(
+                f"not a lesionboost linear member (format {' or '.join(map(repr, _READABLE))})"
+            )
         return cls(
             n_features=state["n_features"],
             numeric=state["numeric"],
@@ -272,4 +325,5 @@ class LinearScorer:
             coef=np.asarray(state["coef"], dtype=np.float64),
             intercept=state["intercept"],
             baseline=np.asarray(state["baseline"], dtype=np.float64),
+            tails=state.get("tails", []),
         )

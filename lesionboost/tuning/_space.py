@@ -85,6 +85,29 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
     },
 }
 
+#: Member parameters searched over a few named choices: member -> name -> {choice: value}.
+#: The linear member's hinge thresholds: none, +-1, or 0 and +-1.
+_MEMBER_CHOICES: dict[str, dict[str, dict[str, Any]]] = {
+    "linear": {"tails": {"none": (), "1": (1.0,), "0,1": (0.0, 1.0)}},
+}
+
+
+def _choice_name(member: str, name: str, value: Any) -> str:
+    """The choice of ``_MEMBER_CHOICES[member][name]`` that stands for ``value``."""
+    choices = _MEMBER_CHOICES[member][name]
+    for label, option in choices.items():
+        if tuple(option) == tuple(value):
+            return label
+    return ",".join(f"{v:g}" for v in value)  # a default outside the listed choices
+
+
+def _choice_value(member: str, name: str, label: str) -> Any:
+    choices = _MEMBER_CHOICES[member][name]
+    if label in choices:
+        return choices[label]
+    return tuple(float(v) for v in label.split(","))
+
+
 # Library defaults of searched parameters the member adapters leave unset.
 _LIBRARY_DEFAULTS = {
     ("catboost", "random_strength"): 1.0,
@@ -132,7 +155,8 @@ class SearchSpace:
     ----------
     members : sequence of str, default=("lightgbm", "xgboost", "catboost", "linear")
         Libraries whose parameters are searched (and only those are used), from
-        ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``).
+        ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C`` and
+        hinge thresholds ``tails``: none, ``1`` or ``0,1``).
         With ``"lightgbm"`` among them the ensemble may also hold
         ``"lightgbm:raw"``, a LightGBM on the raw metadata columns with the same
         parameters.
@@ -186,6 +210,10 @@ class SearchSpace:
         for member in self.members:
             for name, spec in _MEMBER_RANGES[member].items():
                 out[f"{member}.{name}"] = _distribution(spec, self._member_default(member, name))
+            for name, options in _MEMBER_CHOICES.get(member, {}).items():
+                default = _choice_name(member, name, self._member_default(member, name))
+                labels = tuple(options) if default in options else (*options, default)
+                out[f"{member}.{name}"] = CategoricalDistribution(labels)
         if self.ensemble:
             estimator = _estimator_defaults()
             for name, spec in _ENSEMBLE_RANGES.items():
@@ -210,7 +238,10 @@ class SearchSpace:
         distributions = self.distributions()
         for key, distribution in distributions.items():
             group, name = key.split(".", 1)
-            if group in MEMBERS:
+            value: Any
+            if name in _MEMBER_CHOICES.get(group, {}):
+                value = _choice_name(group, name, self._member_default(group, name))
+            elif group in MEMBERS:
                 value = self._member_default(group, name)
             elif key == "ensemble.raw_member":
                 value = _RAW_MEMBER in estimator["members"]
@@ -250,7 +281,9 @@ class SearchSpace:
         raw_member = _RAW_MEMBER in _estimator_defaults()["members"]
         for key, value in params.items():
             group, name = key.split(".", 1)
-            if group in member_params:
+            if name in _MEMBER_CHOICES.get(group, {}):
+                member_params[group][name] = _choice_value(group, name, value)
+            elif group in member_params:
                 member_params[group][name] = value
             elif key == "ensemble.raw_member":
                 raw_member = bool(value)
@@ -290,7 +323,7 @@ def build_config(space: SearchSpace, params: Mapping[str, Any], rounds: int | No
     config = space.to_config(params)
     if rounds is not None:
         for member in space.members:
-            if member not in MEMBER_KINDS:  # the linear member has no rounds
+            if not MEMBERS[member].round_keys:  # no boosting rounds (the linear member)
                 continue
             key = f"{member}_params"
             config[key] = {**config.get(key, {}), "n_estimators": int(rounds)}

@@ -102,6 +102,12 @@ def test_robustness_keys_the_default_row_by_the_library_defaults(monkeypatch) ->
         lb.LesionBoostClassifier.__init__, "__kwdefaults__", {**original, "n_bags": 7}
     )
     assert robustness.cell_key("default", args) != key  # new defaults: measured again
+    monkeypatch.undo()
+    # so does a new default of a member library, which the estimator's None stands for
+    monkeypatch.setitem(lb.ensemble.MEMBERS["linear"].defaults, "tails", (1.0,))
+    assert robustness.cell_key("default", args) != key
+    monkeypatch.undo()
+    assert robustness.cell_key("default", args) == key
     assert robustness.cell_key("lineage_lgbm", args) == "lineage_lgbm:bags3"
 
 

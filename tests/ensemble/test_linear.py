@@ -73,7 +73,7 @@ def test_json_round_trip_is_exact_and_malformed_json_is_refused():
     np.testing.assert_array_equal(again.margin(X), scorer.margin(X))
     np.testing.assert_array_equal(again.contributions(X[:5]), scorer.contributions(X[:5]))
     state = json.loads(scorer.to_json())
-    with pytest.raises(ValueError, match="lesionboost-linear-1"):
+    with pytest.raises(ValueError, match="lesionboost-linear-2"):
         LinearScorer.from_json(json.dumps({**state, "format": "pickle"}))
     with pytest.raises(ValueError, match="coefficients"):
         LinearScorer.from_json(json.dumps({**state, "coef": state["coef"][:-1]}))
@@ -89,6 +89,10 @@ def test_json_round_trip_is_exact_and_malformed_json_is_refused():
         ({"C": "big"}, "must be a number > 0"),
         ({"n_quantiles": 3}, "integer >= 10"),
         ({"max_iter": 0.5}, "integer >= 1"),
+        ({"tails": [1.0, 1.0]}, "distinct normal-score thresholds"),
+        ({"tails": [-0.5]}, "distinct normal-score thresholds"),
+        ({"tails": "wide"}, "distinct normal-score thresholds"),
+        ({"tails": [True]}, "distinct normal-score thresholds"),
     ],
 )
 def test_linear_params_errors_name_the_setting(params, message):
@@ -127,7 +131,8 @@ def test_linear_member_in_the_ensemble_saves_as_json_and_loads_exactly(tmp_path)
 
 def test_linear_member_adapter_has_no_rounds_device_or_threads():
     params, rounds = MEMBERS["linear"].params({"C": 2}, device="cuda", n_jobs=4)
-    assert params == {"C": 2.0, "n_quantiles": 200, "max_iter": 1000} and rounds == 1
+    assert params == {"C": 2.0, "n_quantiles": 200, "max_iter": 1000, "tails": ()}
+    assert rounds == 1
 
 
 def test_linear_member_lifts_an_ensemble_on_an_additive_risk():
@@ -169,5 +174,53 @@ def test_margin_in_blocks_equals_one_pass(monkeypatch):
     X, y = _additive_data()
     scorer = LinearScorer.fit(X, y, cat_idx=[5])
     whole = scorer.design(X) @ scorer.coef + scorer.intercept
-    monkeypatch.setattr(linear, "_BLOCK", 333)  # 4000 rows: 13 blocks, the last one short
+    monkeypatch.setattr(linear, "_BLOCK_CELLS", 1)  # 4000 rows: blocks of 1024, the last short
     np.testing.assert_allclose(scorer.margin(X), whole, rtol=0, atol=1e-12)
+
+
+def _two_sided_data(n=6000, seed=1):
+    """Risk that rises with |x0| (an outlier either way) and with x1's upper tail only."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    logit = -5.0 + 1.6 * np.abs(X[:, 0]) + 1.5 * np.maximum(X[:, 1] - 1.0, 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X.astype(np.float32), y
+
+
+def test_tails_add_hinges_that_learn_a_two_sided_effect():
+    X, y = _two_sided_data()
+    plain = LinearScorer.fit(X, y, cat_idx=[], params={"C": 1.0})
+    hinged = LinearScorer.fit(X, y, cat_idx=[], params={"C": 1.0, "tails": [1.0, 0.0]})
+    assert hinged.tails == (0.0, 1.0)  # sorted
+    # layout: 3 scores, then per threshold 3 upper and 3 lower hinges
+    assert hinged.width == 3 * (1 + 2 * 2)
+    design = hinged.design(np.array([[1.5, -2.0, 0.0]], dtype=np.float32))[0]
+    z = design[:3]
+    np.testing.assert_allclose(design[3:6], np.maximum(z - 0.0, 0.0))
+    np.testing.assert_allclose(design[6:9], np.maximum(-z - 0.0, 0.0))
+    np.testing.assert_allclose(design[9:12], np.maximum(z - 1.0, 0.0))
+    np.testing.assert_allclose(design[12:15], np.maximum(-z - 1.0, 0.0))
+    # |x0|: both one-sided hinges at 0 get positive weight; only the hinges see it
+    assert hinged.coef[3] > 0 and hinged.coef[6] > 0
+    X_test, y_test = _two_sided_data(seed=2)
+    assert (
+        pauc_above_tpr(y_test, hinged.margin(X_test))
+        > pauc_above_tpr(y_test, plain.margin(X_test)) + 0.02
+    )
+    # contributions still add up to the margin, one column each
+    parts = hinged.contributions(X_test[:40])
+    reference = float(hinged.baseline @ hinged.coef + hinged.intercept)
+    np.testing.assert_allclose(parts.sum(axis=1) + reference, hinged.margin(X_test[:40]), atol=1e-9)
+    again = LinearScorer.from_json(hinged.to_json())
+    assert again.tails == hinged.tails
+    np.testing.assert_array_equal(again.margin(X_test), hinged.margin(X_test))
+
+
+def test_files_without_tails_still_load():
+    X, y = _additive_data()
+    scorer = LinearScorer.fit(X, y, cat_idx=[5])
+    state = json.loads(scorer.to_json())
+    assert state["format"] == "lesionboost-linear-2" and state["tails"] == []
+    del state["tails"]
+    older = LinearScorer.from_json(json.dumps({**state, "format": "lesionboost-linear-1"}))
+    np.testing.assert_array_equal(older.margin(X), scorer.margin(X))

@@ -115,12 +115,24 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     space = SearchSpace(members=("lightgbm", "linear"))
     distributions = space.distributions()
     assert distributions["linear.C"].log and "weight.linear" in distributions
-    config = build_config(space, {**space.defaults(), "linear.C": 0.5}, rounds=30)
+    assert distributions["linear.tails"].choices == ("none", "1", "0,1")
+    assert space.defaults()["linear.tails"] == "none"  # the estimator's default: no hinges
+    trial = {**space.defaults(), "linear.C": 0.5, "linear.tails": "0,1"}
+    config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
-    assert config["linear_params"] == {"C": 0.5}  # no n_estimators: it has no rounds
+    # no n_estimators: it has no rounds
+    assert config["linear_params"] == {"C": 0.5, "tails": (0.0, 1.0)}
     assert config["lightgbm_params"]["n_estimators"] == 30
     model = LesionBoostClassifier(**config)  # the estimator accepts what the space builds
-    assert model.get_params()["linear_params"] == {"C": 0.5}
+    assert model.get_params()["linear_params"] == {"C": 0.5, "tails": (0.0, 1.0)}
+
+
+def test_a_tails_default_outside_the_choices_joins_them(monkeypatch) -> None:
+    monkeypatch.setitem(MEMBERS["linear"].defaults, "tails", (0.5, 2.0))
+    space = SearchSpace(members=("linear",))
+    assert space.distributions()["linear.tails"].choices == ("none", "1", "0,1", "0.5,2")
+    config = space.to_config(space.defaults())
+    assert config["linear_params"]["tails"] == (0.5, 2.0)
 
 
 def test_ranges_widen_to_contain_a_default_outside_them(monkeypatch) -> None:
