@@ -104,14 +104,12 @@ def _column_knots(values: np.ndarray, levels: np.ndarray) -> tuple[list[float], 
     return unique.tolist(), ndtri(np.clip(merged, _EDGE, 1.0 - _EDGE)).tolist()
 
 
-def _normal_scores(
-    values: np.ndarray, knots: tuple[Sequence[float], Sequence[float]]
-) -> np.ndarray:
+def _normal_scores(values: np.ndarray, knots: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Normal scores of ``values``, linear between the knots and flat beyond them; NaN -> 0."""
     xs, ys = knots
     if len(xs) < 2:  # constant or never observed: carries no information
         return np.zeros(values.shape[0])
-    return np.nan_to_num(np.interp(values, np.asarray(xs), np.asarray(ys)), nan=0.0)
+    return np.nan_to_num(np.interp(values, xs, ys), nan=0.0)
 
 
 class LinearScorer:
@@ -153,13 +151,15 @@ class LinearScorer:
         self.n_features = int(n_features)
         self.tails = _check_tails(list(tails))
         self.numeric = [int(i) for i in numeric]
-        self.knots = [([float(v) for v in xs], [float(v) for v in ys]) for xs, ys in knots]
+        self.knots = [
+            (np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)) for xs, ys in knots
+        ]
         self.levels = {int(k): [float(v) for v in values] for k, values in levels.items()}
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept = float(intercept)
         self.baseline = np.asarray(baseline, dtype=np.float64)
         if len(self.knots) != len(self.numeric) or any(
-            len(xs) != len(ys) or any(b <= a for a, b in zip(xs, xs[1:], strict=False))
+            xs.ndim != 1 or xs.shape != ys.shape or bool(np.any(np.diff(xs) <= 0))
             for xs, ys in self.knots
         ):
             raise ValueError(
@@ -301,7 +301,7 @@ class LinearScorer:
                 "n_features": self.n_features,
                 "tails": list(self.tails),
                 "numeric": self.numeric,
-                "knots": [[xs, ys] for xs, ys in self.knots],
+                "knots": [[xs.tolist(), ys.tolist()] for xs, ys in self.knots],
                 "levels": {str(k): v for k, v in self.levels.items()},
                 "coef": self.coef.tolist(),
                 "intercept": self.intercept,
