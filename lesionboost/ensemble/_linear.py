@@ -16,8 +16,8 @@ a missing value becomes 0, the median. With ``tails`` (normal-score thresholds
 ``t``), each numeric score ``z`` also enters through the hinges ``max(z - t, 0)`` and
 ``max(-z - t, 0)``: a piecewise-linear effect per column that can rise faster in
 either tail or rise in both (an outlier in either direction). Each categorical column
-becomes one indicator
-per level seen in training (missing and unseen levels: all zero).
+becomes one indicator per level seen in training (missing and unseen levels: all
+zero).
 :class:`~sklearn.linear_model.LogisticRegression` (Newton-Cholesky) fits the
 coefficients. One ``numpy.interp`` per column, spread over threads, keeps scoring
 500k lesions cheap. A fitted model is stored as JSON (knots, levels, coefficients),
@@ -104,6 +104,13 @@ def _column_knots(values: np.ndarray, levels: np.ndarray) -> tuple[list[float], 
     return unique.tolist(), ndtri(np.clip(merged, _EDGE, 1.0 - _EDGE)).tolist()
 
 
+def _design_width(
+    n_numeric: int, tails: Sequence[float], levels: Mapping[int, Sequence[float]]
+) -> int:
+    """Design columns: a score and two hinges per threshold for each numeric, one per level."""
+    return (1 + 2 * len(tails)) * n_numeric + sum(len(v) for v in levels.values())
+
+
 def _normal_scores(values: np.ndarray, knots: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Normal scores of ``values``, linear between the knots and flat beyond them; NaN -> 0."""
     xs, ys = knots
@@ -176,8 +183,7 @@ class LinearScorer:
     @property
     def width(self) -> int:
         """Columns of the design matrix: each numeric's score and hinges, then indicators."""
-        per_numeric = 1 + 2 * len(self.tails)
-        return per_numeric * len(self.numeric) + sum(len(v) for v in self.levels.values())
+        return _design_width(len(self.numeric), self.tails, self.levels)
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -204,7 +210,7 @@ class LinearScorer:
             codes = X[:, index]
             levels[index] = np.unique(codes[~np.isnan(codes)]).tolist()
         tails = settings["tails"]
-        width = (1 + 2 * len(tails)) * len(numeric) + sum(len(v) for v in levels.values())
+        width = _design_width(len(numeric), tails, levels)
         shell = cls(
             n_features=X.shape[1],
             numeric=numeric,
