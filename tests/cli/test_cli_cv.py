@@ -208,12 +208,16 @@ def test_cv_usage_errors(sim, tmp_path, capsys, argv, message) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def _fast_cv_configuration(sim, run, members: str) -> dict:
+    """Run a small ``cv`` with ``--members members`` and 8 rounds; its recorded configuration."""
+    fast = ["--rounds", "8", "--folds", "2", "--n-boot", "20", "--n-jobs", "1", "-q"]
+    assert main(["cv", "--data", str(sim), "--out", str(run), "--members", members, *fast]) == 0
+    return json.loads((run / "cv.json").read_text())["configuration"]
+
+
 def test_a_raw_column_member_is_a_member_like_the_others(sim, runs, capsys) -> None:
     run = runs / "raw-member"
-    fast = ["--rounds", "8", "--folds", "2", "--n-boot", "20", "--n-jobs", "1", "-q"]
-    argv = ["cv", "--data", str(sim), "--out", str(run), "--members", "lightgbm:raw", *fast]
-    assert main(argv) == 0
-    config = json.loads((run / "cv.json").read_text())["configuration"]
+    config = _fast_cv_configuration(sim, run, "lightgbm:raw")
     assert config["members"] == ["lightgbm:raw"]
     assert config["lightgbm_params"] == {"n_estimators": 8}  # the library's parameters
     oof = pl.read_parquet(run / "oof.parquet")
@@ -222,10 +226,7 @@ def test_a_raw_column_member_is_a_member_like_the_others(sim, runs, capsys) -> N
 
 def test_the_linear_member_takes_no_rounds(sim, runs, capsys) -> None:
     run = runs / "linear-member"
-    fast = ["--rounds", "8", "--folds", "2", "--n-boot", "20", "--n-jobs", "1", "-q"]
-    argv = ["cv", "--data", str(sim), "--out", str(run), "--members", "lightgbm,linear", *fast]
-    assert main(argv) == 0
-    config = json.loads((run / "cv.json").read_text())["configuration"]
+    config = _fast_cv_configuration(sim, run, "lightgbm,linear")
     assert config["members"] == ["lightgbm", "linear"]
     assert config["lightgbm_params"] == {"n_estimators": 8} and "linear_params" not in config
     assert pl.read_parquet(run / "oof.parquet")["score"].n_unique() > 1
