@@ -36,7 +36,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -353,70 +353,105 @@ def make_table(report: dict[str, Any]) -> Table:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    cli = parser(__doc__.splitlines()[0], name="defaults")
+def add_cell_arguments(cli: Any, checkpoint: str) -> None:
+    """The command-line options that define the cells (shared by ``second_stage.py``)."""
     cli.add_argument("--patients", type=int, default=None, help="patients (default 300)")
     cli.add_argument("--seeds", type=int, default=None, help="seeds per world (default 1)")
-    cli.add_argument("--candidates", default=None, help="comma list (default: all)")
     cli.add_argument("--scenarios", default=None, help="comma list of worlds (default: all)")
     cli.add_argument("--real-repeats", type=int, default=None, help="real fold seeds (3)")
     cli.add_argument("--n-jobs", type=int, default=None, help="booster threads")
-    cli.add_argument("--tie", type=float, default=0.05, help="gap share counted as a tie")
     cli.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
-        help="JSON-lines cell store (default runs/defaults-cells.jsonl; none with --small)",
+        help=f"JSON-lines cell store (default runs/{checkpoint}; none with --small)",
     )
-    args = cli.parse_args(argv)
-    warnings.simplefilter("ignore", lb.DataWarning)
-    warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
+
+
+def cell_settings(args: Any, cli: Any, checkpoint: str) -> dict[str, Any]:
+    """The cells ``args`` name: patients, seeds, folds, worlds, real fold seeds, store.
+
+    Full size: 300 patients, seed 100 (then 101, ...: seeds ``robustness.py`` never
+    scores), 5 patient folds, every world and 3 real-sample fold seeds; ``--small``:
+    40 patients, 2 folds, 1 real fold seed and no checkpoint file.
+    """
     small = args.small
-    args.lineage_bags = 3
-    n_patients = args.patients or (40 if small else 300)
-    seeds = [100 + i for i in range(args.seeds or 1)]
-    n_splits = 2 if small else 5
-    real_repeats = args.real_repeats or (1 if small else 3)
-    names = _rb._names(args.candidates) or list(SMALL_CANDIDATES if small else CANDIDATES)
-    unknown = [n for n in names if n not in CANDIDATES]
-    if unknown:
-        cli.error(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATES)}")
     available, has_scenarios = _rb.available_worlds()
     worlds = _rb._names(args.scenarios) or list(available)
     bad = [w for w in worlds if w not in available]
     if bad:
         cli.error(f"unknown scenario(s) {bad}; the simulator has {list(available)}")
-    checkpoint = args.checkpoint
-    if checkpoint is None and not small:
-        checkpoint = ROOT / "runs" / "defaults-cells.jsonl"
-    store = CellStore(checkpoint)
+    path = args.checkpoint
+    if path is None and not small:
+        path = ROOT / "runs" / checkpoint
+    return {
+        "n_patients": args.patients or (40 if small else 300),
+        "seeds": [100 + i for i in range(args.seeds or 1)],
+        "n_splits": 2 if small else 5,
+        "real_repeats": args.real_repeats or (1 if small else 3),
+        "worlds": worlds,
+        "has_scenarios": has_scenarios,
+        "store": CellStore(path),
+    }
+
+
+def world_cells(settings: dict[str, Any]) -> Iterator[tuple[str, int, Any, np.ndarray, float]]:
+    """``(world, seed, simulation, folds, tabular-oracle pAUC)`` of every simulated cell."""
+    for world in settings["worlds"]:
+        for seed in settings["seeds"]:
+            sim = _rb.simulate(world, settings["n_patients"], seed, settings["has_scenarios"])
+            y = sim.train.get_column("target").to_numpy()
+            oracle = lb.pauc_above_tpr(y, sim.train_oracle.get_column("tabular_logit").to_numpy())
+            folds = lb.patient_folds(sim.train, n_splits=settings["n_splits"], seed=seed)
+            yield world, seed, sim, folds, float(oracle)
+
+
+def real_cells(settings: dict[str, Any]) -> Iterator[tuple[int, pl.DataFrame, np.ndarray]]:
+    """``(fold seed, real sample, folds)``; none, with a message, without the sample."""
+    sample = SHARED / "train-metadata-sample.csv"
+    if not sample.exists():
+        log(f"real sample not found at {sample}; no real-sample cells")
+        return
+    meta = lb.read_metadata(sample)
+    fold_sets = lb.repeated_patient_folds(
+        meta, n_splits=settings["n_splits"], n_repeats=settings["real_repeats"]
+    )
+    for repeat, folds in enumerate(fold_sets):
+        yield repeat, meta, folds
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cli = parser(__doc__.splitlines()[0], name="defaults")
+    add_cell_arguments(cli, "defaults-cells.jsonl")
+    cli.add_argument("--candidates", default=None, help="comma list (default: all)")
+    cli.add_argument("--tie", type=float, default=0.05, help="gap share counted as a tie")
+    args = cli.parse_args(argv)
+    warnings.simplefilter("ignore", lb.DataWarning)
+    warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
+    small = args.small
+    args.lineage_bags = 3
+    names = _rb._names(args.candidates) or list(SMALL_CANDIDATES if small else CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        cli.error(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATES)}")
+    settings = cell_settings(args, cli, "defaults-cells.jsonl")
+    n_patients, seeds, n_splits = settings["n_patients"], settings["seeds"], settings["n_splits"]
+    store = settings["store"]
     rows = [*REFS, *names]
     tag = f"p{n_patients}-k{n_splits}" + ("-small" if small else "")
 
-    per_world: dict[str, list[dict[str, Any]]] = {}
-    for world in worlds:
-        per_world[world] = []
-        for seed in seeds:
-            sim = _rb.simulate(world, n_patients, seed, has_scenarios)
-            frame = sim.train
-            y = frame.get_column("target").to_numpy()
-            oracle = lb.pauc_above_tpr(y, sim.train_oracle.get_column("tabular_logit").to_numpy())
-            folds = lb.patient_folds(frame, n_splits=n_splits, seed=seed)
-            cells = _cells(
-                f"{tag}/{world}/{seed}", frame, folds, rows, store, real=False, args=args
-            )
-            per_world[world].append({"seed": seed, "oracle": float(oracle), "models": cells})
+    per_world: dict[str, list[dict[str, Any]]] = {w: [] for w in settings["worlds"]}
+    for world, seed, sim, folds, oracle in world_cells(settings):
+        key = f"{tag}/{world}/{seed}"
+        cells = _cells(key, sim.train, folds, rows, store, real=False, args=args)
+        per_world[world].append({"seed": seed, "oracle": oracle, "models": cells})
 
     real: list[dict[str, Any]] = []
-    sample = SHARED / "train-metadata-sample.csv"
-    if sample.exists():
-        meta = lb.read_metadata(sample)
-        fold_sets = lb.repeated_patient_folds(meta, n_splits=n_splits, n_repeats=real_repeats)
-        for repeat, folds in enumerate(fold_sets):
-            key = f"k{n_splits}{'-small' if small else ''}/real/{repeat}"
-            real.append({"models": _cells(key, meta, folds, rows, store, real=True, args=args)})
-    else:
-        log(f"real sample not found at {sample}; the veto is not applied")
+    for repeat, meta, folds in real_cells(settings):
+        key = f"k{n_splits}{'-small' if small else ''}/real/{repeat}"
+        real.append({"models": _cells(key, meta, folds, rows, store, real=True, args=args)})
+    if not real:
+        log("the veto is not applied")
 
     overall: dict[str, Any] = {}
     for name in names:
@@ -451,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "n_patients": n_patients,
         "n_splits": n_splits,
         "seeds": seeds,
-        "worlds": worlds,
+        "worlds": settings["worlds"],
         "real_repeats": len(real),
         "candidates": names,
         "configurations": {
