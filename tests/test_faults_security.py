@@ -140,6 +140,7 @@ def _model(n_jobs: int) -> LesionBoostClassifier:
         lightgbm_params={"n_estimators": 15},
         xgboost_params={"n_estimators": 15},
         catboost_params={"n_estimators": 15, "depth": 4},
+        linear_params={"rules": 5},  # the linear member's rule trees are seeded too
     )
 
 

@@ -160,8 +160,11 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         The ``"linear"`` member's settings: ``C`` (inverse L2 strength, default
         0.1), ``n_quantiles`` (200), ``max_iter`` (1000) and ``tails`` (hinge
         thresholds on the normal-score scale, e.g. ``[1.0]``; default none: one
-        linear effect per column). It trains on the same downsampled bags as the
-        boosters, on the CPU.
+        linear effect per column), and ``rules`` (default 0: none), the number of
+        shallow LightGBM trees (``rule_depth``, 3) whose leaves join the regression
+        as indicator columns of value ``rule_scale`` (0.3), so that it also fits
+        thresholded interactions (RuleFit). It trains on the same downsampled bags
+        as the boosters, on the CPU.
     neg_ratio : float or None, default=0.01
         Positive-to-negative ratio after per-bag negative downsampling
         (0.01 -> 100 negatives per positive row); ``None`` keeps every negative.

@@ -18,10 +18,20 @@ a missing value becomes 0, the median. With ``tails`` (normal-score thresholds
 either tail or rise in both (an outlier in either direction). Each categorical column
 becomes one indicator per level seen in training (missing and unseen levels: all
 zero).
-:class:`~sklearn.linear_model.LogisticRegression` (Newton-Cholesky) fits the
-coefficients. One ``numpy.interp`` per column, spread over threads, keeps scoring
-500k lesions cheap. A fitted model is stored as JSON (knots, levels, coefficients),
-never as a pickle.
+
+With ``rules`` (a number of trees), the model also holds thresholded interactions,
+as RuleFit (Friedman and Popescu, 2008, *Ann. Appl. Stat.* 2(3)) does: a LightGBM
+of ``rules`` shallow trees (depth ``rule_depth``) is fitted to the same rows, each
+of its leaves -- a conjunction of up to ``rule_depth`` thresholds -- becomes one
+indicator column with the value ``rule_scale`` (so its L2 penalty is
+``1 / rule_scale**2`` times that of a normal score), and one logistic regression
+fits the scores and the rules together. Each rule's coefficient (times
+``rule_scale``) is then written into its leaf, so the rules score as that
+LightGBM model's raw output, stored in LightGBM's own text format.
+:class:`~sklearn.linear_model.LogisticRegression` fits the coefficients
+(Newton-Cholesky; L-BFGS with rules). One ``numpy.interp`` per column, spread over
+threads, keeps scoring 500k lesions cheap. A fitted model is stored as JSON (knots,
+levels, coefficients, the rule trees as LightGBM model text), never as a pickle.
 """
 
 from __future__ import annotations
@@ -38,29 +48,68 @@ __all__ = ["LinearScorer"]
 
 #: Parameters of the ``linear`` member, and their defaults.
 LINEAR_DEFAULTS: dict[str, Any] = {"C": 0.1, "n_quantiles": 200, "max_iter": 1000, "tails": ()}
+#: The rule parameters of the ``linear`` member, and their defaults (no rules). Kept
+#: apart from :data:`LINEAR_DEFAULTS`, whose entries identify the member's
+#: configuration in recorded benchmark cells; with ``rules=0`` the other two are unused.
+RULE_DEFAULTS: dict[str, Any] = {"rules": 0, "rule_depth": 3, "rule_scale": 0.3}
+
+# Settings of the rule trees besides their number and depth: shallow, fast-learning
+# trees whose leaves hold enough rows to be a rule, with row and column subsampling
+# so that the trees propose varied conjunctions.
+_RULE_TREES: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.1,
+    "min_data_in_leaf": 20,
+    "lambda_l2": 1.0,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "deterministic": True,  # with row-wise histograms: the same trees on any thread count
+    "force_row_wise": True,
+    "verbose": -1,
+}
 
 
 def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults merged with ``params``; a clear error for an unknown or invalid entry."""
-    unknown = sorted(set(params) - set(LINEAR_DEFAULTS))
+    known = {**LINEAR_DEFAULTS, **RULE_DEFAULTS}
+    unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(
-            f"linear_params accepts {sorted(LINEAR_DEFAULTS)}, got {unknown}; the linear "
+            f"linear_params accepts {sorted(known)}, got {unknown}; the linear "
             "member is an L2 logistic regression (C: inverse regularisation strength)."
         )
-    merged = {**LINEAR_DEFAULTS, **params}
-    strength = merged["C"]
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength > 0:
-        raise ValueError(f"linear_params['C'] must be a number > 0, got {strength!r}.")
-    for key, low in (("n_quantiles", 10), ("max_iter", 1)):
+    merged = {**known, **params}
+    for key in ("C", "rule_scale"):
         value = merged[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"linear_params[{key!r}] must be an integer >= {low}, got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"linear_params[{key!r}] must be a number > 0, got {value!r}.")
+    for key, low, high in (
+        ("n_quantiles", 10, None),
+        ("max_iter", 1, None),
+        ("rules", 0, None),
+        ("rule_depth", 1, 6),
+    ):
+        value = merged[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < low
+            or (high is not None and value > high)
+        ):
+            limits = f">= {low}" if high is None else f"in [{low}, {high}]"
+            hint = " (0: no rules)" if key == "rules" else ""
+            raise ValueError(
+                f"linear_params[{key!r}] must be an integer {limits}{hint}, got {value!r}."
+            )
     return {
-        "C": float(strength),
+        "C": float(merged["C"]),
         "n_quantiles": int(merged["n_quantiles"]),
         "max_iter": int(merged["max_iter"]),
         "tails": _check_tails(merged["tails"]),
+        "rules": int(merged["rules"]),
+        "rule_depth": int(merged["rule_depth"]),
+        "rule_scale": float(merged["rule_scale"]),
     }
 
 
@@ -86,8 +135,9 @@ def _check_tails(tails: Any) -> tuple[float, ...]:
 
 
 _BLOCK_CELLS = 65_536 * 160  # design-matrix cells built at once by margin() (84 MB)
-_FORMAT = "lesionboost-linear-2"  # what to_json writes
-_READABLE = ("lesionboost-linear-1", _FORMAT)  # -1: the same without "tails" (none)
+_FORMAT = "lesionboost-linear-3"  # what to_json writes
+# -1: the same without "tails" (none); -2: without "rules" (none)
+_READABLE = ("lesionboost-linear-1", "lesionboost-linear-2", _FORMAT)
 _EDGE = 1e-7  # levels are clipped to [1e-7, 1 - 1e-7]: normal scores within about +-5.2
 
 
@@ -154,8 +204,11 @@ class LinearScorer:
         intercept: float,
         baseline: np.ndarray,
         tails: Sequence[float] = (),
+        rules: Any = None,
     ) -> None:
         self.n_features = int(n_features)
+        #: The rules as a LightGBM ``Booster`` whose leaves hold their coefficients, or None.
+        self.rules = rules
         self.tails = _check_tails(list(tails))
         self.numeric = [int(i) for i in numeric]
         self.knots = [
@@ -195,8 +248,12 @@ class LinearScorer:
         cat_idx: Sequence[int],
         params: Mapping[str, Any] | None = None,
         weight: np.ndarray | None = None,
+        seed: int = 0,
     ) -> LinearScorer:
-        """Fit on ``X`` (float, NaN = missing; ``cat_idx`` columns hold integer codes)."""
+        """Fit on ``X`` (float, NaN = missing; ``cat_idx`` columns hold integer codes).
+
+        ``seed`` seeds the rule trees' row and column subsampling (unused without rules).
+        """
         from sklearn.linear_model import LogisticRegression
 
         settings = check_linear_params(params or {})
@@ -222,13 +279,27 @@ class LinearScorer:
             tails=tails,
         )
         design = shell.design(X)
-        model = LogisticRegression(
-            C=settings["C"], max_iter=settings["max_iter"], solver="newton-cholesky"
-        )
-        model.fit(design, np.asarray(y), sample_weight=weight)
-        shell.coef = model.coef_.ravel().astype(np.float64)
+        y = np.asarray(y)
+        trees = None
+        if settings["rules"] > 0:
+            trees, leaves = _grow_rules(X, y, categorical, settings, seed, weight)
+            design = np.hstack([design, settings["rule_scale"] * leaves.toarray()])
+        if trees is None:
+            model = LogisticRegression(
+                C=settings["C"], max_iter=settings["max_iter"], solver="newton-cholesky"
+            )
+        else:  # hundreds of rule columns: L-BFGS avoids a Newton step's dense Hessian
+            model = LogisticRegression(
+                C=settings["C"], max_iter=settings["max_iter"], solver="lbfgs", tol=1e-6
+            )
+        model.fit(design, y, sample_weight=weight)
+        coef = model.coef_.ravel().astype(np.float64)
+        shell.coef = coef[:width]
         shell.intercept = float(model.intercept_[0])
-        shell.baseline = np.average(design, axis=0, weights=weight)
+        shell.baseline = np.average(design[:, :width], axis=0, weights=weight)
+        if trees is not None:
+            _write_rule_coefficients(trees, settings["rule_scale"] * coef[width:])
+            shell.rules = trees
         return shell
 
     # ------------------------------------------------------------------ predict
@@ -281,10 +352,18 @@ class LinearScorer:
         for start in range(0, out.shape[0], rows):
             block = self.design(X[start : start + rows], threads)
             out[start : start + rows] = block @ self.coef + self.intercept
+        if self.rules is not None:
+            out += self.rules.predict(
+                np.asarray(X, dtype=np.float32), raw_score=True, num_threads=_threads(threads)
+            )
         return out
 
     def contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
-        """Per-row, per-input-column share of the log-odds, relative to the training mean."""
+        """Per-row, per-input-column share of the log-odds, relative to the training mean.
+
+        The rules' shares are their TreeSHAP values (LightGBM ``pred_contrib``),
+        measured from their mean over the rule trees' training rows (:meth:`rule_baseline`).
+        """
         terms = (self.design(X, threads) - self.baseline) * self.coef
         out = np.zeros((terms.shape[0], self.n_features))
         n_numeric = len(self.numeric)
@@ -296,7 +375,20 @@ class LinearScorer:
         for index, values in self.levels.items():
             out[:, index] = terms[:, start : start + len(values)].sum(axis=1)
             start += len(values)
+        if self.rules is not None:  # TreeSHAP of the rules, relative to their training mean
+            shares = self.rules.predict(
+                np.asarray(X, dtype=np.float32), pred_contrib=True, num_threads=_threads(threads)
+            )
+            out += shares[:, :-1]
         return out
+
+    def rule_baseline(self) -> float:
+        """The rules' mean log-odds over their training rows (0 without rules): with
+        :attr:`baseline`, the reference :meth:`contributions` are measured from."""
+        if self.rules is None:
+            return 0.0
+        probe = np.full((1, self.n_features), np.nan, dtype=np.float32)
+        return float(self.rules.predict(probe, pred_contrib=True)[0, -1])
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> str:
@@ -312,6 +404,7 @@ class LinearScorer:
                 "coef": self.coef.tolist(),
                 "intercept": self.intercept,
                 "baseline": self.baseline.tolist(),
+                "rules": None if self.rules is None else self.rules.model_to_string(),
             }
         )
 
@@ -332,4 +425,70 @@ class LinearScorer:
             intercept=state["intercept"],
             baseline=np.asarray(state["baseline"], dtype=np.float64),
             tails=state.get("tails", []),
+            rules=_load_rules(state.get("rules")),
         )
+
+
+def _threads(threads: int | None) -> int:
+    """LightGBM's ``num_threads`` for ``threads`` (``None``: every core, LightGBM's 0)."""
+    return 0 if threads is None else max(1, int(threads))
+
+
+def _grow_rules(
+    X: np.ndarray,
+    y: np.ndarray,
+    categorical: Sequence[int],
+    settings: Mapping[str, Any],
+    seed: int,
+    weight: np.ndarray | None,
+) -> tuple[Any, Any]:
+    """The rule trees fitted to ``X`` and each row's leaves as a sparse indicator matrix
+    (one column per leaf of every tree, in tree order)."""
+    import lightgbm as lgb
+    from scipy import sparse
+
+    depth = settings["rule_depth"]
+    params = {
+        **_RULE_TREES,
+        "num_leaves": 2**depth,
+        "max_depth": depth,
+        "seed": seed,
+        "num_threads": _threads(None),
+    }
+    data = lgb.Dataset(
+        np.asarray(X, dtype=np.float32),
+        label=y,
+        weight=weight,
+        categorical_feature=list(categorical),
+    )
+    trees = lgb.train(params, data, num_boost_round=settings["rules"])
+    leaves = np.asarray(trees.predict(np.asarray(X, dtype=np.float32), pred_leaf=True), np.int64)
+    counts = [tree["num_leaves"] for tree in trees.dump_model()["tree_info"]]
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    columns = (leaves + offsets[None, : leaves.shape[1]]).ravel()
+    rows = np.repeat(np.arange(leaves.shape[0]), leaves.shape[1])
+    matrix = sparse.csr_matrix(
+        (np.ones(columns.size), (rows, columns)), shape=(leaves.shape[0], int(sum(counts)))
+    )
+    return trees, matrix
+
+
+def _write_rule_coefficients(trees: Any, values: np.ndarray) -> None:
+    """Set each leaf's output to its rule's coefficient, so the trees' raw score is the
+    rules' share of the log-odds."""
+    position = 0
+    for index, tree in enumerate(trees.dump_model()["tree_info"]):
+        for leaf in range(tree["num_leaves"]):
+            trees.set_leaf_output(index, leaf, float(values[position]))
+            position += 1
+
+
+def _load_rules(text: Any) -> Any:
+    """The rule trees stored as LightGBM model text, or None; a clear error for anything else."""
+    if text is None:
+        return None
+    if not isinstance(text, str) or not text.startswith("tree"):
+        raise ValueError("linear member: 'rules' must hold a LightGBM model in text format.")
+    import lightgbm as lgb
+
+    return lgb.Booster(model_str=text)

@@ -572,8 +572,8 @@ class _Linear(_Member):
         seed: int,
         weight: np.ndarray | None = None,
     ) -> Any:
-        # deterministic: the bag's rows are its only randomness, so the seed is unused
-        return LinearScorer.fit(X, y, cat_idx=cat_idx, params=params, weight=weight)
+        # without rules the fit is deterministic; the seed only drives the rule trees
+        return LinearScorer.fit(X, y, cat_idx=cat_idx, params=params, weight=weight, seed=seed)
 
     def prepare(self, X: Any, cat_idx: Sequence[int], threads: int | None) -> Any:
         return X

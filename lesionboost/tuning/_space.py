@@ -86,31 +86,44 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
 }
 
 #: Member parameters searched over a few named choices: member -> name -> {choice: value}.
-#: The linear member's hinge thresholds: none, +-1, or 0 and +-1.
+#: The linear member's hinge thresholds (none, +-1, or 0 and +-1) and its rules (none,
+#: or the leaves of 50 trees).
 _MEMBER_CHOICES: dict[str, dict[str, dict[str, Any]]] = {
-    "linear": {"tails": {"none": (), "1": (1.0,), "0,1": (0.0, 1.0)}},
+    "linear": {
+        "tails": {"none": (), "1": (1.0,), "0,1": (0.0, 1.0)},
+        "rules": {"none": 0, "50": 50},
+    },
 }
+
+
+def _comparable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def _choice_name(member: str, name: str, value: Any) -> str:
     """The choice of ``_MEMBER_CHOICES[member][name]`` that stands for ``value``."""
     choices = _MEMBER_CHOICES[member][name]
     for label, option in choices.items():
-        if tuple(option) == tuple(value):
+        if _comparable(option) == _comparable(value):
             return label
-    return ",".join(f"{v:g}" for v in value)  # a default outside the listed choices
+    if isinstance(value, (list, tuple)):  # a default outside the listed choices
+        return ",".join(f"{v:g}" for v in value)
+    return str(value)
 
 
 def _choice_value(member: str, name: str, label: str) -> Any:
     choices = _MEMBER_CHOICES[member][name]
     if label in choices:
         return choices[label]
-    return tuple(float(v) for v in label.split(","))
+    if isinstance(next(iter(choices.values())), tuple):
+        return tuple(float(v) for v in label.split(","))
+    return int(label)
 
 
 # Library defaults of searched parameters the member adapters leave unset.
 _LIBRARY_DEFAULTS = {
     ("catboost", "random_strength"): 1.0,
+    ("linear", "rules"): 0,  # off unless linear_params sets it
 }
 
 _ENSEMBLE_RANGES: dict[str, _Range] = {
@@ -155,8 +168,9 @@ class SearchSpace:
     ----------
     members : sequence of str, default=("lightgbm", "xgboost", "catboost", "linear")
         Libraries whose parameters are searched (and only those are used), from
-        ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C`` and
-        hinge thresholds ``tails``: none, ``1`` or ``0,1``).
+        ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``,
+        hinge thresholds ``tails``: none, ``1`` or ``0,1``, and ``rules``: none or
+        50).
         With ``"lightgbm"`` among them the ensemble may also hold
         ``"lightgbm:raw"``, a LightGBM on the raw metadata columns with the same
         parameters.

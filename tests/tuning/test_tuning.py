@@ -117,14 +117,18 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     assert distributions["linear.C"].log and "weight.linear" in distributions
     assert distributions["linear.tails"].choices == ("none", "1", "0,1")
     assert space.defaults()["linear.tails"] == "none"  # the estimator's default: no hinges
-    trial = {**space.defaults(), "linear.C": 0.5, "linear.tails": "0,1"}
+    assert distributions["linear.rules"].choices == ("none", "50")
+    assert space.defaults()["linear.rules"] == "none"  # the estimator's default: no rules
+    trial = {**space.defaults(), "linear.C": 0.5, "linear.tails": "0,1", "linear.rules": "50"}
     config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
     # no n_estimators: it has no rounds
-    assert config["linear_params"] == {"C": 0.5, "tails": (0.0, 1.0)}
+    assert config["linear_params"] == {"C": 0.5, "tails": (0.0, 1.0), "rules": 50}
     assert config["lightgbm_params"]["n_estimators"] == 30
     model = LesionBoostClassifier(**config)  # the estimator accepts what the space builds
-    assert model.get_params()["linear_params"] == {"C": 0.5, "tails": (0.0, 1.0)}
+    assert model.get_params()["linear_params"] == {"C": 0.5, "tails": (0.0, 1.0), "rules": 50}
+    plain = build_config(space, {**trial, "linear.rules": "none"}, rounds=30)
+    assert plain["linear_params"]["rules"] == 0
 
 
 def test_a_tails_default_outside_the_choices_joins_them(monkeypatch) -> None:
