@@ -42,6 +42,8 @@ __all__ = [
     "parser",
     "write_results",
     "environment",
+    "CellStore",
+    "add_reuse_argument",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,50 +357,125 @@ def fingerprint(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def add_reuse_argument(cli: argparse.ArgumentParser) -> None:
+    """``--reuse RESULT_JSON`` (repeatable): the result files a :class:`CellStore` reuses.
+
+    Examples
+    --------
+    >>> cli = argparse.ArgumentParser()
+    >>> add_reuse_argument(cli)
+    >>> [str(p) for p in cli.parse_args(["--reuse", "a.json", "--reuse", "b.json"]).reuse]
+    ['a.json', 'b.json']
+    """
+    cli.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RESULT_JSON",
+        help="take the cells a result file recorded (e.g. benchmarks/results/<name>.json) "
+        "instead of measuring them again, where their keys (data, configuration) match; "
+        "only while the code they measured is unchanged (repeatable)",
+    )
+
+
 class CellStore:
     """Finished benchmark cells keyed by ``(data set, row)``, kept as JSON lines.
 
     A long benchmark appends each cell as it finishes, so a rerun after an
     interruption (or with more rows) skips what is already measured. Keys should
     name everything a cell depends on (data size, seed, folds, configuration
-    :func:`fingerprint`).
+    :func:`fingerprint`). Every cell that passes through the store carries its
+    key as ``cell["cell_key"] == [data, row]``, so a result file written from
+    the cells names where each came from, and :meth:`reuse` can read them back.
 
     Parameters
     ----------
     path : path or None
         The JSON-lines file (created on the first :meth:`put`); ``None`` keeps
         the cells in memory only.
+    reuse : sequence of paths, optional
+        Result files whose cells to :meth:`reuse`.
 
     Examples
     --------
     >>> store = CellStore(None)
     >>> store.put("world/0", "raw", {"pauc": 0.15})
     >>> store.get("world/0", "raw"), store.get("world/1", "raw")
-    ({'pauc': 0.15}, None)
+    ({'pauc': 0.15, 'cell_key': ['world/0', 'raw']}, None)
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, reuse: Sequence[Path] = ()) -> None:
         self.path = path
         self.cells: dict[tuple[str, str], dict[str, Any]] = {}
+        for results in reuse:
+            self.reuse(results)
         if path is not None and path.exists():
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
                     entry = json.loads(line)
-                    self.cells[(entry["data"], entry["row"])] = entry["cell"]
+                    data, row, cell = entry["data"], entry["row"], entry["cell"]
                 except (ValueError, KeyError):  # a line cut short by an interruption
                     print(f"{path}:{number}: unreadable cell skipped", file=sys.stderr)
+                    continue
+                self.cells[(data, row)] = cell | {"cell_key": [data, row]}
 
     def get(self, data: str, row: str) -> dict[str, Any] | None:
         """The stored cell, or None."""
         return self.cells.get((data, row))
 
     def put(self, data: str, row: str, cell: dict[str, Any]) -> None:
-        """Store ``cell`` and append it to the file."""
+        """Store ``cell`` (recording its key in it) and append it to the file."""
+        cell["cell_key"] = [data, row]
         self.cells[(data, row)] = cell
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             line = json.dumps({"data": data, "row": row, "cell": cell}, default=_jsonable)
             with self.path.open("a") as handle:
                 handle.write(line + "\n")
+
+    def reuse(self, results: Path) -> int:
+        """Take the keyed cells of a benchmark's result file; return how many.
+
+        Every object in the file that carries a ``cell_key`` (as cells written
+        through a store do) becomes a stored cell, unless the store already holds
+        one under that key. The keys name the configuration, not the code it ran:
+        reuse a result file only while the code its cells measured is unchanged.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> report = {"runs": [{"models": {"raw": {"pauc": 0.15, "cell_key": ["w/0", "raw"]}}}]}
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "result.json"
+        ...     _ = path.write_text(json.dumps(report))
+        ...     store = CellStore(None)
+        ...     store.reuse(path), store.get("w/0", "raw")["pauc"]
+        (1, 0.15)
+        """
+        try:
+            report = json.loads(Path(results).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{results}: no such result file to reuse cells from; pass a benchmark's "
+                "JSON (e.g. benchmarks/results/robustness.json) or drop --reuse"
+            ) from None
+        except ValueError as error:
+            raise ValueError(f"{results} is not a benchmark result (JSON): {error}") from None
+        found = 0
+        pending: list[Any] = [report]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, dict):
+                key = item.get("cell_key")
+                if isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key):
+                    found += 1
+                    self.cells.setdefault((key[0], key[1]), item)
+                    continue
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+        print(f"{results}: {found} cell(s) to reuse", file=sys.stderr)
+        return found

@@ -34,6 +34,7 @@ coefficients.
 Usage::
 
     python benchmarks/ceiling.py [--patients 600] [--seeds 3] [--scenarios a,b]
+                                 [--checkpoint FILE] [--reuse RESULT_JSON]
     python benchmarks/ceiling.py --small     # seconds; what the test suite runs
 
 A full run writes ``benchmarks/results/ceiling.json`` (tables ``ceiling/headline``,
@@ -56,7 +57,16 @@ import numpy as np
 from scipy import optimize, special
 
 import lesionboost as lb
-from _common import RESULTS, ROOT, CellStore, Table, fmt, parser, write_results
+from _common import (
+    RESULTS,
+    ROOT,
+    CellStore,
+    Table,
+    add_reuse_argument,
+    fmt,
+    parser,
+    write_results,
+)
 from learnability import (
     _well_specified_oof,
     estimated_followup,
@@ -403,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=RESULTS / "robustness.json",
         help="robustness.py result whose rows the gap table adds (when measured on the same cells)",
     )
+    add_reuse_argument(cli)
     args = cli.parse_args(argv)
     warnings.simplefilter("ignore", lb.DataWarning)
     small = args.small
@@ -413,7 +424,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unknown = [w for w in worlds if w not in SCENARIOS]
     if unknown:
         cli.error(f"unknown scenario(s) {unknown}; the simulator has {list(SCENARIOS)}")
-    store = CellStore(args.checkpoint or (None if small else ROOT / "runs" / "ceiling-cells.jsonl"))
+    checkpoint = args.checkpoint or (None if small else ROOT / "runs" / "ceiling-cells.jsonl")
+    store = CellStore(checkpoint, reuse=args.reuse)
     cells = []
     for world in worlds:
         for seed in range(n_seeds):

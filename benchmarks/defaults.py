@@ -19,12 +19,14 @@ The rule that picks the default (``--select``):
 
 Cells are appended to a checkpoint (``--checkpoint``, default
 ``runs/defaults-cells.jsonl``) as they finish, so an interrupted run resumes
-and candidates can be added to a finished run without recomputing the others.
+and candidates can be added to a finished run without recomputing the others;
+``--reuse benchmarks/results/defaults.json`` does the same from the recorded
+result (each cell there carries its key), where the checkpoint is not at hand.
 
 Usage::
 
     python benchmarks/defaults.py [--patients 300] [--seeds 1] [--candidates a,b]
-                                  [--real-repeats 3] [--n-jobs N]
+                                  [--real-repeats 3] [--n-jobs N] [--reuse RESULT_JSON]
     python benchmarks/defaults.py --small    # seconds; what the test suite runs
 
 A full run writes ``benchmarks/results/defaults.json`` (table
@@ -45,7 +47,18 @@ import polars as pl
 
 import lesionboost as lb
 import robustness as _rb
-from _common import NA, ROOT, SHARED, CellStore, Table, fingerprint, fmt, parser, write_results
+from _common import (
+    NA,
+    ROOT,
+    SHARED,
+    CellStore,
+    Table,
+    add_reuse_argument,
+    fingerprint,
+    fmt,
+    parser,
+    write_results,
+)
 
 _BASE_GROUPS = ("derived", "patient", "outlier", "counts")
 #: Leaf regularisation: strong (200-row LightGBM leaves, lambda_l2 10, XGBoost
@@ -366,6 +379,7 @@ def add_cell_arguments(cli: Any, checkpoint: str) -> None:
         default=None,
         help=f"JSON-lines cell store (default runs/{checkpoint}; none with --small)",
     )
+    add_reuse_argument(cli)
 
 
 def cell_settings(args: Any, cli: Any, checkpoint: str) -> dict[str, Any]:
@@ -391,7 +405,7 @@ def cell_settings(args: Any, cli: Any, checkpoint: str) -> dict[str, Any]:
         "real_repeats": args.real_repeats or (1 if small else 3),
         "worlds": worlds,
         "has_scenarios": has_scenarios,
-        "store": CellStore(path),
+        "store": CellStore(path, reuse=args.reuse),
     }
 
 

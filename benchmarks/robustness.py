@@ -36,13 +36,17 @@ Usage::
     python benchmarks/robustness.py [--patients 600] [--seeds 3] [--scenarios a,b]
                                     [--rows raw,lineage_lgbm,...] [--tune-trials 4]
                                     [--skip-real] [--n-jobs 1] [--checkpoint FILE]
+                                    [--reuse benchmarks/results/robustness.json]
     python benchmarks/robustness.py --small    # seconds; what the test suite runs
 
 Each finished cell is appended to ``--checkpoint`` (default
 ``runs/robustness-cells.jsonl``), keyed by the data (size, world, seed, folds)
 and the row's configuration (the library defaults' fingerprint for ``default``;
 for ``tuned`` the search space and the configuration of its enqueued first trial),
-so an interrupted run resumes where it stopped.
+so an interrupted run resumes where it stopped. The result file records each
+cell's key, and ``--reuse`` takes the recorded cells whose keys still match: on a
+fresh checkout, a changed default row is measured alone, the other rows reused
+(only while the code they measured is unchanged).
 
 A full run writes ``benchmarks/results/robustness.json`` (tables
 ``robustness/pauc``, ``robustness/vs_lineage``, ``robustness/gap`` and
@@ -69,7 +73,18 @@ from scipy.stats import binomtest
 
 import lesionboost as lb
 import quality as _quality
-from _common import NA, ROOT, SHARED, CellStore, Table, fingerprint, fmt, parser, write_results
+from _common import (
+    NA,
+    ROOT,
+    SHARED,
+    CellStore,
+    Table,
+    add_reuse_argument,
+    fingerprint,
+    fmt,
+    parser,
+    write_results,
+)
 from lineage import LineageClassifier
 
 RAW, LINEAGE, VOTE, DEFAULT, TUNED = "raw", "lineage_lgbm", "lineage_vote", "default", "tuned"
@@ -572,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="JSON-lines cell store, so a rerun resumes (default runs/robustness-cells.jsonl; "
         "none with --small)",
     )
+    add_reuse_argument(cli)
     args = cli.parse_args(argv)
     warnings.simplefilter("ignore", lb.DataWarning)
     warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
@@ -605,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     checkpoint = args.checkpoint
     if checkpoint is None and not small:
         checkpoint = ROOT / "runs" / "robustness-cells.jsonl"
-    store = CellStore(checkpoint)
+    store = CellStore(checkpoint, reuse=args.reuse)
     log(
         f"robustness: worlds {worlds}, rows {rows}, {n_patients} patients x {n_seeds} seed(s), "
         f"{n_splits} folds; raw row from {RAW_SOURCE}"

@@ -24,7 +24,8 @@ lesions of its patient. Rows, scored on the cells of ``benchmarks/defaults.py``
   largest lever of ``defaults.py``) could gain per world.
 
 Cells are appended to a checkpoint (``--checkpoint``, default
-``runs/second-stage-cells.jsonl``), so an interrupted run resumes.
+``runs/second-stage-cells.jsonl``), so an interrupted run resumes; ``--reuse``
+takes the keyed cells of a result file instead.
 
 Usage::
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import sys
 from pathlib import Path
@@ -57,6 +58,55 @@ def test_a_rerun_takes_every_cell_from_the_checkpoint(small) -> None:
     assert again["overall"] == report["overall"]
 
 
+def test_a_run_without_the_checkpoint_reuses_the_cells_of_its_result_file(small) -> None:
+    report, _, folder = small
+    for world in WORLDS:  # every cell names its key, data set and configuration
+        for run in report["simulator"][world]:
+            for row, cell in run["models"].items():
+                assert cell["cell_key"][0].endswith(f"/{world}/{run['seed']}")
+                assert cell["cell_key"][1].split(":")[0] == row
+    fresh = folder / "fresh.jsonl"
+    args = ("--scenarios", ",".join(WORLDS), "--n-jobs", "1", "--checkpoint", str(fresh))
+    reused, _ = run_small(
+        "defaults.py", folder / "reused.json", *args, "--reuse", str(folder / "defaults.json")
+    )
+    assert not fresh.exists()  # nothing measured
+    assert reused["overall"] == report["overall"]
+    # a world the result file lacks is measured (and only it)
+    extra = next(w for w in lb.simulate.SCENARIOS if w not in WORLDS)
+    first = next(iter(defaults.SMALL_CANDIDATES))
+    one, _ = run_small(
+        "defaults.py",
+        folder / "one.json",
+        *("--scenarios", ",".join([*WORLDS, extra]), "--candidates", first),
+        *("--n-jobs", "1", "--checkpoint", str(fresh), "--reuse", str(folder / "reused.json")),
+    )
+    measured = {json.loads(line)["data"] for line in fresh.read_text().splitlines()}
+    assert {data.split("/", 1)[1] for data in measured} == {f"{extra}/100"}
+    assert one["overall"][first]["gap_per_world"][WORLDS[0]] == pytest.approx(
+        report["overall"][first]["gap_per_world"][WORLDS[0]]
+    )
+
+
+def test_cell_store_reuse_keeps_the_checkpoint_first_and_names_a_missing_file(tmp_path) -> None:
+    result = tmp_path / "result.json"
+    cell = {"pauc": 0.2, "cell_key": ["w/0", "raw"]}
+    result.write_text(json.dumps({"simulator": {"w": [{"models": {"raw": cell}}]}, "n": 3}))
+    checkpoint = tmp_path / "cells.jsonl"
+    common.CellStore(checkpoint).put("w/0", "raw", {"pauc": 0.1})
+    store = common.CellStore(checkpoint, reuse=[result])
+    assert store.get("w/0", "raw")["pauc"] == 0.1  # the checkpoint is the newer record
+    assert common.CellStore(None, reuse=[result]).get("w/0", "raw") == cell
+    with pytest.raises(FileNotFoundError, match="missing.json.*--reuse"):
+        common.CellStore(None, reuse=[tmp_path / "missing.json"])
+
+
+def test_the_shared_benchmark_helpers_examples_run() -> None:
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(common, optionflags=flags)
+    assert result.attempted >= 10 and result.failed == 0
+
+
 def _report(overall: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"overall": overall}
 
@@ -87,10 +137,11 @@ def test_cell_store_resumes_and_skips_a_line_cut_short(tmp_path, capsys) -> None
     with path.open("a") as handle:
         handle.write('{"data": "w/1", "row": "raw", "ce')  # interrupted mid-write
     again = common.CellStore(path)
-    assert again.get("w/0", "default:abc") == {"pauc": 0.15}
+    assert again.get("w/0", "default:abc") == {"pauc": 0.15, "cell_key": ["w/0", "default:abc"]}
     assert again.get("w/1", "raw") is None
     assert "unreadable cell skipped" in capsys.readouterr().err
-    assert json.loads(path.read_text().splitlines()[0])["cell"] == {"pauc": 0.1}
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["cell"] == {"pauc": 0.1, "cell_key": ["w/0", "raw"]}
 
 
 def test_robustness_keys_the_default_row_by_the_library_defaults(monkeypatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -58,11 +59,15 @@ def test_small_run_has_every_row_and_world(small: tuple[dict[str, Any], str]) ->
     for world in WORLDS:
         runs = report["simulator"][world]
         assert [run["seed"] for run in runs] == report["seeds"] == [0]
+        args = SimpleNamespace(**report["settings"])
         for run in runs:
             assert set(run["models"]) == set(ROWS)
-            for cell in run["models"].values():
+            for row, cell in run["models"].items():
                 assert 0.0 <= cell["pauc"] <= 0.2 and cell["wall_seconds"] > 0
                 assert cell["fit_seconds"] > 0
+                # keyed as a later run finds it again (--reuse)
+                data = f"p{report['n_patients']}-k{report['n_splits']}/{world}/{run['seed']}"
+                assert cell["cell_key"] == [data, robustness.cell_key(row, args)]
             assert "tune_seconds" in run["models"]["tuned"]
         assert set(report["summary"][world]) == {*ROWS, "tabular_oracle"}
     if report["real_sample"] is not None:  # the real sample is optional (not shipped)
