@@ -9,13 +9,23 @@ LightGBM and the public lineage's bagged LightGBM (``benchmarks/lineage.py``).
 The simulated worlds use seeds 100, 101, ... so that the choice is made on data
 that ``robustness.py`` (seeds 0, 1, 2) never scores.
 
-The rule that picks the default (``--select``):
+The rule that picks the default:
 
-1. veto: the candidate's mean real-sample pAUC must not fall below the
-   lineage's on the same folds;
+1. vetoes: the candidate's mean real-sample pAUC must not fall below the
+   lineage's on the same folds, and its mean fit time per 5-fold simulated run
+   must stay within ``--fit-budget``: by default the defaults' budget of 180 s for
+   a 5-fold run of the full 1,042-patient cohort, in proportion to the patients
+   simulated (51.8 s at 300). Fit time grows less than in proportion to the
+   patients (the library's defaults: 44 s at 300, 134 s at 1,042), so the proxy
+   errs on the side of the budget;
 2. among the rest, the highest worst-case share of the raw -> tabular-oracle gap
    closed over the worlds; ties (within ``--tie`` of gap share) go to the higher
-   mean, then the lower fit time.
+   mean (in steps of ``--tie``), then the higher worst world, then the lower fit
+   time (cost is rule 1's budget; within it, quality decides);
+3. a race: one seed per world leaves differences of a few points of gap share to
+   chance, so the ``--finalists`` candidates with the best worst-world gap after
+   the veto are scored again on ``--race-seeds`` more seeds of every world (101,
+   ...), and rule 2 picks again from their gaps averaged over all the seeds.
 
 Cells are appended to a checkpoint (``--checkpoint``, default
 ``runs/defaults-cells.jsonl``) as they finish, so an interrupted run resumes
@@ -26,11 +36,12 @@ result (each cell there carries its key), where the checkpoint is not at hand.
 Usage::
 
     python benchmarks/defaults.py [--patients 300] [--seeds 1] [--candidates a,b]
-                                  [--real-repeats 3] [--n-jobs N] [--reuse RESULT_JSON]
+                                  [--finalists 5] [--race-seeds 1] [--real-repeats 3]
+                                  [--n-jobs N] [--reuse RESULT_JSON]
     python benchmarks/defaults.py --small    # seconds; what the test suite runs
 
-A full run writes ``benchmarks/results/defaults.json`` (table
-``defaults/candidates``).
+A full run writes ``benchmarks/results/defaults.json`` (tables
+``defaults/candidates`` and ``defaults/race``).
 """
 
 from __future__ import annotations
@@ -98,6 +109,13 @@ def _with_linear(weight: float, strength: float, tails: tuple[float, ...] = ()) 
     config["members"] = (*config["members"], "linear")
     config["weights"] = {**config["weights"], "linear": weight}
     config["linear_params"] = {"C": strength, "tails": list(tails)}
+    return config
+
+
+def _with_rules(weight: float) -> dict[str, Any]:
+    """``_with_linear(weight, 0.1)`` whose linear member also fits 50 rules (RuleFit)."""
+    config = _with_linear(weight, 0.1)
+    config["linear_params"] = {**config["linear_params"], "rules": 50}
     return config
 
 
@@ -209,6 +227,29 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "CatBoost (`lightgbm:raw` and `catboost:raw`, weight 1 each)",
         _with_extra(_with_linear(2.5, 0.1), {"lightgbm:raw": 1.0, "catboost:raw": 1.0}),
     ),
+    "linear_rules": (
+        "linear_x2.5 whose linear member also fits 50 rules (`rules` 50: the leaves of 50 "
+        "depth-3 LightGBM trees as penalised indicator columns, RuleFit)",
+        _with_rules(2.5),
+    ),
+    "linear_rules_x5": (
+        "linear_rules with the linear member at half the blend (weight 5)",
+        _with_rules(5.0),
+    ),
+    "rules_catboost": (
+        "linear_rules_x5 + CatBoost on the raw metadata columns only (`catboost:raw`), at the "
+        "weight of each booster",
+        _with_extra(_with_rules(5.0), {"catboost:raw": 1.0}),
+    ),
+    "linear_raw": (
+        "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "
+        "(`linear:raw`), at the weight of each booster",
+        _with_extra(_with_linear(2.5, 0.1), {"linear:raw": 1.0}),
+    ),
+    "linear_raw_x2.5": (
+        "linear_x2.5 + `linear:raw` at the weight of the linear member on all features (2.5)",
+        _with_extra(_with_linear(2.5, 0.1), {"linear:raw": 2.5}),
+    ),
 }
 
 
@@ -234,7 +275,10 @@ def resolved(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-SMALL_CANDIDATES = ("base", "ranks_key")
+#: The cost the defaults must stay within: a 5-fold run of the full-size cohort
+#: (1,042 patients) fits in at most 180 s on 2 CPUs (``quality.py``).
+FULL_SIZE_FIT_SECONDS, FULL_SIZE_PATIENTS = 180.0, 1042
+SMALL_CANDIDATES = ("base", "linear_x2.5", "linear_x5")
 REFS = (_rb.RAW, _rb.LINEAGE)
 
 
@@ -306,13 +350,46 @@ def _vs_lineage(runs: Sequence[dict[str, Any]], name: str) -> float:
     return float(np.mean([m[name]["pauc"] - m[_rb.LINEAGE]["pauc"] for m in models]))
 
 
-def select(report: dict[str, Any], tie: float) -> str | None:
-    """The candidate the rule picks (see the module docstring); None if all are vetoed."""
-    allowed = [
+def fit_budget(n_patients: int) -> float:
+    """Rule 1's fit-time budget for a 5-fold run of ``n_patients``: the full-size one in proportion.
+
+    Examples
+    --------
+    >>> round(fit_budget(300), 1)
+    51.8
+    """
+    return FULL_SIZE_FIT_SECONDS * n_patients / FULL_SIZE_PATIENTS
+
+
+def _allowed(overall: dict[str, dict[str, Any]], budget: float | None = None) -> list[str]:
+    """The candidates the vetoes let through: not behind the lineage on the real sample
+    (unchecked without the sample) and, with a ``budget``, a mean 5-fold fit within it."""
+    return [
         name
-        for name, entry in report["overall"].items()
-        if entry["real_diff"] is None or entry["real_diff"] >= 0
+        for name, entry in overall.items()
+        if (entry["real_diff"] is None or entry["real_diff"] >= 0)
+        and (budget is None or entry["fit_seconds"] <= budget)
     ]
+
+
+def select(report: dict[str, Any], tie: float) -> str | None:
+    """The candidate rules 1-2 pick from ``report["overall"]``; None if all are vetoed.
+
+    Examples
+    --------
+    >>> entry = {"gap_mean": 0.3, "fit_seconds": 40.0, "real_diff": 0.001}
+    >>> overall = {
+    ...     "a": {**entry, "gap_worst": -0.05},
+    ...     "b": {**entry, "gap_worst": -0.02, "gap_mean": 0.2},
+    ...     "c": {**entry, "gap_worst": 0.10, "real_diff": -0.002},
+    ... }
+    >>> select({"overall": overall}, tie=0.05)  # c is vetoed; a and b tie, a has the mean
+    'a'
+    >>> overall["a"]["fit_seconds"] = 60.0  # over the budget
+    >>> select({"overall": overall, "fit_budget": 50.0}, tie=0.05)
+    'b'
+    """
+    allowed = _allowed(report["overall"], report.get("fit_budget"))
     if not allowed:
         return None
     best_worst = max(report["overall"][n]["gap_worst"] for n in allowed)
@@ -321,19 +398,81 @@ def select(report: dict[str, Any], tie: float) -> str | None:
         close,
         key=lambda n: (
             round(report["overall"][n]["gap_mean"] / max(tie, 1e-12)),
+            report["overall"][n]["gap_worst"],
             -report["overall"][n]["fit_seconds"],
         ),
     )
 
 
+def finalists(overall: dict[str, dict[str, Any]], k: int, budget: float | None = None) -> list[str]:
+    """The ``k`` candidates with the best worst-world gap (then mean) after the vetoes.
+
+    Examples
+    --------
+    >>> entry = {"gap_mean": 0.3, "real_diff": 0.001}
+    >>> overall = {
+    ...     "a": {**entry, "gap_worst": -0.05},
+    ...     "b": {**entry, "gap_worst": -0.02},
+    ...     "c": {**entry, "gap_worst": 0.10, "real_diff": -0.002},
+    ...     "d": {**entry, "gap_worst": -0.02, "gap_mean": 0.4},
+    ... }
+    >>> finalists(overall, 2)
+    ['d', 'b']
+    """
+    allowed = _allowed(overall, budget)
+    return sorted(allowed, key=lambda n: (-overall[n]["gap_worst"], -overall[n]["gap_mean"]))[:k]
+
+
+def summarise(
+    names: Sequence[str], per_world: dict[str, list[dict[str, Any]]], real: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per candidate: gap closed per world (mean over its seeds), mean, worst, real sample."""
+    overall: dict[str, Any] = {}
+    for name in names:
+        gaps: dict[str, float] = {}
+        diffs: dict[str, float] = {}
+        for world, runs in per_world.items():
+            per_seed = [
+                _rb.gap_closed(r["models"][name]["pauc"], r["models"][_rb.RAW]["pauc"], r["oracle"])
+                for r in runs
+            ]
+            kept = [g for g in per_seed if g is not None]
+            gaps[world] = float(np.mean(kept)) if kept else float("nan")
+            diffs[world] = _vs_lineage(runs, name)
+        worst = min(gaps, key=gaps.__getitem__)
+        real_diff = _vs_lineage(real, name) if real else None
+        fits = [r["models"][name]["fit_seconds"] for runs in per_world.values() for r in runs]
+        overall[name] = {
+            "gap_per_world": gaps,
+            "gap_mean": float(np.mean(list(gaps.values()))),
+            "gap_worst": gaps[worst],
+            "gap_worst_world": worst,
+            "diff_vs_lineage": diffs,
+            "real_diff": real_diff,
+            "real_pauc": float(np.mean([r["models"][name]["pauc"] for r in real]))
+            if real
+            else None,
+            "fit_seconds": float(np.mean(fits)),
+        }
+    return overall
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    return ", ".join(map(str, seeds))
+
+
 def make_table(report: dict[str, Any]) -> Table:
+    race = report.get("race") or {}
     rows = []
     for name in report["candidates"]:
         entry = report["overall"][name]
         ahead = sum(d > 0 for d in entry["diff_vs_lineage"].values())
+        mark = " (chosen)" if name == report["chosen"] else ""
+        if name in race.get("finalists", ()) and not mark:
+            mark = " (finalist)"
         rows.append(
             [
-                f"`{name}`" + (" (chosen)" if name == report["chosen"] else ""),
+                f"`{name}`{mark}",
                 CANDIDATES[name][0],
                 _rb._pct(entry["gap_mean"]),
                 f"{_rb._pct(entry['gap_worst'])} ({entry['gap_worst_world']})",
@@ -357,11 +496,73 @@ def make_table(report: dict[str, Any]) -> Table:
         rows,
         note=(
             f"{report['n_patients']} simulated patients per world, seed(s) "
-            f"{', '.join(map(str, report['seeds']))} ({n_seeds} per world; not the seeds "
+            f"{_seeds(report['seeds'])} ({n_seeds} per world; not the seeds "
             f"`robustness.py` scores), {len(report['worlds'])} worlds; real sample: "
             f"{report['real_repeats']} fold seed(s). Gap closed: (model - raw) / (oracle - raw); "
             "vs lineage: mean pAUC difference to the lineage's bagged LightGBM on the same folds. "
-            "Rule: no loss to the lineage on the real sample, then the best worst-world gap."
+            "Rule: no loss to the lineage on the real sample"
+            + (
+                ""
+                if report.get("fit_budget") is None
+                else f" and a fit within {report['fit_budget']:.1f} s (180 s at 1,042 patients, "
+                "in proportion)"
+            )
+            + ", then the best worst-world gap"
+            + (
+                f"; the {len(race['finalists'])} best are raced on seed(s) "
+                f"{_seeds(race['race_seeds'])} too (table `defaults/race`), which picks the "
+                "default."
+                if race
+                else "."
+            )
+        ),
+    )
+
+
+def make_race_table(report: dict[str, Any]) -> Table:
+    """The finalists on the selection seeds and on every seed (selection + race)."""
+    race = report["race"]
+    rows = []
+    for name in race["finalists"]:
+        first, pooled = report["overall"][name], race["overall"][name]
+        rows.append(
+            [
+                f"`{name}`" + (" (chosen)" if name == report["chosen"] else ""),
+                _rb._pct(first["gap_mean"]),
+                f"{_rb._pct(first['gap_worst'])} ({first['gap_worst_world']})",
+                _rb._pct(pooled["gap_mean"]),
+                f"{_rb._pct(pooled['gap_worst'])} ({pooled['gap_worst_world']})",
+                NA if pooled["real_diff"] is None else f"{pooled['real_diff']:+.4f}",
+                fmt(pooled["fit_seconds"], ".0f", " s"),
+            ]
+        )
+    first_seeds, all_seeds = _seeds(report["seeds"]), _seeds(race["seeds"])
+    return Table(
+        "defaults/race",
+        [
+            "finalist",
+            f"gap closed, mean (seed {first_seeds})",
+            f"worst world (seed {first_seeds})",
+            f"gap closed, mean (seeds {all_seeds})",
+            f"worst world (seeds {all_seeds})",
+            "real sample vs lineage",
+            "fit s per 5-fold run",
+        ],
+        rows,
+        note=(
+            f"The {len(race['finalists'])} candidates with the best worst-world gap on seed(s) "
+            f"{first_seeds} (after the vetoes), scored again on seed(s) "
+            f"{_seeds(race['race_seeds'])} of every world: {report['n_patients']} simulated "
+            "patients, the same patient-grouped 5-fold OOF pAUC; gap closed per world is the "
+            "mean over the seeds. The rule (vetoes, then the best worst world, ties within "
+            f"{_rb._pct(race['tie'])} to the higher mean in steps of {_rb._pct(race['tie'])}, "
+            "then the higher worst world, then the lower fit time) picks again "
+            f"from these figures: `{race['chosen']}`"
+            + (
+                f" (seed {first_seeds} alone: `{race['chosen_first_seeds']}`)."
+                if race["chosen_first_seeds"] != race["chosen"]
+                else ", as on the first seed(s) alone."
+            )
         ),
     )
 
@@ -434,66 +635,85 @@ def real_cells(settings: dict[str, Any]) -> Iterator[tuple[int, pl.DataFrame, np
         yield repeat, meta, folds
 
 
+def simulated_runs(
+    settings: dict[str, Any], seeds: Sequence[int], rows: Sequence[str], args: Any
+) -> dict[str, list[dict[str, Any]]]:
+    """World -> one run per seed in ``seeds``: its oracle pAUC and the ``rows``' cells."""
+    tag = f"p{settings['n_patients']}-k{settings['n_splits']}" + ("-small" if args.small else "")
+    per_world: dict[str, list[dict[str, Any]]] = {w: [] for w in settings["worlds"]}
+    for world, seed, sim, folds, oracle in world_cells({**settings, "seeds": list(seeds)}):
+        key = f"{tag}/{world}/{seed}"
+        cells = _cells(key, sim.train, folds, rows, settings["store"], real=False, args=args)
+        per_world[world].append({"seed": seed, "oracle": oracle, "models": cells})
+    return per_world
+
+
+def race(report: dict[str, Any], settings: dict[str, Any], args: Any) -> dict[str, Any] | None:
+    """Rule 3: the finalists scored on the race seeds too, and the rule's pick from all seeds."""
+    names = finalists(report["overall"], args.finalists, report["fit_budget"])
+    if args.race_seeds < 1 or len(names) < 2:
+        return None
+    last = max(report["seeds"])
+    race_seeds = [last + 1 + i for i in range(args.race_seeds)]
+    log(f"race: {', '.join(names)} on seed(s) {_seeds(race_seeds)}")
+    extra = simulated_runs(settings, race_seeds, [*REFS, *names], args)
+    pooled = {w: [*report["simulator"][w], *runs] for w, runs in extra.items()}
+    overall = summarise(names, pooled, report["real_sample"])
+    return {
+        "finalists": names,
+        "race_seeds": race_seeds,
+        "seeds": [*report["seeds"], *race_seeds],
+        "tie": args.tie,
+        "simulator": extra,
+        "overall": overall,
+        "chosen_first_seeds": report["chosen"],
+        "chosen": select({"overall": overall, "fit_budget": report["fit_budget"]}, args.tie),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cli = parser(__doc__.splitlines()[0], name="defaults")
     add_cell_arguments(cli, "defaults-cells.jsonl")
     cli.add_argument("--candidates", default=None, help="comma list (default: all)")
     cli.add_argument("--tie", type=float, default=0.05, help="gap share counted as a tie")
+    cli.add_argument(
+        "--finalists", type=int, default=None, help="candidates raced on more seeds (5; small 2)"
+    )
+    cli.add_argument(
+        "--fit-budget",
+        type=float,
+        default=None,
+        help="fit seconds per 5-fold run a candidate may use (default: 180 s x patients / "
+        "1,042; 0: no limit)",
+    )
+    cli.add_argument(
+        "--race-seeds", type=int, default=1, help="more seeds per world for the race (0: none)"
+    )
     args = cli.parse_args(argv)
     warnings.simplefilter("ignore", lb.DataWarning)
     warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
     small = args.small
     args.lineage_bags = 3
+    if args.finalists is None:
+        args.finalists = 2 if small else 5
     names = _rb._names(args.candidates) or list(SMALL_CANDIDATES if small else CANDIDATES)
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         cli.error(f"unknown candidate(s) {unknown}; choose from {list(CANDIDATES)}")
     settings = cell_settings(args, cli, "defaults-cells.jsonl")
     n_patients, seeds, n_splits = settings["n_patients"], settings["seeds"], settings["n_splits"]
-    store = settings["store"]
     rows = [*REFS, *names]
-    tag = f"p{n_patients}-k{n_splits}" + ("-small" if small else "")
-
-    per_world: dict[str, list[dict[str, Any]]] = {w: [] for w in settings["worlds"]}
-    for world, seed, sim, folds, oracle in world_cells(settings):
-        key = f"{tag}/{world}/{seed}"
-        cells = _cells(key, sim.train, folds, rows, store, real=False, args=args)
-        per_world[world].append({"seed": seed, "oracle": oracle, "models": cells})
+    per_world = simulated_runs(settings, seeds, rows, args)
 
     real: list[dict[str, Any]] = []
     for repeat, meta, folds in real_cells(settings):
         key = f"k{n_splits}{'-small' if small else ''}/real/{repeat}"
-        real.append({"models": _cells(key, meta, folds, rows, store, real=True, args=args)})
+        real.append(
+            {"models": _cells(key, meta, folds, rows, settings["store"], real=True, args=args)}
+        )
     if not real:
         log("the veto is not applied")
 
-    overall: dict[str, Any] = {}
-    for name in names:
-        gaps: dict[str, float] = {}
-        diffs: dict[str, float] = {}
-        for world, runs in per_world.items():
-            per_seed = [
-                _rb.gap_closed(r["models"][name]["pauc"], r["models"][_rb.RAW]["pauc"], r["oracle"])
-                for r in runs
-            ]
-            kept = [g for g in per_seed if g is not None]
-            gaps[world] = float(np.mean(kept)) if kept else float("nan")
-            diffs[world] = _vs_lineage(runs, name)
-        worst = min(gaps, key=gaps.__getitem__)
-        real_diff = _vs_lineage(real, name) if real else None
-        fits = [r["models"][name]["fit_seconds"] for runs in per_world.values() for r in runs]
-        overall[name] = {
-            "gap_per_world": gaps,
-            "gap_mean": float(np.mean(list(gaps.values()))),
-            "gap_worst": gaps[worst],
-            "gap_worst_world": worst,
-            "diff_vs_lineage": diffs,
-            "real_diff": real_diff,
-            "real_pauc": float(np.mean([r["models"][name]["pauc"] for r in real]))
-            if real
-            else None,
-            "fit_seconds": float(np.mean(fits)),
-        }
     report: dict[str, Any] = {
         "benchmark": "defaults",
         "small": small,
@@ -508,14 +728,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         },
         "simulator": per_world,
         "real_sample": real,
-        "overall": overall,
+        "overall": summarise(names, per_world, real),
+        "fit_budget": None if args.fit_budget == 0 else args.fit_budget or fit_budget(n_patients),
         "chosen": None,
     }
     report["chosen"] = select(report, args.tie)
-    table = make_table(report)
-    _rb.print_tables([table])
+    report["race"] = race(report, settings, args)
+    if report["race"] is not None:
+        report["chosen"] = report["race"]["chosen"]
+    tables = [make_table(report)]
+    if report["race"] is not None:
+        tables.append(make_race_table(report))
+    _rb.print_tables(tables)
     log(f"chosen: {report['chosen']}")
-    written = write_results(args.out, report, [table])
+    written = write_results(args.out, report, tables)
     if written is not None:
         log(f"wrote {written}")
     return report

@@ -50,6 +50,7 @@ COLUMNS: dict[str, int] = {
     "memory/headline": 3,
     "memory/stages": 3,
     "defaults/candidates": 7,
+    "defaults/race": 7,
     "ceiling/pauc": 8,
     "ceiling/gap": 8,
     "devices/models": 6,

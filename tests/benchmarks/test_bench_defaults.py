@@ -43,10 +43,45 @@ def test_small_run_scores_every_candidate_in_every_world(small) -> None:
         entry = report["overall"][name]
         assert set(entry["gap_per_world"]) == set(WORLDS)
         assert entry["gap_worst"] == min(entry["gap_per_world"].values())
-    assert report["chosen"] == defaults.select(report, 0.05)
     check_tables(report, "defaults")
     stored = cells.read_text().splitlines()
-    assert len(stored) == len(WORLDS) * (2 + len(names)) + report["real_repeats"] * (2 + len(names))
+    raced = len(report["race"]["finalists"]) if report["race"] else 0
+    assert len(stored) == (
+        len(WORLDS) * (2 + len(names)) + report["real_repeats"] * (2 + len(names))
+    ) + len(WORLDS) * (2 + raced)  # the race: the references and finalists on one more seed
+
+
+def test_the_finalists_race_on_another_seed_and_the_rule_picks_from_every_seed(small) -> None:
+    report, _, _ = small
+    race = report["race"]
+    assert race is not None, "the small candidates should leave two finalists"
+    budget = report["fit_budget"]
+    assert budget == pytest.approx(180.0 * 40 / 1042)  # the full-size budget, in proportion
+    assert race["finalists"] == defaults.finalists(report["overall"], 2, budget)
+    assert "base" not in race["finalists"] or report["overall"]["base"]["real_diff"] >= 0
+    assert race["race_seeds"] == [101] and race["seeds"] == [100, 101]
+    assert race["chosen_first_seeds"] == defaults.select(report, 0.05)
+    pooled = {"overall": race["overall"], "fit_budget": budget}
+    assert report["chosen"] == race["chosen"] == defaults.select(pooled, 0.05)
+    for world in WORLDS:
+        (run,) = race["simulator"][world]
+        assert run["seed"] == 101 and set(run["models"]) == {
+            "raw",
+            "lineage_lgbm",
+            *race["finalists"],
+        }
+        first = report["simulator"][world][0]
+        for name in race["finalists"]:  # gap closed per world: the mean over both seeds
+            gaps = [
+                (r["models"][name]["pauc"] - r["models"]["raw"]["pauc"])
+                / (r["oracle"] - r["models"]["raw"]["pauc"])
+                for r in (first, run)
+            ]
+            assert race["overall"][name]["gap_per_world"][world] == pytest.approx(np.mean(gaps))
+    for name in race["finalists"]:  # the real sample does not depend on the seed
+        assert race["overall"][name]["real_diff"] == report["overall"][name]["real_diff"]
+    table = next(t for t in report["tables"] if t["id"] == "defaults/race")
+    assert [row[0].split(" ")[0].strip("`") for row in table["rows"]] == race["finalists"]
 
 
 def test_a_rerun_takes_every_cell_from_the_checkpoint(small) -> None:
@@ -55,7 +90,12 @@ def test_a_rerun_takes_every_cell_from_the_checkpoint(small) -> None:
     args = ("--scenarios", ",".join(WORLDS), "--n-jobs", "1", "--checkpoint", str(cells))
     again, _ = run_small("defaults.py", folder / "again.json", *args, timeout=300)
     assert cells.read_text() == before  # nothing re-measured
-    assert again["overall"] == report["overall"]
+    assert again["overall"] == report["overall"] and again["race"] == report["race"]
+    # without a race the first seed's pick stands
+    alone, _ = run_small("defaults.py", folder / "alone.json", *args, "--race-seeds", "0")
+    assert cells.read_text() == before
+    assert alone["race"] is None and alone["chosen"] == defaults.select(report, 0.05)
+    assert [t["id"] for t in alone["tables"]] == ["defaults/candidates"]
 
 
 def test_a_run_without_the_checkpoint_reuses_the_cells_of_its_result_file(small) -> None:
@@ -105,6 +145,8 @@ def test_the_shared_benchmark_helpers_examples_run() -> None:
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     result = doctest.testmod(common, optionflags=flags)
     assert result.attempted >= 10 and result.failed == 0
+    result = doctest.testmod(defaults, optionflags=flags)  # select() and finalists()
+    assert result.attempted >= 4 and result.failed == 0
 
 
 def _report(overall: dict[str, dict[str, Any]]) -> dict[str, Any]:
