@@ -20,12 +20,13 @@ The rule that picks the default:
    errs on the side of the budget;
 2. among the rest, the highest worst-case share of the raw -> tabular-oracle gap
    closed over the worlds; ties (within ``--tie`` of gap share) go to the higher
-   mean (in steps of ``--tie``), then the higher worst world, then the lower fit
-   time (cost is rule 1's budget; within it, quality decides);
+   mean rounded to the nearest ``--tie``, then the higher worst world, then the
+   lower fit time;
 3. a race: one seed per world leaves differences of a few points of gap share to
    chance, so the ``--finalists`` candidates with the best worst-world gap after
-   the veto are scored again on ``--race-seeds`` more seeds of every world (101,
-   ...), and rule 2 picks again from their gaps averaged over all the seeds.
+   the vetoes are scored again on ``--race-seeds`` more seeds of every world (the
+   seeds after the selection seeds: 101 with the default one), and rule 2 picks
+   again from their gaps averaged over all the seeds.
 
 Cells are appended to a checkpoint (``--checkpoint``, default
 ``runs/defaults-cells.jsonl``) as they finish, so an interrupted run resumes
@@ -551,11 +552,12 @@ def make_race_table(report: dict[str, Any]) -> Table:
         rows,
         note=(
             f"The {len(race['finalists'])} candidates with the best worst-world gap on seed(s) "
-            f"{first_seeds} (after the vetoes), scored again on seed(s) "
+            f"{first_seeds} (after the vetoes, applied to those seeds' figures), scored again on "
+            "seed(s) "
             f"{_seeds(race['race_seeds'])} of every world: {report['n_patients']} simulated "
             "patients, the same patient-grouped 5-fold OOF pAUC; gap closed per world is the "
             "mean over the seeds. The rule (vetoes, then the best worst world, ties within "
-            f"{_rb._pct(race['tie'])} to the higher mean in steps of {_rb._pct(race['tie'])}, "
+            f"{_rb._pct(race['tie'])} to the higher mean rounded to {_rb._pct(race['tie'])}, "
             "then the higher worst world, then the lower fit time) picks again "
             f"from these figures: `{race['chosen']}`"
             + (
@@ -649,7 +651,11 @@ def simulated_runs(
 
 
 def race(report: dict[str, Any], settings: dict[str, Any], args: Any) -> dict[str, Any] | None:
-    """Rule 3: the finalists scored on the race seeds too, and the rule's pick from all seeds."""
+    """Rule 3: the finalists scored on the race seeds too, and rule 2's pick from all seeds.
+
+    The vetoes are applied once, to choose the finalists: the real-sample cells do
+    not depend on the seed, and the race re-ranks on quality alone.
+    """
     names = finalists(report["overall"], args.finalists, report["fit_budget"])
     if args.race_seeds < 1 or len(names) < 2:
         return None
@@ -667,7 +673,7 @@ def race(report: dict[str, Any], settings: dict[str, Any], args: Any) -> dict[st
         "simulator": extra,
         "overall": overall,
         "chosen_first_seeds": report["chosen"],
-        "chosen": select({"overall": overall, "fit_budget": report["fit_budget"]}, args.tie),
+        "chosen": select({"overall": overall}, args.tie),
     }
 
 
@@ -684,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         type=float,
         default=None,
         help="fit seconds per 5-fold run a candidate may use (default: 180 s x patients / "
-        "1,042; 0: no limit)",
+        "1,042, none with --small; 0: no limit)",
     )
     cli.add_argument(
         "--race-seeds", type=int, default=1, help="more seeds per world for the race (0: none)"
@@ -696,6 +702,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.lineage_bags = 3
     if args.finalists is None:
         args.finalists = 2 if small else 5
+    for option, value in (
+        ("--finalists", args.finalists),
+        ("--race-seeds", args.race_seeds),
+        ("--fit-budget", args.fit_budget),
+    ):
+        if value is not None and value < 0:
+            cli.error(f"{option} must be 0 or more, got {value}")
     names = _rb._names(args.candidates) or list(SMALL_CANDIDATES if small else CANDIDATES)
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
@@ -703,6 +716,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = cell_settings(args, cli, "defaults-cells.jsonl")
     n_patients, seeds, n_splits = settings["n_patients"], settings["seeds"], settings["n_splits"]
     rows = [*REFS, *names]
+    if args.fit_budget is not None:  # 0: no budget
+        budget = args.fit_budget or None
+    else:  # toy models (--small) are not what the budget is for
+        budget = None if small else fit_budget(n_patients)
     per_world = simulated_runs(settings, seeds, rows, args)
 
     real: list[dict[str, Any]] = []
@@ -729,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "simulator": per_world,
         "real_sample": real,
         "overall": summarise(names, per_world, real),
-        "fit_budget": None if args.fit_budget == 0 else args.fit_budget or fit_budget(n_patients),
+        "fit_budget": budget,
         "chosen": None,
     }
     report["chosen"] = select(report, args.tie)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,24 +46,21 @@ def test_small_run_scores_every_candidate_in_every_world(small) -> None:
         assert entry["gap_worst"] == min(entry["gap_per_world"].values())
     check_tables(report, "defaults")
     stored = cells.read_text().splitlines()
-    raced = len(report["race"]["finalists"]) if report["race"] else 0
-    assert len(stored) == (
-        len(WORLDS) * (2 + len(names)) + report["real_repeats"] * (2 + len(names))
-    ) + len(WORLDS) * (2 + raced)  # the race: the references and finalists on one more seed
+    expected = len(WORLDS) * (2 + len(names)) + report["real_repeats"] * (2 + len(names))
+    if report["race"]:  # the references and the finalists on one more seed
+        expected += len(WORLDS) * (2 + len(report["race"]["finalists"]))
+    assert len(stored) == expected
 
 
 def test_the_finalists_race_on_another_seed_and_the_rule_picks_from_every_seed(small) -> None:
     report, _, _ = small
     race = report["race"]
     assert race is not None, "the small candidates should leave two finalists"
-    budget = report["fit_budget"]
-    assert budget == pytest.approx(180.0 * 40 / 1042)  # the full-size budget, in proportion
-    assert race["finalists"] == defaults.finalists(report["overall"], 2, budget)
-    assert "base" not in race["finalists"] or report["overall"]["base"]["real_diff"] >= 0
+    assert report["fit_budget"] is None  # toy models: the budget is for full-size fits
+    assert race["finalists"] == defaults.finalists(report["overall"], 2)
     assert race["race_seeds"] == [101] and race["seeds"] == [100, 101]
     assert race["chosen_first_seeds"] == defaults.select(report, 0.05)
-    pooled = {"overall": race["overall"], "fit_budget": budget}
-    assert report["chosen"] == race["chosen"] == defaults.select(pooled, 0.05)
+    assert report["chosen"] == race["chosen"] == defaults.select(race, 0.05)
     for world in WORLDS:
         (run,) = race["simulator"][world]
         assert run["seed"] == 101 and set(run["models"]) == {
@@ -171,6 +169,47 @@ def test_select_applies_the_real_sample_veto_then_the_worst_world() -> None:
     assert defaults.select(report, 0.05) is None
 
 
+def test_within_a_tie_the_worst_world_decides_before_the_fit_time() -> None:
+    entry = {"gap_mean": 0.31, "real_diff": 0.001}
+    overall = {
+        "fast": {**entry, "gap_worst": -0.06, "fit_seconds": 40.0},
+        "sturdy": {**entry, "gap_worst": -0.03, "gap_mean": 0.29, "fit_seconds": 45.0},
+    }
+    assert defaults.select(_report(overall), 0.05) == "sturdy"  # same mean step, better worst
+    overall["sturdy"]["gap_worst"] = -0.06
+    assert defaults.select(_report(overall), 0.05) == "fast"  # equal quality: the cheaper
+    overall["fast"]["gap_mean"] = 0.2  # a step down on the mean
+    assert defaults.select(_report(overall), 0.05) == "sturdy"
+
+
+def test_the_fit_budget_vetoes_the_choice_and_the_finalists() -> None:
+    entry = {"gap_mean": 0.3, "real_diff": 0.001}
+    overall = {
+        "slow": {**entry, "gap_worst": 0.1, "fit_seconds": 60.0},
+        "a": {**entry, "gap_worst": -0.05, "fit_seconds": 40.0},
+        "b": {**entry, "gap_worst": -0.1, "fit_seconds": 50.0},
+    }
+    budget = defaults.fit_budget(300)
+    assert budget == pytest.approx(180.0 * 300 / 1042)
+    assert defaults.finalists(overall, 2) == ["slow", "a"]
+    assert defaults.finalists(overall, 2, budget) == ["a", "b"]
+    assert defaults.select({"overall": overall}, 0.05) == "slow"
+    assert defaults.select({"overall": overall, "fit_budget": budget}, 0.05) == "a"
+
+
+def test_bad_race_options_are_refused_before_any_cell_runs(tmp_path) -> None:
+    for option in ("--finalists", "--race-seeds", "--fit-budget"):
+        done = subprocess.run(
+            [sys.executable, str(common.ROOT / "benchmarks" / "defaults.py"), "--small"]
+            + ["--out", str(tmp_path / "x.json"), option, "-1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2 and f"{option} must be 0 or more" in done.stderr
+        assert not (tmp_path / "x.json").exists()
+
+
 def test_cell_store_resumes_and_skips_a_line_cut_short(tmp_path, capsys) -> None:
     path = tmp_path / "cells.jsonl"
     store = common.CellStore(path)
@@ -211,7 +250,12 @@ def test_the_library_defaults_are_the_recorded_choice() -> None:
         pytest.skip("benchmarks/results/defaults.json not recorded")
     report = json.loads(path.read_text())
     chosen = report["chosen"]
-    assert chosen is not None, "no candidate passed the real-sample veto"
+    assert chosen is not None, "no candidate passed the vetoes"
+    if report.get("race"):  # the race's pick, from the finalists' figures over every seed
+        assert chosen == defaults.select(report["race"], report["race"]["tie"])
+        assert report["race"]["finalists"] == defaults.finalists(
+            report["overall"], len(report["race"]["finalists"]), report["fit_budget"]
+        )
     params = report["configurations"][chosen]["params"]
     estimator = lb.LesionBoostClassifier().get_params(deep=False)
     if estimator["weights"] is None:  # None stands for the default blend of the members
