@@ -556,7 +556,7 @@ def make_race_table(report: dict[str, Any]) -> Table:
             "seed(s) "
             f"{_seeds(race['race_seeds'])} of every world: {report['n_patients']} simulated "
             "patients, the same patient-grouped 5-fold OOF pAUC; gap closed per world is the "
-            "mean over the seeds. The rule (vetoes, then the best worst world, ties within "
+            "mean over the seeds. Rule 2 (the best worst world, ties within "
             f"{_rb._pct(race['tie'])} to the higher mean rounded to {_rb._pct(race['tie'])}, "
             "then the higher worst world, then the lower fit time) picks again "
             f"from these figures: `{race['chosen']}`"
