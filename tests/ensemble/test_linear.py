@@ -283,6 +283,25 @@ def test_rule_margin_is_the_joint_fit_and_contributions_still_add_up():
         assert (parts[corner][:, [1, 2]].sum(axis=1) > 0).all()
 
 
+def test_rule_fit_on_the_sparse_design_is_the_dense_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    from lesionboost.ensemble._linear import _grow_rules, check_linear_params
+
+    X, y = _interaction_data(n=6000)
+    params = {"C": 0.5, "rules": 12, "rule_depth": 2}
+    ruled = LinearScorer.fit(X, y, cat_idx=[4], params=params, seed=4)
+    # the same trees (same seed), every column dense, scikit-learn's solver run to the end
+    settings = check_linear_params(params)
+    _, leaves = _grow_rules(X.astype(np.float64), y, [4], settings, 4, None)
+    dense = np.hstack([ruled.design(X), settings["rule_scale"] * leaves.toarray()])
+    reference = LogisticRegression(C=0.5, solver="newton-cholesky", tol=1e-10, max_iter=100)
+    reference.fit(dense, y)
+    np.testing.assert_allclose(
+        ruled.margin(X), reference.decision_function(dense), rtol=0, atol=1e-3
+    )
+
+
 def test_rules_round_trip_through_json_and_a_damaged_model_is_refused():
     X, y = _interaction_data(n=6000)
     ruled = LinearScorer.fit(X, y, cat_idx=[4], params={"rules": 8}, seed=3)
