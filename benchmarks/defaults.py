@@ -16,8 +16,8 @@ The rule that picks the default:
    must stay within ``--fit-budget``: by default the defaults' budget of 180 s for
    a 5-fold run of the full 1,042-patient cohort, in proportion to the patients
    simulated (51.8 s at 300). Fit time grows less than in proportion to the
-   patients (the library's defaults: 44 s at 300, 134 s at 1,042), so the proxy
-   errs on the side of the budget;
+   patients for the library's defaults (44 s at 300, 134 s at 1,042), so for them
+   the proxy errs on the side of the budget; rule 4 checks the pick itself;
 2. among the rest, the highest worst-case share of the raw -> tabular-oracle gap
    closed over the worlds; ties (within ``--tie`` of gap share) go to the higher
    mean rounded to the nearest ``--tie``, then the higher worst world, then the
@@ -26,7 +26,15 @@ The rule that picks the default:
    chance, so the ``--finalists`` candidates with the best worst-world gap after
    the vetoes are scored again on ``--race-seeds`` more seeds of every world (the
    seeds after the selection seeds: 101 with the default one), and rule 2 picks
-   again from their gaps averaged over all the seeds.
+   again from their gaps averaged over all the seeds;
+4. the cost at full size: the pick's 5-fold run on a full-size cohort
+   (``--full-size`` patients, 1,042 by default: the ``default`` world, seed 0, as
+   ``quality.py`` runs it) must finish within ``--full-size-budget`` (180 s of wall
+   time, featurising and scoring included). Rule 1's proxy assumes a cost in
+   proportion to the patients, which a model whose solver needs more iterations on
+   more rows outgrows. A pick over the budget is vetoed and rule 2 picks again
+   from the rest (the finalists' figures over every seed, or without a race the
+   first seeds'), until one fits or none is left.
 
 Cells are appended to a checkpoint (``--checkpoint``, default
 ``runs/defaults-cells.jsonl``) as they finish, so an interrupted run resumes
@@ -38,11 +46,12 @@ Usage::
 
     python benchmarks/defaults.py [--patients 300] [--seeds 1] [--candidates a,b]
                                   [--finalists 5] [--race-seeds 1] [--real-repeats 3]
+                                  [--full-size 1042] [--full-size-budget 180]
                                   [--n-jobs N] [--reuse RESULT_JSON]
     python benchmarks/defaults.py --small    # seconds; what the test suite runs
 
 A full run writes ``benchmarks/results/defaults.json`` (tables
-``defaults/candidates`` and ``defaults/race``).
+``defaults/candidates``, ``defaults/race`` and ``defaults/full_size``).
 """
 
 from __future__ import annotations
@@ -279,6 +288,8 @@ def resolved(params: dict[str, Any]) -> dict[str, Any]:
 #: The cost the defaults must stay within: a 5-fold run of the full-size cohort
 #: (1,042 patients) fits in at most 180 s on 2 CPUs (``quality.py``).
 FULL_SIZE_FIT_SECONDS, FULL_SIZE_PATIENTS = 180.0, 1042
+#: Rule 4's cohort: the world and simulator seed of ``quality.py``'s first run.
+FULL_SIZE_WORLD, FULL_SIZE_SEED = "default", 0
 SMALL_CANDIDATES = ("base", "linear_x2.5", "linear_x5")
 REFS = (_rb.RAW, _rb.LINEAGE)
 
@@ -511,9 +522,13 @@ def make_table(report: dict[str, Any]) -> Table:
             + ", then the best worst-world gap"
             + (
                 f"; the {len(race['finalists'])} best are raced on seed(s) "
-                f"{_seeds(race['race_seeds'])} too (table `defaults/race`), which picks the "
-                "default."
+                f"{_seeds(race['race_seeds'])} too (table `defaults/race`), which picks again"
                 if race
+                else ""
+            )
+            + (
+                "; the pick's cost is checked at full size (table `defaults/full_size`)."
+                if report.get("full_size")
                 else "."
             )
         ),
@@ -677,6 +692,85 @@ def race(report: dict[str, Any], settings: dict[str, Any], args: Any) -> dict[st
     }
 
 
+def cost_order(source: dict[str, Any], tie: float, vetoed: Sequence[str]) -> str | None:
+    """Rule 4's next pick: rule 2 on ``source`` (a report, or its race) without ``vetoed``.
+
+    Examples
+    --------
+    >>> entry = {"gap_mean": 0.3, "fit_seconds": 40.0, "real_diff": 0.001}
+    >>> race = {"overall": {"a": {**entry, "gap_worst": 0.0}, "b": {**entry, "gap_worst": -0.2}}}
+    >>> [cost_order(race, 0.05, vetoed) for vetoed in ([], ["a"], ["a", "b"])]
+    ['a', 'b', None]
+    """
+    overall = {n: e for n, e in source["overall"].items() if n not in set(vetoed)}
+    return select({**source, "overall": overall}, tie)
+
+
+def full_size_check(
+    report: dict[str, Any], settings: dict[str, Any], args: Any
+) -> dict[str, Any] | None:
+    """Rule 4: the pick's 5-fold run at full size, and the next pick while over the budget."""
+    if not args.full_size or report["chosen"] is None:
+        return None
+    source = report["race"] if report["race"] is not None else report
+    tie = report["race"]["tie"] if report["race"] is not None else args.tie
+    budget = args.full_size_budget
+    if budget is None:  # toy models (--small) are not what the budget is for
+        budget = None if args.small else FULL_SIZE_FIT_SECONDS
+    budget = budget or None  # 0: no limit
+    world = FULL_SIZE_WORLD if FULL_SIZE_WORLD in settings["worlds"] else settings["worlds"][0]
+    sim = _rb.simulate(world, args.full_size, FULL_SIZE_SEED, settings["has_scenarios"])
+    folds = lb.patient_folds(sim.train, n_splits=settings["n_splits"], seed=FULL_SIZE_SEED)
+    tag = f"p{args.full_size}-k{settings['n_splits']}" + ("-small" if args.small else "")
+    key = f"{tag}/{world}/{FULL_SIZE_SEED}"
+    checked: list[dict[str, Any]] = []
+    pick = report["chosen"]
+    while pick is not None:
+        log(f"full size: {pick} on {args.full_size} patients")
+        cell = _cells(key, sim.train, folds, [pick], settings["store"], real=False, args=args)[pick]
+        within = budget is None or cell["wall_seconds"] <= budget
+        checked.append({"candidate": pick, "within_budget": within, **cell})
+        if within:
+            break
+        pick = cost_order(source, tie, [c["candidate"] for c in checked])
+    return {
+        "patients": args.full_size,
+        "n_splits": settings["n_splits"],
+        "world": world,
+        "seed": FULL_SIZE_SEED,
+        "budget": budget,
+        "checked": checked,
+        "chosen": pick,
+    }
+
+
+def make_full_size_table(report: dict[str, Any]) -> Table:
+    """Rule 4: the picks fitted at full size, in the order rule 2 made them."""
+    full = report["full_size"]
+    rows = [
+        [
+            f"`{c['candidate']}`" + (" (chosen)" if c["candidate"] == report["chosen"] else ""),
+            fmt(c["wall_seconds"], ".0f", " s"),
+            fmt(c["fit_seconds"], ".0f", " s"),
+            f"{c['pauc']:.4f}",
+            NA if full["budget"] is None else ("yes" if c["within_budget"] else "no (vetoed)"),
+        ]
+        for c in full["checked"]
+    ]
+    budget = "no budget" if full["budget"] is None else f"budget {full['budget']:.0f} s"
+    return Table(
+        "defaults/full_size",
+        ["pick", f"{full['n_splits']}-fold run, wall", "of which fitting", "OOF pAUC", "within"],
+        rows,
+        note=(
+            f"Rule 4 ({budget}): the pick's patient-grouped {full['n_splits']}-fold run on "
+            f"{full['patients']:,} simulated patients (`{full['world']}` world, seed "
+            f"{full['seed']}), wall time with featurising and scoring; a pick over the "
+            "budget is vetoed and rule 2 picks again from the rest."
+        ),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cli = parser(__doc__.splitlines()[0], name="defaults")
     add_cell_arguments(cli, "defaults-cells.jsonl")
@@ -695,6 +789,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cli.add_argument(
         "--race-seeds", type=int, default=1, help="more seeds per world for the race (0: none)"
     )
+    cli.add_argument(
+        "--full-size",
+        type=int,
+        default=None,
+        help="patients of rule 4's cost check of the pick (default 1,042; small 60; 0: none)",
+    )
+    cli.add_argument(
+        "--full-size-budget",
+        type=float,
+        default=None,
+        help="wall seconds the pick's full-size run may take (default 180, none with "
+        "--small; 0: no limit)",
+    )
     args = cli.parse_args(argv)
     warnings.simplefilter("ignore", lb.DataWarning)
     warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
@@ -702,10 +809,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.lineage_bags = 3
     if args.finalists is None:
         args.finalists = 2 if small else 5
+    if args.full_size is None:
+        args.full_size = 60 if small else FULL_SIZE_PATIENTS
     for option, value in (
         ("--finalists", args.finalists),
         ("--race-seeds", args.race_seeds),
         ("--fit-budget", args.fit_budget),
+        ("--full-size", args.full_size),
+        ("--full-size-budget", args.full_size_budget),
     ):
         if value is not None and value < 0:
             cli.error(f"{option} must be 0 or more, got {value}")
@@ -753,9 +864,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report["race"] = race(report, settings, args)
     if report["race"] is not None:
         report["chosen"] = report["race"]["chosen"]
+    report["full_size"] = full_size_check(report, settings, args)
+    if report["full_size"] is not None:
+        report["chosen"] = report["full_size"]["chosen"]
     tables = [make_table(report)]
     if report["race"] is not None:
         tables.append(make_race_table(report))
+    if report["full_size"] is not None:
+        tables.append(make_full_size_table(report))
     _rb.print_tables(tables)
     log(f"chosen: {report['chosen']}")
     written = write_results(args.out, report, tables)

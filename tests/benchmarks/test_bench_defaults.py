@@ -49,6 +49,8 @@ def test_small_run_scores_every_candidate_in_every_world(small) -> None:
     expected = len(WORLDS) * (2 + len(names)) + report["real_repeats"] * (2 + len(names))
     if report["race"]:  # the references and the finalists on one more seed
         expected += len(WORLDS) * (2 + len(report["race"]["finalists"]))
+    if report["full_size"]:  # each pick fitted at full size
+        expected += len(report["full_size"]["checked"])
     assert len(stored) == expected
 
 
@@ -82,6 +84,45 @@ def test_the_finalists_race_on_another_seed_and_the_rule_picks_from_every_seed(s
     assert [row[0].split(" ")[0].strip("`") for row in table["rows"]] == race["finalists"]
 
 
+def test_the_pick_is_fitted_at_full_size_and_kept_within_the_budget(small) -> None:
+    report, _, _ = small
+    full = report["full_size"]
+    assert full is not None and full["budget"] is None  # toy models: no budget by default
+    (check,) = full["checked"]  # the race's pick, which passes without a budget
+    assert check["candidate"] == report["race"]["chosen"] == full["chosen"] == report["chosen"]
+    assert check["within_budget"] and check["wall_seconds"] >= check["fit_seconds"] > 0
+    assert check["cell_key"] == [f"p60-k2-small/{WORLDS[0]}/0", check["cell_key"][1]]
+    assert check["cell_key"][1].startswith(f"{check['candidate']}:")
+    table = next(t for t in report["tables"] if t["id"] == "defaults/full_size")
+    assert table["rows"][0][0] == f"`{check['candidate']}` (chosen)"
+
+
+def test_a_pick_over_the_full_size_budget_is_vetoed_and_rule_2_picks_again(small) -> None:
+    report, cells, folder = small
+    args = ("--scenarios", ",".join(WORLDS), "--n-jobs", "1", "--checkpoint", str(cells))
+    over, _ = run_small(
+        "defaults.py", folder / "over.json", *args, "--full-size-budget", "0.001", timeout=300
+    )
+    checked = [c["candidate"] for c in over["full_size"]["checked"]]
+    # every finalist in the order rule 2 picks them once the ones before are vetoed
+    expected = []
+    while (pick := defaults.cost_order(over["race"], 0.05, expected)) is not None:
+        expected.append(pick)
+    assert checked == expected and sorted(checked) == sorted(over["race"]["finalists"])
+    assert not any(c["within_budget"] for c in over["full_size"]["checked"])
+    assert over["full_size"]["chosen"] is None and over["chosen"] is None
+    assert over["full_size"]["budget"] == 0.001
+    table = next(t for t in over["tables"] if t["id"] == "defaults/full_size")
+    assert [row[-1] for row in table["rows"]] == ["no (vetoed)"] * len(checked)
+    # a budget the first pick meets keeps it; --full-size 0 skips the check
+    roomy, _ = run_small("defaults.py", folder / "roomy.json", *args, "--full-size-budget", "1e6")
+    assert [c["candidate"] for c in roomy["full_size"]["checked"]] == checked[:1]
+    assert roomy["chosen"] == report["chosen"]
+    skipped, _ = run_small("defaults.py", folder / "skipped.json", *args, "--full-size", "0")
+    assert skipped["full_size"] is None and skipped["chosen"] == report["race"]["chosen"]
+    assert "defaults/full_size" not in [t["id"] for t in skipped["tables"]]
+
+
 def test_a_rerun_takes_every_cell_from_the_checkpoint(small) -> None:
     report, cells, folder = small
     before = cells.read_text()
@@ -90,7 +131,9 @@ def test_a_rerun_takes_every_cell_from_the_checkpoint(small) -> None:
     assert cells.read_text() == before  # nothing re-measured
     assert again["overall"] == report["overall"] and again["race"] == report["race"]
     # without a race the first seed's pick stands
-    alone, _ = run_small("defaults.py", folder / "alone.json", *args, "--race-seeds", "0")
+    alone, _ = run_small(
+        "defaults.py", folder / "alone.json", *args, "--race-seeds", "0", "--full-size", "0"
+    )
     assert cells.read_text() == before
     assert alone["race"] is None and alone["chosen"] == defaults.select(report, 0.05)
     assert [t["id"] for t in alone["tables"]] == ["defaults/candidates"]
@@ -198,7 +241,13 @@ def test_the_fit_budget_vetoes_the_choice_and_the_finalists() -> None:
 
 
 def test_bad_race_options_are_refused_before_any_cell_runs(tmp_path) -> None:
-    for option in ("--finalists", "--race-seeds", "--fit-budget"):
+    for option in (
+        "--finalists",
+        "--race-seeds",
+        "--fit-budget",
+        "--full-size",
+        "--full-size-budget",
+    ):
         done = subprocess.run(
             [sys.executable, str(common.ROOT / "benchmarks" / "defaults.py"), "--small"]
             + ["--out", str(tmp_path / "x.json"), option, "-1"],
@@ -251,11 +300,25 @@ def test_the_library_defaults_are_the_recorded_choice() -> None:
     report = json.loads(path.read_text())
     chosen = report["chosen"]
     assert chosen is not None, "no candidate passed the vetoes"
-    if report.get("race"):  # the race's pick, from the finalists' figures over every seed
-        assert chosen == defaults.select(report["race"], report["race"]["tie"])
-        assert report["race"]["finalists"] == defaults.finalists(
-            report["overall"], len(report["race"]["finalists"]), report["fit_budget"]
+    race = report.get("race")
+    if race:  # the race's pick, from the finalists' figures over every seed
+        assert race["chosen"] == defaults.select(race, race["tie"])
+        assert race["finalists"] == defaults.finalists(
+            report["overall"], len(race["finalists"]), report["fit_budget"]
         )
+    if report.get("full_size"):  # rule 4: picks vetoed at full size until one fits
+        source = race or report
+        checked = report["full_size"]["checked"]
+        for number, check in enumerate(checked):
+            vetoed = [c["candidate"] for c in checked[:number]]
+            tie = race["tie"] if race else 0.05
+            assert check["candidate"] == defaults.cost_order(source, tie, vetoed)
+            assert check["within_budget"] == (number == len(checked) - 1)
+            budget = report["full_size"]["budget"]
+            assert check["within_budget"] == (check["wall_seconds"] <= budget)
+        assert chosen == checked[-1]["candidate"]
+    elif race:
+        assert chosen == race["chosen"]
     params = report["configurations"][chosen]["params"]
     estimator = lb.LesionBoostClassifier().get_params(deep=False)
     if estimator["weights"] is None:  # None stands for the default blend of the members
