@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,13 +100,16 @@ def test_the_pick_is_fitted_at_full_size_and_kept_within_the_budget(small) -> No
 
 def test_a_pick_over_the_full_size_budget_is_vetoed_and_rule_2_picks_again(small) -> None:
     report, cells, folder = small
-    args = ("--scenarios", ",".join(WORLDS), "--n-jobs", "1", "--checkpoint", str(cells))
+    own = folder / "over-cells.jsonl"  # the module's checkpoint stays as the run left it
+    shutil.copy(cells, own)
+    args = ("--scenarios", ",".join(WORLDS), "--n-jobs", "1", "--checkpoint", str(own))
     over, _ = run_small(
         "defaults.py", folder / "over.json", *args, "--full-size-budget", "0.001", timeout=300
     )
     checked = [c["candidate"] for c in over["full_size"]["checked"]]
     # every finalist in the order rule 2 picks them once the ones before are vetoed
     expected = []
+    assert over["full_size"]["tie"] == over["race"]["tie"] == 0.05
     while (pick := defaults.cost_order(over["race"], 0.05, expected)) is not None:
         expected.append(pick)
     assert checked == expected and sorted(checked) == sorted(over["race"]["finalists"])
@@ -114,10 +118,22 @@ def test_a_pick_over_the_full_size_budget_is_vetoed_and_rule_2_picks_again(small
     assert over["full_size"]["budget"] == 0.001
     table = next(t for t in over["tables"] if t["id"] == "defaults/full_size")
     assert [row[-1] for row in table["rows"]] == ["no (vetoed)"] * len(checked)
-    # a budget the first pick meets keeps it; --full-size 0 skips the check
+    # a budget the first pick meets keeps it, as does none (0); --full-size 0 skips the check
     roomy, _ = run_small("defaults.py", folder / "roomy.json", *args, "--full-size-budget", "1e6")
     assert [c["candidate"] for c in roomy["full_size"]["checked"]] == checked[:1]
-    assert roomy["chosen"] == report["chosen"]
+    assert roomy["chosen"] == report["chosen"] and roomy["full_size"]["checked"][0]["within_budget"]
+    unlimited, _ = run_small("defaults.py", folder / "free.json", *args, "--full-size-budget", "0")
+    assert unlimited["full_size"]["budget"] is None and unlimited["chosen"] == report["chosen"]
+    # a result file's verdicts are not taken over with its cells: a new budget decides anew
+    again, _ = run_small(
+        "defaults.py",
+        folder / "again-over.json",
+        *("--scenarios", ",".join(WORLDS), "--n-jobs", "1"),
+        *("--checkpoint", str(folder / "fresh-over.jsonl"), "--reuse", str(folder / "roomy.json")),
+        "--full-size-budget",
+        "0.001",
+    )
+    assert not any(c["within_budget"] for c in again["full_size"]["checked"])
     skipped, _ = run_small("defaults.py", folder / "skipped.json", *args, "--full-size", "0")
     assert skipped["full_size"] is None and skipped["chosen"] == report["race"]["chosen"]
     assert "defaults/full_size" not in [t["id"] for t in skipped["tables"]]
@@ -307,15 +323,14 @@ def test_the_library_defaults_are_the_recorded_choice() -> None:
             report["overall"], len(race["finalists"]), report["fit_budget"]
         )
     if report.get("full_size"):  # rule 4: picks vetoed at full size until one fits
-        source = race or report
+        source, budget = race or report, report["full_size"]["budget"]
         checked = report["full_size"]["checked"]
         for number, check in enumerate(checked):
             vetoed = [c["candidate"] for c in checked[:number]]
-            tie = race["tie"] if race else 0.05
+            tie = report["full_size"]["tie"]
             assert check["candidate"] == defaults.cost_order(source, tie, vetoed)
             assert check["within_budget"] == (number == len(checked) - 1)
-            budget = report["full_size"]["budget"]
-            assert check["within_budget"] == (check["wall_seconds"] <= budget)
+            assert check["within_budget"] == (budget is None or check["wall_seconds"] <= budget)
         assert chosen == checked[-1]["candidate"]
     elif race:
         assert chosen == race["chosen"]
