@@ -175,7 +175,7 @@ def test_a_run_without_the_checkpoint_reuses_the_cells_of_its_result_file(small)
     one, _ = run_small(
         "defaults.py",
         folder / "one.json",
-        *("--scenarios", ",".join([*WORLDS, extra]), "--candidates", first),
+        *("--scenarios", ",".join([*WORLDS, extra]), "--candidates", first, "--full-size", "0"),
         *("--n-jobs", "1", "--checkpoint", str(fresh), "--reuse", str(folder / "reused.json")),
     )
     measured = {json.loads(line)["data"] for line in fresh.read_text().splitlines()}
