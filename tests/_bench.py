@@ -51,7 +51,7 @@ COLUMNS: dict[str, int] = {
     "memory/stages": 3,
     "defaults/candidates": 7,
     "defaults/race": 7,
-    "defaults/full_size": 5,
+    "defaults/full_size": 6,
     "ceiling/pauc": 8,
     "ceiling/gap": 8,
     "devices/models": 6,

@@ -50,8 +50,8 @@ def test_small_run_scores_every_candidate_in_every_world(small) -> None:
     expected = len(WORLDS) * (2 + len(names)) + report["real_repeats"] * (2 + len(names))
     if report["race"]:  # the references and the finalists on one more seed
         expected += len(WORLDS) * (2 + len(report["race"]["finalists"]))
-    if report["full_size"]:  # each pick fitted at full size
-        expected += len(report["full_size"]["checked"])
+    if report["full_size"]:  # each pick fitted at full size, once per repeat
+        expected += sum(len(c["runs"]) for c in report["full_size"]["checked"])
     assert len(stored) == expected
 
 
@@ -92,10 +92,15 @@ def test_the_pick_is_fitted_at_full_size_and_kept_within_the_budget(small) -> No
     (check,) = full["checked"]  # the race's pick, which passes without a budget
     assert check["candidate"] == report["race"]["chosen"] == full["chosen"] == report["chosen"]
     assert check["within_budget"] and check["wall_seconds"] >= check["fit_seconds"] > 0
-    assert check["cell_key"] == [f"p60-k2-small/{WORLDS[0]}/0", check["cell_key"][1]]
-    assert check["cell_key"][1].startswith(f"{check['candidate']}:")
+    assert full["repeats"] == 1  # --small: one run
+    (run,) = check["runs"]
+    assert run["cell_key"] == [f"p60-k2-small/{WORLDS[0]}/0", run["cell_key"][1]]
+    assert run["cell_key"][1].startswith(f"{check['candidate']}:")
+    assert check["wall_seconds"] == run["wall_seconds"] and check["pauc"] == run["pauc"]
     table = next(t for t in report["tables"] if t["id"] == "defaults/full_size")
     assert table["rows"][0][0] == f"`{check['candidate']}` (chosen)"
+    race_table = next(t for t in report["tables"] if t["id"] == "defaults/race")
+    assert "Rule 4" not in race_table["note"]  # the race's pick stands
 
 
 def test_a_pick_over_the_full_size_budget_is_vetoed_and_rule_2_picks_again(small) -> None:
@@ -118,6 +123,8 @@ def test_a_pick_over_the_full_size_budget_is_vetoed_and_rule_2_picks_again(small
     assert over["full_size"]["budget"] == 0.001
     table = next(t for t in over["tables"] if t["id"] == "defaults/full_size")
     assert [row[-1] for row in table["rows"]] == ["no (vetoed)"] * len(checked)
+    race_table = next(t for t in over["tables"] if t["id"] == "defaults/race")
+    assert "Rule 4 vetoes it" in race_table["note"]
     # a budget the first pick meets keeps it, as does none (0); --full-size 0 skips the check
     roomy, _ = run_small("defaults.py", folder / "roomy.json", *args, "--full-size-budget", "1e6")
     assert [c["candidate"] for c in roomy["full_size"]["checked"]] == checked[:1]
@@ -137,6 +144,51 @@ def test_a_pick_over_the_full_size_budget_is_vetoed_and_rule_2_picks_again(small
     skipped, _ = run_small("defaults.py", folder / "skipped.json", *args, "--full-size", "0")
     assert skipped["full_size"] is None and skipped["chosen"] == report["race"]["chosen"]
     assert "defaults/full_size" not in [t["id"] for t in skipped["tables"]]
+
+
+def test_each_pick_runs_repeatedly_at_full_size_and_the_median_decides(small, monkeypatch) -> None:
+    report, cells, folder = small
+    own = folder / "repeat-cells.jsonl"
+    shutil.copy(cells, own)
+    args = ("--scenarios", ",".join(WORLDS), "--n-jobs", "1", "--checkpoint", str(own))
+    repeated, _ = run_small(
+        "defaults.py", folder / "repeat.json", *args, "--full-size-repeats", "3", timeout=300
+    )
+    full = repeated["full_size"]
+    (check,) = full["checked"]
+    assert full["repeats"] == 3 and len(check["runs"]) == 3
+    key = f"p60-k2-small/{WORLDS[0]}/0"  # the first run is the one-run check's cell
+    assert [r["cell_key"][0] for r in check["runs"]] == [key, f"{key}/r1", f"{key}/r2"]
+    assert check["runs"][0] == report["full_size"]["checked"][0]["runs"][0]
+    walls = sorted(r["wall_seconds"] for r in check["runs"])
+    assert check["wall_seconds"] == walls[1]
+    table = next(t for t in repeated["tables"] if t["id"] == "defaults/full_size")
+    assert table["rows"][0][2].count(",") == 2 and "3 run(s)" in table["note"]
+
+    # the verdict is the median's: a budget at it keeps the pick, one just below vetoes
+    # it (neither the fastest nor the slowest run decides); every run comes from the
+    # store, so the cohort is not simulated
+    def no_simulation(*_: Any, **__: Any) -> None:
+        raise AssertionError("the full-size cohort was simulated for stored runs")
+
+    monkeypatch.setattr(defaults._rb, "simulate", no_simulation)
+    settings = {
+        "worlds": WORLDS,
+        "n_splits": 2,
+        "has_scenarios": True,
+        "store": defaults.CellStore(own),
+    }
+    pick = repeated["race"]["chosen"]  # alone in the race: a veto leaves nothing to run
+    race = {**repeated["race"], "overall": {pick: repeated["race"]["overall"][pick]}}
+    before = {**repeated, "chosen": pick, "race": race}
+    for budget, kept in ((walls[1], True), (np.nextafter(walls[1], 0), False)):
+        options = SimpleNamespace(
+            full_size=60, small=True, tie=0.05, full_size_budget=budget, full_size_repeats=3
+        )
+        again = defaults.full_size_check(before, settings, options)
+        assert again is not None and again["checked"][0]["within_budget"] is kept
+        assert again["chosen"] == (pick if kept else None)
+    assert walls[0] < walls[1] < walls[2]
 
 
 def test_a_rerun_takes_every_cell_from_the_checkpoint(small) -> None:
@@ -273,6 +325,15 @@ def test_bad_race_options_are_refused_before_any_cell_runs(tmp_path) -> None:
         )
         assert done.returncode == 2 and f"{option} must be 0 or more" in done.stderr
         assert not (tmp_path / "x.json").exists()
+    done = subprocess.run(
+        [sys.executable, str(common.ROOT / "benchmarks" / "defaults.py"), "--small"]
+        + ["--out", str(tmp_path / "x.json"), "--full-size-repeats", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "--full-size-repeats must be 1 or more" in done.stderr
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_cell_store_resumes_and_skips_a_line_cut_short(tmp_path, capsys) -> None:
