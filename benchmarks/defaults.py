@@ -303,6 +303,11 @@ def resolved(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def candidate_key(name: str) -> str:
+    """The cell-store row key of candidate ``name``: what it runs, member defaults included."""
+    return f"{name}:{fingerprint(resolved(CANDIDATES[name][1]))}"
+
+
 #: The cost the defaults must stay within: a 5-fold run of the full-size cohort
 #: (1,042 patients) fits in at most 180 s on 2 CPUs (``quality.py``).
 FULL_SIZE_FIT_SECONDS, FULL_SIZE_PATIENTS = 180.0, 1042
@@ -364,10 +369,7 @@ def _cells(
 ) -> dict[str, dict[str, Any]]:
     out = {}
     for row in rows:
-        if row in REFS:
-            stored = _rb.cell_key(row, args)
-        else:  # keyed by what the candidate runs, the member defaults included
-            stored = f"{row}:{fingerprint(resolved(CANDIDATES[row][1]))}"
+        stored = _rb.cell_key(row, args) if row in REFS else candidate_key(row)
         cell = store.get(key, stored)
         if cell is None:
             cell = score(row, frame, folds, real=real, args=args)
@@ -770,7 +772,7 @@ def full_size_check(
     cohort: list[tuple[pl.DataFrame, np.ndarray]] = []
 
     def run(pick: str, repeat: int) -> dict[str, Any]:
-        stored = f"{pick}:{fingerprint(resolved(CANDIDATES[pick][1]))}"
+        stored = candidate_key(pick)
         run_key = key if repeat == 0 else f"{key}/r{repeat}"
         cell = settings["store"].get(run_key, stored)
         if cell is not None:  # only the measurement: a result file's verdicts are not taken

@@ -172,7 +172,7 @@ def test_each_pick_runs_repeatedly_at_full_size(small) -> None:
 def _stored_runs(walls: list[float]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A one-finalist report and a cell store holding its full-size runs of ``walls`` s."""
     pick = "linear_x2.5"
-    stored = f"{pick}:{defaults.fingerprint(defaults.resolved(defaults.CANDIDATES[pick][1]))}"
+    stored = defaults.candidate_key(pick)
     store = defaults.CellStore(None)
     for repeat, wall in enumerate(walls):
         data = "p60-k2-small/default/0" + (f"/r{repeat}" if repeat else "")
