@@ -594,10 +594,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             columns, cat_idx = self._member_columns(member)
             Xm = X if columns is None else np.ascontiguousarray(X[:, columns])
             data = adapter.prepare(Xm, cat_idx, threads)
-            total = np.zeros(X.shape[0], dtype=np.float64)
-            for booster in self.boosters_[member]:
-                total += adapter.margin(booster, data, threads)
-            out[member] = total / len(self.boosters_[member])
+            out[member] = adapter.mean_margin(self.boosters_[member], data, threads)
         return out
 
     def decision_function(self, X: Any) -> np.ndarray:

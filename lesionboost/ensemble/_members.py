@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._utils._imports import import_optional
-from ._linear import LINEAR_DEFAULTS, LinearScorer, check_linear_params
+from ._linear import LINEAR_DEFAULTS, LinearScorer, check_linear_params, mean_margin
 
 __all__ = ["MEMBERS", "MEMBER_KINDS", "member_kind", "resolve_threads"]
 
@@ -146,6 +146,13 @@ class _Member:
         self, booster: Any, data: Any, threads: int | None
     ) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def mean_margin(self, boosters: Sequence[Any], data: Any, threads: int | None) -> np.ndarray:
+        """The mean raw margin of ``boosters`` (the bags of one member)."""
+        total = np.array(self.margin(boosters[0], data, threads), dtype=np.float64)
+        for booster in boosters[1:]:
+            total += self.margin(booster, data, threads)
+        return total / len(boosters)
 
     def save(self, booster: Any, path: Path) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -580,6 +587,10 @@ class _Linear(_Member):
 
     def margin(self, booster: Any, data: Any, threads: int | None) -> np.ndarray:
         return np.asarray(booster.margin(data, threads), dtype=np.float64)
+
+    def mean_margin(self, boosters: Sequence[Any], data: Any, threads: int | None) -> np.ndarray:
+        # every bag's column shares merged into one table per column
+        return mean_margin(boosters, data, threads)
 
     def contributions(self, booster: Any, data: Any, threads: int | None) -> np.ndarray:
         return np.asarray(booster.contributions(data, threads))

@@ -180,14 +180,70 @@ def test_tied_values_map_to_the_middle_of_their_run_and_constants_to_zero():
     assert (design[:, 1] == 0).all()  # a constant column carries no information
 
 
-def test_margin_in_blocks_equals_one_pass(monkeypatch):
+def _via_design(scorers, X):
+    """The mean margin of ``scorers`` computed the long way: design matrix times coefficients."""
+    margins = []
+    for scorer in scorers:
+        margin = scorer.design(X) @ scorer.coef + scorer.intercept
+        if scorer.rules is not None:
+            margin = margin + scorer.rules.predict(X.astype(np.float32), raw_score=True)
+        margins.append(margin)
+    return np.mean(margins, axis=0)
+
+
+@pytest.mark.parametrize("params", [{}, {"tails": [0.5, 1.5]}, {"rules": 6, "rule_depth": 2}])
+def test_mean_margin_of_bags_equals_their_design_matrices_times_coefficients(params):
+    from lesionboost.ensemble._linear import mean_margin
+
+    X, y = _additive_data(n=6000)
+    X[X[:, 5] == 3, 5] = 1.0  # bag 0 never sees level 3 ...
+    bags = [
+        LinearScorer.fit(X[rows], y[rows], cat_idx=[5], params=params, seed=i)
+        for i, rows in enumerate([np.arange(0, 3000), np.arange(3000, 6000)])
+    ]
+    probe, _ = _additive_data(n=3000, seed=7)  # ... which the probe has, as bag 1 does not
+    probe[:50, 0] = np.nan
+    probe[50:100, 2] = np.linspace(-40, 40, 50)  # far beyond both bags' knots
+    probe[100:110, 5] = 9.0  # a level no bag saw
+    assert len(bags[0].levels[5]) == 3 and len(bags[1].levels[5]) == 3
+    expected = _via_design(bags, probe)
+    np.testing.assert_allclose(mean_margin(bags, probe), expected, rtol=0, atol=1e-12)
+    for bag in bags:  # one scorer's margin is its own mean
+        np.testing.assert_allclose(bag.margin(probe), _via_design([bag], probe), atol=1e-12)
+
+
+def test_mean_margin_does_not_depend_on_the_thread_count(monkeypatch):
     import lesionboost.ensemble._linear as linear
 
     X, y = _additive_data()
-    scorer = LinearScorer.fit(X, y, cat_idx=[5])
-    whole = scorer.design(X) @ scorer.coef + scorer.intercept
-    monkeypatch.setattr(linear, "_BLOCK_CELLS", 1)  # 4000 rows: blocks of 1024, the last short
-    np.testing.assert_allclose(scorer.margin(X), whole, rtol=0, atol=1e-12)
+    bags = [
+        LinearScorer.fit(X[i::2], y[i::2], cat_idx=[5], params={"tails": [1.0]}) for i in (0, 1)
+    ]
+    monkeypatch.setattr(linear, "_BLOCK_ROWS", 700)  # 4000 rows: six blocks and a short one
+    one = linear.mean_margin(bags, X, threads=1)
+    np.testing.assert_array_equal(linear.mean_margin(bags, X, threads=3), one)
+    np.testing.assert_allclose(one, _via_design(bags, X), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="at least one"):
+        linear.mean_margin([], X)
+    with pytest.raises(ValueError, match="expected 6 columns"):
+        linear.mean_margin(bags, X[:, :5])
+
+
+def test_column_shares_hold_each_column_s_share_of_the_margin():
+    X, y = _additive_data()
+    scorer = LinearScorer.fit(X, y, cat_idx=[5], params={"tails": [1.0]})
+    numeric, categorical = scorer.column_shares()
+    assert [column for column, _, _ in numeric] == [0, 1, 2, 3, 4]
+    assert sorted(categorical[5]) == [0.0, 1.0, 2.0, 3.0]
+    # the hinge at z = +-1 adds two knots to each column's quantile knots
+    column, grid, share = numeric[0]
+    assert grid.size == scorer.knots[0][0].size + 2
+    # a column's share is its design columns times their coefficients
+    probe = X[:200].copy()
+    terms = scorer.design(probe) * scorer.coef
+    np.testing.assert_allclose(
+        np.interp(probe[:, 0], grid, share), terms[:, [0, 5, 10]].sum(axis=1), atol=1e-12
+    )
 
 
 def _two_sided_data(n=6000, seed=1):
