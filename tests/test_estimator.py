@@ -247,6 +247,44 @@ def test_explain_returns_top_features_per_lesion(meta, fitted):
         fitted.explain(meta.head(2), top_k=0)
 
 
+def test_explain_per_patient_explains_each_patient_s_top_lesions_as_without_it(meta, fitted):
+    X = meta.head(120)  # ten patients of twelve lesions
+    full = fitted.explain(X, top_k=2)
+    some = fitted.explain(X, top_k=2, per_patient=3)
+    np.testing.assert_array_equal(some["score"], full["score"])
+    explained = some["top_features"].is_not_null().to_numpy()
+    assert explained.sum() == 3 * X["patient_id"].n_unique()
+    # the explained rows are each patient's three highest scores ...
+    ranks = (
+        X.select("patient_id")
+        .with_columns(score=some["score"])
+        .select(pl.col("score").rank("ordinal", descending=True).over("patient_id"))
+        .to_series()
+        .to_numpy()
+    )
+    np.testing.assert_array_equal(explained, ranks <= 3)
+    # ... explained exactly as when every row is (every row still shapes the features)
+    assert some.filter(explained).equals(full.filter(explained))
+    assert some.filter(~explained)["top_contributions"].null_count() == (~explained).sum()
+    with pytest.raises(ValueError, match="per_patient"):
+        fitted.explain(X, per_patient=0)
+    with pytest.raises(SchemaError, match="patient_id"):
+        fitted.explain(X.drop("patient_id"), per_patient=2)
+
+
+def test_explain_scores_are_the_calibrated_probabilities(meta):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        model = _fast().fit(meta)
+    y = meta["target"].to_numpy()
+    model.calibrate(y, model.predict_proba(meta)[:, 1])
+    calibrated = model.predict_proba(meta.head(24))[:, 1]
+    assert not np.allclose(
+        calibrated, model.ensemble_.predict_proba(model.transform_features(meta.head(24)))[:, 1]
+    )
+    np.testing.assert_allclose(model.explain(meta.head(24))["score"], calibrated)
+
+
 def test_image_parameters_need_images(meta):
     with pytest.raises(ValueError, match="image_model is set but images is None"):
         _fast(image_model="model.onnx").fit(meta)

@@ -260,7 +260,8 @@ def _add_predict(subparsers: Any) -> None:
             "Score the lesions of a metadata file with a saved model directory and write a "
             "Kaggle submission (isic_id,target). --top-k K also writes OUT-triage.csv: for "
             "each patient their K highest-risk lesions with rank, score and the three "
-            "features that pushed the score up most (SHAP contributions of the members)."
+            "features that pushed the score up most (SHAP contributions of the members, "
+            "computed for the listed lesions only)."
         ),
         epilog="example: lesionboost predict --model runs/demo/model --data test-metadata.csv "
         "--out submission.csv --top-k 5",

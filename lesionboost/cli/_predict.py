@@ -71,7 +71,7 @@ def run_predict(args: argparse.Namespace) -> int:
         )
     started = time.perf_counter()
     if triage is not None:
-        explained = model.explain(frame, top_k=3)
+        explained = model.explain(frame, top_k=3, per_patient=args.top_k)
         scores = explained.get_column("score").to_numpy()
     else:
         scores = model.predict_proba(frame)[:, 1]
@@ -111,7 +111,8 @@ def _triage_table(frame: pl.DataFrame, explained: pl.DataFrame, top_k: int) -> p
         }
     )
     table = (
-        table.sort(["patient_id", "score", "isic_id"], descending=[False, True, False])
+        table.filter(pl.col("features").is_not_null())  # explain's per-patient top rows
+        .sort(["patient_id", "score", "isic_id"], descending=[False, True, False])
         .with_columns(pl.int_range(1, pl.len() + 1).over("patient_id").alias("rank"))
         .filter(pl.col("rank") <= top_k)
     )

@@ -119,6 +119,18 @@ def _without_leaks(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop([c for c in LEAK_COLUMNS if c in frame.columns])
 
 
+def _top_rows_per_patient(frame: pl.DataFrame, score: np.ndarray, k: int) -> np.ndarray:
+    """Positions of each patient's ``k`` highest-scoring rows (ties: smaller ``isic_id``,
+    then the earlier row), in input order."""
+    keys: dict[str, Any] = {"patient": frame.get_column("patient_id"), "score": score}
+    if "isic_id" in frame.columns:
+        keys["id"] = frame.get_column("isic_id")
+    keys["row"] = np.arange(frame.height)
+    ranked = pl.DataFrame(keys).sort(list(keys), descending=[k == "score" for k in keys])
+    chosen = ranked.filter(pl.int_range(pl.len()).over("patient") < k).get_column("row")
+    return np.sort(chosen.to_numpy())
+
+
 def default_member_weight(member: str) -> float:
     """A member's weight in the default blend (``weights=None``), before normalisation.
 
@@ -412,7 +424,11 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         ndarray of shape (n_samples, 2)
             With a calibrator (:meth:`calibrate`), column 1 is the calibrated risk.
         """
-        proba = self.ensemble_.predict_proba(self.transform_features(X))
+        return self._proba(self.transform_features(X))
+
+    def _proba(self, features: pl.DataFrame) -> np.ndarray:
+        """:meth:`predict_proba` of the feature frame ``features``."""
+        proba = self.ensemble_.predict_proba(features)
         calibrator = getattr(self, "calibrator_", None)
         if calibrator is None:
             return proba
@@ -448,40 +464,69 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         """Predicted label (malignant when its probability exceeds 0.5)."""
         return self.ensemble_.predict(self.transform_features(X))
 
-    def explain(self, X: Any, top_k: int = 3) -> pl.DataFrame:
+    def explain(self, X: Any, top_k: int = 3, *, per_patient: int | None = None) -> pl.DataFrame:
         """The ``top_k`` features that raised each lesion's score the most.
 
         Contributions are SHAP values of the members' log-odds (see
-        :meth:`GBDTEnsembleClassifier.feature_contributions`), largest first.
+        :meth:`GBDTEnsembleClassifier.feature_contributions`), largest first. They
+        cost far more than scores; ``per_patient`` limits them to the lesions a
+        triage list shows.
 
         Parameters
         ----------
         X : polars.DataFrame or pandas.DataFrame
         top_k : int, default=3
+        per_patient : int, optional
+            Explain only each patient's ``per_patient`` highest-scoring lesions (ties:
+            the smaller ``isic_id``, then the earlier row); the other rows keep their
+            score, with null ``top_features`` and ``top_contributions``. Every row of
+            ``X`` still enters the patient-relative features, so an explained lesion is
+            explained exactly as without ``per_patient``.
 
         Returns
         -------
         polars.DataFrame
-            ``isic_id`` (when in ``X``), ``score`` (malignancy probability),
-            ``top_features`` (list of names) and ``top_contributions`` (list of
-            floats), one row per lesion in input order.
+            ``isic_id`` (when in ``X``), ``score`` (malignancy probability, as
+            :meth:`predict_proba` gives it), ``top_features`` (list of names) and
+            ``top_contributions`` (list of floats), one row per lesion in input order.
         """
-        if not isinstance(top_k, int) or top_k < 1:
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
-        features = self.transform_features(X)
-        contributions = self.ensemble_.feature_contributions(features)
-        score = self.ensemble_.predict_proba(features)[:, 1]
+        if per_patient is not None and (
+            not isinstance(per_patient, int) or isinstance(per_patient, bool) or per_patient < 1
+        ):
+            raise ValueError(
+                f"per_patient must be a positive integer or None, got {per_patient!r}."
+            )
+        frame = to_polars(X, what="X")
+        if per_patient is not None and "patient_id" not in frame.columns:
+            raise SchemaError(
+                "explain(per_patient=...) needs the column 'patient_id' to find each patient's "
+                "highest-scoring lesions; add it, or explain every row (per_patient=None)."
+            )
+        features = self.transform_features(frame)
+        score = self._proba(features)[:, 1]
+        rows = (
+            np.arange(frame.height)
+            if per_patient is None
+            else _top_rows_per_patient(frame, score, per_patient)
+        )
+        contributions = self.ensemble_.feature_contributions(features[rows])
         k = min(top_k, contributions.shape[1])
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
-        names = np.asarray(features.columns, dtype=object)[order]
-        values = np.take_along_axis(contributions, order, axis=1)
+        names: list[list[str] | None] = [None] * frame.height
+        values: list[list[float] | None] = [None] * frame.height
+        chosen_names = np.asarray(features.columns, dtype=object)[order].tolist()
+        chosen_values = np.take_along_axis(contributions, order, axis=1).tolist()
+        for position, row in enumerate(rows.tolist()):
+            names[row] = chosen_names[position]
+            values[row] = chosen_values[position]
         columns: dict[str, Any] = {}
-        frame = to_polars(X, what="X")
         if "isic_id" in frame.columns:
             columns["isic_id"] = frame.get_column("isic_id")
         columns["score"] = score
-        columns["top_features"] = pl.Series(names.tolist(), dtype=pl.List(pl.String))
-        columns["top_contributions"] = pl.Series(values.tolist(), dtype=pl.List(pl.Float64))
+        columns["top_features"] = pl.Series(names, dtype=pl.List(pl.String))
+        columns["top_contributions"] = pl.Series(values, dtype=pl.List(pl.Float64))
         return pl.DataFrame(columns)
 
     # ------------------------------------------------------------------ persistence
