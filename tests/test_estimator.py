@@ -272,6 +272,36 @@ def test_explain_per_patient_explains_each_patient_s_top_lesions_as_without_it(m
         fitted.explain(X.drop("patient_id"), per_patient=2)
 
 
+def test_top_rows_per_patient_breaks_ties_by_isic_id_then_row():
+    from lesionboost.estimator._classifier import _top_rows_per_patient
+
+    # patients interleaved; b has a tie at the top, c fewer rows than asked for
+    frame = pl.DataFrame(
+        {
+            "patient_id": ["a", "b", "a", "b", "c", "b", "a", "b"],
+            "isic_id": [
+                "ISIC_7",
+                "ISIC_5",
+                "ISIC_3",
+                "ISIC_2",
+                "ISIC_1",
+                "ISIC_9",
+                "ISIC_4",
+                "ISIC_8",
+            ],
+        }
+    )
+    score = np.array([0.2, 0.9, 0.8, 0.5, 0.1, 0.9, 0.2, 0.9])
+    # a: 0.8 (row 2), then the tie 0.2 / 0.2 -> ISIC_4 (row 6) before ISIC_7 (row 0)
+    # b: three rows tie at 0.9 -> ISIC_5 (row 1), ISIC_8 (row 7); c: its only row
+    np.testing.assert_array_equal(_top_rows_per_patient(frame, score, 2), [1, 2, 4, 6, 7])
+    # without isic_id the earlier row wins a tie
+    np.testing.assert_array_equal(
+        _top_rows_per_patient(frame.drop("isic_id"), score, 2), [0, 1, 2, 4, 5]
+    )
+    np.testing.assert_array_equal(_top_rows_per_patient(frame, score, 10), np.arange(8))
+
+
 def test_explain_scores_are_the_calibrated_probabilities(meta):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)

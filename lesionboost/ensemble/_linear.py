@@ -354,9 +354,9 @@ class LinearScorer:
     def margin(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Log-odds of the positive class for every row of ``X``.
 
-        The same as the design matrix times the coefficients (:meth:`design`), but
-        each column's share is looked up in one table (:func:`mean_margin`), so the
-        design matrix is never built.
+        The design matrix (:meth:`design`) times the coefficients, plus the intercept
+        and, with rules, the rule trees' raw score; each column's share is looked up in
+        one table (:func:`mean_margin`), so the design matrix is never built.
         """
         return mean_margin([self], X, threads)
 
@@ -365,11 +365,18 @@ class LinearScorer:
     ) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], dict[int, dict[float, float]]]:
         """Each input column's share of the log-odds as a table.
 
-        Numeric columns: ``(column, xs, values)``, the share at ``xs`` (linear in
-        between, flat beyond the ends, 0 for a missing value): a column's normal score
-        and its hinges are piecewise linear in the column, so their weighted sum is too,
-        with knots at the quantile knots and where the score crosses a hinge's
-        threshold. Categorical columns: ``{column: {level: coefficient}}``.
+        A column's normal score and its hinges are piecewise linear in the column, so
+        their weighted sum is too, with knots at the quantile knots and where the
+        score crosses a hinge's threshold.
+
+        Returns
+        -------
+        numeric : list of (int, ndarray, ndarray)
+            ``(column, xs, values)`` for each numeric column with at least two knots:
+            its share at ``xs``, linear in between, flat beyond the ends, 0 for a
+            missing value (a column with fewer knots has no share).
+        categorical : dict
+            ``{column: {level: coefficient}}``; a missing or unseen level adds 0.
         """
         n_numeric = len(self.numeric)
         numeric = []
@@ -472,15 +479,29 @@ def mean_margin(
 ) -> np.ndarray:
     """The mean log-odds of ``scorers`` (the bags of one member) for every row of ``X``.
 
-    Each scorer's margin is a sum of one share per input column
-    (:meth:`LinearScorer.column_shares`); the mean of piecewise-linear shares is
-    piecewise linear on the union of their knots, so every numeric column is
-    looked up once (one ``numpy.interp``) for all the scorers together, and no design
-    matrix is built. Rows are scored in blocks of ``_BLOCK_ROWS`` spread over
-    ``threads`` (``None``: every core); each block sums the columns in the same
-    order, so the result does not depend on the thread count. Equal to the mean of
-    the design matrices times the coefficients up to rounding (about 1e-15 of the
-    margin).
+    Each scorer's margin is its intercept, one share per input column
+    (:meth:`LinearScorer.column_shares`) and, with rules, the rule trees' raw
+    score. The mean of piecewise-linear shares is piecewise linear on the union of
+    their knots, so every numeric column is looked up once (one ``numpy.interp``)
+    for all the scorers together, and no design matrix is built. Rows are scored in
+    blocks of ``_BLOCK_ROWS`` spread over ``threads``; each block sums the columns
+    in the same order, so the result does not depend on the thread count. The rule
+    trees score all of ``X`` at once. Equal to the mean of the design matrices
+    times the coefficients (plus intercepts and rules) up to rounding, about 1e-15
+    of the column shares' size.
+
+    Parameters
+    ----------
+    scorers : sequence of LinearScorer
+        Fitted on the same columns (the same ``n_features``).
+    X : ndarray of shape (n_samples, n_features)
+        Float values, NaN for missing; categorical columns hold their codes.
+    threads : int, optional
+        Row blocks scored at once (``None``: every core).
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
 
     Examples
     --------
@@ -537,14 +558,11 @@ def mean_margin(
     else:
         for start in starts:
             block(start)
-    for scorer in scorers:
-        if scorer.rules is not None:
-            out += (
-                scorer.rules.predict(
-                    np.asarray(X, dtype=np.float32), raw_score=True, num_threads=_threads(threads)
-                )
-                / count
-            )
+    ruled = [scorer.rules for scorer in scorers if scorer.rules is not None]
+    if ruled:
+        single = np.asarray(X, dtype=np.float32)
+        for rules in ruled:
+            out += rules.predict(single, raw_score=True, num_threads=_threads(threads)) / count
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -126,7 +127,7 @@ def _top_rows_per_patient(frame: pl.DataFrame, score: np.ndarray, k: int) -> np.
     if "isic_id" in frame.columns:
         keys["id"] = frame.get_column("isic_id")
     keys["row"] = np.arange(frame.height)
-    ranked = pl.DataFrame(keys).sort(list(keys), descending=[k == "score" for k in keys])
+    ranked = pl.DataFrame(keys).sort(list(keys), descending=[key == "score" for key in keys])
     chosen = ranked.filter(pl.int_range(pl.len()).over("patient") < k).get_column("row")
     return np.sort(chosen.to_numpy())
 
@@ -490,10 +491,12 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             :meth:`predict_proba` gives it), ``top_features`` (list of names) and
             ``top_contributions`` (list of floats), one row per lesion in input order.
         """
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
         if per_patient is not None and (
-            not isinstance(per_patient, int) or isinstance(per_patient, bool) or per_patient < 1
+            not isinstance(per_patient, numbers.Integral)
+            or isinstance(per_patient, bool)
+            or per_patient < 1
         ):
             raise ValueError(
                 f"per_patient must be a positive integer or None, got {per_patient!r}."
@@ -506,13 +509,13 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             )
         features = self.transform_features(frame)
         score = self._proba(features)[:, 1]
-        rows = (
-            np.arange(frame.height)
-            if per_patient is None
-            else _top_rows_per_patient(frame, score, per_patient)
-        )
-        contributions = self.ensemble_.feature_contributions(features[rows])
-        k = min(top_k, contributions.shape[1])
+        if per_patient is None:
+            rows = np.arange(frame.height)
+            contributions = self.ensemble_.feature_contributions(features)
+        else:
+            rows = _top_rows_per_patient(frame, score, int(per_patient))
+            contributions = self.ensemble_.feature_contributions(features[rows])
+        k = min(int(top_k), contributions.shape[1])
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
         names: list[list[str] | None] = [None] * frame.height
         values: list[list[float] | None] = [None] * frame.height

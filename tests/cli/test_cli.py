@@ -145,7 +145,8 @@ def test_simulate_tune_predict_report_end_to_end(sim_dir, tmp_path, capsys) -> N
     known_features = json.dumps(manifest)
     for patient in patients:
         mine = [r for r in triage if r["patient_id"] == patient]
-        assert [int(r["rank"]) for r in mine] == list(range(1, min(2, len(mine)) + 1))
+        lesions = sum(r["patient_id"] == patient for r in test_rows)
+        assert [int(r["rank"]) for r in mine] == list(range(1, min(2, lesions) + 1))
         scores = [float(r["score"]) for r in mine]
         assert scores == sorted(scores, reverse=True)
         best_of_patient = max(
@@ -184,6 +185,8 @@ def test_simulate_tune_predict_report_end_to_end(sim_dir, tmp_path, capsys) -> N
         ],
     )
     assert code == 0 and err == ""
+    with open(submission, newline="") as handle:  # without --top-k: the same scores
+        assert list(csv.DictReader(handle)) == rows
 
     # report into another folder: PNGs and one self-contained page
     code, out, err = _run(capsys, ["report", str(run), "--out", str(tmp_path / "rep"), "--json"])

@@ -191,21 +191,32 @@ def _via_design(scorers, X):
     return np.mean(margins, axis=0)
 
 
-@pytest.mark.parametrize("params", [{}, {"tails": [0.5, 1.5]}, {"rules": 6, "rule_depth": 2}])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"tails": [0.5, 1.5]}, {"tails": [1.0]}, {"rules": 6, "rule_depth": 2}],
+    ids=["scores", "hinges", "a-hinge-beyond-the-binary-column-s-scores", "rules"],
+)
 def test_mean_margin_of_bags_equals_their_design_matrices_times_coefficients(params):
     from lesionboost.ensemble._linear import mean_margin
 
     X, y = _additive_data(n=6000)
-    X[X[:, 5] == 3, 5] = 1.0  # bag 0 never sees level 3 ...
+    first = np.arange(0, 3000)
+    X[first[X[first, 5] == 3], 5] = 1.0  # bag 0 never sees level 3, bag 1 does
+    X[first, 3] = 0.5  # and column 3 is constant in bag 0: no knots there
+    X[:, 4] = X[:, 4] > 0  # a binary column: normal scores of about +-0.67 only
     bags = [
         LinearScorer.fit(X[rows], y[rows], cat_idx=[5], params=params, seed=i)
-        for i, rows in enumerate([np.arange(0, 3000), np.arange(3000, 6000)])
+        for i, rows in enumerate([first, np.arange(3000, 6000)])
     ]
-    probe, _ = _additive_data(n=3000, seed=7)  # ... which the probe has, as bag 1 does not
+    assert len(bags[0].levels[5]) == 3 and len(bags[1].levels[5]) == 4
+    assert len(bags[0].knots[3][0]) == 1 and len(bags[1].knots[3][0]) > 100
+    assert np.abs(bags[0].knots[4][1]).max() < 1.0
+    probe, _ = _additive_data(n=3000, seed=7)
     probe[:50, 0] = np.nan
     probe[50:100, 2] = np.linspace(-40, 40, 50)  # far beyond both bags' knots
-    probe[100:110, 5] = 9.0  # a level no bag saw
-    assert len(bags[0].levels[5]) == 3 and len(bags[1].levels[5]) == 3
+    probe[100, 2], probe[101, 2] = np.inf, -np.inf
+    probe[110:120, 5] = 9.0  # a level no bag saw
+    probe[120:130, 5] = np.nan
     expected = _via_design(bags, probe)
     np.testing.assert_allclose(mean_margin(bags, probe), expected, rtol=0, atol=1e-12)
     for bag in bags:  # one scorer's margin is its own mean
@@ -219,7 +230,7 @@ def test_mean_margin_does_not_depend_on_the_thread_count(monkeypatch):
     bags = [
         LinearScorer.fit(X[i::2], y[i::2], cat_idx=[5], params={"tails": [1.0]}) for i in (0, 1)
     ]
-    monkeypatch.setattr(linear, "_BLOCK_ROWS", 700)  # 4000 rows: six blocks and a short one
+    monkeypatch.setattr(linear, "_BLOCK_ROWS", 700)  # 4000 rows: five blocks and a short one
     one = linear.mean_margin(bags, X, threads=1)
     np.testing.assert_array_equal(linear.mean_margin(bags, X, threads=3), one)
     np.testing.assert_allclose(one, _via_design(bags, X), rtol=0, atol=1e-12)
