@@ -198,7 +198,7 @@ def _defaults_fingerprint() -> str:
         params["weights"] = weights
     for kind in dict.fromkeys(lb.ensemble.member_kind(m) for m in params["members"]):
         if params.get(f"{kind}_params") is None:
-            params[f"{kind}_params"] = lb.ensemble.MEMBERS[kind].defaults
+            params[f"{kind}_params"] = lb.estimator.default_member_params(kind)
     return fingerprint(params)
 
 

@@ -18,11 +18,13 @@ views) and ``_cross_val`` (:func:`cross_val_oof` and :class:`OOFResult`).
 
 from ._classifier import (
     DEFAULT_FEATURE_GROUPS,
+    DEFAULT_LINEAR_PARAMS,
     DEFAULT_MEMBERS,
     LINEAR_MEMBER_WEIGHT,
     MEMBER_VIEWS,
     VIEW_MEMBER_WEIGHT,
     LesionBoostClassifier,
+    default_member_params,
     default_member_weight,
     default_weights,
 )
@@ -30,6 +32,7 @@ from ._cross_val import OOFResult, cross_val_oof
 
 __all__ = [
     "DEFAULT_FEATURE_GROUPS",
+    "DEFAULT_LINEAR_PARAMS",
     "DEFAULT_MEMBERS",
     "LINEAR_MEMBER_WEIGHT",
     "LesionBoostClassifier",
@@ -37,6 +40,7 @@ __all__ = [
     "OOFResult",
     "VIEW_MEMBER_WEIGHT",
     "cross_val_oof",
+    "default_member_params",
     "default_member_weight",
     "default_weights",
 ]

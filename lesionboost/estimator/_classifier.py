@@ -14,18 +14,20 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._utils._frame import to_polars
 from ..calibration import ScoreCalibrator
-from ..ensemble import MEMBER_KINDS, GBDTEnsembleClassifier, member_kind
+from ..ensemble import GBDTEnsembleClassifier, member_kind
 from ..exceptions import OptionalDependencyError, SchemaError
 from ..schema import CATEGORICAL_COLUMNS, LEAK_COLUMNS, NUMERIC_COLUMNS
 
 __all__ = [
     "LesionBoostClassifier",
     "DEFAULT_FEATURE_GROUPS",
+    "DEFAULT_LINEAR_PARAMS",
     "DEFAULT_MEMBERS",
     "MEMBER_VIEWS",
     "VIEW_MEMBER_WEIGHT",
     "LINEAR_MEMBER_WEIGHT",
     "default_member_weight",
+    "default_member_params",
     "default_weights",
 ]
 
@@ -37,24 +39,29 @@ logger = logging.getLogger("lesionboost.estimator")
 #: (table ``defaults/candidates`` of ``benchmarks/defaults.py``).
 DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "counts")
 
-#: Ensemble members used by default: the three libraries on every feature, a
+#: Ensemble members used by default: LightGBM and CatBoost on every feature, a
 #: LightGBM that sees only the raw metadata columns (view ``"raw"``) and a linear
 #: member. The raw-column LightGBM is a hedge: where the risk sits in the raw columns
 #: and the patient-context features mostly add noise, its rank pulls the blend towards
 #: raw-column LightGBM; where the context matters it is outvoted. The linear member (an
-#: L2 logistic regression on the quantile-normalised features) learns a risk that sums
-#: many smooth effects from few positives, which the trees learn only in coarse steps
+#: L2 logistic regression on the quantile-normalised features, with rules) learns a risk
+#: that sums many smooth effects from few positives, which the trees learn only in
+#: coarse steps. XGBoost is left out: its fit time buys the linear member's rules
 #: (table ``defaults/candidates`` of ``benchmarks/defaults.py``).
-DEFAULT_MEMBERS: tuple[str, ...] = (*MEMBER_KINDS, "lightgbm:raw", "linear")
+DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "catboost", "lightgbm:raw", "linear")
+
+#: What ``linear_params=None`` stands for (over the linear member's own defaults):
+#: 50 rules, the leaves of 50 depth-3 LightGBM trees as penalised indicator columns
+#: (RuleFit), so the linear member also learns thresholded interactions.
+DEFAULT_LINEAR_PARAMS: dict[str, Any] = {"rules": 50}
 
 #: Blend weight of a member on a view (``"lightgbm:raw"``) when ``weights`` is None;
 #: every booster on all features weighs 1.
 VIEW_MEMBER_WEIGHT = 2.0
 
 #: Blend weight of the ``"linear"`` member on all features when ``weights`` is None: with
-#: the default members, a third of the blend (``benchmarks/defaults.py``: half the
-#: blend gains in most worlds but loses more where the risk is a thresholded interaction).
-LINEAR_MEMBER_WEIGHT = 2.5
+#: the default members, half the blend (``benchmarks/defaults.py``).
+LINEAR_MEMBER_WEIGHT = 5.0
 
 #: The column subsets (views) a member ``"library:view"`` can be trained on:
 #: ``"raw"`` is the SLICE-3D metadata columns as read, without derived,
@@ -148,6 +155,23 @@ def default_member_weight(member: str) -> float:
     return LINEAR_MEMBER_WEIGHT if member_kind(member) == "linear" else 1.0
 
 
+def default_member_params(kind: str) -> dict[str, Any]:
+    """The parameters ``{kind}_params=None`` stands for: the member library's defaults,
+    and for the linear member :data:`DEFAULT_LINEAR_PARAMS` over them.
+
+    Examples
+    --------
+    >>> default_member_params("linear")["rules"]
+    50
+    >>> default_member_params("lightgbm")["n_estimators"]
+    200
+    """
+    from ..ensemble import MEMBERS
+
+    extra = DEFAULT_LINEAR_PARAMS if kind == "linear" else {}
+    return {**MEMBERS[kind].defaults, **extra}
+
+
 def default_weights(members: Sequence[str] | str) -> dict[str, float] | None:
     """The blend weights ``weights=None`` stands for with these ``members``.
 
@@ -185,11 +209,11 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         Columns given within-patient (and, with ``"region"``, within patient x
         location and patient x site) percentile ranks; see
         :class:`~lesionboost.features.LesionFeaturizer`.
-    members : sequence of str, default=("lightgbm", "xgboost", "catboost", "lightgbm:raw", "linear")
+    members : sequence of str, default=("lightgbm", "catboost", "lightgbm:raw", "linear")
         Ensemble members (see :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`):
         a library on every feature, or ``"library:raw"``, that library on the raw
         metadata columns only (:data:`MEMBER_VIEWS`). The default adds a raw-column
-        LightGBM and a linear member to the three boosting libraries
+        LightGBM and a linear member to LightGBM and CatBoost
         (:data:`DEFAULT_MEMBERS`).
     weights : dict or sequence of float, optional
         Blend weight per member, as for
@@ -197,8 +221,13 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         :func:`default_member_weight` of each member -- 1 for a booster on all
         features, :data:`VIEW_MEMBER_WEIGHT` for a member on a view and
         :data:`LINEAR_MEMBER_WEIGHT` for the linear member (so the default blend
-        gives ``"lightgbm:raw"`` 2/7.5 and ``"linear"`` a third).
-    lightgbm_params, xgboost_params, catboost_params, linear_params, neg_ratio, \
+        gives ``"lightgbm:raw"`` 2/9 and ``"linear"`` half).
+    linear_params : dict, optional
+        The linear member's parameters, as for
+        :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``:
+        :data:`DEFAULT_LINEAR_PARAMS` (50 rules); a dict replaces it, over the
+        member's own defaults (no rules unless it sets ``rules``).
+    lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
 pos_oversample, n_bags, blend, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same
         meaning and defaults).
@@ -338,6 +367,8 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         params = {name: getattr(self, name) for name in _ENSEMBLE_PARAMS}
         if params["weights"] is None:
             params["weights"] = default_weights(params["members"])
+        if params["linear_params"] is None:
+            params["linear_params"] = dict(DEFAULT_LINEAR_PARAMS)
         return params
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> LesionBoostClassifier:

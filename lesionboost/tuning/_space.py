@@ -22,13 +22,13 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ..ensemble import MEMBER_KINDS, MEMBERS
+from ..ensemble import MEMBERS
 
 __all__ = ["SearchSpace", "TUNED_MEMBERS", "build_config"]
 
 #: The members searched by default: the estimator's default libraries, the linear
 #: member included (the raw-column LightGBM is switched on and off with LightGBM).
-TUNED_MEMBERS: tuple[str, ...] = (*MEMBER_KINDS, "linear")
+TUNED_MEMBERS: tuple[str, ...] = ("lightgbm", "catboost", "linear")
 
 _OPTIONAL_GROUPS = ("region", "outlier", "counts")
 #: ``rank_columns`` choices searched: none, or the 16 key columns (``"all"``
@@ -123,7 +123,7 @@ def _choice_value(member: str, name: str, label: str) -> Any:
 # Library defaults of searched parameters the member adapters leave unset.
 _LIBRARY_DEFAULTS = {
     ("catboost", "random_strength"): 1.0,
-    ("linear", "rules"): 0,  # off unless linear_params sets it
+    ("linear", "rules"): 0,  # a linear_params dict without "rules": none
 }
 
 _ENSEMBLE_RANGES: dict[str, _Range] = {
@@ -166,7 +166,7 @@ class SearchSpace:
 
     Parameters
     ----------
-    members : sequence of str, default=("lightgbm", "xgboost", "catboost", "linear")
+    members : sequence of str, default=("lightgbm", "catboost", "linear")
         Libraries whose parameters are searched (and only those are used), from
         ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``,
         hinge thresholds ``tails``: none, ``1`` or ``0,1``, and ``rules``: none or
@@ -215,7 +215,9 @@ class SearchSpace:
         return (*self.members, _RAW_MEMBER) if "lightgbm" in self.members else self.members
 
     def _member_default(self, member: str, name: str) -> Any:
-        defaults = MEMBERS[member].defaults
+        from ..estimator import default_member_params
+
+        defaults = default_member_params(member)
         return defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
 
     def distributions(self) -> dict[str, BaseDistribution]:

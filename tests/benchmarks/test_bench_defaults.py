@@ -425,8 +425,8 @@ def test_the_library_defaults_are_the_recorded_choice() -> None:
         estimator["weights"] = lb.estimator.default_weights(estimator["members"])
     for name, value in params.items():
         if name.endswith("_params"):
-            member = lb.ensemble.MEMBERS[name.removesuffix("_params")]
+            member_defaults = lb.estimator.default_member_params(name.removesuffix("_params"))
             for key, setting in value.items():
-                assert member.defaults[key] == pytest.approx(setting), (name, key)
+                assert member_defaults[key] == pytest.approx(setting), (name, key)
         else:
             assert tuple(np.atleast_1d(estimator[name])) == tuple(np.atleast_1d(value)), name

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from lesionboost.cv import patient_folds
 from lesionboost.ensemble._members import MEMBERS
-from lesionboost.estimator import VIEW_MEMBER_WEIGHT, LesionBoostClassifier
+from lesionboost.estimator import VIEW_MEMBER_WEIGHT, LesionBoostClassifier, default_member_params
 from lesionboost.simulate import simulate_slice3d
 from lesionboost.tuning import (
     DEFAULTS_ATTR,
@@ -58,10 +58,13 @@ def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
         assert dists[key]._contains(dists[key].to_internal_repr(value)), key
     config = space.to_config(defaults)
     estimator = LesionBoostClassifier().get_params()
-    for member in ("lightgbm", "xgboost", "catboost"):
+    assert sorted(config["members"]) == sorted(estimator["members"])
+    for member in space.members:
         for name, value in config[f"{member}_params"].items():
-            # the adapter's default, else the library default the space documents
-            expected = MEMBERS[member].defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
+            # what {member}_params=None stands for, else the library default the space documents
+            expected = default_member_params(member).get(
+                name, _LIBRARY_DEFAULTS.get((member, name))
+            )
             assert expected is not None and value == pytest.approx(expected), (member, name)
     for name in ("neg_ratio", "pos_oversample", "n_bags", "feature_groups", "rank_columns"):
         assert tuple(np.atleast_1d(config[name])) == tuple(np.atleast_1d(estimator[name]))
@@ -118,7 +121,7 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     assert distributions["linear.tails"].choices == ("none", "1", "0,1")
     assert space.defaults()["linear.tails"] == "none"  # the estimator's default: no hinges
     assert distributions["linear.rules"].choices == ("none", "50")
-    assert space.defaults()["linear.rules"] == "none"  # the estimator's default: no rules
+    assert space.defaults()["linear.rules"] == "50"  # the estimator's default: 50 rules
     trial = {**space.defaults(), "linear.C": 0.5, "linear.tails": "0,1", "linear.rules": "50"}
     config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
