@@ -223,8 +223,8 @@ def _add_tune(subparsers: Any) -> None:
         metavar="LIST",
         help=(
             "comma-separated members to tune: lightgbm, xgboost, catboost, linear (default "
-            "all four; demo lightgbm); the search also switches the raw-column LightGBM "
-            "member on and off"
+            "the estimator's: lightgbm, catboost, linear; demo lightgbm); the search also "
+            "switches the raw-column LightGBM member on and off"
         ),
     )
     parser.add_argument(

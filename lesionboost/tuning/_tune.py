@@ -224,7 +224,7 @@ def tune(
         ``seed`` also seeds the sampler.
     folds : array-like of int, optional
         Fixed fold id per row (e.g. read back from a run's ``folds.parquet``).
-    members : sequence of str, default=("lightgbm", "xgboost", "catboost", "linear")
+    members : sequence of str, default=("lightgbm", "catboost", "linear")
         Ensemble members to use and tune.
     search_space : SearchSpace, optional
         Defaults to ``SearchSpace(members=members)``.
