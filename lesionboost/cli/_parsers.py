@@ -375,7 +375,7 @@ def _add_cv(subparsers: Any) -> None:
         help=(
             "comma-separated members: lightgbm, xgboost, catboost, linear, or one of them on "
             "the raw metadata columns only, e.g. lightgbm:raw (default: the estimator's, "
-            "lightgbm,xgboost,catboost,lightgbm:raw; demo lightgbm)"
+            "lightgbm,catboost,lightgbm:raw,linear; demo lightgbm)"
         ),
     )
     parser.add_argument(

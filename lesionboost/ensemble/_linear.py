@@ -151,7 +151,8 @@ def _column_knots(values: np.ndarray, levels: np.ndarray) -> tuple[list[float], 
     finite = values[~np.isnan(values)]
     if finite.size == 0:
         return [], []
-    quantiles = np.quantile(finite, levels)
+    # Sorted first: numpy's selection of hundreds of order statistics is then one pass.
+    quantiles = np.quantile(np.sort(finite), levels)
     unique, inverse = np.unique(quantiles, return_inverse=True)
     merged = np.bincount(inverse, weights=levels) / np.bincount(inverse)
     return unique.tolist(), ndtri(np.clip(merged, _EDGE, 1.0 - _EDGE)).tolist()
@@ -285,15 +286,11 @@ class LinearScorer:
         y = np.asarray(y)
         trees = None
         if settings["rules"] > 0:
-            from scipy import sparse
-
-            trees, leaves = _grow_rules(X, y, categorical, settings, seed, weight)
+            trees, leaves, n_leaves = _grow_rules(X, y, categorical, settings, seed, weight)
             # Hundreds of rule columns, one leaf per tree set in each row: a sparse
             # matrix for L-BFGS (which, unlike a Newton step, needs no dense Hessian)
             # costs a fraction of the dense one's products.
-            inputs: Any = sparse.hstack(
-                [sparse.csr_matrix(design), settings["rule_scale"] * leaves], format="csr"
-            )
+            inputs: Any = _stacked_design(design, leaves, n_leaves, settings["rule_scale"])
             model = LogisticRegression(
                 C=settings["C"], max_iter=settings["max_iter"], solver="lbfgs", tol=1e-6
             )
@@ -578,11 +575,11 @@ def _grow_rules(
     settings: Mapping[str, Any],
     seed: int,
     weight: np.ndarray | None,
-) -> tuple[Any, Any]:
-    """The rule trees fitted to ``X`` and each row's leaves as a sparse indicator matrix
-    (one column per leaf of every tree, in tree order)."""
+) -> tuple[Any, np.ndarray, int]:
+    """The rule trees fitted to ``X``, each row's leaf of every tree as a column index
+    into the rules' indicators (one per leaf of every tree, in tree order), and the
+    number of indicators."""
     import lightgbm as lgb
-    from scipy import sparse
 
     depth = settings["rule_depth"]
     params = {
@@ -592,22 +589,44 @@ def _grow_rules(
         "seed": seed,
         "num_threads": _threads(None),
     }
-    data = lgb.Dataset(
-        np.asarray(X, dtype=np.float32),
-        label=y,
-        weight=weight,
-        categorical_feature=list(categorical),
-    )
+    X32 = np.asarray(X, dtype=np.float32)
+    data = lgb.Dataset(X32, label=y, weight=weight, categorical_feature=list(categorical))
     trees = lgb.train(params, data, num_boost_round=settings["rules"])
-    leaves = np.asarray(trees.predict(np.asarray(X, dtype=np.float32), pred_leaf=True), np.int64)
+    leaves = np.asarray(trees.predict(X32, pred_leaf=True), np.int64).reshape(X32.shape[0], -1)
     counts = [tree["num_leaves"] for tree in trees.dump_model()["tree_info"]]
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    columns = (leaves + offsets[None, : leaves.shape[1]]).ravel()
-    rows = np.repeat(np.arange(leaves.shape[0]), leaves.shape[1])
-    matrix = sparse.csr_matrix(
-        (np.ones(columns.size), (rows, columns)), shape=(leaves.shape[0], int(sum(counts)))
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return trees, leaves + offsets[None, : leaves.shape[1]], int(sum(counts))
+
+
+def _stacked_design(design: np.ndarray, leaves: np.ndarray, n_leaves: int, scale: float) -> Any:
+    """``[design, scale * rule indicators]`` as a CSR matrix, from one boolean selection.
+
+    The design's nonzeros come first in each row (column order), then the row's leaf
+    of every tree (column ``design.shape[1] + leaf``, value ``scale``): entry for entry
+    the matrix ``scipy.sparse.hstack([csr_matrix(design), scale * indicators])``,
+    without its intermediate COO matrices, so the solver takes the same path.
+    """
+    from scipy import sparse
+
+    n_rows, width = design.shape
+    n_trees = leaves.shape[1]
+    size = n_rows * (width + n_trees)
+    index_type = np.int32 if max(size, width + n_leaves) < 2**31 else np.int64
+    # Row-major boolean selection keeps each row's entries in column order.
+    keep = np.empty((n_rows, width + n_trees), dtype=bool)
+    np.not_equal(design, 0.0, out=keep[:, :width])
+    keep[:, width:] = True
+    values = np.empty((n_rows, width + n_trees))
+    values[:, :width] = design
+    values[:, width:] = scale
+    columns = np.empty((n_rows, width + n_trees), dtype=index_type)
+    columns[:, :width] = np.arange(width)
+    columns[:, width:] = leaves + width
+    indptr = np.zeros(n_rows + 1, dtype=index_type)
+    np.cumsum(keep.sum(axis=1), out=indptr[1:])
+    return sparse.csr_matrix(
+        (values[keep], columns[keep], indptr), shape=(n_rows, width + n_leaves)
     )
-    return trees, matrix
 
 
 def _write_rule_coefficients(trees: Any, values: np.ndarray) -> None:

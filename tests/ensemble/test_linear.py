@@ -360,13 +360,36 @@ def test_rule_fit_on_the_sparse_design_is_the_dense_logistic_regression():
     ruled = LinearScorer.fit(X, y, cat_idx=[4], params=params, seed=4)
     # the same trees (same seed), every column dense, scikit-learn's solver run to the end
     settings = check_linear_params(params)
-    _, leaves = _grow_rules(X.astype(np.float64), y, [4], settings, 4, None)
-    dense = np.hstack([ruled.design(X), settings["rule_scale"] * leaves.toarray()])
+    _, leaves, n_leaves = _grow_rules(X.astype(np.float64), y, [4], settings, 4, None)
+    indicators = np.zeros((X.shape[0], n_leaves))
+    np.put_along_axis(indicators, leaves, 1.0, axis=1)
+    assert (indicators.sum(axis=1) == settings["rules"]).all()  # one leaf per tree
+    dense = np.hstack([ruled.design(X), settings["rule_scale"] * indicators])
     reference = LogisticRegression(C=0.5, solver="newton-cholesky", tol=1e-10, max_iter=100)
     reference.fit(dense, y)
     np.testing.assert_allclose(
         ruled.margin(X), reference.decision_function(dense), rtol=0, atol=1e-3
     )
+
+
+def test_stacked_design_is_scipys_hstack_entry_for_entry():
+    from scipy import sparse
+
+    from lesionboost.ensemble._linear import _stacked_design
+
+    rng = np.random.default_rng(5)
+    design = rng.normal(size=(300, 7))
+    design[rng.random(design.shape) < 0.4] = 0.0  # exact zeros are left out, as by scipy
+    design[17] = 0.0  # a row without design nonzeros
+    leaves = np.column_stack([rng.integers(0, 4, 300), 4 + rng.integers(0, 3, 300)])
+    ours = _stacked_design(design, leaves, 7, 0.3)
+    rows = np.repeat(np.arange(300), 2)
+    indicators = sparse.csr_matrix((np.ones(600), (rows, leaves.ravel())), shape=(300, 7))
+    theirs = sparse.hstack([sparse.csr_matrix(design), 0.3 * indicators], format="csr")
+    assert ours.shape == theirs.shape == (300, 14)
+    np.testing.assert_array_equal(ours.indptr, theirs.indptr)
+    np.testing.assert_array_equal(ours.indices, theirs.indices)
+    np.testing.assert_array_equal(ours.data, theirs.data)  # the same bits: the same solver path
 
 
 def test_rules_round_trip_through_json_and_a_damaged_model_is_refused():
