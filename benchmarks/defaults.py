@@ -15,10 +15,10 @@ The rule that picks the default:
    lineage's on the same folds, and its mean fit time per 5-fold simulated run
    must stay within ``--fit-budget``: by default the defaults' budget of 180 s for
    a 5-fold run of the full 1,042-patient cohort, in proportion to the patients
-   simulated (51.8 s at 300). Fit time grows less than in proportion to the
-   patients for the library's defaults (44 s of fitting at 300, 127 s at 1,042:
-   table ``defaults/full_size``), so for them the proxy errs on the side of the
-   budget; rule 4 checks the pick itself;
+   simulated (51.8 s at 300). Fit time need not grow in proportion to the
+   patients (the library's defaults: 42-43 s of fitting at 300, 149 s at 1,042,
+   tables ``defaults/race`` and ``defaults/full_size``), so the proxy can pass a
+   model the real budget would not; rule 4 checks the pick itself;
 2. among the rest, the highest worst-case share of the raw -> tabular-oracle gap
    closed over the worlds; ties (within ``--tie`` of gap share) go to the higher
    mean rounded to the nearest ``--tie``, then the higher worst world, then the
@@ -283,9 +283,9 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
 def resolved(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with every member's parameters merged over the library's defaults.
 
-    The checkpoint key of a candidate: the three libraries as ``members`` are left
-    out of it, so a candidate that names them and one that leaves ``members`` to its
-    default share one key.
+    The checkpoint key of a candidate: ``members`` equal to the three libraries (the
+    ensemble's own default) is left out of it, so the keys of cells recorded that way
+    stay valid; every candidate names its members.
     """
     members = params.get("members", _LIBRARIES)
     out = {k: v for k, v in params.items() if not k.endswith("_params")}

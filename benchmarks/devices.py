@@ -256,7 +256,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         chosen = {name: chosen[name] for name in args.models}
     rows: dict[str, dict[str, Any]] = {}
     for name, arguments in chosen.items():
-        members = arguments.get("members", MEMBERS)
+        # The libraries a row trains (the linear member always runs on the CPU).
+        members = tuple(
+            dict.fromkeys(
+                m.partition(":")[0]
+                for m in arguments.get("members", lb.estimator.DEFAULT_MEMBERS)
+                if m.partition(":")[0] in support
+            )
+        )
         rows[name] = {}
         for device in ("cpu", "cuda"):
             blocked = [

@@ -11,10 +11,10 @@ patient-grouped out-of-fold pAUC (the folds ``quality.py`` uses) and its wall ti
   from :data:`LGBM_VARIANTS` (``lgbm:base`` is the member as shipped);
 * ``top:<k>`` -- that member refitted on the ``k`` features its first fit on the
   training fold ranked highest by gain (feature selection inside the fold);
-* ``members`` -- the three members of the default ensemble, each fitted and scored
-  alone, and weighted blends of their out-of-fold ranks (pooled over the folds,
-  an approximation of the shipped ensemble, which blends inside each fitted
-  model) under the weights of :data:`BLEND_WEIGHTS`;
+* ``members`` -- the three boosting libraries (``GBDTEnsembleClassifier``'s default
+  members), each fitted and scored alone, and weighted blends of their out-of-fold
+  ranks (pooled over the folds, an approximation of an ensemble, which blends
+  inside each fitted model) under the weights of :data:`BLEND_WEIGHTS`;
 * ``followup`` -- an auxiliary LightGBM trained on the *benign* lesions of the
   training folds to tell which ones carry a ``lesion_id`` (clinics give one to the
   lesions they follow up; it is a train-only column, used here as a label, never a

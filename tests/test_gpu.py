@@ -116,7 +116,8 @@ def test_catboost_gpu_trains_with_the_library_defaults() -> None:
 
 
 def test_default_members_train_with_device_cuda() -> None:
-    # The default members: XGBoost and CatBoost on the GPU, and LightGBM on the GPU
+    # GBDTEnsembleClassifier's default members (the three libraries): XGBoost and
+    # CatBoost on the GPU, and LightGBM on the GPU
     # when its build has a CUDA learner, else on the CPU with a warning.
     _need_xgboost_cuda()
     _need_catboost_gpu()

@@ -32,7 +32,9 @@ from ._linear import LINEAR_DEFAULTS, LinearScorer, check_linear_params, mean_ma
 
 __all__ = ["MEMBERS", "MEMBER_KINDS", "member_kind", "resolve_threads"]
 
-#: The gradient-boosting libraries, the ensemble's default members.
+#: The gradient-boosting libraries: the default members of
+#: :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (those of
+#: ``LesionBoostClassifier`` are ``lesionboost.estimator.DEFAULT_MEMBERS``).
 MEMBER_KINDS: tuple[str, ...] = ("lightgbm", "xgboost", "catboost")
 
 
@@ -555,7 +557,7 @@ class _CatBoost(_Member):
 class _Linear(_Member):
     """scikit-learn's L2 logistic regression on quantile-normalised columns
     (:class:`~lesionboost.ensemble._linear.LinearScorer`); always on the CPU, where
-    it fits a bag in about a second."""
+    it fits a bag in about a second (several with rules)."""
 
     kind = "linear"
     suffix = ".json"

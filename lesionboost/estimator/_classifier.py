@@ -60,7 +60,7 @@ DEFAULT_LINEAR_PARAMS: dict[str, Any] = {"rules": 50}
 VIEW_MEMBER_WEIGHT = 2.0
 
 #: Blend weight of the ``"linear"`` member on all features when ``weights`` is None: with
-#: the default members, half the blend (``benchmarks/defaults.py``).
+#: the default members, 5/9 of the blend (``benchmarks/defaults.py``).
 LINEAR_MEMBER_WEIGHT = 5.0
 
 #: The column subsets (views) a member ``"library:view"`` can be trained on:
@@ -221,7 +221,7 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         :func:`default_member_weight` of each member -- 1 for a booster on all
         features, :data:`VIEW_MEMBER_WEIGHT` for a member on a view and
         :data:`LINEAR_MEMBER_WEIGHT` for the linear member (so the default blend
-        gives ``"lightgbm:raw"`` 2/9 and ``"linear"`` half).
+        gives ``"lightgbm:raw"`` 2/9 and ``"linear"`` 5/9).
     linear_params : dict, optional
         The linear member's parameters, as for
         :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``:

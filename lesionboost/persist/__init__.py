@@ -5,8 +5,10 @@ A saved model is a directory::
     model/
       manifest.json              everything that is not a booster (see below)
       members/lightgbm-0.txt     LightGBM text model, one per bag
-      members/xgboost-0.ubj      XGBoost UBJSON model
       members/catboost-0.cbm     CatBoost binary model
+      members/lightgbm-raw-0.txt a member on a view: its column indices are in the manifest
+      members/linear-0.json      the linear member: knots, levels, coefficients, rule trees
+      members/xgboost-0.ubj      XGBoost UBJSON model (an XGBoost member)
       image/embedder/<name>.onnx the ONNX embedder of a model with image features
       image/scorer/              the train_embedder() fold models, their JSON and OOF scores
 

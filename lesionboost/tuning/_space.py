@@ -1,7 +1,7 @@
 """Search space of :mod:`lesionboost.tuning` (documented there): ranges, defaults, configs.
 
 Parameters are flat ``"<group>.<name>"`` keys (``lightgbm.learning_rate``,
-``ensemble.neg_ratio``, ``weight.xgboost``, ``features.outlier``) so that one
+``ensemble.neg_ratio``, ``weight.catboost``, ``features.outlier``) so that one
 Optuna study holds them all; :meth:`SearchSpace.to_config` turns a trial's
 parameters into :class:`~lesionboost.LesionBoostClassifier` keyword arguments.
 """
