@@ -90,6 +90,20 @@ def cuda_support() -> dict[str, str | None]:
     return reasons
 
 
+def libraries(arguments: dict[str, Any]) -> tuple[str, ...]:
+    """The boosting libraries a row's estimator trains, whose CUDA support decides its
+    GPU cell (the linear member always runs on the CPU).
+
+    >>> libraries({"members": ("xgboost",)})
+    ('xgboost',)
+    >>> libraries({})  # LesionBoostClassifier's default members
+    ('lightgbm', 'catboost')
+    """
+    members = arguments.get("members", lb.estimator.DEFAULT_MEMBERS)
+    kinds = (member.partition(":")[0] for member in members)
+    return tuple(dict.fromkeys(kind for kind in kinds if kind in MEMBERS))
+
+
 def configurations(small: bool) -> dict[str, dict[str, Any]]:
     """Row name -> LesionBoostClassifier arguments."""
     tiny: dict[str, Any] = {}
@@ -256,14 +270,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         chosen = {name: chosen[name] for name in args.models}
     rows: dict[str, dict[str, Any]] = {}
     for name, arguments in chosen.items():
-        # The libraries a row trains (the linear member always runs on the CPU).
-        members = tuple(
-            dict.fromkeys(
-                m.partition(":")[0]
-                for m in arguments.get("members", lb.estimator.DEFAULT_MEMBERS)
-                if m.partition(":")[0] in support
-            )
-        )
+        members = libraries(arguments)
         rows[name] = {}
         for device in ("cpu", "cuda"):
             blocked = [
