@@ -22,13 +22,14 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ..ensemble import MEMBERS
+from ..ensemble import MEMBERS, member_kind
+from ..estimator import DEFAULT_MEMBERS, default_member_params
 
 __all__ = ["SearchSpace", "TUNED_MEMBERS", "build_config"]
 
-#: The members searched by default: the estimator's default libraries, the linear
-#: member included (the raw-column LightGBM is switched on and off with LightGBM).
-TUNED_MEMBERS: tuple[str, ...] = ("lightgbm", "catboost", "linear")
+#: The members searched by default: the kinds of the estimator's default members, the
+#: linear member included (the raw-column LightGBM is switched on and off with LightGBM).
+TUNED_MEMBERS: tuple[str, ...] = tuple(dict.fromkeys(member_kind(m) for m in DEFAULT_MEMBERS))
 
 _OPTIONAL_GROUPS = ("region", "outlier", "counts")
 #: ``rank_columns`` choices searched: none, or the 16 key columns (``"all"``
@@ -215,8 +216,6 @@ class SearchSpace:
         return (*self.members, _RAW_MEMBER) if "lightgbm" in self.members else self.members
 
     def _member_default(self, member: str, name: str) -> Any:
-        from ..estimator import default_member_params
-
         defaults = default_member_params(member)
         return defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
 
