@@ -142,6 +142,11 @@ def _without(config: dict[str, Any], member: str) -> dict[str, Any]:
     return out
 
 
+def _with_rule_view(config: dict[str, Any], view: str) -> dict[str, Any]:
+    """``config`` whose linear member grows its rules on the columns of ``view`` only."""
+    return {**config, "linear_params": {**config["linear_params"], "rule_view": view}}
+
+
 def _with_extra(config: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
     """``config`` with the members of ``weights`` added (or re-weighted)."""
     members = (*config["members"], *(m for m in weights if m not in config["members"]))
@@ -267,6 +272,12 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "rules_no_xgb": (
         "linear_rules_x5 without the XGBoost member (its cost spent on the rules)",
         _without(_with_rules(5.0), "xgboost"),
+    ),
+    "rules_raw": (
+        "rules_no_xgb whose rule trees split on the raw metadata columns only (`rule_view` "
+        "raw): conjunctions of the lesion's own measurements and site, the patient context "
+        "left to the regression's terms",
+        _with_rule_view(_without(_with_rules(5.0), "xgboost"), "raw"),
     ),
     "linear_raw": (
         "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "

@@ -363,6 +363,42 @@ def test_rank_columns_reach_the_featurizer_and_survive_a_model_file(meta, tmp_pa
     np.testing.assert_array_equal(loaded.predict_proba(meta), model.predict_proba(meta))
 
 
+def test_rules_on_the_raw_columns_split_only_on_them_and_survive_a_model_file(
+    meta, tmp_path, monkeypatch
+):
+    from lesionboost.estimator import MEMBER_VIEWS
+
+    linear = {"rules": 10, "rule_view": "raw"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        model = _fast(members=("linear",), linear_params=linear).fit(meta)
+    names = list(model.ensemble_.feature_names_in_)
+    split = set()
+    for scorer in model.ensemble_.boosters_["linear"]:
+        for tree in scorer.rules.dump_model()["tree_info"]:
+            nodes = [tree["tree_structure"]]
+            while nodes:
+                node = nodes.pop()
+                if "split_feature" in node:
+                    split.add(names[node["split_feature"]])
+                    nodes += [node["left_child"], node["right_child"]]
+    assert split and split <= set(MEMBER_VIEWS["raw"])
+    assert len(names) > len(split)  # the regression itself sees the derived features
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.linear_params == linear
+    np.testing.assert_array_equal(loaded.predict_proba(meta), model.predict_proba(meta))
+    # an unknown view is refused before the features are computed
+    from lesionboost.features import LesionFeaturizer
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("featurised before the parameters were checked")
+
+    monkeypatch.setattr(LesionFeaturizer, "fit", no_features)
+    with pytest.raises(ValueError, match=r"'rule_view'\] = 'lesion' is not a view.*\['raw'\]"):
+        _fast(members=("linear",), linear_params={"rules": 5, "rule_view": "lesion"}).fit(meta)
+
+
 def test_model_directory_round_trip_is_bit_identical(meta, fitted, tmp_path):
     folds = patient_folds(meta, n_splits=3)
     metrics = cross_val_oof(PatientSpy(), meta, folds, progress=False)

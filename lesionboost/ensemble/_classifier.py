@@ -163,8 +163,11 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         linear effect per column), and ``rules`` (default 0: none), the number of
         shallow LightGBM trees (``rule_depth``, 3) whose leaves join the regression
         as indicator columns of value ``rule_scale`` (0.3), so that it also fits
-        thresholded interactions (RuleFit). It trains on the same downsampled bags
-        as the boosters, on the CPU.
+        thresholded interactions (RuleFit), and ``rule_view`` (default None: every
+        column the member sees), a key of ``views`` whose columns alone the rule
+        trees split on (e.g. ``"raw"``: conjunctions of the lesion's own
+        measurements, while the regression's terms still see every column). It
+        trains on the same downsampled bags as the boosters, on the CPU.
     neg_ratio : float or None, default=0.01
         Positive-to-negative ratio after per-bag negative downsampling
         (0.01 -> 100 negatives per positive row); ``None`` keeps every negative.
@@ -463,14 +466,20 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             # Mean 1 keeps the members' regularisation (L2, minimum hessian per leaf),
             # which works in weight units, where the defaults were chosen.
             weight = weight / weight.mean()
-        self.view_columns_ = self._view_columns(members)
-        rng = check_random_state(self.random_state)
         resolved = {
             kind: MEMBERS[kind].params(
                 getattr(self, f"{kind}_params"), device=self.device, n_jobs=self.n_jobs
             )
             for kind in dict.fromkeys(member_kind(m) for m in members)
         }
+        rule_view = resolved["linear"][0]["rule_view"] if "linear" in resolved else None
+        self.view_columns_ = self._view_columns(members)
+        rule_columns = None if rule_view is None else self._view_columns([], rule_view)[rule_view]
+        member_params = {
+            member: self._member_params(member, resolved[member_kind(member)][0], rule_columns)
+            for member in members
+        }
+        rng = check_random_state(self.random_state)
         self.boosters_: dict[str, list[Any]] = {member: [] for member in members}
         bag_sizes = []
         bag_weights = []  # (positive, negative) weight each bag kept
@@ -484,7 +493,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 bag_weights.append([float(wb[yb == 1].sum()), float(wb[yb == 0].sum())])
             for member in members:
                 kind = member_kind(member)
-                params, rounds = resolved[kind]
+                params, rounds = member_params[member], resolved[kind][1]
                 columns, cat_idx = self._member_columns(member)
                 Xm = Xb if columns is None else np.ascontiguousarray(Xb[:, columns])
                 logger.debug("bag %d/%d: %s on %d rows", bag + 1, self.n_bags, member, rows.size)
@@ -541,15 +550,28 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             }
         return self
 
-    def _view_columns(self, members: Sequence[str]) -> dict[str, list[int]]:
-        """Column indices of every view the ``members`` use (names resolved against X)."""
+    def _view_columns(
+        self, members: Sequence[str], rule_view: str | None = None
+    ) -> dict[str, list[int]]:
+        """Column indices of every view the ``members`` (and the linear member's rules,
+        ``rule_view``) use, names resolved against X."""
         names = (
             [str(n) for n in self.feature_names_in_]
             if hasattr(self, "feature_names_in_")
             else [str(i) for i in range(self.n_features_in_)]
         )
+        used = {m.partition(":")[2] for m in members if ":" in m}
+        if rule_view is not None:
+            views = {} if self.views is None else self.views
+            if rule_view not in views:
+                raise ValueError(
+                    f"linear_params['rule_view'] = {rule_view!r} is not a view of the ensemble "
+                    f"(views: {sorted(views) or 'none'}); name one of them, or define it with "
+                    f"views={{{rule_view!r}: [columns]}}."
+                )
+            used.add(rule_view)
         out: dict[str, list[int]] = {}
-        for view in sorted({m.partition(":")[2] for m in members if ":" in m}):
+        for view in sorted(used):
             spec = cast(Mapping[str, Sequence[Any]], self.views)[view]
             if isinstance(spec, str) or not len(spec):
                 raise ValueError(
@@ -575,6 +597,25 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                     )
             out[view] = sorted(columns)
         return out
+
+    def _member_params(
+        self, member: str, params: dict[str, Any], rule_columns: Sequence[int] | None
+    ) -> dict[str, Any]:
+        """``params`` for ``member``; for a linear member with a ``rule_view``, the
+        positions of that view's columns (``rule_columns``, indices of X) among the
+        member's own columns."""
+        if member_kind(member) != "linear" or rule_columns is None:
+            return params
+        columns, _ = self._member_columns(member)
+        allowed = set(rule_columns)
+        seen = range(self.n_features_in_) if columns is None else columns
+        positions = [i for i, column in enumerate(seen) if column in allowed]
+        if not positions:
+            raise ValueError(
+                f"linear_params['rule_view'] = {params['rule_view']!r} shares no column with "
+                f"the member {member!r}; its rules would have nothing to split on."
+            )
+        return {**params, "rule_view": None, "rule_columns": tuple(positions)}
 
     def _member_columns(self, member: str) -> tuple[list[int] | None, list[int]]:
         """The columns ``member`` sees (None: all) and its categoricals' positions among them."""

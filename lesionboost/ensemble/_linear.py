@@ -27,7 +27,10 @@ indicator column with the value ``rule_scale`` (so its L2 penalty is
 ``1 / rule_scale**2`` times that of a normal score), and one logistic regression
 fits the scores and the rules together. Each rule's coefficient (times
 ``rule_scale``) is then written into its leaf, so the rules score as that
-LightGBM model's raw output, stored in LightGBM's own text format.
+LightGBM model's raw output, stored in LightGBM's own text format. With
+``rule_columns`` the trees split only on those columns (the others are missing in
+their training data), so the rules can be conjunctions of a chosen set of columns,
+such as a lesion's own measurements, while the regression sees every column.
 :class:`~sklearn.linear_model.LogisticRegression` fits the coefficients
 (Newton-Cholesky; with rules, L-BFGS on a sparse design). Each column's share of
 the log-odds is piecewise linear in the column, so scoring looks it up in one table
@@ -53,8 +56,17 @@ __all__ = ["LinearScorer", "mean_margin"]
 LINEAR_DEFAULTS: dict[str, Any] = {"C": 0.1, "n_quantiles": 200, "max_iter": 1000, "tails": ()}
 #: The rule parameters of the ``linear`` member, and their defaults (no rules). Kept
 #: apart from :data:`LINEAR_DEFAULTS`, whose entries identify the member's
-#: configuration in recorded benchmark cells; with ``rules=0`` the other two are unused.
-RULE_DEFAULTS: dict[str, Any] = {"rules": 0, "rule_depth": 3, "rule_scale": 0.3}
+#: configuration in recorded benchmark cells; with ``rules=0`` the others are unused.
+#: ``rule_columns`` (indices into the member's columns) limits the columns the rule
+#: trees split on; ``rule_view`` names an ensemble view that the ensemble turns into
+#: ``rule_columns`` (None: every column).
+RULE_DEFAULTS: dict[str, Any] = {
+    "rules": 0,
+    "rule_depth": 3,
+    "rule_scale": 0.3,
+    "rule_view": None,
+    "rule_columns": None,
+}
 
 # Settings of the rule trees besides their number and depth: shallow, fast-learning
 # trees whose leaves hold enough rows to be a rule, with row and column subsampling
@@ -105,6 +117,18 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"linear_params[{key!r}] must be an integer {limits}{hint}, got {value!r}."
             )
+    view = merged["rule_view"]
+    if view is not None and (not isinstance(view, str) or not view):
+        raise ValueError(
+            f"linear_params['rule_view'] must be the name of a view (e.g. 'raw') or None, "
+            f"got {view!r}."
+        )
+    columns = _check_rule_columns(merged["rule_columns"])
+    if view is not None and columns is not None:
+        raise ValueError(
+            "linear_params sets both 'rule_view' and 'rule_columns'; give one of them "
+            "(the ensemble turns 'rule_view' into 'rule_columns')."
+        )
     return {
         "C": float(merged["C"]),
         "n_quantiles": int(merged["n_quantiles"]),
@@ -113,7 +137,27 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "rules": int(merged["rules"]),
         "rule_depth": int(merged["rule_depth"]),
         "rule_scale": float(merged["rule_scale"]),
+        "rule_view": view,
+        "rule_columns": columns,
     }
+
+
+def _check_rule_columns(columns: Any) -> tuple[int, ...] | None:
+    """``rule_columns`` as a sorted tuple of distinct column indices, None, or a clear error."""
+    if columns is None:
+        return None
+    values = [columns] if isinstance(columns, (int, np.integer)) else columns
+    try:
+        out = tuple(sorted(int(c) for c in values))
+        valid = all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in values)
+    except (TypeError, ValueError):
+        out, valid = (), False
+    if not valid or not out or len(set(out)) != len(out) or out[0] < 0:
+        raise ValueError(
+            "linear_params['rule_columns'] must be a non-empty list of distinct column "
+            f"indices >= 0 (the columns the rule trees may split on) or None, got {columns!r}."
+        )
+    return out
 
 
 def _check_tails(tails: Any) -> tuple[float, ...]:
@@ -262,6 +306,19 @@ class LinearScorer:
 
         settings = check_linear_params(params or {})
         X = np.asarray(X, dtype=np.float64)
+        if settings["rules"] > 0:
+            if settings["rule_view"] is not None:
+                raise ValueError(
+                    f"linear_params['rule_view'] = {settings['rule_view']!r} names a view of an "
+                    "ensemble; LinearScorer.fit takes the view's column indices as "
+                    "'rule_columns'."
+                )
+            rule_columns = settings["rule_columns"]
+            if rule_columns is not None and rule_columns[-1] >= X.shape[1]:
+                raise ValueError(
+                    f"linear_params['rule_columns'] holds the index {rule_columns[-1]}, out of "
+                    f"range for X with {X.shape[1]} columns."
+                )
         categorical = sorted({int(i) for i in cat_idx})
         numeric = [i for i in range(X.shape[1]) if i not in set(categorical)]
         grid = np.linspace(0.0, 1.0, min(settings["n_quantiles"], X.shape[0]))
@@ -590,7 +647,15 @@ def _grow_rules(
         "num_threads": _threads(None),
     }
     X32 = np.asarray(X, dtype=np.float32)
-    data = lgb.Dataset(X32, label=y, weight=weight, categorical_feature=list(categorical))
+    train = X32
+    if settings["rule_columns"] is not None:
+        # Columns the rules may not use are all missing in the trees' training data:
+        # LightGBM cannot split on them, and the trees keep X's column positions, so
+        # they score (and explain) X itself.
+        train = np.full_like(X32, np.nan)
+        allowed = list(settings["rule_columns"])
+        train[:, allowed] = X32[:, allowed]
+    data = lgb.Dataset(train, label=y, weight=weight, categorical_feature=list(categorical))
     trees = lgb.train(params, data, num_boost_round=settings["rules"])
     leaves = np.asarray(trees.predict(X32, pred_leaf=True), np.int64).reshape(X32.shape[0], -1)
     counts = [tree["num_leaves"] for tree in trees.dump_model()["tree_info"]]

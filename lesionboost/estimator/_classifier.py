@@ -227,6 +227,8 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``:
         :data:`DEFAULT_LINEAR_PARAMS` (50 rules); a dict replaces it, over the
         member's own defaults (no rules unless it sets ``rules``).
+        ``{"rules": 50, "rule_view": "raw"}`` grows the rules on the raw
+        metadata columns only (:data:`MEMBER_VIEWS`).
     lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
 pos_oversample, n_bags, blend, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same
@@ -399,6 +401,13 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
                     f"sample_weight has {len(sample_weight)} entries but X has {frame.height} "
                     "rows; pass one weight per lesion."
                 )
+        linear = self._ensemble_params()["linear_params"]
+        view = linear.get("rule_view") if isinstance(linear, Mapping) else None
+        if view is not None and view not in MEMBER_VIEWS:  # before any featurising
+            raise ValueError(
+                f"linear_params['rule_view'] = {view!r} is not a view; choose one of "
+                f"{sorted(MEMBER_VIEWS)} or leave it out (rules on every feature)."
+            )
         frame = _without_leaks(frame)
         frame, image_columns = self._with_image_features(frame, fit=True)
         from ..features import LesionFeaturizer

@@ -87,12 +87,13 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
 }
 
 #: Member parameters searched over a few named choices: member -> name -> {choice: value}.
-#: The linear member's hinge thresholds (none, +-1, or 0 and +-1) and its rules (none,
-#: or the leaves of 50 trees).
+#: The linear member's hinge thresholds (none, +-1, or 0 and +-1), its rules (none,
+#: or the leaves of 50 trees) and the columns they split on (all, or the raw columns).
 _MEMBER_CHOICES: dict[str, dict[str, dict[str, Any]]] = {
     "linear": {
         "tails": {"none": (), "1": (1.0,), "0,1": (0.0, 1.0)},
         "rules": {"none": 0, "50": 50},
+        "rule_view": {"all": None, "raw": "raw"},
     },
 }
 
@@ -125,6 +126,7 @@ def _choice_value(member: str, name: str, label: str) -> Any:
 _LIBRARY_DEFAULTS = {
     ("catboost", "random_strength"): 1.0,
     ("linear", "rules"): 0,  # a linear_params dict without "rules": none
+    ("linear", "rule_view"): None,  # rules on every column
 }
 
 _ENSEMBLE_RANGES: dict[str, _Range] = {
@@ -170,8 +172,9 @@ class SearchSpace:
     members : sequence of str, default=("lightgbm", "catboost", "linear")
         Libraries whose parameters are searched (and only those are used), from
         ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``,
-        hinge thresholds ``tails``: none, ``1`` or ``0,1``, and ``rules``: none or
-        50).
+        hinge thresholds ``tails``: none, ``1`` or ``0,1``, ``rules``: none or
+        50, and ``rule_view``: the rules split on all columns or on the raw
+        columns only).
         With ``"lightgbm"`` among them the ensemble may also hold
         ``"lightgbm:raw"``, a LightGBM on the raw metadata columns with the same
         parameters.

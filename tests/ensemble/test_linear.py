@@ -97,6 +97,13 @@ def test_json_round_trip_is_exact_and_malformed_json_is_refused():
         ({"rules": 2.5}, "integer >= 0"),
         ({"rule_depth": 7}, "integer in \\[1, 6\\]"),
         ({"rule_scale": 0.0}, "'rule_scale'\\] must be a number > 0"),
+        ({"rule_columns": []}, "non-empty list of distinct column indices"),
+        ({"rule_columns": [1, 1]}, "non-empty list of distinct column indices"),
+        ({"rule_columns": [-1]}, "non-empty list of distinct column indices"),
+        ({"rule_columns": [True]}, "non-empty list of distinct column indices"),
+        ({"rule_columns": ["a"]}, "non-empty list of distinct column indices"),
+        ({"rule_view": ""}, "'rule_view'\\] must be the name of a view"),
+        ({"rule_view": "raw", "rule_columns": [0]}, "both 'rule_view' and 'rule_columns'"),
     ],
 )
 def test_linear_params_errors_name_the_setting(params, message):
@@ -143,6 +150,8 @@ def test_linear_member_adapter_has_no_rounds_device_or_threads():
         "rules": 0,
         "rule_depth": 3,
         "rule_scale": 0.3,
+        "rule_view": None,
+        "rule_columns": None,
     }
     assert rounds == 1
 
@@ -437,3 +446,65 @@ def test_linear_member_with_rules_saves_and_loads_in_the_ensemble(tmp_path):
     assert (
         shares[corner][:, [1, 2]].sum(axis=1).mean() > shares[~corner][:, [1, 2]].sum(axis=1).mean()
     )
+
+
+def _rule_split_columns(scorer):
+    """The columns the rule trees of ``scorer`` split on."""
+    found = set()
+
+    def walk(node):
+        if "split_feature" in node:
+            found.add(node["split_feature"])
+            walk(node["left_child"])
+            walk(node["right_child"])
+
+    for tree in scorer.rules.dump_model()["tree_info"]:
+        walk(tree["tree_structure"])
+    return found
+
+
+def test_rule_columns_limit_what_the_rules_can_learn():
+    X, y = _interaction_data(n=20000)
+    probe = np.zeros((2, 5), dtype=np.float32)
+    probe[0, 1:3] = 2.0  # in the corner, the same smooth effect
+    on_pair = LinearScorer.fit(X, y, cat_idx=[4], params={"rules": 20, "rule_columns": [1, 2]})
+    assert _rule_split_columns(on_pair) == {1, 2}
+    # the rules' share: the corner is learnt from its columns ...
+    assert np.diff(on_pair.rules.predict(probe, raw_score=True))[0] < -1.0
+    elsewhere = LinearScorer.fit(X, y, cat_idx=[4], params={"rules": 20, "rule_columns": [0, 3, 4]})
+    assert _rule_split_columns(elsewhere) <= {0, 3, 4}
+    # ... and not without them: rows that differ in columns 1 and 2 share every leaf
+    assert np.diff(elsewhere.rules.predict(probe, raw_score=True))[0] == 0.0
+    # the trees keep X's column positions: every column still scores and explains
+    parts = elsewhere.contributions(X[:50])
+    reference = float(elsewhere.baseline @ elsewhere.coef + elsewhere.intercept)
+    np.testing.assert_allclose(
+        parts.sum(axis=1) + reference + elsewhere.rule_baseline(),
+        elsewhere.margin(X[:50]),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="index 5, out of range for X with 5 columns"):
+        LinearScorer.fit(X, y, cat_idx=[4], params={"rules": 5, "rule_columns": [0, 5]})
+    with pytest.raises(ValueError, match="names a view of an ensemble"):
+        LinearScorer.fit(X, y, cat_idx=[4], params={"rules": 5, "rule_view": "raw"})
+
+
+def test_the_ensemble_turns_a_rule_view_into_the_member_s_rule_columns():
+    X, y = _interaction_data(n=8000)
+    views = {"pair": [1, 2], "wide": [1, 2, 3], "other": [0]}
+    common = {"neg_ratio": 0.2, "n_jobs": 1, "random_state": 0, "views": views}
+    model = GBDTEnsembleClassifier(
+        members=("linear", "linear:wide"), linear_params={"rules": 8, "rule_view": "pair"}, **common
+    ).fit(X, y)
+    # all columns: X's positions 1 and 2; the view (1, 2, 3): its positions 0 and 1
+    assert {c for b in model.boosters_["linear"] for c in _rule_split_columns(b)} == {1, 2}
+    assert {c for b in model.boosters_["linear:wide"] for c in _rule_split_columns(b)} == {0, 1}
+    assert set(model.view_columns_) == {"wide"}  # what the model file lists: members' views
+    with pytest.raises(ValueError, match="'nope' is not a view of the ensemble.*'other', 'pair'"):
+        GBDTEnsembleClassifier(
+            members=("linear",), linear_params={"rules": 4, "rule_view": "nope"}, **common
+        ).fit(X, y)
+    with pytest.raises(ValueError, match="shares no column with the member 'linear:wide'"):
+        GBDTEnsembleClassifier(
+            members=("linear:wide",), linear_params={"rules": 4, "rule_view": "other"}, **common
+        ).fit(X, y)

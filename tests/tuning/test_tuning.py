@@ -62,10 +62,12 @@ def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
     for member in space.members:
         for name, value in config[f"{member}_params"].items():
             # what {member}_params=None stands for, else the library default the space documents
-            expected = default_member_params(member).get(
-                name, _LIBRARY_DEFAULTS.get((member, name))
-            )
-            assert expected is not None and value == pytest.approx(expected), (member, name)
+            own = default_member_params(member)
+            expected = own[name] if name in own else _LIBRARY_DEFAULTS[(member, name)]
+            if expected is None:  # e.g. the linear member's rule_view: every column
+                assert value is None, (member, name)
+            else:
+                assert value == pytest.approx(expected), (member, name)
     for name in ("neg_ratio", "pos_oversample", "n_bags", "feature_groups", "rank_columns"):
         assert tuple(np.atleast_1d(config[name])) == tuple(np.atleast_1d(estimator[name]))
     assert "weights" not in config  # equal weights = the estimator's default (None)
@@ -122,16 +124,21 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     assert space.defaults()["linear.tails"] == "none"  # the estimator's default: no hinges
     assert distributions["linear.rules"].choices == ("none", "50")
     assert space.defaults()["linear.rules"] == "50"  # the estimator's default: 50 rules
+    assert distributions["linear.rule_view"].choices == ("all", "raw")
+    assert space.defaults()["linear.rule_view"] == "all"  # the default rules see every column
     trial = {**space.defaults(), "linear.C": 0.5, "linear.tails": "0,1", "linear.rules": "50"}
     config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
     # no n_estimators: it has no rounds
-    assert config["linear_params"] == {"C": 0.5, "tails": (0.0, 1.0), "rules": 50}
+    expected = {"C": 0.5, "tails": (0.0, 1.0), "rules": 50, "rule_view": None}
+    assert config["linear_params"] == expected
     assert config["lightgbm_params"]["n_estimators"] == 30
     model = LesionBoostClassifier(**config)  # the estimator accepts what the space builds
-    assert model.get_params()["linear_params"] == {"C": 0.5, "tails": (0.0, 1.0), "rules": 50}
+    assert model.get_params()["linear_params"] == expected
     plain = build_config(space, {**trial, "linear.rules": "none"}, rounds=30)
     assert plain["linear_params"]["rules"] == 0
+    raw = build_config(space, {**trial, "linear.rule_view": "raw"}, rounds=30)
+    assert raw["linear_params"]["rule_view"] == "raw"
 
 
 def test_a_tails_default_outside_the_choices_joins_them(monkeypatch) -> None:
