@@ -52,8 +52,11 @@ DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "catboost", "lightgbm:raw", "lin
 
 #: What ``linear_params=None`` stands for (over the linear member's own defaults):
 #: 50 rules, the leaves of 50 depth-3 LightGBM trees as penalised indicator columns
-#: (RuleFit), so the linear member also learns thresholded interactions.
-DEFAULT_LINEAR_PARAMS: dict[str, Any] = {"rules": 50}
+#: (RuleFit), so the linear member also learns thresholded interactions. The trees
+#: split on the raw metadata columns only (view ``"raw"``): the rules are conjunctions
+#: of the lesion's own measurements and site, and the patient context enters through
+#: the regression's terms (table ``defaults/candidates`` of ``benchmarks/defaults.py``).
+DEFAULT_LINEAR_PARAMS: dict[str, Any] = {"rules": 50, "rule_view": "raw"}
 
 #: Blend weight of a member on a view (``"lightgbm:raw"``) when ``weights`` is None;
 #: every booster on all features weighs 1.
@@ -225,10 +228,10 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
     linear_params : dict, optional
         The linear member's parameters, as for
         :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``:
-        :data:`DEFAULT_LINEAR_PARAMS` (50 rules); a dict replaces it, over the
-        member's own defaults (no rules unless it sets ``rules``).
-        ``{"rules": 50, "rule_view": "raw"}`` grows the rules on the raw
-        metadata columns only (:data:`MEMBER_VIEWS`).
+        :data:`DEFAULT_LINEAR_PARAMS` (50 rules on the raw columns); a dict
+        replaces it, over the member's own defaults (no rules unless it sets
+        ``rules``; rules on every feature unless it sets ``rule_view``, e.g.
+        ``"raw"``: the raw metadata columns, :data:`MEMBER_VIEWS`).
     lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
 pos_oversample, n_bags, blend, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same

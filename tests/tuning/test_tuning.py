@@ -125,20 +125,20 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     assert distributions["linear.rules"].choices == ("none", "50")
     assert space.defaults()["linear.rules"] == "50"  # the estimator's default: 50 rules
     assert distributions["linear.rule_view"].choices == ("all", "raw")
-    assert space.defaults()["linear.rule_view"] == "all"  # the default rules see every column
+    assert space.defaults()["linear.rule_view"] == "raw"  # the default rules: raw columns
     trial = {**space.defaults(), "linear.C": 0.5, "linear.tails": "0,1", "linear.rules": "50"}
     config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
     # no n_estimators: it has no rounds
-    expected = {"C": 0.5, "tails": (0.0, 1.0), "rules": 50, "rule_view": None}
+    expected = {"C": 0.5, "tails": (0.0, 1.0), "rules": 50, "rule_view": "raw"}
     assert config["linear_params"] == expected
     assert config["lightgbm_params"]["n_estimators"] == 30
     model = LesionBoostClassifier(**config)  # the estimator accepts what the space builds
     assert model.get_params()["linear_params"] == expected
     plain = build_config(space, {**trial, "linear.rules": "none"}, rounds=30)
     assert plain["linear_params"]["rules"] == 0
-    raw = build_config(space, {**trial, "linear.rule_view": "raw"}, rounds=30)
-    assert raw["linear_params"]["rule_view"] == "raw"
+    every = build_config(space, {**trial, "linear.rule_view": "all"}, rounds=30)
+    assert every["linear_params"]["rule_view"] is None
 
 
 def test_a_tails_default_outside_the_choices_joins_them(monkeypatch) -> None:
