@@ -474,7 +474,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         }
         rule_view = resolved["linear"][0]["rule_view"] if "linear" in resolved else None
         self.view_columns_ = self._view_columns(members)
-        rule_columns = None if rule_view is None else self._view_columns([], rule_view)[rule_view]
+        rule_columns = None if rule_view is None else self._rule_columns(rule_view)
         member_params = {
             member: self._member_params(member, resolved[member_kind(member)][0], rule_columns)
             for member in members
@@ -550,53 +550,53 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             }
         return self
 
-    def _view_columns(
-        self, members: Sequence[str], rule_view: str | None = None
-    ) -> dict[str, list[int]]:
-        """Column indices of every view the ``members`` (and the linear member's rules,
-        ``rule_view``) use, names resolved against X."""
+    def _view_columns(self, members: Sequence[str]) -> dict[str, list[int]]:
+        """Column indices of every view the ``members`` use, names resolved against X."""
+        used = sorted({m.partition(":")[2] for m in members if ":" in m})
+        return {view: self._view_positions(view) for view in used}
+
+    def _rule_columns(self, rule_view: str) -> list[int]:
+        """Column indices of the view the linear member's rules split on (``rule_view``)."""
+        views = {} if self.views is None else self.views
+        if rule_view not in views:
+            raise ValueError(
+                f"linear_params['rule_view'] = {rule_view!r} is not a view of the ensemble "
+                f"(views: {sorted(views) or 'none'}); name one of them, or define it with "
+                f"views={{{rule_view!r}: [columns]}}."
+            )
+        return self._view_positions(rule_view)
+
+    def _view_positions(self, view: str) -> list[int]:
+        """The sorted column indices of X that ``views[view]`` names (names or indices)."""
         names = (
             [str(n) for n in self.feature_names_in_]
             if hasattr(self, "feature_names_in_")
             else [str(i) for i in range(self.n_features_in_)]
         )
-        used = {m.partition(":")[2] for m in members if ":" in m}
-        if rule_view is not None:
-            views = {} if self.views is None else self.views
-            if rule_view not in views:
-                raise ValueError(
-                    f"linear_params['rule_view'] = {rule_view!r} is not a view of the ensemble "
-                    f"(views: {sorted(views) or 'none'}); name one of them, or define it with "
-                    f"views={{{rule_view!r}: [columns]}}."
-                )
-            used.add(rule_view)
-        out: dict[str, list[int]] = {}
-        for view in sorted(used):
-            spec = cast(Mapping[str, Sequence[Any]], self.views)[view]
-            if isinstance(spec, str) or not len(spec):
-                raise ValueError(
-                    f"views[{view!r}] must be a non-empty list of column names or indices, "
-                    f"got {spec!r}."
-                )
-            positions = {name: i for i, name in enumerate(names)}
-            columns: set[int] = set()
-            for column in spec:
-                if isinstance(column, numbers.Integral) and not isinstance(column, bool):
-                    if not 0 <= int(column) < len(names):
-                        raise ValueError(
-                            f"views[{view!r}] holds the index {column}, out of range for X with "
-                            f"{len(names)} columns."
-                        )
-                    columns.add(int(column))
-                elif str(column) in positions:
-                    columns.add(positions[str(column)])
-                else:
+        spec = cast(Mapping[str, Sequence[Any]], self.views)[view]
+        if isinstance(spec, str) or not len(spec):
+            raise ValueError(
+                f"views[{view!r}] must be a non-empty list of column names or indices, "
+                f"got {spec!r}."
+            )
+        positions = {name: i for i, name in enumerate(names)}
+        columns: set[int] = set()
+        for column in spec:
+            if isinstance(column, numbers.Integral) and not isinstance(column, bool):
+                if not 0 <= int(column) < len(names):
                     raise ValueError(
-                        f"views[{view!r}] names column {str(column)!r}, which X does not have; "
-                        f"X has {names[:5]}{' ...' if len(names) > 5 else ''}."
+                        f"views[{view!r}] holds the index {column}, out of range for X with "
+                        f"{len(names)} columns."
                     )
-            out[view] = sorted(columns)
-        return out
+                columns.add(int(column))
+            elif str(column) in positions:
+                columns.add(positions[str(column)])
+            else:
+                raise ValueError(
+                    f"views[{view!r}] names column {str(column)!r}, which X does not have; "
+                    f"X has {names[:5]}{' ...' if len(names) > 5 else ''}."
+                )
+        return sorted(columns)
 
     def _member_params(
         self, member: str, params: dict[str, Any], rule_columns: Sequence[int] | None
