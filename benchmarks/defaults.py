@@ -147,6 +147,11 @@ def _with_rule_view(config: dict[str, Any], view: str) -> dict[str, Any]:
     return {**config, "linear_params": {**config["linear_params"], "rule_view": view}}
 
 
+def _with_linear_params(config: dict[str, Any], **params: Any) -> dict[str, Any]:
+    """``config`` with ``params`` set in its linear member's parameters."""
+    return {**config, "linear_params": {**config["linear_params"], **params}}
+
+
 def _with_extra(config: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
     """``config`` with the members of ``weights`` added (or re-weighted)."""
     members = (*config["members"], *(m for m in weights if m not in config["members"]))
@@ -278,6 +283,14 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "raw): conjunctions of the lesion's own measurements and site, the patient context "
         "left to the regression's terms",
         _with_rule_view(_without(_with_rules(5.0), "xgboost"), "raw"),
+    ),
+    "rules_raw_s045": (
+        "rules_raw with the rules' indicator value 0.45 instead of 0.3 (`rule_scale`): an L2 "
+        "penalty on each rule's coefficient (1/0.45)^2 instead of (1/0.3)^2 times a normal "
+        "score's, so strong thresholded interactions keep more of their weight",
+        _with_linear_params(
+            _without(_with_rules(5.0), "xgboost"), rule_view="raw", rule_scale=0.45
+        ),
     ),
     "linear_raw": (
         "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "

@@ -83,6 +83,9 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
     },
     "linear": {
         "C": _Range(0.01, 1.0, log=True),
+        # the rules' indicator value: each rule's L2 penalty is 1/rule_scale**2 times a
+        # normal score's (unused in a configuration without rules)
+        "rule_scale": _Range(0.2, 1.0, log=True),
     },
 }
 
@@ -127,6 +130,7 @@ _LIBRARY_DEFAULTS = {
     ("catboost", "random_strength"): 1.0,
     ("linear", "rules"): 0,  # a linear_params dict without "rules": none
     ("linear", "rule_view"): None,  # rules on every column
+    ("linear", "rule_scale"): 0.3,  # the linear member's own rule_scale
 }
 
 _ENSEMBLE_RANGES: dict[str, _Range] = {
@@ -173,8 +177,8 @@ class SearchSpace:
         Libraries whose parameters are searched (and only those are used), from
         ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``,
         hinge thresholds ``tails``: none, ``1`` or ``0,1``, ``rules``: none or
-        50, and ``rule_view``: the rules split on all columns or on the raw
-        columns only).
+        50, ``rule_view``: the rules split on all columns or on the raw
+        columns only, and ``rule_scale``: how lightly the rules are penalised).
         With ``"lightgbm"`` among them the ensemble may also hold
         ``"lightgbm:raw"``, a LightGBM on the raw metadata columns with the same
         parameters.

@@ -16,6 +16,7 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 
 from lesionboost.cv import patient_folds
+from lesionboost.ensemble._linear import RULE_DEFAULTS
 from lesionboost.ensemble._members import MEMBERS
 from lesionboost.estimator import VIEW_MEMBER_WEIGHT, LesionBoostClassifier, default_member_params
 from lesionboost.simulate import simulate_slice3d
@@ -120,17 +121,29 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     space = SearchSpace(members=("lightgbm", "linear"))
     distributions = space.distributions()
     assert distributions["linear.C"].log and "weight.linear" in distributions
+    scale = distributions["linear.rule_scale"]
+    assert scale.log and scale.low <= space.defaults()["linear.rule_scale"] <= scale.high
+    own = default_member_params("linear")
+    expected_scale = own.get("rule_scale", RULE_DEFAULTS["rule_scale"])
+    assert space.defaults()["linear.rule_scale"] == pytest.approx(expected_scale)
+    assert _LIBRARY_DEFAULTS[("linear", "rule_scale")] == RULE_DEFAULTS["rule_scale"]
     assert distributions["linear.tails"].choices == ("none", "1", "0,1")
     assert space.defaults()["linear.tails"] == "none"  # the estimator's default: no hinges
     assert distributions["linear.rules"].choices == ("none", "50")
     assert space.defaults()["linear.rules"] == "50"  # the estimator's default: 50 rules
     assert distributions["linear.rule_view"].choices == ("all", "raw")
     assert space.defaults()["linear.rule_view"] == "raw"  # the default rules: raw columns
-    trial = {**space.defaults(), "linear.C": 0.5, "linear.tails": "0,1", "linear.rules": "50"}
+    trial = {
+        **space.defaults(),
+        "linear.C": 0.5,
+        "linear.tails": "0,1",
+        "linear.rules": "50",
+        "linear.rule_scale": 0.7,
+    }
     config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
     # no n_estimators: it has no rounds
-    expected = {"C": 0.5, "tails": (0.0, 1.0), "rules": 50, "rule_view": "raw"}
+    expected = {"C": 0.5, "tails": (0.0, 1.0), "rules": 50, "rule_view": "raw", "rule_scale": 0.7}
     assert config["linear_params"] == expected
     assert config["lightgbm_params"]["n_estimators"] == 30
     model = LesionBoostClassifier(**config)  # the estimator accepts what the space builds
