@@ -142,11 +142,6 @@ def _without(config: dict[str, Any], member: str) -> dict[str, Any]:
     return out
 
 
-def _with_rule_view(config: dict[str, Any], view: str) -> dict[str, Any]:
-    """``config`` whose linear member grows its rules on the columns of ``view`` only."""
-    return {**config, "linear_params": {**config["linear_params"], "rule_view": view}}
-
-
 def _with_linear_params(config: dict[str, Any], **params: Any) -> dict[str, Any]:
     """``config`` with ``params`` set in its linear member's parameters."""
     return {**config, "linear_params": {**config["linear_params"], **params}}
@@ -282,7 +277,7 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "rules_no_xgb whose rule trees split on the raw metadata columns only (`rule_view` "
         "raw): conjunctions of the lesion's own measurements and site, the patient context "
         "left to the regression's terms",
-        _with_rule_view(_without(_with_rules(5.0), "xgboost"), "raw"),
+        _with_linear_params(_without(_with_rules(5.0), "xgboost"), rule_view="raw"),
     ),
     "rules_raw_s045": (
         "rules_raw with the rules' indicator value 0.45 instead of 0.3 (`rule_scale`): an L2 "
