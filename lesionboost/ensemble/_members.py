@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._utils._imports import import_optional
-from ._linear import LINEAR_DEFAULTS, LinearScorer, check_linear_params, mean_margin
+from ._linear import LINEAR_DEFAULTS, RULE_DEFAULTS, LinearScorer, check_linear_params, mean_margin
 
 __all__ = ["MEMBERS", "MEMBER_KINDS", "member_kind", "resolve_threads"]
 
@@ -72,6 +72,9 @@ class _Member:
     kind = ""
     suffix = ""
     defaults: dict[str, Any] = {}
+    #: Defaults of options the adapter accepts but leaves out of ``defaults`` (the
+    #: linear member's rules), so that tuning can name the value a search starts from.
+    option_defaults: dict[str, Any] = {}
     round_keys: tuple[str, ...] = ()
     seed_keys: tuple[str, ...] = ()
     thread_keys: tuple[str, ...] = ()
@@ -562,6 +565,7 @@ class _Linear(_Member):
     kind = "linear"
     suffix = ".json"
     defaults = LINEAR_DEFAULTS
+    option_defaults = RULE_DEFAULTS
 
     def params(
         self, user: Mapping[str, Any] | None, *, device: str, n_jobs: int | None

@@ -128,9 +128,6 @@ def _choice_value(member: str, name: str, label: str) -> Any:
 # Library defaults of searched parameters the member adapters leave unset.
 _LIBRARY_DEFAULTS = {
     ("catboost", "random_strength"): 1.0,
-    ("linear", "rules"): 0,  # a linear_params dict without "rules": none
-    ("linear", "rule_view"): None,  # rules on every column
-    ("linear", "rule_scale"): 0.3,  # the linear member's own rule_scale
 }
 
 _ENSEMBLE_RANGES: dict[str, _Range] = {
@@ -223,7 +220,7 @@ class SearchSpace:
         return (*self.members, _RAW_MEMBER) if "lightgbm" in self.members else self.members
 
     def _member_default(self, member: str, name: str) -> Any:
-        defaults = default_member_params(member)
+        defaults = {**MEMBERS[member_kind(member)].option_defaults, **default_member_params(member)}
         return defaults.get(name, _LIBRARY_DEFAULTS.get((member, name)))
 
     def distributions(self) -> dict[str, BaseDistribution]:

@@ -63,7 +63,7 @@ def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
     for member in space.members:
         for name, value in config[f"{member}_params"].items():
             # what {member}_params=None stands for, else the library default the space documents
-            own = default_member_params(member)
+            own = {**MEMBERS[member].option_defaults, **default_member_params(member)}
             expected = own[name] if name in own else _LIBRARY_DEFAULTS[(member, name)]
             if expected is None:  # e.g. the linear member's rule_view: every column
                 assert value is None, (member, name)
@@ -126,7 +126,6 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     own = default_member_params("linear")
     expected_scale = own.get("rule_scale", RULE_DEFAULTS["rule_scale"])
     assert space.defaults()["linear.rule_scale"] == pytest.approx(expected_scale)
-    assert _LIBRARY_DEFAULTS[("linear", "rule_scale")] == RULE_DEFAULTS["rule_scale"]
     assert distributions["linear.tails"].choices == ("none", "1", "0,1")
     assert space.defaults()["linear.tails"] == "none"  # the estimator's default: no hinges
     assert distributions["linear.rules"].choices == ("none", "50")
@@ -160,6 +159,18 @@ def test_a_tails_default_outside_the_choices_joins_them(monkeypatch) -> None:
     assert space.distributions()["linear.tails"].choices == ("none", "1", "0,1", "0.5,2")
     config = space.to_config(space.defaults())
     assert config["linear_params"]["tails"] == (0.5, 2.0)
+
+
+def test_rule_options_the_estimator_leaves_unset_start_from_the_member_defaults(
+    monkeypatch,
+) -> None:
+    import lesionboost.estimator._classifier as estimator_module
+
+    monkeypatch.setattr(estimator_module, "DEFAULT_LINEAR_PARAMS", {})
+    defaults = SearchSpace(members=("linear",)).defaults()
+    assert defaults["linear.rule_scale"] == pytest.approx(RULE_DEFAULTS["rule_scale"])
+    assert defaults["linear.rules"] == "none"  # RULE_DEFAULTS: no rules
+    assert defaults["linear.rule_view"] == "all"  # rules on every column
 
 
 def test_ranges_widen_to_contain_a_default_outside_them(monkeypatch) -> None:
