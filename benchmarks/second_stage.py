@@ -17,6 +17,12 @@ lesions of its patient. Rows, scored on the cells of ``benchmarks/defaults.py``
   fitted on those out-of-fold scores, and applied to the first stage's score of
   the held-out patients. That is what a deployed second stage would cost: one
   more first-stage fit per inner fold;
+* ``stacked``: the blend weights learned per data set (stacking): an L2 logistic
+  regression (:data:`SECOND_STAGE_C`, standardised inputs) on the out-of-fold
+  log-odds of each default member fitted alone, cross-fitted over the outer folds
+  (the weights that score fold ``k`` are fitted on the other folds' rows). The
+  member scores of those rows come from models that saw fold ``k``, so this is a
+  slightly optimistic stand-in for stacking with inner folds, at no extra fits;
 * ``linear_bound``: the rank blend ``rank(s) + w * rank(linear)`` of the first
   stage and the ``linear`` member alone, with ``w`` the best of :data:`WEIGHTS`
   *chosen on the held-out labels of each cell*. No learner can choose better, so
@@ -69,6 +75,7 @@ ROWS = {
     "first": "`LesionBoostClassifier()` (first stage)",
     "shift": f"first + {GAMMA} x within-patient z-score of its log-odds",
     "learned": "learned second stage on patient-relative scores (nested cross-fit)",
+    "stacked": "member weights learned per data set (stacking, cross-fitted)",
     "linear_bound": "first + linear member, weight chosen on the held-out labels (bound)",
 }
 #: The patient-relative features of the ``learned`` second stage.
@@ -143,6 +150,29 @@ def learned_second_stage(
     return out
 
 
+def stacked_scores(y: np.ndarray, folds: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Out-of-fold scores of blend weights learned on the other folds' rows.
+
+    ``members`` holds one column per member: its out-of-fold log-odds.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], [300, 30])
+    >>> members = np.column_stack([y + rng.normal(size=330), rng.normal(size=330)])
+    >>> scores = stacked_scores(y, np.arange(330) % 3, members)
+    >>> bool(lb.pauc_above_tpr(y, scores) > lb.pauc_above_tpr(y, members.sum(axis=1)))
+    True
+    """
+    out = np.empty(y.size)
+    for fold in np.unique(folds):
+        train, test = folds != fold, folds == fold
+        blend = make_pipeline(StandardScaler(), LogisticRegression(C=SECOND_STAGE_C))
+        blend.fit(members[train], y[train])
+        out[test] = blend.decision_function(members[test])
+    return out
+
+
 def best_blend(y: np.ndarray, first: np.ndarray, linear: np.ndarray) -> tuple[float, float]:
     """(pAUC, weight) of the best rank blend ``rank(first) + w rank(linear)`` over WEIGHTS."""
     a, b = rankdata(first) / first.size, rankdata(linear) / linear.size
@@ -171,18 +201,25 @@ def score_cell(frame: pl.DataFrame, folds: np.ndarray, *, real: bool, args: Any)
         make_first, frame, folds, first, inner=args.inner, seed=args.inner_seed
     )
     learned_seconds = time.perf_counter() - start
-    linear = lb.cross_val_oof(
-        lb.LesionBoostClassifier(**overrides, members=("linear",)), frame, folds, progress=False
-    ).oof
+    alone = {
+        member: lb.cross_val_oof(
+            lb.LesionBoostClassifier(**overrides, members=(member,)), frame, folds, progress=False
+        ).oof
+        for member in make_first().members
+    }
+    linear = alone["linear"]
     bound, weight = best_blend(y, first, linear)
+    stacked = stacked_scores(y, folds, np.column_stack([log_odds(v) for v in alone.values()]))
     return {
         "pauc": {
             "first": float(lb.pauc_above_tpr(y, s)),
             "shift": float(lb.pauc_above_tpr(y, s + GAMMA * z)),
             "learned": float(lb.pauc_above_tpr(y, learned)),
+            "stacked": float(lb.pauc_above_tpr(y, stacked)),
             "linear_bound": bound,
         },
         "linear_alone": float(lb.pauc_above_tpr(y, linear)),
+        "members_alone": {m: float(lb.pauc_above_tpr(y, v)) for m, v in alone.items()},
         "bound_weight": weight,
         "first_seconds": first_seconds,
         "learned_extra_seconds": learned_seconds,
@@ -272,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "gamma": GAMMA,
             "c": SECOND_STAGE_C,
             "weights": WEIGHTS,
+            "rows": list(ROWS),
         }
     )
     tag = f"p{n_patients}-k{n_splits}-{version}"

@@ -35,6 +35,7 @@ def test_small_run_scores_every_row_in_every_world(small) -> None:
         # the bound includes weight 0, the first stage itself
         assert run["cell"]["pauc"]["linear_bound"] >= run["cell"]["pauc"]["first"]
         assert run["cell"]["bound_weight"] in second_stage.WEIGHTS
+        assert list(run["cell"]["members_alone"]) == list(lb.LesionBoostClassifier().members)
     for entry in report["summary"].values():
         assert set(entry["gap_per_world"]) == set(WORLDS)
         assert entry["gap_worst"] == min(entry["gap_per_world"].values())
@@ -80,6 +81,19 @@ def test_patient_features_describe_each_lesion_within_its_patient() -> None:
         assert f[rows, 5] == pytest.approx(np.log(rows.sum()))
     single = patients == "b"
     assert f[single, 1:4].tolist() == [[0.0, 0.5, 0.0]]
+
+
+def test_stacked_weights_never_see_the_labels_of_the_fold_they_score() -> None:
+    rng = np.random.default_rng(1)
+    y = (rng.random(600) < 0.1).astype(int)
+    members = np.column_stack([y + rng.normal(size=600), rng.normal(size=600)])
+    folds = np.arange(600) % 3
+    scores = second_stage.stacked_scores(y, folds, members)
+    flipped = y.copy()
+    flipped[folds == 0] = 1 - flipped[folds == 0]
+    again = second_stage.stacked_scores(flipped, folds, members)
+    np.testing.assert_array_equal(again[folds == 0], scores[folds == 0])
+    assert not np.allclose(again[folds == 1], scores[folds == 1])  # fold 0's labels train them
 
 
 class _Recorder(ClassifierMixin, BaseEstimator):
