@@ -22,7 +22,7 @@ lesions of its patient. Rows, scored on the cells of ``benchmarks/defaults.py``
   log-odds of each default member fitted alone, cross-fitted over the outer folds
   (the weights that score fold ``k`` are fitted on the other folds' rows). The
   member scores of those rows come from models that saw fold ``k``, so this is a
-  slightly optimistic stand-in for stacking with inner folds, at no extra fits;
+  slightly optimistic stand-in for stacking with inner folds, without their fits;
 * ``linear_bound``: the rank blend ``rank(s) + w * rank(linear)`` of the first
   stage and the ``linear`` member alone, with ``w`` the best of :data:`WEIGHTS`
   *chosen on the held-out labels of each cell*. No learner can choose better, so
@@ -207,8 +207,7 @@ def score_cell(frame: pl.DataFrame, folds: np.ndarray, *, real: bool, args: Any)
         ).oof
         for member in make_first().members
     }
-    linear = alone["linear"]
-    bound, weight = best_blend(y, first, linear)
+    bound, weight = best_blend(y, first, alone["linear"])
     stacked = stacked_scores(y, folds, np.column_stack([log_odds(v) for v in alone.values()]))
     return {
         "pauc": {
@@ -218,7 +217,6 @@ def score_cell(frame: pl.DataFrame, folds: np.ndarray, *, real: bool, args: Any)
             "stacked": float(lb.pauc_above_tpr(y, stacked)),
             "linear_bound": bound,
         },
-        "linear_alone": float(lb.pauc_above_tpr(y, linear)),
         "members_alone": {m: float(lb.pauc_above_tpr(y, v)) for m, v in alone.items()},
         "bound_weight": weight,
         "first_seconds": first_seconds,
