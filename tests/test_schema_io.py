@@ -149,6 +149,13 @@ def test_file_that_is_not_a_table(tmp_path: Path) -> None:
         read_metadata(blob)
 
 
+def test_a_json_file_is_named_as_json(tmp_path: Path, tiny_metadata: pl.DataFrame) -> None:
+    path = tmp_path / "t.json"
+    tiny_metadata.write_json(path)
+    with pytest.raises(SchemaError, match=r"t\.json holds JSON, not a metadata table"):
+        read_metadata(path)
+
+
 def test_wrong_delimiter_gets_a_hint(tmp_path: Path, tiny_metadata: pl.DataFrame) -> None:
     path = tmp_path / "semi.csv"
     tiny_metadata.write_csv(path, separator=";")

@@ -1,16 +1,22 @@
 """One output policy for everything lesionboost writes: never lose a file it did not write.
 
 Every folder lesionboost writes into carries a marker, ``.lesionboost.json``, that
-names what wrote the folder (``"written_by"``) and the entries it wrote there
-(``"entries"``). The rules, checked before any work is done:
+names what wrote the folder (``"written_by"``), the entries it wrote there
+(``"entries"``) and, for files written into a folder another command owns or into a
+user's folder, which command wrote each of them (``"writers"``; an entry without
+one was written by the folder's ``written_by``). The rules, checked before any
+work is done:
 
 * a **folder output** (a run, a report, a simulation, a model) is written only
   into a folder that is new, empty, or marked as written by the same kind of
   command; replacing it needs every entry in it to be lesionboost's own;
 * a **file output** (a submission, an embedding table) may go into any existing
   folder, but an existing file is replaced only with ``force`` and only when the
-  folder's marker lists it as lesionboost's own;
-* an output never replaces, and a replaced folder never contains, an input.
+  folder's marker lists it as written by the same command (a submission never
+  replaces a run's, a simulation's or a model's files);
+* an output never replaces, and a replaced folder never contains, an input;
+* the folder that will hold an output is, or can be created as, a folder: a path
+  through a file is refused before any work.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ __all__ = [
     "check_file_output",
     "check_folder_output",
     "claim",
+    "disown",
+    "entry_writer",
     "foreign_entries",
     "read_marker",
 ]
@@ -51,6 +59,29 @@ def read_marker(folder: PathLike) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         return None
     return data
+
+
+def entry_writer(marker: dict[str, Any], name: str) -> str | None:
+    """What wrote the entry ``name`` of a folder with ``marker`` (None: not lesionboost)."""
+    if name not in marker["entries"]:
+        return None
+    writers = marker.get("writers")
+    if isinstance(writers, dict) and isinstance(writers.get(name), str):
+        return str(writers[name])
+    written_by = marker.get("written_by")
+    return str(written_by) if written_by is not None else None
+
+
+def _check_parent_folder(target: Path, option: str) -> None:
+    """Refuse a ``target`` whose nearest existing ancestor is not a folder."""
+    for ancestor in target.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise OutputError(
+                    f"{option} {target} lies under {ancestor}, which is a file, not a folder; "
+                    "choose another path."
+                )
+            return
 
 
 def foreign_entries(folder: PathLike) -> list[str]:
@@ -117,6 +148,7 @@ def check_folder_output(
     if target.exists() and not target.is_dir():
         raise OutputError(f"{option} {target} is a file; pass a folder.")
     if not target.exists():
+        _check_parent_folder(target, option)
         return
     for path in _resolved(inputs):
         if replace and _contains(target.resolve(), path):
@@ -153,6 +185,7 @@ def check_file_output(
     path: PathLike,
     *,
     force: bool,
+    written_by: str,
     option: str = "--out",
     inputs: Iterable[PathLike | None] = (),
 ) -> None:
@@ -163,7 +196,10 @@ def check_file_output(
     path : str or path-like
         The output file.
     force : bool
-        Whether the user allowed replacing an existing file that lesionboost wrote.
+        Whether the user allowed replacing an existing file that ``written_by`` wrote.
+    written_by : str
+        What writes the file (``"lesionboost predict"``, ...): an existing file is
+        replaced only when the folder's marker records the same writer.
     option : str, default="--out"
         How the user named the file, for the messages.
     inputs : iterable of paths
@@ -172,8 +208,8 @@ def check_file_output(
     Raises
     ------
     OutputError
-        The path is an input or a folder, its folder does not exist, or it exists
-        and ``force`` is off or lesionboost did not write it.
+        The path is an input or a folder, its folder does not exist or is a file, or
+        it exists and ``force`` is off or ``written_by`` did not write it.
     """
     target = Path(path)
     resolved = target.resolve()
@@ -186,8 +222,14 @@ def check_file_output(
     if target.is_dir():
         raise OutputError(f"{option} {target} is a folder; pass a file name.")
     if not target.parent.exists():
+        _check_parent_folder(target.parent, option)
         raise OutputError(
             f"the folder of {option} ({target.parent}) does not exist; create it first."
+        )
+    if not target.parent.is_dir():
+        raise OutputError(
+            f"the folder of {option} ({target.parent}) is a file, not a folder; choose "
+            "another path."
         )
     if not target.exists():
         return
@@ -196,22 +238,59 @@ def check_file_output(
             f"{target} already exists; pass --force to replace it, or choose another {option}."
         )
     marker = read_marker(target.parent)
-    if marker is None or target.name not in marker["entries"]:
+    writer = entry_writer(marker, target.name) if marker is not None else None
+    if writer is None:
         raise OutputError(
             f"{target} exists and was not written by lesionboost; --force replaces only "
             f"files lesionboost wrote. Choose another {option}."
         )
+    if writer != written_by:
+        raise OutputError(
+            f"{target} was written by {writer!r}, not by {written_by!r}; --force replaces "
+            f"only a file the same command wrote. Choose another {option}."
+        )
 
 
 def claim(folder: PathLike, names: Iterable[str], *, written_by: str) -> None:
-    """Record ``names`` as entries of ``folder`` written by lesionboost (atomically).
+    """Record ``names`` as entries of ``folder`` written by ``written_by`` (atomically).
 
-    A folder's marker keeps the first writer's ``written_by``; file outputs in a
-    user's folder are recorded under ``"lesionboost"`` with no claim on the folder.
+    A folder's marker keeps the first writer's ``written_by``; an entry written by
+    another command (a submission in a run folder, say) is recorded with its own
+    writer in ``"writers"``.
     """
     target = Path(folder)
     marker = read_marker(target) or {"written_by": written_by, "entries": []}
-    entries = sorted(set(marker["entries"]) | set(names))
-    marker["entries"] = entries
-    with atomic_path(target / MARKER) as tmp:
+    names = list(names)
+    marker["entries"] = sorted(set(marker["entries"]) | set(names))
+    recorded = marker.get("writers")
+    writers: dict[str, str] = dict(recorded) if isinstance(recorded, dict) else {}
+    for name in names:
+        if written_by == marker.get("written_by"):
+            writers.pop(name, None)
+        else:
+            writers[name] = written_by
+    if writers:
+        marker["writers"] = dict(sorted(writers.items()))
+    else:
+        marker.pop("writers", None)
+    _write_marker(target, marker)
+
+
+def disown(folder: PathLike, names: Iterable[str]) -> None:
+    """Remove ``names`` from the entries of ``folder``'s marker (the files are gone)."""
+    target = Path(folder)
+    marker = read_marker(target)
+    if marker is None:
+        return
+    gone = set(names)
+    marker["entries"] = [name for name in marker["entries"] if name not in gone]
+    if isinstance(marker.get("writers"), dict):
+        marker["writers"] = {k: v for k, v in marker["writers"].items() if k not in gone}
+        if not marker["writers"]:
+            marker.pop("writers")
+    _write_marker(target, marker)
+
+
+def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
+    with atomic_path(folder / MARKER) as tmp:
         tmp.write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")

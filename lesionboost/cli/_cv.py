@@ -31,6 +31,7 @@ from .._utils._imports import import_optional
 from .._utils._outputs import check_folder_output, claim
 from .._version import __version__
 from ..calibration import ScoreCalibrator
+from ..report import EVALUATION_WRITTEN_BY
 from ._output import EXIT_OK, UsageError, check_positive, emit, quiet_libraries, write_json
 from ._runs import (
     RUN_ENTRIES,
@@ -75,7 +76,14 @@ def _members(text: str | None) -> tuple[str, ...] | None:
 
 def _local_workers(address: str | None) -> int | None:
     """N of ``--scheduler local:N``; None for a scheduler address (or none)."""
-    if address is None or not address.startswith("local:"):
+    if address is None:
+        return None
+    if not address.startswith("local:"):
+        if ":" not in address.rpartition("://")[2]:
+            raise UsageError(
+                f"--scheduler {address}: give a Dask scheduler's address with its port (e.g. "
+                "tcp://host:8786), or local:N for N workers on this machine."
+            )
         return None
     text = address.partition(":")[2]
     if not text.isdigit() or int(text) < 1:
@@ -110,7 +118,13 @@ def _read_params(path: Path) -> dict[str, Any]:
             f"--params {path}: unknown LesionBoostClassifier parameter(s) {unknown[:5]}; "
             f"expected some of {sorted(known)}."
         )
-    images = [name for name in _IMAGE_PARAMS if params.get(name) is not None]
+    fixed = data.get("fixed_params") if isinstance(data, dict) else None
+    fixed = fixed if isinstance(fixed, dict) else {}
+    images = [
+        name
+        for name in _IMAGE_PARAMS
+        if params.get(name) is not None or fixed.get(name) is not None
+    ]
     if images:
         raise UsageError(
             f"--params {path} sets {images}: lesionboost cv has no image inputs; use a "
@@ -278,7 +292,7 @@ def _fold_backend(address: str | None) -> Iterator[str | None]:
         else:
             try:
                 client = stack.enter_context(distributed.Client(address, timeout=30))
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise OSError(
                     f"--scheduler {address}: no Dask scheduler answered ({exc}); start one "
                     "(dask scheduler) and its workers, or use local:N."
@@ -416,7 +430,7 @@ def run_cv(args: argparse.Namespace) -> int:
         )
     check_folder_output(
         run_dir / "report",
-        written_by="lesionboost report",
+        written_by=EVALUATION_WRITTEN_BY,
         option="the report folder",
         replace=True,
     )

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ._output import EXIT_OK, UsageError, emit
+
+#: What ``lesionboost embed`` records as the writer of its tables.
+EMBED_WRITTEN_BY = "lesionboost embed"
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -81,9 +85,35 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
+def _metadata_ids(source: Path) -> list[str]:
+    """The sorted distinct ``isic_id`` values of the ``--metadata`` table ``source``."""
+    import polars as pl
+
+    try:
+        if source.suffix.lower() == ".parquet":
+            columns = list(pl.read_parquet_schema(source))
+        else:
+            columns = pl.read_csv(source, n_rows=0, infer_schema=False).columns
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"--metadata {source} could not be read as a CSV or Parquet table ({exc}); pass "
+            "the metadata file of the lesions to embed (e.g. test-metadata.csv)."
+        ) from exc
+    if "isic_id" not in columns:
+        raise UsageError(
+            f"--metadata {source} has no isic_id column (it has {columns[:5]}); pass the "
+            "metadata file of the lesions to embed (e.g. test-metadata.csv)."
+        )
+    if source.suffix.lower() == ".parquet":
+        table = pl.read_parquet(source, columns=["isic_id"])
+    else:
+        table = pl.read_csv(source, columns=["isic_id"], infer_schema=False)
+    ids = table.get_column("isic_id").cast(pl.String).drop_nulls().unique().sort()
+    return [str(v) for v in ids.to_list()]
+
+
 def run_embed(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     import numpy as np
     import polars as pl
@@ -95,20 +125,19 @@ def run_embed(args: argparse.Namespace) -> int:
 
     index, count = _parse_shard(args.shard)
     out = Path(args.out)
-    check_file_output(out, force=args.force, inputs=[args.images, args.model, args.metadata])
+    if args.metadata and not Path(args.metadata).is_file():
+        raise FileNotFoundError(f"--metadata {args.metadata} does not exist or is not a file.")
+    check_file_output(
+        out,
+        force=args.force,
+        written_by=EMBED_WRITTEN_BY,
+        inputs=[args.images, args.model, args.metadata],
+    )
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}.")
     store = ImageStore(args.images)
     if args.metadata:
-        source = Path(args.metadata)
-        table = (
-            pl.read_parquet(source)
-            if source.suffix == ".parquet"
-            else pl.read_csv(source, columns=["isic_id"], infer_schema=False)
-        )
-        if "isic_id" not in table.columns:
-            raise UsageError(f"{source} has no isic_id column.")
-        ids = sorted(set(table.get_column("isic_id").drop_nulls().to_list()))
+        ids = _metadata_ids(Path(args.metadata))
     else:
         ids = sorted(store.ids())
     shard_ids = [str(v) for v in np.array_split(np.asarray(ids, dtype=object), count)[index]]
@@ -143,7 +172,7 @@ def run_embed(args: argparse.Namespace) -> int:
     }
     with atomic_path(out) as tmp:
         pl.DataFrame(columns).write_parquet(tmp, metadata=provenance)
-    claim(out.parent, [out.name], written_by="lesionboost embed")
+    claim(out.parent, [out.name], written_by=EMBED_WRITTEN_BY)
     stats = embedder.stats
     summary = {
         "out": str(out),

@@ -10,6 +10,7 @@ intervals and, with ``--report``, draws the evaluation report and model card.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,46 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .._utils._outputs import check_folder_output
+from .._utils._outputs import check_folder_output, read_marker
+from ..report import EVALUATION_WRITTEN_BY
 from ._output import EXIT_OK, UsageError, emit
 from ._runs import _no_malignant, _run_scores, _scheme_text, _simulated
 
+logger = logging.getLogger("lesionboost")
+
 #: Bootstrap replicates of the evaluation.
 DEFAULT_N_BOOT = 1000
+
+
+def _check_not_another_runs_report(report_dir: Path, run_dir: str | None) -> None:
+    """Refuse a ``--report`` folder that belongs to a run other than the one evaluated."""
+    parent = report_dir.resolve().parent
+    marker = read_marker(parent)
+    if marker is None or report_dir.name not in marker["entries"]:
+        return
+    if run_dir is not None and Path(run_dir).resolve() == parent:
+        return
+    raise UsageError(
+        f"--report {report_dir} is the report of the run {parent} (written by "
+        f"{marker.get('written_by')!r}); evaluate writes there only when it evaluates that "
+        "run. Choose another --report folder."
+    )
+
+
+def _is_training_data(model_dir: Path, frame: pl.DataFrame) -> bool:
+    """Whether ``frame`` is the data the saved model records as its training data."""
+    import json
+
+    from ..persist import fingerprint
+
+    try:
+        manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    recorded = manifest.get("training_data") if isinstance(manifest, dict) else None
+    if not isinstance(recorded, dict) or recorded.get("rows") != frame.height:
+        return False
+    return bool(recorded.get("sha256") == fingerprint(frame)["sha256"])
 
 
 def _labelled(path: Path) -> tuple[pl.DataFrame, Path]:
@@ -58,18 +93,27 @@ def _model_scores(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any
         )
     scores = model.predict_proba(frame.drop([c for c in LEAK_COLUMNS if c in frame.columns]))
     frame = frame.with_columns(pl.Series("score", np.asarray(scores)[:, 1]))
+    description = (
+        f"The saved model {args.model} scored the labelled lesions of {args.data}; the "
+        "figures are valid for new patients only if none of them was in the training data."
+    )
+    if _is_training_data(Path(args.model), frame.drop("score")):
+        description = (
+            f"The saved model {args.model} scored the lesions it was fitted on ({args.data}): "
+            "in-sample figures, far above what new patients would see."
+        )
+        logger.warning(
+            "--data %s is the data the model %s was fitted on: these figures are in-sample "
+            "(optimistic); evaluate a model on patients it never saw, or use lesionboost cv.",
+            args.data,
+            args.model,
+        )
     context = {
         "data": {
             "source": str(file.resolve()),
             "simulated": _simulated(file),
         },
-        "validation": {
-            "scheme": "external",
-            "description": (
-                f"The saved model {args.model} scored the labelled lesions of {args.data}; the "
-                "figures are valid for new patients only if none of them was in the training data."
-            ),
-        },
+        "validation": {"scheme": "external", "description": description},
         "model": {"name": f"{type(model).__name__} ({args.model})"},
     }
     return frame, context
@@ -78,6 +122,11 @@ def _model_scores(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any
 def _file_scores(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any]]:
     data, path = Path(args.data), Path(args.scores)
     frame, file = _labelled(data)
+    if path.resolve() == file.resolve():
+        raise UsageError(
+            f"--scores {path} is the labelled file itself (--data); pass the scores of a model "
+            "on those lesions (e.g. the CSV lesionboost predict writes)."
+        )
     try:
         table = (
             pl.read_parquet(path)
@@ -91,6 +140,28 @@ def _file_scores(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any]
         raise ValueError(
             f"--scores {path} needs the columns isic_id and score (or target, as in a Kaggle "
             f"submission); it has {table.columns[:5]}."
+        )
+    if column == "target" and "patient_id" in table.columns:
+        raise UsageError(
+            f"--scores {path} is a metadata table (it has patient_id): its target column holds "
+            "labels, not scores. Pass the scores of a model (e.g. the CSV lesionboost predict "
+            "writes)."
+        )
+    if not table.schema[column].is_numeric():
+        values = table.get_column(column).cast(pl.String, strict=False)
+        numeric = values.cast(pl.Float64, strict=False)
+        bad = table.filter(numeric.is_null() & values.is_not_null()).head(3)
+        if bad.height:
+            raise ValueError(
+                f"--scores {path}: column {column!r} must hold numbers; isic_id "
+                f"{bad.get_column('isic_id').to_list()} hold {bad.get_column(column).to_list()}."
+            )
+        table = table.with_columns(numeric.alias(column))
+    missing = table.filter(pl.col(column).is_null()).get_column("isic_id")
+    if missing.len():
+        raise ValueError(
+            f"--scores {path}: {missing.len()} lesion(s) have no {column} (isic_id "
+            f"{missing.head(3).to_list()}); every lesion needs a score."
         )
     table = table.select(pl.col("isic_id").cast(pl.String), pl.col(column).alias("score"))
     duplicated = table.filter(pl.col("isic_id").is_duplicated()).get_column("isic_id")
@@ -220,11 +291,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         ]
         check_folder_output(
             report_dir,
-            written_by="lesionboost report",
+            written_by=EVALUATION_WRITTEN_BY,
             option="--report",
             replace=True,
             inputs=inputs,
         )
+        _check_not_another_runs_report(report_dir, args.run_dir)
     n_boot, seed = args.n_boot, args.seed
     if args.run_dir is not None:
         run_dir = Path(args.run_dir)
@@ -249,7 +321,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     evaluation = evaluate(
         target, frame.get_column("score").to_numpy(), frame, n_boot=int(n_boot), seed=int(seed)
     )
-    result = {**evaluation.to_dict(), "source": source}
+    result = {**evaluation.to_dict(), "source": source, "validation": context.get("validation")}
     if report_dir is not None:
         from ..report import write_evaluation_report
 

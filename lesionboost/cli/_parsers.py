@@ -270,8 +270,8 @@ def _add_predict(subparsers: Any) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        metavar="CSV|PARQUET",
-        help="metadata of the lesions to score (test-metadata.csv)",
+        metavar="CSV|PARQUET|DIR",
+        help="metadata of the lesions to score (test-metadata.csv, or the folder holding it)",
     )
     parser.add_argument("--images", metavar="HDF5", help="their crops (models with image features)")
     parser.add_argument(
@@ -280,7 +280,9 @@ def _add_predict(subparsers: Any) -> None:
         help="embed the crops at this precision instead of the one the model was fitted at "
         "(models with image features; a warning says so)",
     )
-    parser.add_argument("--out", required=True, metavar="CSV", help="submission file to write")
+    parser.add_argument(
+        "--out", required=True, metavar="CSV", help="submission file to write (a .csv name)"
+    )
     parser.add_argument(
         "--top-k",
         type=int,
@@ -453,8 +455,9 @@ def _add_evaluate(subparsers: Any) -> None:
     parser.add_argument("--model", metavar="DIR", help="saved model directory to score --data")
     parser.add_argument(
         "--data",
-        metavar="CSV|PARQUET",
-        help="labelled lesions (train-metadata.csv layout) for --model/--scores",
+        metavar="CSV|PARQUET|DIR",
+        help="labelled lesions (train-metadata.csv layout, or the folder holding it) for "
+        "--model/--scores",
     )
     parser.add_argument("--images", metavar="HDF5", help="their crops (models with image features)")
     parser.add_argument(

@@ -34,9 +34,20 @@ def run_predict(args: argparse.Namespace) -> int:
     if data.is_dir():  # a Kaggle folder: predict scores its test file, never the train file
         data = resolve_metadata_path(data, "test")
     inputs = [Path(args.model), data, args.images]
-    check_file_output(out, force=args.force, inputs=inputs)
+    if out.suffix.lower() != ".csv":
+        raise UsageError(
+            f"--out {out}: predict writes a CSV submission (isic_id,target); give the file a "
+            ".csv name."
+        )
+    check_file_output(out, force=args.force, written_by=WRITTEN_BY, inputs=inputs)
     if triage is not None:
-        check_file_output(triage, force=args.force, option="--out (triage file)", inputs=inputs)
+        check_file_output(
+            triage,
+            force=args.force,
+            written_by=WRITTEN_BY,
+            option="--out (triage file)",
+            inputs=inputs,
+        )
     model = load_model(args.model)
     frame = read_metadata(data, kind="auto")
     frame = frame.drop([c for c in LEAK_COLUMNS if c in frame.columns])

@@ -268,6 +268,13 @@ def run_tune(args: argparse.Namespace) -> int:
             f"--image-model {args.image_model} does not exist; pass an .onnx "
             "file, an embed Parquet file or a train_embedder folder."
         )
+    if args.image_model is not None:
+        from ..image import check_image_model
+
+        try:
+            check_image_model(args.image_model)
+        except ValueError as exc:
+            raise UsageError(f"--image-model: {exc}") from None
     demo = args.data is None
     defaults = DEMO if demo else REAL
     from ..tuning import TUNED_MEMBERS

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._embedder import OnnxEmbedder
     from ._features import image_feature_frame, image_features
     from ._metadata import METADATA_KEYS, write_model_metadata
-    from ._sources import embedder_at_precision
+    from ._sources import check_image_model, embedder_at_precision
     from ._train import ImageModels, train_embedder
 
 #: public name -> the submodule that defines it
@@ -53,6 +53,7 @@ _SOURCES = {
     "image_feature_frame": "_features",
     "image_features": "_features",
     "embedder_at_precision": "_sources",
+    "check_image_model": "_sources",
     "decode_jpeg": "_decode",
     "iter_decoded": "_decode",
     "DecodeStats": "_decode",
@@ -71,6 +72,7 @@ __all__ = [
     "image_feature_frame",
     "image_features",
     "embedder_at_precision",
+    "check_image_model",
     "decode_jpeg",
     "iter_decoded",
     "DecodeStats",

@@ -25,17 +25,23 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..exceptions import DataWarning, ModelFileError
+from ..exceptions import DataWarning, ModelFileError, OptionalDependencyError
 
-__all__ = ["embedder_at_precision", "TABLE_MODEL_KEY", "TABLE_SHA_KEY", "TABLE_PRECISION_KEY"]
+__all__ = [
+    "check_image_model",
+    "embedder_at_precision",
+    "TABLE_MODEL_KEY",
+    "TABLE_SHA_KEY",
+    "TABLE_PRECISION_KEY",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Parquet key-value metadata written by ``lesionboost embed`` next to the embeddings.
 TABLE_MODEL_KEY, TABLE_SHA_KEY = "lesionboost.model", "lesionboost.model_sha256"
 _TABLE_OUTPUT_KEY = "lesionboost.output"
-#: The numeric precision the table was embedded at ("fp32", "tf32" or "fp16"); tables
-#: written before it existed have none and are taken as they are.
+#: The numeric precision the table was embedded at ("fp32", "tf32" or "fp16"); a table
+#: without it (one written by other tools) is taken as it is.
 TABLE_PRECISION_KEY = "lesionboost.precision"
 _PRECISIONS = ("fp32", "tf32", "fp16")
 
@@ -273,6 +279,45 @@ def _fitted_options(embedder: Any, recorded: Mapping[str, Any] | None) -> dict[s
                 value = config[name]
                 options[name] = tuple(value) if isinstance(value, list) else value
     return options
+
+
+def check_image_model(source: str | os.PathLike[str]) -> None:
+    """Open an image-model path as fitting would, so that a bad one fails before any work.
+
+    ``source`` is what ``LesionBoostClassifier(image_model=...)`` takes as a path: a
+    ``train_embedder`` folder, an embeddings table (``.parquet``, from
+    ``lesionboost embed``) or an ONNX model file.
+
+    Raises
+    ------
+    ValueError
+        ``source`` is none of these; the message names it and what it should be.
+    """
+    from ._embedder import OnnxEmbedder
+    from ._train import ImageModels
+
+    path = Path(source)
+    if path.is_dir():
+        kind = "a train_embedder folder"
+    elif path.suffix == ".parquet":
+        kind = "an embeddings table (lesionboost embed)"
+    else:
+        kind = "an ONNX image model"
+    try:
+        if path.is_dir():
+            ImageModels.load(path)
+        elif path.suffix == ".parquet":
+            _TableEmbedder.from_parquet(path)
+        else:
+            OnnxEmbedder(path)
+    except OptionalDependencyError:
+        raise
+    except Exception as exc:  # onnxruntime and polars raise their own exception types
+        raise ValueError(
+            f"{path} could not be opened as {kind} ({type(exc).__name__}: {exc}); pass an "
+            ".onnx file, an embeddings .parquet written by `lesionboost embed`, or a "
+            "train_embedder folder."
+        ) from exc
 
 
 def _resolve_embedder(embedder: Any, recorded: Mapping[str, Any] | None = None) -> Any:

@@ -13,7 +13,7 @@ when a plot is drawn: importing this package does not need it.
 
 from ._card import INTENDED_USE, centre_table, model_card, model_card_markdown
 from ._evaluation import EVALUATION_PLOT_FILES, write_evaluation_report
-from ._page import WRITTEN_BY
+from ._page import EVALUATION_WRITTEN_BY, WRITTEN_BY
 from ._plots import (
     plot_calibration,
     plot_fold_scores,
@@ -35,6 +35,7 @@ __all__ = [
     "write_report",
     "PLOT_FILES",
     "WRITTEN_BY",
+    "EVALUATION_WRITTEN_BY",
     "plot_operating_points",
     "plot_reliability",
     "plot_subgroups",

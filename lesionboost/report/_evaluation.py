@@ -33,7 +33,7 @@ from ._card import (
     model_card,
     model_card_markdown,
 )
-from ._page import _STYLE, WRITTEN_BY, _html_figures, _html_table
+from ._page import _STYLE, EVALUATION_WRITTEN_BY, _html_figures, _html_table
 from ._plots import _save, plot_operating_points, plot_reliability, plot_subgroups
 
 __all__ = ["write_evaluation_report", "EVALUATION_PLOT_FILES"]
@@ -108,9 +108,9 @@ def write_evaluation_report(
     evaluation : Evaluation
         From :func:`lesionboost.evaluation.evaluate`.
     out_dir : str or path-like
-        The report folder: new, empty or an earlier report (``written_by="lesionboost
-        report"``); written atomically, an existing report is replaced only once the
-        new one is complete.
+        The report folder: new, empty or an earlier evaluation report (claimed by
+        ``EVALUATION_WRITTEN_BY``); written atomically, an existing report is replaced
+        only once the new one is complete.
     oof : polars.DataFrame or pandas.DataFrame, optional
         The evaluated lesions with ``target`` and ``score`` (and ``attribution``);
         draws the whole sensitivity-referral curve and adds per-centre operating
@@ -157,7 +157,11 @@ def write_evaluation_report(
     """
     target = Path(out_dir)
     check_folder_output(
-        target, written_by=WRITTEN_BY, option="the report folder", replace=True, inputs=list(inputs)
+        target,
+        written_by=EVALUATION_WRITTEN_BY,
+        option="the report folder",
+        replace=True,
+        inputs=list(inputs),
     )
     import_optional("matplotlib", purpose="drawing the evaluation report")
     frame = None if oof is None else _scores_of(oof, evaluation)
@@ -200,6 +204,6 @@ def write_evaluation_report(
         (tmp / "index.html").write_text(
             _evaluation_page(title, evaluation, card, images), encoding="utf-8"
         )
-        claim(tmp, names, written_by=WRITTEN_BY)
+        claim(tmp, names, written_by=EVALUATION_WRITTEN_BY)
     logger.info("wrote the evaluation report and model card to %s", target)
     return target

@@ -1,9 +1,10 @@
 """What the two report folders share: their marker, and the pieces of their HTML pages.
 
-Both :func:`~lesionboost.report.write_report` and
-:func:`~lesionboost.report.write_evaluation_report` write a folder claimed by
-:data:`WRITTEN_BY` (so a new report may replace an earlier one) holding one
-self-contained ``index.html``: key-value tables, the plots embedded as base64 PNGs so
+:func:`~lesionboost.report.write_report` writes a folder claimed by
+:data:`WRITTEN_BY` and :func:`~lesionboost.report.write_evaluation_report` one
+claimed by :data:`EVALUATION_WRITTEN_BY` (so a new report replaces an earlier one
+of its own kind, never the other kind), each holding one self-contained
+``index.html``: key-value tables, the plots embedded as base64 PNGs so
 the page can be mailed or attached to a ticket as a single file, and one style sheet.
 """
 
@@ -14,8 +15,10 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-#: The marker of a report folder.
+#: The marker of a run's report folder (``lesionboost report``).
 WRITTEN_BY = "lesionboost report"
+#: The marker of an evaluation report folder (``lesionboost cv`` and ``lesionboost evaluate``).
+EVALUATION_WRITTEN_BY = "lesionboost evaluate"
 
 # the style sheet of both pages
 _STYLE = (

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 from scipy import special
 
 from .._utils._atomic import atomic_path
-from .._utils._outputs import check_folder_output, claim
+from .._utils._outputs import check_folder_output, claim, disown, entry_writer, read_marker
 from ..exceptions import OutputError
 from ..schema import LOCATION_TO_SIMPLE, TEST_COLUMNS, TRAIN_COLUMNS
 from ._population import LOCATIONS, draw_population
@@ -443,7 +443,9 @@ def write_slice3d(
     test_images : bool, default=True
         Write ``test-image.hdf5`` (every test lesion) when there are test patients.
     overwrite : bool, default=False
-        Replace the files of an earlier simulation in ``out_dir``.
+        Replace the files of an earlier simulation in ``out_dir``; its files that
+        this simulation does not write (crops, test files) are removed, so the
+        folder holds one cohort.
 
     Returns
     -------
@@ -507,4 +509,38 @@ def write_slice3d(
                 disable=None,
             )
             paths["test_images"] = ImageStore.write(folder / "test-image.hdf5", bar)
+    _remove_stale_files(folder, will_write)
     return paths
+
+
+#: Every file a simulation folder can hold.
+SIMULATION_FILES = (
+    "train-metadata.csv",
+    "oracle.csv",
+    "train-image.hdf5",
+    "test-metadata.csv",
+    "test-oracle.csv",
+    "test-image.hdf5",
+)
+
+
+def _remove_stale_files(folder: Path, written: Sequence[str]) -> None:
+    """Delete an earlier simulation's files that the one just written does not hold.
+
+    Only files the marker records as this command's own go; otherwise a replaced
+    cohort's test or image files would stay next to the new one and be read with it.
+    """
+    marker = read_marker(folder)
+    if marker is None:
+        return
+    stale = [
+        name
+        for name in SIMULATION_FILES
+        if name not in written
+        and (folder / name).is_file()
+        and entry_writer(marker, name) == WRITTEN_BY
+    ]
+    for name in stale:
+        (folder / name).unlink()
+    if stale:
+        disown(folder, stale)

@@ -81,9 +81,14 @@ def check_training_data(metadata: Any, folds: Any) -> tuple[pl.DataFrame, np.nda
         raise ValueError(f"{fold_ids.shape[0]} fold ids for {len(y)} lesions; pass one per lesion.")
     for fold in np.unique(fold_ids):
         if not np.any(y[fold_ids != fold] == 1):
+            hint = (
+                "add patients with a malignant lesion (2 folds is the fewest)"
+                if len(np.unique(fold_ids)) <= 2
+                else "use fewer folds, or lesionboost.patient_folds() (stratified by patient)"
+            )
             raise ValueError(
                 f"fold {fold}: every malignant lesion is in this fold, so its training part has "
-                "none; use fewer folds or lesionboost.patient_folds() (stratified by patient)."
+                f"none; {hint}."
             )
     return X, y
 
@@ -91,8 +96,8 @@ def check_training_data(metadata: Any, folds: Any) -> tuple[pl.DataFrame, np.nda
 def data_fingerprint(metadata: Any, folds: np.ndarray, sample_weight: Any = None) -> str:
     """SHA-256 prefix of the lesion ids, labels, fold ids and any weights: the tuning data.
 
-    Without weights the value is what it was before weights existed, so older
-    studies resume.
+    Without weights the hash covers the ids, labels and fold ids only, so a study
+    fingerprinted without weights resumes with the same value.
     """
     frame = to_polars(metadata, what="metadata")
     digest = hashlib.sha256()

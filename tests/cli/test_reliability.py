@@ -345,3 +345,183 @@ def test_every_folder_lesionboost_writes_carries_a_marker(run: Path) -> None:
         marker = json.loads((folder / ".lesionboost.json").read_text())
         assert marker["written_by"].startswith("lesionboost ")
         assert {p.name for p in folder.iterdir()} - {".lesionboost.json"} <= set(marker["entries"])
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    """Run ``argv``; assert a one-line error without a traceback that holds ``words``."""
+    code = main([*argv, "-q"])
+    err = capsys.readouterr().err
+    assert code in (1, 2), (argv, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, (word, err)
+    return err
+
+
+def test_force_replaces_a_file_only_when_the_same_command_wrote_it(
+    kaggle: Path, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    sim = tmp_path / "sim"
+    shutil.copytree(kaggle, sim)
+    test = str(kaggle / "test-metadata.csv")
+    predict = ["predict", "--model", str(run / "model"), "--data", test, "--force"]
+    embed = ["embed", "--images", str(kaggle / "test-image.hdf5"), "--force"]
+    before = _snapshot(sim)
+    # a simulation's files are not a submission's or an embedding table's to replace
+    _refused([*predict, "--out", str(sim / "test-oracle.csv")], capsys, "'lesionboost simulate'")
+    _refused([*embed, "--out", str(sim / "test-metadata.csv")], capsys, "'lesionboost simulate'")
+    assert _snapshot(sim) == before
+    # a submission written into a run folder is predict's own: it replaces it, and only it
+    run_before = _snapshot(run)
+    assert main([*predict, "--out", str(run / "sub.csv"), "-q"]) == 0
+    assert main([*predict, "--out", str(run / "sub.csv"), "-q"]) == 0
+    marker = json.loads((run / ".lesionboost.json").read_text())
+    assert marker["written_by"] == "lesionboost tune"
+    assert marker["writers"] == {"sub.csv": "lesionboost predict"}
+    _refused([*embed, "--out", str(run / "sub.csv")], capsys, "'lesionboost predict'")
+    _refused([*predict, "--out", str(run / "oof.parquet")], capsys, ".csv")
+    from lesionboost._utils._outputs import disown
+
+    (run / "sub.csv").unlink()
+    disown(run, ["sub.csv"])
+    assert "writers" not in json.loads((run / ".lesionboost.json").read_text())
+    assert _snapshot(run) == run_before
+
+
+def test_the_marker_records_who_wrote_each_file() -> None:
+    from lesionboost._utils._outputs import entry_writer
+
+    marker = {"written_by": "lesionboost tune", "entries": ["best.json", "s.csv"]}
+    assert entry_writer(marker, "best.json") == "lesionboost tune"
+    assert entry_writer(marker, "notes.txt") is None
+    marker["writers"] = {"s.csv": "lesionboost predict"}
+    assert entry_writer(marker, "s.csv") == "lesionboost predict"
+    assert entry_writer(marker, "best.json") == "lesionboost tune"
+
+
+def test_a_run_report_and_an_evaluation_report_never_replace_each_other(
+    kaggle: Path, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = str(kaggle / "train-metadata.csv")
+    evaluate = ["evaluate", "--model", str(run / "model"), "--data", train, "--n-boot", "0"]
+    run_report = tmp_path / "run-report"
+    assert main(["report", str(run), "--out", str(run_report), "-q"]) == 0
+    before = _snapshot(run_report)
+    _refused([*evaluate, "--report", str(run_report)], capsys, "'lesionboost report'")
+    assert _snapshot(run_report) == before
+    evaluation = tmp_path / "evaluation"
+    assert main([*evaluate, "--report", str(evaluation), "-q"]) == 0
+    capsys.readouterr()
+    assert json.loads((evaluation / ".lesionboost.json").read_text())["written_by"] == (
+        "lesionboost evaluate"
+    )
+    evaluated = _snapshot(evaluation)
+    _refused(["report", str(run), "--out", str(evaluation)], capsys, "'lesionboost evaluate'")
+    assert _snapshot(evaluation) == evaluated
+    # a run's own report folder is that run's: evaluating a model elsewhere cannot write it
+    run_before = _snapshot(run)
+    _refused([*evaluate, "--report", str(run / "report")], capsys, "--report")
+    assert _snapshot(run) == run_before
+
+
+def test_simulate_force_leaves_one_cohort_and_the_users_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sim"
+    first = ["simulate", "--out", str(out), "--patients", "4", "--test-patients", "2"]
+    assert main([*first, "--images", "all", "-q"]) == 0
+    assert (out / "test-metadata.csv").exists() and (out / "train-image.hdf5").exists()
+    (out / "notes.txt").write_text("mine")
+    assert main(["simulate", "--out", str(out), "--patients", "3", "--force", "-q"]) == 0
+    left = {p.name for p in out.iterdir()}
+    assert left == {".lesionboost.json", "train-metadata.csv", "oracle.csv", "notes.txt"}
+    marker = json.loads((out / ".lesionboost.json").read_text())
+    assert sorted(marker["entries"]) == ["oracle.csv", "train-metadata.csv"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_path_through_a_file_is_refused_before_any_work(
+    kaggle: Path, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    train, test = str(kaggle / "train-metadata.csv"), str(kaggle / "test-metadata.csv")
+    for argv in (
+        ["cv", "--data", train, "--out", str(blocker / "cv"), *FAST],
+        ["tune", "--data", train, "--out", str(blocker / "deeper" / "run"), *FAST],
+        ["simulate", "--out", str(blocker / "sim"), "--patients", "3"],
+        ["report", str(run), "--out", str(blocker / "report")],
+        ["predict", "--model", str(run / "model"), "--data", test, "--out", str(blocker / "s.csv")],
+        ["embed", "--images", str(kaggle / "test-image.hdf5"), "--out", str(blocker / "e.parquet")],
+    ):
+        _refused(argv, capsys, "is a file")
+    assert blocker.read_text() == "mine"
+
+
+def test_input_files_of_the_wrong_kind_are_named_before_any_work(
+    kaggle: Path, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = kaggle / "train-metadata.csv"
+    images = str(kaggle / "test-image.hdf5")
+    no_id = tmp_path / "noid.csv"
+    no_id.write_text("a,b\n1,2\n")
+    embed = ["embed", "--images", images, "--out", str(tmp_path / "e.parquet")]
+    _refused([*embed, "--metadata", str(no_id)], capsys, "--metadata", "isic_id")
+    _refused([*embed, "--metadata", str(tmp_path / "none.csv")], capsys, "--metadata")
+    assert not (tmp_path / "e.parquet").exists()
+    # an image model that is no model fails before the study starts
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("not a table")
+    out = tmp_path / "run"
+    tune = ["tune", "--data", str(train), "--images", images, "--out", str(out), *FAST]
+    _refused([*tune, "--image-model", str(fake)], capsys, "--image-model", "fake.parquet")
+    assert not out.exists()
+    # the labels are no scores
+    evaluate = ["evaluate", "--data", str(train), "--n-boot", "0"]
+    _refused([*evaluate, "--scores", str(train)], capsys, "labelled file itself")
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(train.read_bytes())
+    _refused([*evaluate, "--scores", str(copy)], capsys, "metadata table")
+    frame = pl.read_csv(train, infer_schema=False).select("isic_id")
+    text = frame.with_columns(pl.lit("0.5").alias("score"))
+    text = text.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("high")).otherwise("score").alias("score")
+    )
+    text.write_csv(tmp_path / "text.csv")
+    bad_id = text.get_column("isic_id")[1]
+    _refused([*evaluate, "--scores", str(tmp_path / "text.csv")], capsys, "numbers", bad_id)
+    # a configuration with image features cannot be cross-validated without its images
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"best_params": {"n_bags": 1}, "fixed_params": {"images": images}}))
+    cv = ["cv", "--data", str(train), "--out", str(tmp_path / "cv"), "--params", str(best)]
+    _refused(cv, capsys, "images")
+    assert not (tmp_path / "cv").exists()
+    # a scheduler address without a port is named before the data are read
+    cv = ["cv", "--data", str(train), "--out", str(tmp_path / "cv2"), "--scheduler", "bogus"]
+    _refused(cv, capsys, "--scheduler bogus")
+    # a submission is a CSV
+    test = str(kaggle / "test-metadata.csv")
+    predict = ["predict", "--model", str(run / "model"), "--data", test]
+    _refused([*predict, "--out", str(tmp_path / "s.parquet")], capsys, ".csv")
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_evaluating_a_model_on_its_own_training_data_says_the_figures_are_in_sample(
+    kaggle: Path, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = kaggle / "train-metadata.csv"
+    evaluate = ["evaluate", "--model", str(run / "model"), "--n-boot", "0", "--json"]
+    assert main([*evaluate, "--data", str(train)]) == 0
+    captured = capsys.readouterr()
+    assert "in-sample" in captured.err
+    assert "in-sample" in json.loads(captured.out)["validation"]["description"]
+    # other lesions (here: the training file without one patient) are not flagged
+    frame = pl.read_csv(train, infer_schema=False)
+    first = frame.get_column("patient_id")[0]
+    others = tmp_path / "others.csv"
+    frame.filter(pl.col("patient_id") != first).write_csv(others)
+    assert main([*evaluate, "--data", str(others)]) == 0
+    captured = capsys.readouterr()
+    assert "in-sample" not in captured.err + captured.out
