@@ -59,8 +59,20 @@ def test_a_calibrated_model_keeps_its_ranking_and_its_calibrator_in_the_model_fo
         oof = lb.cross_val_oof(lb.LesionBoostClassifier(**FAST), train, folds, progress=False)
         model = lb.LesionBoostClassifier(**FAST).fit(X, y)
         raw = model.predict_proba(X)[:, 1]
+        before = model.predict(X)
         model.calibrate(y, oof.oof)
         calibrated = model.predict_proba(X)[:, 1]
+        after = model.predict(X)
+    # the label follows the probability the model reports, calibrated or not
+    np.testing.assert_array_equal(before, (raw > 0.5).astype(int))
+    np.testing.assert_array_equal(after, (calibrated > 0.5).astype(int))
+    assert model.calibrator_ is not None
+    saved = model.calibrator_
+    model.calibrator_ = {**saved, "intercept": 8.0, "slope": 1.0}  # raises every risk
+    shifted = model.predict_proba(X)[:, 1]
+    assert (shifted > 0.5).any() and not (raw > 0.5).all()
+    np.testing.assert_array_equal(model.predict(X), (shifted > 0.5).astype(int))
+    model.calibrator_ = saved
     assert not np.allclose(raw, calibrated)
     np.testing.assert_array_equal(
         np.argsort(raw, kind="stable"), np.argsort(calibrated, kind="stable")

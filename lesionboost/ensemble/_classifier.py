@@ -166,8 +166,10 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         thresholded interactions (RuleFit), and ``rule_view`` (default None: every
         column the member sees), a key of ``views`` whose columns alone the rule
         trees split on (e.g. ``"raw"``: conjunctions of the lesion's own
-        measurements, while the regression's terms still see every column). It
-        trains on the same downsampled bags as the boosters, on the CPU.
+        measurements, while the regression's terms still see every column), or
+        ``rule_columns``, the same limit as positions among the member's columns
+        (one of the two at most). It trains on the same downsampled bags as the
+        boosters, on the CPU.
     neg_ratio : float or None, default=0.01
         Positive-to-negative ratio after per-bag negative downsampling
         (0.01 -> 100 negatives per positive row); ``None`` keeps every negative.

@@ -3,8 +3,10 @@
 :class:`LesionBoostClassifier` chains :class:`~lesionboost.features.LesionFeaturizer`,
 optional image features and :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`
 into one scikit-learn estimator over raw SLICE-3D metadata. Its parameters are
-flat -- the featurizer's ``feature_groups`` plus every ensemble parameter -- so
-``set_params`` (and Optuna) can reach all of them.
+flat -- the featurizer's ``feature_groups`` and ``rank_columns`` plus the ensemble's
+members, their parameters, sampling, bags and blend -- so ``set_params`` (and Optuna)
+can reach all of them; the ensemble's ``views`` and ``categorical_features`` follow
+from the featurizer's output.
 
 Patient context is part of the input: the frame passed to ``fit`` or
 ``predict_proba`` must carry ``patient_id``, and patient-relative features are

@@ -261,6 +261,12 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
     n_features_in_ : int
         Columns of ``X`` seen at fit (leak columns excluded).
     feature_names_in_ : ndarray of str
+    image_state_ : dict or None
+        The fitted image features' state (embedder, its precision, the feature
+        columns); None without ``images``.
+    calibrator_ : dict or None
+        The calibrator set by :meth:`calibrate` (JSON-ready); None until then, and
+        again after a refit.
 
     Examples
     --------
@@ -509,8 +515,14 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted label (malignant when its probability exceeds 0.5)."""
-        return self.ensemble_.predict(self.transform_features(X))
+        """Predicted label: malignant when :meth:`predict_proba`'s column 1 exceeds 0.5.
+
+        With a calibrator (:meth:`calibrate`) the threshold applies to the calibrated
+        risk. Triage ranks lesions by score; the operating points at a chosen
+        sensitivity (:func:`lesionboost.evaluation.evaluate`) suit it better than 0.5.
+        """
+        positive = self.predict_proba(X)[:, 1] > 0.5
+        return self.ensemble_.classes_[positive.astype(np.intp)]
 
     def explain(self, X: Any, top_k: int = 3, *, per_patient: int | None = None) -> pl.DataFrame:
         """The ``top_k`` features that raised each lesion's score the most.

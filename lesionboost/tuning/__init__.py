@@ -8,7 +8,9 @@
 - opening SQLite, journal and PostgreSQL storages, and recovering the trials of
   dead workers (``_storage.py``).
 
-See ``docs/tuning.md`` for resuming, several workers and several machines.
+See ``docs/tuning.md`` for the search space and the pruner, and ``docs/usage.md``
+(section "Tuning: resume, workers, machines") for resuming, several workers and several
+machines.
 """
 
 from ..exceptions import StorageError, TuningError

@@ -236,7 +236,10 @@ def tune(
         Worker processes sharing ``storage`` (which must then be a journal file
         or a database server; SQLite locks and memory is not shared).
     p_threshold : float, default=0.2
-        WilcoxonPruner threshold (see the module documentation).
+        Threshold of :class:`optuna.pruners.WilcoxonPruner`: a trial stops once a
+        one-sided Wilcoxon signed-rank test on its fold scores, paired with the best
+        trial's, gives a p-value below it (``docs/tuning.md`` says why 0.2 rather
+        than Optuna's 0.1).
     progress : bool, default=True
         Show a progress bar (on terminals) with the best pAUC so far.
     oof_dir : path-like, optional
@@ -289,7 +292,7 @@ def tune(
     space = search_space if search_space is not None else SearchSpace(members=members)
     # Everything that changes what a trial measures: a worker started with other
     # images, device or search space must not add its trials to this study
-    # (n_jobs only changes the speed). Keys an older study lacks are not compared.
+    # (n_jobs only changes the speed). Keys a study does not record are not compared.
     fixed_settings = {
         key: (value if isinstance(value, (str, int, float, bool, type(None))) else repr(value))
         for key, value in sorted((fixed_params or {}).items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import numpy as np
 import optuna
 import polars as pl
 import pytest
-from optuna.distributions import IntDistribution
+from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from lesionboost.cv import patient_folds
@@ -482,13 +483,27 @@ def test_a_live_workers_trial_is_left_alone(tmp_path) -> None:
     assert recover_stale_trials(study) == []
 
 
-def test_tuning_guide_documents_every_searched_parameter() -> None:
+def test_tuning_guide_documents_every_searched_parameter_and_its_range() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "tuning.md").read_text()
     table = [line for line in doc.splitlines() if line.startswith("| ")]
-    for key in SearchSpace().distributions():
-        group, name = key.split(".", 1)
-        member, name = ("ensemble", "weight.<member>") if group == "weight" else (group, name)
-        assert any(line.startswith(f"| {member} |") and name in line for line in table), key
+    number = r"([0-9.e+-]+) -- ([0-9.e+-]+)"
+    every_member = SearchSpace(members=("lightgbm", "xgboost", "catboost", "linear"))
+    for space in (SearchSpace(), every_member):
+        for key, distribution in space.distributions().items():
+            group, name = key.split(".", 1)
+            member, row_name = (
+                ("ensemble", "weight.<member>") if group == "weight" else (group, name)
+            )
+            rows = [line for line in table if line.startswith(f"| {member} |") and row_name in line]
+            assert rows, key
+            if not isinstance(distribution, (FloatDistribution, IntDistribution)):
+                continue
+            cell = rows[0].strip("|").split("|")[2]
+            own = re.search(rf"`{re.escape(name)}` {number}", cell) if group == "weight" else None
+            found = own or re.match(rf"\s*{number}", cell)
+            assert found, (key, cell)
+            low, high = float(found.group(1)), float(found.group(2))
+            assert (low, high) == (distribution.low, distribution.high), (key, cell)
 
 
 def test_worker_entry_point_is_importable_by_spawned_processes() -> None:
@@ -554,3 +569,21 @@ def test_a_sqlite_run_is_reproducible_and_a_shared_storage_is_not(
     assert proposals["sqlite"][0] == proposals["sqlite"][1]
     # a journal file or server may be shared by machines running one command: no duplicates
     assert proposals["journal"][0][1:] != proposals["journal"][1][1:]
+
+
+def test_folds_that_leave_a_training_part_without_positives_say_what_to_change() -> None:
+    from lesionboost.tuning import check_training_data
+
+    frame = simulate_slice3d(12, seed=0).train
+    y = frame.get_column("target").to_numpy()
+    patients = frame.get_column("patient_id")
+    positive = set(patients.filter(pl.Series(y == 1)).to_list())
+    # every patient with a malignant lesion in fold 0
+    two = np.where(patients.is_in(list(positive)).to_numpy(), 0, 1)
+    with pytest.raises(ValueError, match="fold 0: every malignant lesion.*add patients"):
+        check_training_data(frame, two)
+    others = sorted(set(patients.to_list()) - positive)
+    second = patients.is_in(others[: len(others) // 2]).to_numpy()
+    three = np.where(two == 0, 0, np.where(second, 1, 2))
+    with pytest.raises(ValueError, match="use fewer folds"):
+        check_training_data(frame, three)
