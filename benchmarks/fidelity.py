@@ -20,7 +20,11 @@ paper, Kurtansky et al., Scientific Data 2024):
   and of patient-grouped 5-fold out-of-fold LightGBM on the raw columns (no patient
   features; one fixed regularised configuration, and LightGBM's defaults for the
   record) and, with the same configuration, on raw + patient-relative features;
-* speed: full-size metadata simulation time and single-core crop rendering rate.
+* speed: full-size metadata simulation time and single-core crop rendering rate;
+* scenarios: every malignancy mechanism of the simulator (``scenario=``) drawn on the
+  same patients and seed: expected prevalence, malignant count, oracle pAUCs, the
+  benign marginals against the real sample and how far the 10 most discriminative
+  real columns' AUCs move. The targets above describe the default world only.
 
 Targets: median KS <= 0.05, max KS <= 0.12; the 10 most discriminative real columns'
 AUCs within +-0.05; the 8 columns that best tell a followed-up benign lesion within
@@ -38,7 +42,8 @@ Usage::
     python benchmarks/fidelity.py --small     # 100 patients, the slow parts skipped
 
 A full run writes ``benchmarks/results/fidelity.json`` (tables ``fidelity/headline``,
-``fidelity/checks``, ``fidelity/univariate_auc`` and ``fidelity/followup_auc``).
+``fidelity/checks``, ``fidelity/univariate_auc``, ``fidelity/followup_auc`` and
+``fidelity/scenarios``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from lesionboost.simulate import (
     CENTRES,
     LOCATION_WEIGHTS,
     LOCATIONS,
+    SCENARIOS,
     render_images,
     simulate_slice3d,
     univariate_aucs,
@@ -348,6 +354,67 @@ def followup_model_aucs(
     }
 
 
+# --------------------------------------------------------------------------- scenarios
+def scenario_summary(
+    train: pl.DataFrame, oracle: pl.DataFrame, real: pl.DataFrame | None = None
+) -> dict[str, Any]:
+    """What one simulated world looks like: prevalence, oracle pAUCs and, with ``real``, fidelity.
+
+    ``train`` and ``oracle`` are a simulation's ``train`` and ``train_oracle``. The
+    expected prevalence is the mean of ``expit(logit)``; with the real sample, the
+    benign rows' KS distances (median, max) and the largest move of the 10 most
+    discriminative real columns' univariate AUCs (``top10_max_gap`` with its column).
+    """
+    from scipy.special import expit
+
+    y = train.get_column("target").to_numpy()
+    logit = oracle.get_column("logit").to_numpy()
+    out: dict[str, Any] = {
+        "expected_prevalence_pct": float(100 * expit(logit).mean()),
+        "malignant": int(y.sum()),
+    }
+    if not 0 < y.sum() < len(y):
+        return out
+    out["pauc"] = {
+        "oracle": pauc_above_tpr(y, logit),
+        "tabular_oracle": pauc_above_tpr(y, oracle.get_column("tabular_logit").to_numpy()),
+    }
+    if real is not None:
+        ks = ks_by_column(train.filter(pl.col("target") == 0), real.filter(pl.col("target") == 0))
+        real_auc, sim_auc = univariate_aucs(real), univariate_aucs(train)
+        top = sorted(real_auc, key=lambda c: -abs(real_auc[c] - 0.5))[:10]
+        worst = max(top, key=lambda c: abs(sim_auc[c] - real_auc[c]))
+        out["ks"] = {"median": float(np.median(list(ks.values()))), "max": max(ks.values())}
+        out["auc_top10"] = {
+            "max_gap": abs(sim_auc[worst] - real_auc[worst]),
+            "column": worst,
+            "real": real_auc[worst],
+            "sim": sim_auc[worst],
+        }
+    return out
+
+
+def scenarios(
+    n_patients: int,
+    seed: int,
+    real: pl.DataFrame | None,
+    default: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`scenario_summary` of every world in ``SCENARIOS`` at the same patients and seed.
+
+    ``default`` passes the default world's (train, train_oracle) when it is already drawn.
+    """
+    out = {}
+    for name in SCENARIOS:
+        if name == "default" and default is not None:
+            train, oracle = default
+        else:
+            sim = simulate_slice3d(n_patients, seed=seed, scenario=name)
+            train, oracle = sim.train, sim.train_oracle
+        out[name] = scenario_summary(train, oracle, real)
+    return out
+
+
 # --------------------------------------------------------------------------- speed
 def speed(n_patients: int, n_crops: int, seed: int) -> dict[str, float]:
     start = time.perf_counter()
@@ -400,8 +467,8 @@ def run(
             oof = lightgbm_oof(train, patient_features=flag, default_params=default, seed=seed,
                                n_splits=3 if small else 5)  # fmt: skip
             report["pauc"][key] = pauc_above_tpr(y, oof)
-    if sample is not None and Path(sample).exists():
-        real = read_metadata(sample)
+    real = read_metadata(sample) if sample is not None and Path(sample).exists() else None
+    if real is not None:
         benign_sim = train.filter(pl.col("target") == 0)
         benign_real = real.filter(pl.col("target") == 0)
         ks = ks_by_column(benign_sim, benign_real)
@@ -436,6 +503,7 @@ def run(
                 "sim": followup_model_aucs(train, n_benign=benign_real.height,
                                            n_splits=n_splits, seed=seed),
             }  # fmt: skip
+    report["scenarios"] = scenarios(n_patients, seed, real, default=(train, oracle))
     if not small:
         report["speed"] = speed(n_patients, 3000, seed)
     report["checks"] = checks(report)
@@ -659,7 +727,51 @@ def tables(report: dict[str, Any]) -> list[Table]:
         out.append(_auc_table("fidelity/followup_auc", followup["real"], followup["sim"],
                               list(followup["real"]),
                               note + " Has a lesion_id vs not, benign rows."))  # fmt: skip
+    if report.get("scenarios"):
+        out.append(_scenario_table(report))
     return out
+
+
+def _scenario_table(report: dict[str, Any]) -> Table:
+    """``fidelity/scenarios``: one row per simulated world."""
+    settings = report["settings"]
+    rows = []
+    for name, world in report["scenarios"].items():
+        pauc, ks, auc = world.get("pauc"), world.get("ks"), world.get("auc_top10")
+        rows.append(
+            [
+                f"`{name}`",
+                f"{world['expected_prevalence_pct']:.3f} % / {world['malignant']:,}",
+                f"{pauc['oracle']:.4f} / {pauc['tabular_oracle']:.4f}" if pauc else NA,
+                f"{ks['median']:.3f} / {ks['max']:.3f}" if ks else NA,
+                (
+                    f"{auc['max_gap']:.3f} (`{auc['column']}` {auc['real']:.3f} real vs "
+                    f"{auc['sim']:.3f})"
+                    if auc
+                    else NA
+                ),
+            ]
+        )
+    note = (
+        f"Every world drawn on the same {settings['patients']:,} patients, seed {settings['seed']} "
+        "(the default world is the cohort above); expected prevalence = mean of expit(logit); "
+        "pAUC of the oracle logits against that draw's labels; KS and AUCs against the real "
+        "3,449-row sample (benign rows for KS)."
+    )
+    if settings["small"]:
+        note += " A --small run: it checks that the script works, not its figures."
+    return Table(
+        "fidelity/scenarios",
+        [
+            "scenario",
+            "expected prevalence / malignant",
+            "pAUC oracle / tabular oracle",
+            "KS median / max (benign)",
+            "top-10 real columns: largest AUC move",
+        ],
+        rows,
+        note=note,
+    )
 
 
 def _auc_table(

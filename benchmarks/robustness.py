@@ -53,8 +53,11 @@ A full run writes ``benchmarks/results/robustness.json`` (tables
 ``robustness/summary``, plus every per-seed figure). ``--small`` uses 40
 patients, 1 seed, 2 folds, one fold seed of the real sample, 20-round boosters
 and at most 2 tuning trials: it checks that the benchmark runs, not its figures.
-``--n-jobs`` sets every booster's threads; on a machine shared with other jobs,
-``--n-jobs 1`` is much faster than the libraries' all-core default (same scores).
+``--record-as NAME`` writes ``benchmarks/results/NAME.json`` with tables ``NAME/...``
+instead, for a run kept next to the default one (``robustness_full``: the default,
+raw and lineage rows at 1,042 patients). ``--n-jobs`` sets every booster's threads;
+on a machine shared with other jobs, ``--n-jobs 1`` is much faster than the
+libraries' all-core default (same scores).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ import lesionboost as lb
 import quality as _quality
 from _common import (
     NA,
+    RESULTS,
     ROOT,
     SHARED,
     CellStore,
@@ -391,6 +395,7 @@ def _vs(entry: dict[str, Any]) -> str:
 
 
 def make_tables(report: dict[str, Any]) -> list[Table]:
+    prefix = report.get("record_as", "robustness")
     rows, names = report["rows"], report["row_labels"]
     worlds = report["worlds"]
     summary, real = report["summary"], report["summary_real"]
@@ -428,7 +433,7 @@ def make_tables(report: dict[str, Any]) -> list[Table]:
     ]  # fmt: skip
     pauc_rows.append([names[ORACLE], *(fmt(summary[w][ORACLE]["pauc_mean"]) for w in worlds), NA])
     pauc = Table(
-        "robustness/pauc",
+        f"{prefix}/pauc",
         ["model", *worlds, REAL],
         pauc_rows,
         note=f"Mean OOF pAUC over seeds (0.2 is perfect). {where} {real_text}{tuned_text}",
@@ -446,7 +451,7 @@ def make_tables(report: dict[str, Any]) -> list[Table]:
     n_real = len(report["real_fold_seeds"])
     real_p = f" ({n_real} real-sample fold seeds: {smallest_p(n_real)})" if real else ""
     vs = Table(
-        "robustness/vs_lineage",
+        f"{prefix}/vs_lineage",
         ["model", *worlds, REAL],
         vs_rows,
         note=(
@@ -462,7 +467,7 @@ def make_tables(report: dict[str, Any]) -> list[Table]:
         for row in [*rows, ORACLE]
     ]
     gap = Table(
-        "robustness/gap",
+        f"{prefix}/gap",
         ["model", *worlds],
         gap_rows,
         note=(
@@ -488,7 +493,7 @@ def make_tables(report: dict[str, Any]) -> list[Table]:
             ]
         )
     summary_table = Table(
-        "robustness/summary",
+        f"{prefix}/summary",
         [
             "model",
             "gap closed (mean over worlds)",
@@ -510,6 +515,7 @@ def make_tables(report: dict[str, Any]) -> list[Table]:
 
 def headline(report: dict[str, Any]) -> Table:
     """``robustness/headline``: the defaults against the lineage and the gap targets."""
+    prefix = report.get("record_as", "robustness")
     summary, real, worlds = report["summary"], report["summary_real"], report["worlds"]
     entry = report["overall"][DEFAULT]
     behind = [w for w in worlds if summary[w][DEFAULT]["diff_vs_lineage_mean"] <= 0]
@@ -546,7 +552,7 @@ def headline(report: dict[str, Any]) -> Table:
         ],
     ]
     return Table(
-        "robustness/headline",
+        f"{prefix}/headline",
         ["what", "target", "measured"],
         rows,
         note=f"Simulator worlds: {', '.join(worlds)}.",
@@ -587,8 +593,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="JSON-lines cell store, so a rerun resumes (default runs/robustness-cells.jsonl; "
         "none with --small)",
     )
+    cli.add_argument(
+        "--record-as",
+        default="robustness",
+        metavar="NAME",
+        help="name of the result file and prefix of its table ids (e.g. robustness_full for a "
+        "full-size run kept next to the default one)",
+    )
     add_reuse_argument(cli)
     args = cli.parse_args(argv)
+    if not args.record_as.isidentifier():
+        cli.error(f"--record-as {args.record_as!r}: use letters, digits and underscores")
+    if args.out == RESULTS / "robustness.json" and args.record_as != "robustness":
+        args.out = RESULTS / f"{args.record_as}.json"
     warnings.simplefilter("ignore", lb.DataWarning)
     warnings.filterwarnings("ignore", message=".*does not have valid feature names.*")
     if TUNED in (_names(args.rows) or ROWS) and args.tune_trials > 0:
@@ -687,6 +704,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     summary_real = summarise(real_runs, rows, oracle=False) if real_runs else None
     report: dict[str, Any] = {
         "benchmark": "robustness",
+        "record_as": args.record_as,
         "small": small,
         "n_patients": n_patients,
         "n_splits": n_splits,

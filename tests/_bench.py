@@ -35,6 +35,7 @@ COLUMNS: dict[str, int] = {
     "fidelity/checks": 3,
     "fidelity/univariate_auc": 4,
     "fidelity/followup_auc": 4,
+    "fidelity/scenarios": 5,
     "features/headline": 3,
     "features/speed": 6,
     "features/groups": 2,

@@ -10,7 +10,7 @@ import pytest
 
 from _bench import check_tables, import_benchmark, run_small
 from lesionboost.schema import NUMERIC_COLUMNS
-from lesionboost.simulate import simulate_slice3d
+from lesionboost.simulate import SCENARIOS, simulate_slice3d
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +148,33 @@ def test_fidelity_benchmark_small_mode_smoke(tmp_path: Path) -> None:
         first = auc["top10"][0]
         assert rows[0][3] == f"{auc['sim'][first] - auc['real'][first]:+.3f}"
         assert len(tables["fidelity/followup_auc"].rows) == 8
+    # every world is drawn and summarised; the default world is the cohort above
+    worlds = report["scenarios"]
+    assert list(worlds) == list(SCENARIOS)
+    assert worlds["default"]["pauc"]["oracle"] == report["pauc"]["oracle"]
+    assert worlds["default"]["malignant"] == structure["positives"]
+    rows = tables["fidelity/scenarios"].rows
+    assert [row[0] for row in rows] == [f"`{name}`" for name in SCENARIOS]
+    assert len({world["malignant"] for world in worlds.values()}) > 1  # the labels differ by world
+    if with_sample:
+        assert worlds["default"]["ks"]["median"] == pytest.approx(report["ks"]["median"])
+
+
+def test_scenario_summary_reads_the_oracle_and_the_real_sample(
+    fidelity, sim_frame: pl.DataFrame
+) -> None:
+    y = sim_frame.get_column("target").to_numpy()
+    logit = np.where(y == 1, 2.0, -8.0)  # separates the classes perfectly
+    oracle = pl.DataFrame({"logit": logit, "tabular_logit": -logit})
+    world = fidelity.scenario_summary(sim_frame, oracle)
+    assert world["malignant"] == int(y.sum())
+    assert world["expected_prevalence_pct"] == pytest.approx(
+        100 * (1 / (1 + np.exp(-logit))).mean()
+    )
+    assert world["pauc"]["oracle"] == pytest.approx(0.2)  # the maximum above 80 % TPR
+    assert world["pauc"]["tabular_oracle"] == pytest.approx(0.0)
+    assert "ks" not in world
+    # against itself as the "real" sample: no KS distance, no AUC move
+    same = fidelity.scenario_summary(sim_frame, oracle, real=sim_frame)
+    assert same["ks"] == {"median": 0.0, "max": 0.0}
+    assert same["auc_top10"]["max_gap"] == 0.0

@@ -115,6 +115,22 @@ def test_small_run_tables(
     assert "optimistic" in tables["robustness/pauc"].note
 
 
+def test_a_run_recorded_under_another_name_keeps_its_tables_apart(
+    small: tuple[dict[str, Any], str],
+) -> None:
+    report, _ = small
+    assert report["record_as"] == "robustness"
+    renamed = robustness.make_tables({**report, "record_as": "robustness_full"})
+    assert {table.id for table in renamed} == {
+        table_id.replace("robustness/", "robustness_full/") for table_id in TABLES
+    }
+    original = {table.id: table for table in robustness.make_tables(report)}
+    for table in renamed:
+        assert table.rows == original[table.id.replace("_full/", "/")].rows
+    with pytest.raises(SystemExit):  # refused before any cell runs
+        robustness.main(["--record-as", "not a name", "--small"])
+
+
 def test_headline_counts_the_worlds_the_defaults_lead_and_says_what_is_not_met(
     small: tuple[dict[str, Any], str],
 ) -> None:

@@ -24,12 +24,15 @@ from lesionboost.simulate._simulator import render_images
 OTHERS = tuple(name for name in SCENARIOS if name != "default")
 
 # sha256 of the CSV text of simulate_slice3d(40, n_test_patients=3, images=7, seed=3), frame by
-# frame, as the default simulator produces it; the default scenario must keep it.
+# frame, floats rounded to 6 significant digits, as the default simulator produces it; the
+# default scenario must keep it. The rounding keeps the check to the simulator's own output:
+# numpy's vectorised exp/log may differ in the last bit between CPUs (AVX2 or AVX-512), and a
+# last-bit difference moves a 6-digit rounding of these ~600k values with odds of about 1e-4.
 _DEFAULT_HASHES = {
-    "train": "0e1b970364dd451cd0be02ff4ff59da802f7e4cba5127318fd3a7763f890a5dc",
-    "train_oracle": "f5afd826c6a816198668c2b62706128f977d11fab08d1615dbe91437079e5adf",
-    "test": "e32013a78a629171d94ee819b34312287ebcc15e27c1d159ced1afe0391b973d",
-    "test_oracle": "757bb75726b9d26cffe94fef6e4d4d648d35db7ae5758887d435a1ab2df3e59b",
+    "train": "c53807cd8bb81f22b880c8452fd18c85ec40f02cd3084cf077b1bc855423512b",
+    "train_oracle": "4caf23f9c6eae3bca0bcbee720c5feba72d13d1b6d4ef8982209a094435c2967",
+    "test": "24cab2199651d9adf1bc268afaf43a076b78ca084f359ae9c252ecafcfe1c456",
+    "test_oracle": "0b8b4385af59a8aa929d90e193eb491c847b48caf486cfee47d4b61f15c34108",
 }
 _DEFAULT_IMAGE_IDS = (
     "ISIC_0460576", "ISIC_1030934", "ISIC_5138906", "ISIC_5302846", "ISIC_7410776",
@@ -39,7 +42,8 @@ _DEFAULT_IMAGE_IDS = (
 
 def _sha(frame: pl.DataFrame | None) -> str:
     assert frame is not None
-    return hashlib.sha256(frame.write_csv().encode()).hexdigest()
+    rounded = frame.with_columns(pl.col(pl.Float64, pl.Float32).round_sig_figs(6))
+    return hashlib.sha256(rounded.write_csv().encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
