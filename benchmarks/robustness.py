@@ -534,7 +534,7 @@ def headline(report: dict[str, Any]) -> Table:
             f"all {len(worlds)} and real",
             f"{ahead}/{len(worlds)}"
             + (f" (behind: {', '.join(behind)})" if behind else "")
-            + f"; real {fmt(real_diff, '+.4f')}"
+            + (f"; real {fmt(real_diff, '+.4f')}" if real else "; real sample not scored")
             + status(met),
         ],
         [

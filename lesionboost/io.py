@@ -136,7 +136,8 @@ def read_metadata(
         )
     with open(file, "rb") as handle:
         head = handle.read(4)
-    if head.lstrip()[:1] in (b"{", b"["):
+        start = handle.read(60)
+    if (head + start).removeprefix(b"\xef\xbb\xbf").lstrip()[:1] in (b"{", b"["):
         raise SchemaError(
             f"{file} holds JSON, not a metadata table. Pass a SLICE-3D metadata CSV or "
             "Parquet file (e.g. train-metadata.csv or test-metadata.csv)."

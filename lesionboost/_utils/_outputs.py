@@ -2,14 +2,15 @@
 
 Every folder lesionboost writes into carries a marker, ``.lesionboost.json``, that
 names what wrote the folder (``"written_by"``), the entries it wrote there
-(``"entries"``) and, for files written into a folder another command owns or into a
-user's folder, which command wrote each of them (``"writers"``; an entry without
-one was written by the folder's ``written_by``). The rules, checked before any
-work is done:
+(``"entries"``) and which command wrote each entry that the folder's own command
+did not (``"writers"``: a submission in a run folder, an embedding table in a
+user's folder). A marker without ``"writers"`` does not say who wrote each entry;
+its entries are replaced only by the folder's own command. The rules, checked
+before any work is done:
 
 * a **folder output** (a run, a report, a simulation, a model) is written only
   into a folder that is new, empty, or marked as written by the same kind of
-  command; replacing it needs every entry in it to be lesionboost's own;
+  command; replacing it needs every entry in it to be that command's own;
 * a **file output** (a submission, an embedding table) may go into any existing
   folder, but an existing file is replaced only with ``force`` and only when the
   folder's marker lists it as written by the same command (a submission never
@@ -62,7 +63,11 @@ def read_marker(folder: PathLike) -> dict[str, Any] | None:
 
 
 def entry_writer(marker: dict[str, Any], name: str) -> str | None:
-    """What wrote the entry ``name`` of a folder with ``marker`` (None: not lesionboost)."""
+    """What wrote the entry ``name`` of a folder with ``marker`` (None: not lesionboost).
+
+    An entry the marker lists without a writer of its own belongs to the folder's
+    ``written_by``.
+    """
     if name not in marker["entries"]:
         return None
     writers = marker.get("writers")
@@ -120,6 +125,7 @@ def check_folder_output(
     option: str = "--out",
     inputs: Iterable[PathLike | None] = (),
     replace: bool = False,
+    also_written_by: Iterable[str] = (),
 ) -> None:
     """Check, before any work, that ``written_by`` may write the folder ``folder``.
 
@@ -137,6 +143,8 @@ def check_folder_output(
     replace : bool, default=False
         The whole folder is replaced (its entries are deleted): every entry in it
         must be lesionboost's own and no input may lie inside it.
+    also_written_by : iterable of str
+        Other markers that count as ``written_by``'s own here.
 
     Raises
     ------
@@ -167,7 +175,7 @@ def check_folder_output(
             "it writes only into a new or empty folder, or one it wrote before. Choose "
             "another folder."
         )
-    if marker.get("written_by") != written_by:
+    if marker.get("written_by") not in {written_by, *also_written_by}:
         raise OutputError(
             f"{option} {target} was written by {marker.get('written_by')!r}, not by "
             f"{written_by!r}; choose another folder."
@@ -178,6 +186,18 @@ def check_folder_output(
             raise OutputError(
                 f"{option} {target} also holds files lesionboost did not write "
                 f"({_listing(foreign)}); move them out or choose another folder."
+            )
+        others = sorted(
+            name
+            for name in marker["entries"]
+            if (target / name).exists()
+            and entry_writer(marker, name) not in {written_by, *also_written_by}
+        )
+        if others:
+            raise OutputError(
+                f"{option} {target} also holds files another lesionboost command wrote "
+                f"({_listing(others)}); replacing the folder would delete them. Move them out "
+                "or choose another folder."
             )
 
 
@@ -222,7 +242,7 @@ def check_file_output(
     if target.is_dir():
         raise OutputError(f"{option} {target} is a folder; pass a file name.")
     if not target.parent.exists():
-        _check_parent_folder(target.parent, option)
+        _check_parent_folder(target, option)
         raise OutputError(
             f"the folder of {option} ({target.parent}) does not exist; create it first."
         )
@@ -245,9 +265,16 @@ def check_file_output(
             f"files lesionboost wrote. Choose another {option}."
         )
     if writer != written_by:
+        said = (
+            f"was written by {writer!r}"
+            if marker is not None and "writers" in marker
+            else f"is recorded in a folder written by {writer!r}, without saying which command "
+            "wrote it"
+        )
         raise OutputError(
-            f"{target} was written by {writer!r}, not by {written_by!r}; --force replaces "
-            f"only a file the same command wrote. Choose another {option}."
+            f"{target} {said}, not by {written_by!r}; --force replaces only a file the same "
+            f"command wrote. Delete it yourself if it is yours to lose, or choose another "
+            f"{option}."
         )
 
 
@@ -269,10 +296,7 @@ def claim(folder: PathLike, names: Iterable[str], *, written_by: str) -> None:
             writers.pop(name, None)
         else:
             writers[name] = written_by
-    if writers:
-        marker["writers"] = dict(sorted(writers.items()))
-    else:
-        marker.pop("writers", None)
+    marker["writers"] = dict(sorted(writers.items()))  # present, even empty: says it is complete
     _write_marker(target, marker)
 
 
@@ -286,8 +310,6 @@ def disown(folder: PathLike, names: Iterable[str]) -> None:
     marker["entries"] = [name for name in marker["entries"] if name not in gone]
     if isinstance(marker.get("writers"), dict):
         marker["writers"] = {k: v for k, v in marker["writers"].items() if k not in gone}
-        if not marker["writers"]:
-            marker.pop("writers")
     _write_marker(target, marker)
 
 

@@ -31,7 +31,7 @@ from .._utils._imports import import_optional
 from .._utils._outputs import check_folder_output, claim
 from .._version import __version__
 from ..calibration import ScoreCalibrator
-from ..report import EVALUATION_WRITTEN_BY
+from ..report import EVALUATION_WRITTEN_BY, evaluation_report_markers
 from ._output import EXIT_OK, UsageError, check_positive, emit, quiet_libraries, write_json
 from ._runs import (
     RUN_ENTRIES,
@@ -431,6 +431,7 @@ def run_cv(args: argparse.Namespace) -> int:
     check_folder_output(
         run_dir / "report",
         written_by=EVALUATION_WRITTEN_BY,
+        also_written_by=evaluation_report_markers(run_dir / "report"),
         option="the report folder",
         replace=True,
     )

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from .._utils._outputs import check_folder_output, read_marker
-from ..report import EVALUATION_WRITTEN_BY
+from ..report import EVALUATION_WRITTEN_BY, evaluation_report_markers
 from ._output import EXIT_OK, UsageError, emit
 from ._runs import _no_malignant, _run_scores, _scheme_text, _simulated
 
@@ -93,11 +93,13 @@ def _model_scores(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any
         )
     scores = model.predict_proba(frame.drop([c for c in LEAK_COLUMNS if c in frame.columns]))
     frame = frame.with_columns(pl.Series("score", np.asarray(scores)[:, 1]))
+    scheme = "external"
     description = (
         f"The saved model {args.model} scored the labelled lesions of {args.data}; the "
         "figures are valid for new patients only if none of them was in the training data."
     )
     if _is_training_data(Path(args.model), frame.drop("score")):
+        scheme = "in-sample"
         description = (
             f"The saved model {args.model} scored the lesions it was fitted on ({args.data}): "
             "in-sample figures, far above what new patients would see."
@@ -113,7 +115,7 @@ def _model_scores(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any
             "source": str(file.resolve()),
             "simulated": _simulated(file),
         },
-        "validation": {"scheme": "external", "description": description},
+        "validation": {"scheme": scheme, "description": description},
         "model": {"name": f"{type(model).__name__} ({args.model})"},
     }
     return frame, context
@@ -295,6 +297,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             option="--report",
             replace=True,
             inputs=inputs,
+            also_written_by=evaluation_report_markers(report_dir),
         )
         _check_not_another_runs_report(report_dir, args.run_dir)
     n_boot, seed = args.n_boot, args.seed

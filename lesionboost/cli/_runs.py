@@ -25,10 +25,11 @@ import numpy as np
 import polars as pl
 
 from .._utils._outputs import read_marker
+from ..report import CV_RUN_WRITTEN_BY
 from ._output import UsageError
 
 #: The marker of a cv run folder.
-WRITTEN_BY = "lesionboost cv"
+WRITTEN_BY = CV_RUN_WRITTEN_BY
 #: The entries of a cv run folder, in the order they are written (cv.json last).
 RUN_ENTRIES = ("folds.parquet", "oof.parquet", "evaluation.json", "report", "cv.json")
 #: Metadata columns kept in oof.parquet: the subgroups of evaluate().

@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     )
     from ._decode import DecodeStats, decode_jpeg, iter_decoded
     from ._embedder import OnnxEmbedder
-    from ._features import image_feature_frame, image_features
+    from ._features import check_image_model, image_feature_frame, image_features
     from ._metadata import METADATA_KEYS, write_model_metadata
-    from ._sources import check_image_model, embedder_at_precision
+    from ._sources import embedder_at_precision
     from ._train import ImageModels, train_embedder
 
 #: public name -> the submodule that defines it
@@ -53,7 +53,7 @@ _SOURCES = {
     "image_feature_frame": "_features",
     "image_features": "_features",
     "embedder_at_precision": "_sources",
-    "check_image_model": "_sources",
+    "check_image_model": "_features",
     "decode_jpeg": "_decode",
     "iter_decoded": "_decode",
     "DecodeStats": "_decode",

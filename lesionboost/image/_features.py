@@ -41,9 +41,11 @@ import polars as pl
 from scipy import sparse
 
 from .._utils._frame import to_polars
-from ..exceptions import DataWarning, ModelFileError, SchemaError
+from ..exceptions import DataWarning, ModelFileError, OptionalDependencyError, SchemaError
 from ..io import ImageStore
 from ._sources import (
+    _PRECISIONS,
+    TABLE_PRECISION_KEY,
     _check_precision,
     _file_sha256,
     _model_fingerprint,
@@ -52,7 +54,7 @@ from ._sources import (
     _TableEmbedder,
 )
 
-__all__ = ["image_features", "image_feature_frame", "check_unique_ids"]
+__all__ = ["image_features", "image_feature_frame", "check_unique_ids", "check_image_model"]
 
 STATE_VERSION = 1
 _EPS = 1e-12
@@ -470,3 +472,47 @@ def image_feature_frame(
             None if scorer is None else [_file_sha256(Path(p)) for p in scorer.model_paths]
         )
     return features, state
+
+
+def check_image_model(source: str | os.PathLike[str]) -> None:
+    """Open an image-model path as fitting would, so that a bad one fails before any work.
+
+    ``source`` is what ``LesionBoostClassifier(image_model=...)`` takes as a path: a
+    ``train_embedder`` folder, an embeddings table (``.parquet``, from
+    ``lesionboost embed``) or an ONNX model file.
+
+    Raises
+    ------
+    ValueError
+        ``source`` is none of these; the message names it and what it should be.
+    """
+    from ._embedder import OnnxEmbedder
+    from ._train import ImageModels
+
+    path = Path(source)
+    if path.is_dir():
+        kind = "a train_embedder folder"
+    elif path.suffix == ".parquet":
+        kind = "an embeddings table (lesionboost embed)"
+    else:
+        kind = "an ONNX image model"
+    try:
+        if path.is_dir():
+            ImageModels.load(path)
+        elif path.suffix == ".parquet":
+            columns = pl.read_parquet_schema(path)  # the header only: tables can be large
+            if "isic_id" not in columns or not any(c.startswith("emb_") for c in columns):
+                raise ValueError("it needs an isic_id column and emb_* columns")
+            precision = pl.read_parquet_metadata(path).get(TABLE_PRECISION_KEY)
+            if precision is not None and precision not in _PRECISIONS:
+                raise ValueError(f"it records {TABLE_PRECISION_KEY}={precision!r}")
+        else:
+            OnnxEmbedder(path)
+    except OptionalDependencyError:
+        raise
+    except Exception as exc:  # onnxruntime and polars raise their own exception types
+        raise ValueError(
+            f"{path} could not be opened as {kind} ({type(exc).__name__}: {exc}); pass an "
+            ".onnx file, an embeddings .parquet written by `lesionboost embed`, or a "
+            "train_embedder folder."
+        ) from exc

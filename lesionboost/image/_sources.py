@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..exceptions import DataWarning, ModelFileError, OptionalDependencyError
+from ..exceptions import DataWarning, ModelFileError
 
 __all__ = [
-    "check_image_model",
     "embedder_at_precision",
     "TABLE_MODEL_KEY",
     "TABLE_SHA_KEY",
@@ -279,45 +278,6 @@ def _fitted_options(embedder: Any, recorded: Mapping[str, Any] | None) -> dict[s
                 value = config[name]
                 options[name] = tuple(value) if isinstance(value, list) else value
     return options
-
-
-def check_image_model(source: str | os.PathLike[str]) -> None:
-    """Open an image-model path as fitting would, so that a bad one fails before any work.
-
-    ``source`` is what ``LesionBoostClassifier(image_model=...)`` takes as a path: a
-    ``train_embedder`` folder, an embeddings table (``.parquet``, from
-    ``lesionboost embed``) or an ONNX model file.
-
-    Raises
-    ------
-    ValueError
-        ``source`` is none of these; the message names it and what it should be.
-    """
-    from ._embedder import OnnxEmbedder
-    from ._train import ImageModels
-
-    path = Path(source)
-    if path.is_dir():
-        kind = "a train_embedder folder"
-    elif path.suffix == ".parquet":
-        kind = "an embeddings table (lesionboost embed)"
-    else:
-        kind = "an ONNX image model"
-    try:
-        if path.is_dir():
-            ImageModels.load(path)
-        elif path.suffix == ".parquet":
-            _TableEmbedder.from_parquet(path)
-        else:
-            OnnxEmbedder(path)
-    except OptionalDependencyError:
-        raise
-    except Exception as exc:  # onnxruntime and polars raise their own exception types
-        raise ValueError(
-            f"{path} could not be opened as {kind} ({type(exc).__name__}: {exc}); pass an "
-            ".onnx file, an embeddings .parquet written by `lesionboost embed`, or a "
-            "train_embedder folder."
-        ) from exc
 
 
 def _resolve_embedder(embedder: Any, recorded: Mapping[str, Any] | None = None) -> Any:

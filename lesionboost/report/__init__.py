@@ -13,7 +13,13 @@ when a plot is drawn: importing this package does not need it.
 
 from ._card import INTENDED_USE, centre_table, model_card, model_card_markdown
 from ._evaluation import EVALUATION_PLOT_FILES, write_evaluation_report
-from ._page import EVALUATION_WRITTEN_BY, WRITTEN_BY
+from ._page import (
+    CV_REPORT_ALSO_WRITTEN_BY,
+    CV_RUN_WRITTEN_BY,
+    EVALUATION_WRITTEN_BY,
+    WRITTEN_BY,
+    evaluation_report_markers,
+)
 from ._plots import (
     plot_calibration,
     plot_fold_scores,
@@ -36,6 +42,9 @@ __all__ = [
     "PLOT_FILES",
     "WRITTEN_BY",
     "EVALUATION_WRITTEN_BY",
+    "CV_REPORT_ALSO_WRITTEN_BY",
+    "CV_RUN_WRITTEN_BY",
+    "evaluation_report_markers",
     "plot_operating_points",
     "plot_reliability",
     "plot_subgroups",

@@ -33,7 +33,13 @@ from ._card import (
     model_card,
     model_card_markdown,
 )
-from ._page import _STYLE, EVALUATION_WRITTEN_BY, _html_figures, _html_table
+from ._page import (
+    _STYLE,
+    EVALUATION_WRITTEN_BY,
+    _html_figures,
+    _html_table,
+    evaluation_report_markers,
+)
 from ._plots import _save, plot_operating_points, plot_reliability, plot_subgroups
 
 __all__ = ["write_evaluation_report", "EVALUATION_PLOT_FILES"]
@@ -162,6 +168,7 @@ def write_evaluation_report(
         option="the report folder",
         replace=True,
         inputs=list(inputs),
+        also_written_by=evaluation_report_markers(target),
     )
     import_optional("matplotlib", purpose="drawing the evaluation report")
     frame = None if oof is None else _scores_of(oof, evaluation)

@@ -12,13 +12,41 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from .._utils._outputs import read_marker
 
 #: The marker of a run's report folder (``lesionboost report``).
 WRITTEN_BY = "lesionboost report"
 #: The marker of an evaluation report folder (``lesionboost cv`` and ``lesionboost evaluate``).
 EVALUATION_WRITTEN_BY = "lesionboost evaluate"
+#: The marker of a cv run folder (``lesionboost cv``), which holds an evaluation report.
+CV_RUN_WRITTEN_BY = "lesionboost cv"
+#: The other marker an evaluation report folder may carry (:data:`WRITTEN_BY`): such a
+#: folder is an evaluation report when it is a cv run's ``report/`` entry or holds the
+#: model card, which only evaluation reports write.
+CV_REPORT_ALSO_WRITTEN_BY = WRITTEN_BY
+
+
+def evaluation_report_markers(folder: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Markers besides :data:`EVALUATION_WRITTEN_BY` that make ``folder`` an evaluation report.
+
+    :data:`CV_REPORT_ALSO_WRITTEN_BY` when ``folder`` is the ``report/`` entry of a
+    cv run folder or its marker lists ``model_card.json``; else none.
+    """
+    path = Path(folder).resolve()
+    run = read_marker(path.parent)
+    if run is not None and run.get("written_by") == CV_RUN_WRITTEN_BY:
+        if path.name in run["entries"]:
+            return (CV_REPORT_ALSO_WRITTEN_BY,)
+    own = read_marker(path)
+    if own is not None and "model_card.json" in own["entries"]:
+        return (CV_REPORT_ALSO_WRITTEN_BY,)
+    return ()
+
 
 # the style sheet of both pages
 _STYLE = (

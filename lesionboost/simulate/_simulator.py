@@ -509,7 +509,8 @@ def write_slice3d(
                 disable=None,
             )
             paths["test_images"] = ImageStore.write(folder / "test-image.hdf5", bar)
-    _remove_stale_files(folder, will_write)
+    if overwrite:
+        _remove_stale_files(folder, [path.name for path in paths.values()])
     return paths
 
 

@@ -79,13 +79,25 @@ def check_training_data(metadata: Any, folds: Any) -> tuple[pl.DataFrame, np.nda
         check_patient_folds(X.get_column("patient_id"), fold_ids, what="the tuning folds")
     elif fold_ids.shape[0] != len(y):
         raise ValueError(f"{fold_ids.shape[0]} fold ids for {len(y)} lesions; pass one per lesion.")
+    n_folds = len(np.unique(fold_ids))
     for fold in np.unique(fold_ids):
         if not np.any(y[fold_ids != fold] == 1):
-            hint = (
-                "add patients with a malignant lesion (2 folds is the fewest)"
-                if len(np.unique(fold_ids)) <= 2
-                else "use fewer folds, or lesionboost.patient_folds() (stratified by patient)"
+            positive = (
+                X.filter(pl.Series(y == 1)).get_column("patient_id").n_unique()
+                if "patient_id" in X.columns
+                else int(np.sum(y == 1))
             )
+            if n_folds < 2:
+                hint = "use at least 2 folds"
+            elif positive >= n_folds:
+                hint = (
+                    "use lesionboost.patient_folds() (stratified by patient), which puts "
+                    "patients with a malignant lesion in every fold"
+                )
+            elif positive >= 2:
+                hint = f"use at most {positive} folds: {positive} patients have a malignant lesion"
+            else:
+                hint = "add patients with a malignant lesion: 2 folds need at least 2 of them"
             raise ValueError(
                 f"fold {fold}: every malignant lesion is in this fold, so its training part has "
                 f"none; {hint}."

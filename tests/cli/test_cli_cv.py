@@ -192,6 +192,50 @@ def test_output_policy(sim, repeated, tmp_path, capsys) -> None:
     assert code == 2 and "--force" in err
 
 
+def test_a_cv_runs_report_marked_as_a_run_report_is_still_the_runs_own(
+    sim, single, tmp_path, capsys
+) -> None:
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(single, run)
+    marker_path = run / "report" / ".lesionboost.json"
+    marker = json.loads(marker_path.read_text())
+    assert marker["written_by"] == "lesionboost evaluate"
+    marker_path.write_text(json.dumps({**marker, "written_by": "lesionboost report"}))
+    code, _, err = _run(capsys, ["evaluate", str(run), "--report", "-q"])
+    assert code == 0, err
+    assert json.loads(marker_path.read_text())["written_by"] == "lesionboost evaluate"
+    # the same marker on a report folder outside a cv run is a run report: refused
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(run / "report", elsewhere)
+    other = json.loads((elsewhere / ".lesionboost.json").read_text())
+    (elsewhere / ".lesionboost.json").write_text(
+        json.dumps({**other, "written_by": "lesionboost report"})
+    )
+    code, _, err = _run(capsys, ["evaluate", str(run), "--report", str(elsewhere), "-q"])
+    assert code == 0, err  # it holds the model card: an evaluation report
+    marker = json.loads((elsewhere / ".lesionboost.json").read_text())
+    assert marker["written_by"] == "lesionboost evaluate"
+    run_report = tmp_path / "run-report"
+    run_report.mkdir()
+    (run_report / "index.html").write_text("<p>a tune run's report</p>")
+    (run_report / ".lesionboost.json").write_text(
+        json.dumps({"written_by": "lesionboost report", "entries": ["index.html"]})
+    )
+    code, _, err = _run(capsys, ["evaluate", str(run), "--report", str(run_report), "-q"])
+    assert code == 2 and "'lesionboost report'" in err
+    assert (run_report / "index.html").read_text() == "<p>a tune run's report</p>"
+
+
+def test_evaluate_never_writes_into_another_runs_report(single, repeated, capsys) -> None:
+    before = {p.name: p.read_bytes() for p in (repeated / "report").iterdir()}
+    code, _, err = _run(capsys, ["evaluate", str(single), "--report", str(repeated / "report")])
+    assert code == 2 and "is the report of the run" in err
+    assert {p.name: p.read_bytes() for p in (repeated / "report").iterdir()} == before
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

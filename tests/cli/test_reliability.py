@@ -384,10 +384,37 @@ def test_force_replaces_a_file_only_when_the_same_command_wrote_it(
     _refused([*predict, "--out", str(run / "oof.parquet")], capsys, ".csv")
     from lesionboost._utils._outputs import disown
 
+    # a submission inside the run's report folder: replacing that folder would delete it
+    report_before = _snapshot(run / "report")
+    assert main([*predict, "--out", str(run / "report" / "sub.csv"), "-q"]) == 0
+    _refused(["report", str(run)], capsys, "another lesionboost command", "sub.csv")
+    assert (run / "report" / "sub.csv").exists()
+    (run / "report" / "sub.csv").unlink()
+    disown(run / "report", ["sub.csv"])
     (run / "sub.csv").unlink()
     disown(run, ["sub.csv"])
-    assert "writers" not in json.loads((run / ".lesionboost.json").read_text())
-    assert _snapshot(run) == run_before
+    assert json.loads((run / ".lesionboost.json").read_text())["writers"] == {}
+
+    def files(snapshot: dict[str, bytes]) -> dict[str, bytes]:
+        return {k: v for k, v in snapshot.items() if not k.endswith(".lesionboost.json")}
+
+    assert files(_snapshot(run)) == files(run_before)
+    assert files(_snapshot(run / "report")) == files(report_before)
+
+
+def test_a_marker_that_does_not_say_who_wrote_each_file_keeps_them_to_its_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lesionboost._utils._outputs import check_file_output
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "sub.csv").write_text("isic_id,target\n")
+    marker = {"written_by": "lesionboost cv", "entries": ["oof.parquet", "sub.csv"]}
+    (folder / ".lesionboost.json").write_text(json.dumps(marker))
+    with pytest.raises(OutputError, match="without saying which command wrote it"):
+        check_file_output(folder / "sub.csv", force=True, written_by="lesionboost predict")
+    check_file_output(folder / "sub.csv", force=True, written_by="lesionboost cv")
 
 
 def test_the_marker_records_who_wrote_each_file() -> None:

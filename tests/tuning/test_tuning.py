@@ -574,16 +574,24 @@ def test_a_sqlite_run_is_reproducible_and_a_shared_storage_is_not(
 def test_folds_that_leave_a_training_part_without_positives_say_what_to_change() -> None:
     from lesionboost.tuning import check_training_data
 
-    frame = simulate_slice3d(12, seed=0).train
+    frame = simulate_slice3d(80, seed=0).train
     y = frame.get_column("target").to_numpy()
     patients = frame.get_column("patient_id")
-    positive = set(patients.filter(pl.Series(y == 1)).to_list())
-    # every patient with a malignant lesion in fold 0
-    two = np.where(patients.is_in(list(positive)).to_numpy(), 0, 1)
-    with pytest.raises(ValueError, match="fold 0: every malignant lesion.*add patients"):
-        check_training_data(frame, two)
-    others = sorted(set(patients.to_list()) - positive)
-    second = patients.is_in(others[: len(others) // 2]).to_numpy()
-    three = np.where(two == 0, 0, np.where(second, 1, 2))
-    with pytest.raises(ValueError, match="use fewer folds"):
-        check_training_data(frame, three)
+    positive = sorted(set(patients.filter(pl.Series(y == 1)).to_list()))
+    assert len(positive) >= 3
+    others = sorted(set(patients.to_list()) - set(positive))
+    in_first = patients.is_in(positive).to_numpy()
+
+    def folds(n: int) -> np.ndarray:  # every patient with a malignant lesion in fold 0
+        rank = {p: 1 + i % (n - 1) for i, p in enumerate(others)}
+        return np.where(in_first, 0, patients.replace_strict(rank, default=0).to_numpy())
+
+    with pytest.raises(ValueError, match="fold 0: every malignant lesion.*patient_folds"):
+        check_training_data(frame, folds(2))
+    too_many = len(positive) + 1
+    with pytest.raises(ValueError, match=f"at most {len(positive)} folds"):
+        check_training_data(frame, folds(too_many))
+    one_positive = frame.filter(~patients.is_in(positive[1:]))
+    keep = ~patients.is_in(positive[1:]).to_numpy()
+    with pytest.raises(ValueError, match="add patients with a malignant lesion"):
+        check_training_data(one_positive, folds(2)[keep])
