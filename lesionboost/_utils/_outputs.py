@@ -126,6 +126,7 @@ def check_folder_output(
     inputs: Iterable[PathLike | None] = (),
     replace: bool = False,
     also_written_by: Iterable[str] = (),
+    replaces: Iterable[str] | None = None,
 ) -> None:
     """Check, before any work, that ``written_by`` may write the folder ``folder``.
 
@@ -145,6 +146,9 @@ def check_folder_output(
         must be lesionboost's own and no input may lie inside it.
     also_written_by : iterable of str
         Other markers that count as ``written_by``'s own here.
+    replaces : iterable of str, optional
+        With ``replace``, the entries that writing the folder replaces (a cv run
+        rewrites its own files and leaves the others); None: every entry.
 
     Raises
     ------
@@ -187,10 +191,12 @@ def check_folder_output(
                 f"{option} {target} also holds files lesionboost did not write "
                 f"({_listing(foreign)}); move them out or choose another folder."
             )
+        replaced = marker["entries"] if replaces is None else set(replaces)
         others = sorted(
             name
             for name in marker["entries"]
-            if (target / name).exists()
+            if name in replaced
+            and (target / name).exists()
             and entry_writer(marker, name) not in {written_by, *also_written_by}
         )
         if others:
@@ -286,7 +292,8 @@ def claim(folder: PathLike, names: Iterable[str], *, written_by: str) -> None:
     writer in ``"writers"``.
     """
     target = Path(folder)
-    marker = read_marker(target) or {"written_by": written_by, "entries": []}
+    existing = read_marker(target)
+    marker = existing or {"written_by": written_by, "entries": [], "writers": {}}
     names = list(names)
     marker["entries"] = sorted(set(marker["entries"]) | set(names))
     recorded = marker.get("writers")
@@ -296,7 +303,10 @@ def claim(folder: PathLike, names: Iterable[str], *, written_by: str) -> None:
             writers.pop(name, None)
         else:
             writers[name] = written_by
-    marker["writers"] = dict(sorted(writers.items()))  # present, even empty: says it is complete
+    # "writers" present (even empty) says the marker names every entry's writer; a
+    # marker that never recorded them gains the key only with an entry of another writer
+    if isinstance(recorded, dict) or writers:
+        marker["writers"] = dict(sorted(writers.items()))
     _write_marker(target, marker)
 
 

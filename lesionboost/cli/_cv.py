@@ -421,7 +421,9 @@ def run_cv(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{option} {value} does not exist.")
     run_dir = Path(args.out)
     inputs = [Path(p) for p in (args.data, args.params) if p is not None]
-    check_folder_output(run_dir, written_by=WRITTEN_BY, inputs=inputs, replace=args.force)
+    check_folder_output(
+        run_dir, written_by=WRITTEN_BY, inputs=inputs, replace=args.force, replaces=RUN_ENTRIES
+    )
     earlier = [n for n in RUN_ENTRIES if (run_dir / n).exists()]
     if earlier and not args.force:
         raise UsageError(

@@ -89,8 +89,10 @@ def _metadata_ids(source: Path) -> list[str]:
     """The sorted distinct ``isic_id`` values of the ``--metadata`` table ``source``."""
     import polars as pl
 
+    with open(source, "rb") as handle:
+        parquet = handle.read(4) == b"PAR1"  # the file's magic bytes, as read_metadata does
     try:
-        if source.suffix.lower() == ".parquet":
+        if parquet:
             columns = list(pl.read_parquet_schema(source))
         else:
             columns = pl.read_csv(source, n_rows=0, infer_schema=False).columns
@@ -104,7 +106,7 @@ def _metadata_ids(source: Path) -> list[str]:
             f"--metadata {source} has no isic_id column (it has {columns[:5]}); pass the "
             "metadata file of the lesions to embed (e.g. test-metadata.csv)."
         )
-    if source.suffix.lower() == ".parquet":
+    if parquet:
         table = pl.read_parquet(source, columns=["isic_id"])
     else:
         table = pl.read_csv(source, columns=["isic_id"], infer_schema=False)

@@ -289,6 +289,15 @@ def run_tune(args: argparse.Namespace) -> int:
     inputs = [Path(p) for p in (args.data, args.images, args.image_model) if p is not None]
     # before any storage is opened: a SQLite file given inside RUN_DIR is created on open
     check_folder_output(run_dir, written_by=WRITTEN_BY, inputs=inputs)
+    from ..persist import WRITTEN_BY as MODEL_WRITTEN_BY
+    from ..report import WRITTEN_BY as REPORT_WRITTEN_BY
+
+    # the run replaces its model/ and report/ whole (and --force deletes them first):
+    # refused now, before any trial, if someone put a file of theirs inside
+    for name, writer in (("model", MODEL_WRITTEN_BY), ("report", REPORT_WRITTEN_BY)):
+        check_folder_output(
+            run_dir / name, written_by=writer, option=f"the run's {name}/ folder", replace=True
+        )
     storage = args.storage or os.environ.get("LESIONBOOST_STORAGE")
     if storage is None:
         storage = (

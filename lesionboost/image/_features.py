@@ -503,6 +503,9 @@ def check_image_model(source: str | os.PathLike[str]) -> None:
             columns = pl.read_parquet_schema(path)  # the header only: tables can be large
             if "isic_id" not in columns or not any(c.startswith("emb_") for c in columns):
                 raise ValueError("it needs an isic_id column and emb_* columns")
+            ids = pl.scan_parquet(path).select(pl.col("isic_id").is_duplicated().any())
+            if ids.collect().item():
+                raise ValueError("it repeats isic_ids (overlapping shards?)")
             precision = pl.read_parquet_metadata(path).get(TABLE_PRECISION_KEY)
             if precision is not None and precision not in _PRECISIONS:
                 raise ValueError(f"it records {TABLE_PRECISION_KEY}={precision!r}")

@@ -192,6 +192,12 @@ def _limitations(evaluation: Evaluation, card: Mapping[str, Any]) -> list[str]:
             "Leave-one-centre-out validation: each centre is scored by a model that never saw "
             "it; the pooled figures mix the models of every fold."
         )
+    elif scheme == "in-sample":
+        notes.append(
+            "In-sample: the model scored the lesions it was fitted on, so these figures are "
+            "far above what new patients would see; they describe the fit, not the model's "
+            "performance."
+        )
     cal = evaluation.calibration
     if cal is not None:
         notes.append(
@@ -240,8 +246,8 @@ def model_card(
         The evaluation (or calibration dict) of the same lesions after calibration.
     context : mapping, optional
         What the evaluation cannot know: ``data`` (``source``, ``simulated``),
-        ``validation`` (``scheme`` -- ``"patient"``, ``"centre"`` or
-        ``"external"`` -- and ``description``, ``n_splits``, ``n_repeats``,
+        ``validation`` (``scheme`` -- ``"patient"``, ``"centre"``,
+        ``"external"`` or ``"in-sample"`` -- and ``description``, ``n_splits``, ``n_repeats``,
         ``seed``, per-repeat results) and ``model`` (``name``,
         ``configuration``). Missing entries are reported as not stated.
     title : str

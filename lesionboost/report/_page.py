@@ -40,7 +40,7 @@ def evaluation_report_markers(folder: str | os.PathLike[str]) -> tuple[str, ...]
     path = Path(folder).resolve()
     run = read_marker(path.parent)
     if run is not None and run.get("written_by") == CV_RUN_WRITTEN_BY:
-        if path.name in run["entries"]:
+        if path.name == "report" and path.name in run["entries"]:
             return (CV_REPORT_ALSO_WRITTEN_BY,)
     own = read_marker(path)
     if own is not None and "model_card.json" in own["entries"]:

@@ -229,6 +229,21 @@ def test_a_cv_runs_report_marked_as_a_run_report_is_still_the_runs_own(
     assert (run_report / "index.html").read_text() == "<p>a tune run's report</p>"
 
 
+def test_cv_force_keeps_a_submission_written_into_its_run(sim, single, tmp_path, capsys) -> None:
+    import shutil
+
+    from lesionboost._utils._outputs import claim
+
+    run = tmp_path / "run"
+    shutil.copytree(single, run)
+    (run / "sub.csv").write_text("isic_id,target\n")
+    claim(run, ["sub.csv"], written_by="lesionboost predict")
+    argv = ["cv", "--data", str(sim), "--out", str(run), "--force", *FOLDS, *FAST]
+    code, _, err = _run(capsys, argv)
+    assert code == 0, err
+    assert (run / "sub.csv").read_text() == "isic_id,target\n"
+
+
 def test_evaluate_never_writes_into_another_runs_report(single, repeated, capsys) -> None:
     before = {p.name: p.read_bytes() for p in (repeated / "report").iterdir()}
     code, _, err = _run(capsys, ["evaluate", str(single), "--report", str(repeated / "report")])

@@ -552,3 +552,61 @@ def test_evaluating_a_model_on_its_own_training_data_says_the_figures_are_in_sam
     assert main([*evaluate, "--data", str(others)]) == 0
     captured = capsys.readouterr()
     assert "in-sample" not in captured.err + captured.out
+
+
+def test_embed_reads_the_ids_of_a_metadata_table_by_its_content(tmp_path: Path) -> None:
+    from lesionboost.cli._data import _metadata_ids
+
+    pl.DataFrame({"isic_id": ["b", "a", "a", None]}).write_parquet(tmp_path / "ids.bin")
+    assert _metadata_ids(tmp_path / "ids.bin") == ["a", "b"]  # Parquet without its suffix
+    pl.DataFrame({"isic_id": ["c", "a"], "x": [1, 2]}).write_csv(tmp_path / "ids.csv")
+    assert _metadata_ids(tmp_path / "ids.csv") == ["a", "c"]
+
+
+def test_a_tune_that_would_replace_another_commands_file_stops_before_any_trial(
+    kaggle: Path, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lesionboost._utils._outputs import claim, disown
+
+    sub = run / "report" / "sub.csv"
+    sub.write_text("isic_id,target\n")
+    claim(run / "report", ["sub.csv"], written_by="lesionboost predict")
+    before = _snapshot(run)
+    try:
+        train = str(kaggle / "train-metadata.csv")
+        for force in ([], ["--force"]):
+            argv = ["tune", "--data", train, "--out", str(run), "--trials", "2", *FAST, *force]
+            _refused(argv, capsys, "report/", "sub.csv")
+            assert _snapshot(run) == before
+    finally:
+        sub.unlink()
+        disown(run / "report", ["sub.csv"])
+
+
+def test_claim_keeps_an_old_marker_without_writers_as_it_was(tmp_path: Path) -> None:
+    from lesionboost._utils._outputs import claim
+
+    (tmp_path / ".lesionboost.json").write_text(
+        json.dumps({"written_by": "lesionboost tune", "entries": ["run.json"]})
+    )
+    claim(tmp_path, ["best.json"], written_by="lesionboost tune")
+    marker = json.loads((tmp_path / ".lesionboost.json").read_text())
+    assert marker == {"written_by": "lesionboost tune", "entries": ["best.json", "run.json"]}
+    claim(tmp_path, ["sub.csv"], written_by="lesionboost predict")
+    marker = json.loads((tmp_path / ".lesionboost.json").read_text())
+    assert marker["writers"] == {"sub.csv": "lesionboost predict"}
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    claim(fresh, ["a.csv"], written_by="lesionboost predict")
+    assert json.loads((fresh / ".lesionboost.json").read_text())["writers"] == {}
+
+
+def test_an_embeddings_table_with_repeated_ids_is_no_image_model(tmp_path: Path) -> None:
+    from lesionboost.image import check_image_model
+
+    table = tmp_path / "emb.parquet"
+    pl.DataFrame({"isic_id": ["a", "a"], "emb_0": [0.1, 0.2]}).write_parquet(table)
+    with pytest.raises(ValueError, match="repeats isic_ids"):
+        check_image_model(table)
+    pl.DataFrame({"isic_id": ["a", "b"], "emb_0": [0.1, 0.2]}).write_parquet(table)
+    check_image_model(table)
