@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -490,27 +490,15 @@ def check_image_model(source: str | os.PathLike[str]) -> None:
     from ._train import ImageModels
 
     path = Path(source)
+    opener: Callable[[Path], object]
     if path.is_dir():
-        kind = "a train_embedder folder"
+        kind, opener = "a train_embedder folder", ImageModels.load
     elif path.suffix == ".parquet":
-        kind = "an embeddings table (lesionboost embed)"
+        kind, opener = "an embeddings table (lesionboost embed)", _check_embeddings_table
     else:
-        kind = "an ONNX image model"
+        kind, opener = "an ONNX image model", OnnxEmbedder
     try:
-        if path.is_dir():
-            ImageModels.load(path)
-        elif path.suffix == ".parquet":
-            columns = pl.read_parquet_schema(path)  # the header only: tables can be large
-            if "isic_id" not in columns or not any(c.startswith("emb_") for c in columns):
-                raise ValueError("it needs an isic_id column and emb_* columns")
-            ids = pl.scan_parquet(path).select(pl.col("isic_id").is_duplicated().any())
-            if ids.collect().item():
-                raise ValueError("it repeats isic_ids (overlapping shards?)")
-            precision = pl.read_parquet_metadata(path).get(TABLE_PRECISION_KEY)
-            if precision is not None and precision not in _PRECISIONS:
-                raise ValueError(f"it records {TABLE_PRECISION_KEY}={precision!r}")
-        else:
-            OnnxEmbedder(path)
+        opener(path)
     except OptionalDependencyError:
         raise
     except Exception as exc:  # onnxruntime and polars raise their own exception types
@@ -519,3 +507,16 @@ def check_image_model(source: str | os.PathLike[str]) -> None:
             ".onnx file, an embeddings .parquet written by `lesionboost embed`, or a "
             "train_embedder folder."
         ) from exc
+
+
+def _check_embeddings_table(path: Path) -> None:
+    """What fitting needs of an embeddings table, read from its header and ids only."""
+    columns = pl.read_parquet_schema(path)  # tables can be large
+    if "isic_id" not in columns or not any(c.startswith("emb_") for c in columns):
+        raise ValueError("it needs an isic_id column and emb_* columns")
+    ids = pl.scan_parquet(path).select(pl.col("isic_id").is_duplicated().any())
+    if ids.collect().item():
+        raise ValueError("it repeats isic_ids (overlapping shards?)")
+    precision = pl.read_parquet_metadata(path).get(TABLE_PRECISION_KEY)
+    if precision is not None and precision not in _PRECISIONS:
+        raise ValueError(f"it records {TABLE_PRECISION_KEY}={precision!r}")
