@@ -33,14 +33,16 @@ $(TEST_VENV)/.done: pyproject.toml Makefile
 demo: $(DEMO_VENV)/.done
 	$(DEMO_VENV)/bin/lesionboost tune --out $(RUN_DIR) --force
 
-# The habits CI enforces, then the suite with the docstring examples.
+# The habits CI enforces, then the suite with the docstring examples, spread over
+# PYTEST_WORKERS processes (pytest-xdist; 2 suits CI's two cores, 0 runs in one process).
 LINT_PATHS = lesionboost tests benchmarks examples conftest.py
+PYTEST_WORKERS ?= 2
 test: $(TEST_VENV)/.done
 	$(TEST_VENV)/bin/ruff check $(LINT_PATHS)
 	$(TEST_VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(TEST_VENV)/bin/mypy
 	$(TEST_VENV)/bin/lint-imports
-	$(TEST_VENV)/bin/python -m pytest -q
+	$(TEST_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS)
 
 # On a machine with an NVIDIA GPU and the CUDA builds (`pip install xgboost
 # onnxruntime-gpu` in place of xgboost-cpu / onnxruntime; CatBoost's wheel has
