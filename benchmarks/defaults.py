@@ -16,7 +16,7 @@ The rule that picks the default:
    must stay within ``--fit-budget``: by default the defaults' budget of 180 s for
    a 5-fold run of the full 1,042-patient cohort, in proportion to the patients
    simulated (51.8 s at 300). Fit time need not grow in proportion to the
-   patients (the library's defaults: 42-43 s of fitting at 300, 149 s at 1,042,
+   patients (the library's defaults: 49 s of fitting at 300, 154 s at 1,042,
    tables ``defaults/race`` and ``defaults/full_size``), so the proxy can pass a
    model the real budget would not; rule 4 checks the pick itself;
 2. among the rest, the highest worst-case share of the raw -> tabular-oracle gap
@@ -285,6 +285,20 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "score's, so strong thresholded interactions keep more of their weight",
         _with_linear_params(
             _without(_with_rules(5.0), "xgboost"), rule_view="raw", rule_scale=0.45
+        ),
+    ),
+    "rules_ctx05": (
+        "rules_raw_s045 whose linear member enters every column outside the raw ones at half "
+        "its normal score (`context_scale` 0.5, `own_view` raw): the derived and patient-"
+        "relative features carry 4 times a raw column's L2 penalty, so an effect stays in the "
+        "lesion's own measurements unless the patient context explains the labels clearly "
+        "better",
+        _with_linear_params(
+            _without(_with_rules(5.0), "xgboost"),
+            rule_view="raw",
+            rule_scale=0.45,
+            context_scale=0.5,
+            own_view="raw",
         ),
     ),
     "linear_raw": (

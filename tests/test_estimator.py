@@ -397,6 +397,33 @@ def test_rules_on_the_raw_columns_split_only_on_them_and_survive_a_model_file(
     monkeypatch.setattr(LesionFeaturizer, "fit", no_features)
     with pytest.raises(ValueError, match=r"'rule_view'\] = 'lesion' is not a view.*\['raw'\]"):
         _fast(members=("linear",), linear_params={"rules": 5, "rule_view": "lesion"}).fit(meta)
+    with pytest.raises(ValueError, match=r"'own_view'\] = 'lesion' is not a view.*\['raw'\]"):
+        linear = {"context_scale": 0.5, "own_view": "lesion"}
+        _fast(members=("linear",), linear_params=linear).fit(meta)
+    with pytest.raises(ValueError, match=r"'context_scale'\] = 0.5 scales the columns outside"):
+        _fast(members=("linear",), linear_params={"context_scale": 0.5}).fit(meta)
+
+
+def test_a_context_penalty_on_the_raw_view_keeps_the_raw_columns_weight(meta, tmp_path):
+    from lesionboost.estimator import MEMBER_VIEWS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        plain = _fast(members=("linear",), linear_params={"rules": 0}).fit(meta)
+        linear = {"rules": 0, "context_scale": 0.2, "own_view": "raw"}
+        model = _fast(members=("linear",), linear_params=linear).fit(meta)
+    names = list(model.ensemble_.feature_names_in_)
+    raw = np.array([name in MEMBER_VIEWS["raw"] for name in names])
+    scorer = model.ensemble_.boosters_["linear"][0]
+    reference = plain.ensemble_.boosters_["linear"][0]
+    numeric = np.array(scorer.numeric)
+    own = raw[numeric]
+    context_share = np.abs(scorer.coef[: len(numeric)][~own]).sum()
+    assert context_share < 0.5 * np.abs(reference.coef[: len(numeric)][~own]).sum()
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.linear_params == linear
+    np.testing.assert_array_equal(loaded.predict_proba(meta), model.predict_proba(meta))
 
 
 def test_model_directory_round_trip_is_bit_identical(meta, fitted, tmp_path):

@@ -135,6 +135,14 @@ def _checked_weights(sample_weight: Any, X: np.ndarray, y01: np.ndarray) -> np.n
     return weight
 
 
+#: The linear member's options that name a view, and what a view sharing no column
+#: with the member would leave it without.
+_LINEAR_VIEWS = {
+    "rule": "its rules would have nothing to split on",
+    "own": "every column would count as patient context under 'context_scale'",
+}
+
+
 class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
     """Bagged, downsampled LightGBM + XGBoost + CatBoost ensemble for rare positives.
 
@@ -168,8 +176,12 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         trees split on (e.g. ``"raw"``: conjunctions of the lesion's own
         measurements, while the regression's terms still see every column), or
         ``rule_columns``, the same limit as positions among the member's columns
-        (one of the two at most). It trains on the same downsampled bags as the
-        boosters, on the CPU.
+        (one of the two at most); and ``context_scale`` (default 1: none) with
+        ``own_view`` (or ``own_columns``), a key of ``views`` holding the lesion's
+        own columns: every other numeric column enters the regression at
+        ``context_scale`` times its normal score, an L2 penalty
+        ``1 / context_scale**2`` times an own column's. It trains on the same
+        downsampled bags as the boosters, on the CPU.
     neg_ratio : float or None, default=0.01
         Positive-to-negative ratio after per-bag negative downsampling
         (0.01 -> 100 negatives per positive row); ``None`` keeps every negative.
@@ -474,11 +486,15 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             )
             for kind in dict.fromkeys(member_kind(m) for m in members)
         }
-        rule_view = resolved["linear"][0]["rule_view"] if "linear" in resolved else None
+        linear = resolved["linear"][0] if "linear" in resolved else {}
         self.view_columns_ = self._view_columns(members)
-        rule_columns = None if rule_view is None else self._rule_columns(rule_view)
+        linear_views = {
+            prefix: self._linear_view_columns(prefix, linear[f"{prefix}_view"])
+            for prefix in _LINEAR_VIEWS
+            if linear.get(f"{prefix}_view") is not None
+        }
         member_params = {
-            member: self._member_params(member, resolved[member_kind(member)][0], rule_columns)
+            member: self._member_params(member, resolved[member_kind(member)][0], linear_views)
             for member in members
         }
         rng = check_random_state(self.random_state)
@@ -557,16 +573,16 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         used = sorted({m.partition(":")[2] for m in members if ":" in m})
         return {view: self._view_positions(view) for view in used}
 
-    def _rule_columns(self, rule_view: str) -> list[int]:
-        """Column indices of the view the linear member's rules split on (``rule_view``)."""
+    def _linear_view_columns(self, prefix: str, view: str) -> list[int]:
+        """Column indices of X in the view the linear member's ``<prefix>_view`` names."""
         views = {} if self.views is None else self.views
-        if rule_view not in views:
+        if view not in views:
             raise ValueError(
-                f"linear_params['rule_view'] = {rule_view!r} is not a view of the ensemble "
+                f"linear_params['{prefix}_view'] = {view!r} is not a view of the ensemble "
                 f"(views: {sorted(views) or 'none'}); name one of them, or define it with "
-                f"views={{{rule_view!r}: [columns]}}."
+                f"views={{{view!r}: [columns]}}."
             )
-        return self._view_positions(rule_view)
+        return self._view_positions(view)
 
     def _view_positions(self, view: str) -> list[int]:
         """The sorted column indices of X that ``views[view]`` names (names or indices)."""
@@ -601,23 +617,26 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         return sorted(columns)
 
     def _member_params(
-        self, member: str, params: dict[str, Any], rule_columns: Sequence[int] | None
+        self, member: str, params: dict[str, Any], linear_views: Mapping[str, Sequence[int]]
     ) -> dict[str, Any]:
-        """``params`` for ``member``; for a linear member with a ``rule_view``, the
-        positions of that view's columns (``rule_columns``, indices of X) among the
-        member's own columns."""
-        if member_kind(member) != "linear" or rule_columns is None:
+        """``params`` for ``member``; for a linear member with a ``rule_view`` or an
+        ``own_view``, the positions of that view's columns (``linear_views``: indices of
+        X) among the member's own columns, as ``rule_columns`` / ``own_columns``."""
+        if member_kind(member) != "linear" or not linear_views:
             return params
         columns, _ = self._member_columns(member)
-        allowed = set(rule_columns)
         seen = range(self.n_features_in_) if columns is None else columns
-        positions = [i for i, column in enumerate(seen) if column in allowed]
-        if not positions:
-            raise ValueError(
-                f"linear_params['rule_view'] = {params['rule_view']!r} shares no column with "
-                f"the member {member!r}; its rules would have nothing to split on."
-            )
-        return {**params, "rule_view": None, "rule_columns": tuple(positions)}
+        out = dict(params)
+        for prefix, view_columns in linear_views.items():
+            allowed = set(view_columns)
+            positions = [i for i, column in enumerate(seen) if column in allowed]
+            if not positions:
+                raise ValueError(
+                    f"linear_params['{prefix}_view'] = {params[f'{prefix}_view']!r} shares no "
+                    f"column with the member {member!r}; {_LINEAR_VIEWS[prefix]}."
+                )
+            out |= {f"{prefix}_view": None, f"{prefix}_columns": tuple(positions)}
+        return out
 
     def _member_columns(self, member: str) -> tuple[list[int] | None, list[int]]:
         """The columns ``member`` sees (None: all) and its categoricals' positions among them."""

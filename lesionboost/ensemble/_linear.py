@@ -31,6 +31,16 @@ LightGBM model's raw output, stored in LightGBM's own text format. With
 ``rule_columns`` the trees split only on those columns (the others are missing in
 their training data), so the rules can be conjunctions of a chosen set of columns,
 such as a lesion's own measurements, while the regression sees every column.
+
+With ``context_scale`` below 1 and ``own_columns`` (or, in an ensemble, ``own_view``)
+naming the lesion's own columns, every other numeric column -- the derived and
+patient-relative features -- enters the regression at ``context_scale`` times its
+normal score (its hinges too), so its L2 penalty is ``1 / context_scale**2`` times
+that of an own column: the fit keeps an effect in the lesion's own measurements
+unless a patient-relative feature explains the labels clearly better. The scale is
+folded into the coefficients after the fit, so scoring and the stored model are
+those of an ordinary fit.
+
 :class:`~sklearn.linear_model.LogisticRegression` fits the coefficients
 (Newton-Cholesky; with rules, L-BFGS on a sparse design). Each column's share of
 the log-odds is piecewise linear in the column, so scoring looks it up in one table
@@ -85,9 +95,20 @@ _RULE_TREES: dict[str, Any] = {
 }
 
 
+#: The context penalty of the ``linear`` member, and its defaults (off): numeric
+#: columns outside ``own_columns`` enter at ``context_scale`` times their normal
+#: score; ``own_view`` names an ensemble view that the ensemble turns into
+#: ``own_columns``. Kept apart from :data:`LINEAR_DEFAULTS` as the rule options are.
+CONTEXT_DEFAULTS: dict[str, Any] = {
+    "context_scale": 1.0,
+    "own_view": None,
+    "own_columns": None,
+}
+
+
 def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults merged with ``params``; a clear error for an unknown or invalid entry."""
-    known = {**LINEAR_DEFAULTS, **RULE_DEFAULTS}
+    known = {**LINEAR_DEFAULTS, **RULE_DEFAULTS, **CONTEXT_DEFAULTS}
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(
@@ -95,7 +116,7 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
             "member is an L2 logistic regression (C: inverse regularisation strength)."
         )
     merged = {**known, **params}
-    for key in ("C", "rule_scale"):
+    for key in ("C", "rule_scale", "context_scale"):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"linear_params[{key!r}] must be a number > 0, got {value!r}.")
@@ -117,17 +138,13 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"linear_params[{key!r}] must be an integer {limits}{hint}, got {value!r}."
             )
-    view = merged["rule_view"]
-    if view is not None and (not isinstance(view, str) or not view):
+    view, columns = _check_view("rule", merged["rule_view"], merged["rule_columns"])
+    own_view, own_columns = _check_view("own", merged["own_view"], merged["own_columns"])
+    if merged["context_scale"] != 1.0 and own_view is None and own_columns is None:
         raise ValueError(
-            f"linear_params['rule_view'] must be the name of a view (e.g. 'raw') or None, "
-            f"got {view!r}."
-        )
-    columns = _check_rule_columns(merged["rule_columns"])
-    if view is not None and columns is not None:
-        raise ValueError(
-            "linear_params sets both 'rule_view' and 'rule_columns'; give one of them "
-            "(the ensemble turns 'rule_view' into 'rule_columns')."
+            f"linear_params['context_scale'] = {merged['context_scale']!r} scales the columns "
+            "outside the lesion's own ones; name those with 'own_view' (in an ensemble, e.g. "
+            "'raw') or 'own_columns', or leave 'context_scale' at 1."
         )
     return {
         "C": float(merged["C"]),
@@ -139,11 +156,51 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "rule_scale": float(merged["rule_scale"]),
         "rule_view": view,
         "rule_columns": columns,
+        "context_scale": float(merged["context_scale"]),
+        "own_view": own_view,
+        "own_columns": own_columns,
     }
 
 
-def _check_rule_columns(columns: Any) -> tuple[int, ...] | None:
-    """``rule_columns`` as a sorted tuple of distinct column indices, None, or a clear error."""
+_COLUMNS_MEANING = {
+    "rule": "the columns the rule trees may split on",
+    "own": "the lesion's own columns, which keep their full weight under 'context_scale'",
+}
+
+
+def _check_view(prefix: str, view: Any, columns: Any) -> tuple[str | None, tuple[int, ...] | None]:
+    """``<prefix>_view`` and ``<prefix>_columns`` checked: at most one of them given."""
+    if view is not None and (not isinstance(view, str) or not view):
+        raise ValueError(
+            f"linear_params['{prefix}_view'] must be the name of a view (e.g. 'raw') or None, "
+            f"got {view!r}."
+        )
+    checked = _check_columns(prefix, columns)
+    if view is not None and checked is not None:
+        raise ValueError(
+            f"linear_params sets both '{prefix}_view' and '{prefix}_columns'; give one of "
+            f"them (the ensemble turns '{prefix}_view' into '{prefix}_columns')."
+        )
+    return view, checked
+
+
+def _check_view_columns(settings: Mapping[str, Any], prefix: str, n_columns: int) -> None:
+    """``<prefix>_columns`` within X's ``n_columns``, and no ``<prefix>_view`` left to resolve."""
+    if settings[f"{prefix}_view"] is not None:
+        raise ValueError(
+            f"linear_params['{prefix}_view'] = {settings[f'{prefix}_view']!r} names a view of an "
+            f"ensemble; LinearScorer.fit takes the view's column indices as '{prefix}_columns'."
+        )
+    columns = settings[f"{prefix}_columns"]
+    if columns is not None and columns[-1] >= n_columns:
+        raise ValueError(
+            f"linear_params['{prefix}_columns'] holds the index {columns[-1]}, out of range for "
+            f"X with {n_columns} columns."
+        )
+
+
+def _check_columns(prefix: str, columns: Any) -> tuple[int, ...] | None:
+    """``<prefix>_columns`` as a sorted tuple of distinct column indices, None, or a clear error."""
     if columns is None:
         return None
     values = [columns] if isinstance(columns, (int, np.integer)) else columns
@@ -154,8 +211,8 @@ def _check_rule_columns(columns: Any) -> tuple[int, ...] | None:
         out, valid = (), False
     if not valid or not out or len(set(out)) != len(out) or out[0] < 0:
         raise ValueError(
-            "linear_params['rule_columns'] must be a non-empty list of distinct column "
-            f"indices >= 0 (the columns the rule trees may split on) or None, got {columns!r}."
+            f"linear_params['{prefix}_columns'] must be a non-empty list of distinct column "
+            f"indices >= 0 ({_COLUMNS_MEANING[prefix]}) or None, got {columns!r}."
         )
     return out
 
@@ -307,18 +364,9 @@ class LinearScorer:
         settings = check_linear_params(params or {})
         X = np.asarray(X, dtype=np.float64)
         if settings["rules"] > 0:
-            if settings["rule_view"] is not None:
-                raise ValueError(
-                    f"linear_params['rule_view'] = {settings['rule_view']!r} names a view of an "
-                    "ensemble; LinearScorer.fit takes the view's column indices as "
-                    "'rule_columns'."
-                )
-            rule_columns = settings["rule_columns"]
-            if rule_columns is not None and rule_columns[-1] >= X.shape[1]:
-                raise ValueError(
-                    f"linear_params['rule_columns'] holds the index {rule_columns[-1]}, out of "
-                    f"range for X with {X.shape[1]} columns."
-                )
+            _check_view_columns(settings, "rule", X.shape[1])
+        _check_view_columns(settings, "own", X.shape[1])
+        own_columns = settings["own_columns"]
         categorical = sorted({int(i) for i in cat_idx})
         numeric = [i for i in range(X.shape[1]) if i not in set(categorical)]
         grid = np.linspace(0.0, 1.0, min(settings["n_quantiles"], X.shape[0]))
@@ -340,6 +388,10 @@ class LinearScorer:
             tails=tails,
         )
         design = shell.design(X)
+        baseline = np.average(design, axis=0, weights=weight)
+        context = shell._context_mask(own_columns) if settings["context_scale"] != 1.0 else None
+        if context is not None:  # folded back into the coefficients after the fit
+            design[:, context] *= settings["context_scale"]
         y = np.asarray(y)
         trees = None
         if settings["rules"] > 0:
@@ -358,13 +410,25 @@ class LinearScorer:
             )
         model.fit(inputs, y, sample_weight=weight)
         coef = model.coef_.ravel().astype(np.float64)
-        shell.coef = coef[:width]
+        shell.coef = coef[:width].copy()
+        if context is not None:
+            shell.coef[context] *= settings["context_scale"]
         shell.intercept = float(model.intercept_[0])
-        shell.baseline = np.average(design, axis=0, weights=weight)
+        shell.baseline = baseline
         if trees is not None:
             _write_rule_coefficients(trees, settings["rule_scale"] * coef[width:])
             shell.rules = trees
         return shell
+
+    def _context_mask(self, own_columns: Sequence[int] | None) -> np.ndarray:
+        """Design columns (scores and hinges) of the numerics outside ``own_columns``."""
+        own = set(own_columns or ())
+        outside = np.array([column not in own for column in self.numeric], dtype=bool)
+        mask = np.zeros(self.width, dtype=bool)
+        n_numeric = len(self.numeric)
+        for block in range(1 + 2 * len(self.tails)):
+            mask[block * n_numeric : (block + 1) * n_numeric] = outside
+        return mask
 
     # ------------------------------------------------------------------ predict
     def design(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:

@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from .._utils._imports import import_optional
-from ._linear import LINEAR_DEFAULTS, RULE_DEFAULTS, LinearScorer, check_linear_params, mean_margin
+from ._linear import (
+    CONTEXT_DEFAULTS,
+    LINEAR_DEFAULTS,
+    RULE_DEFAULTS,
+    LinearScorer,
+    check_linear_params,
+    mean_margin,
+)
 
 __all__ = ["MEMBERS", "MEMBER_KINDS", "member_kind", "resolve_threads"]
 
@@ -565,7 +572,7 @@ class _Linear(_Member):
     kind = "linear"
     suffix = ".json"
     defaults = LINEAR_DEFAULTS
-    option_defaults = RULE_DEFAULTS
+    option_defaults = {**RULE_DEFAULTS, **CONTEXT_DEFAULTS}
 
     def params(
         self, user: Mapping[str, Any] | None, *, device: str, n_jobs: int | None

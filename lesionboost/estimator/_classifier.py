@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._utils._frame import to_polars
 from ..calibration import ScoreCalibrator
-from ..ensemble import GBDTEnsembleClassifier, member_kind
+from ..ensemble import MEMBERS, GBDTEnsembleClassifier, member_kind
 from ..exceptions import OptionalDependencyError, SchemaError
 from ..schema import CATEGORICAL_COLUMNS, LEAK_COLUMNS, NUMERIC_COLUMNS
 
@@ -57,9 +57,19 @@ DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "catboost", "lightgbm:raw", "lin
 #: of the lesion's own measurements and site, and the patient context enters through
 #: the regression's terms. Each rule's indicator is 0.45 (``rule_scale``), so its L2
 #: penalty is about 5 times a normal score's (11 times at the member's own 0.3): strong
-#: thresholded interactions keep more of their weight (table ``defaults/candidates``
-#: of ``benchmarks/defaults.py``).
-DEFAULT_LINEAR_PARAMS: dict[str, Any] = {"rules": 50, "rule_view": "raw", "rule_scale": 0.45}
+#: thresholded interactions keep more of their weight. Every column outside the raw ones
+#: (the derived and patient-relative features) enters at half its normal score
+#: (``context_scale`` 0.5, ``own_view`` ``"raw"``), so its L2 penalty is 4 times a raw
+#: column's: an effect stays in the lesion's own measurements unless the patient context
+#: explains the labels clearly better (table ``defaults/candidates`` of
+#: ``benchmarks/defaults.py``).
+DEFAULT_LINEAR_PARAMS: dict[str, Any] = {
+    "rules": 50,
+    "rule_view": "raw",
+    "rule_scale": 0.45,
+    "context_scale": 0.5,
+    "own_view": "raw",
+}
 
 #: Blend weight of a member on a view (``"lightgbm:raw"``) when ``weights`` is None;
 #: every booster on all features weighs 1.
@@ -232,10 +242,11 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         The linear member's parameters, as for
         :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``:
         :data:`DEFAULT_LINEAR_PARAMS` (50 rules on the raw columns, indicator
-        value 0.45); a dict
+        value 0.45, the other columns at half scale against the raw ones); a dict
         replaces it, over the member's own defaults (no rules unless it sets
         ``rules``; rules on every feature unless it sets ``rule_view``, e.g.
-        ``"raw"``: the raw metadata columns, :data:`MEMBER_VIEWS`).
+        ``"raw"``: the raw metadata columns, :data:`MEMBER_VIEWS`; no context
+        penalty unless it sets ``context_scale`` and ``own_view``).
     lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
 pos_oversample, n_bags, blend, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same
@@ -415,12 +426,19 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
                     "rows; pass one weight per lesion."
                 )
         linear = self._ensemble_params()["linear_params"]
-        view = linear.get("rule_view") if isinstance(linear, Mapping) else None
-        if view is not None and view not in MEMBER_VIEWS:  # before any featurising
-            raise ValueError(
-                f"linear_params['rule_view'] = {view!r} is not a view; choose one of "
-                f"{sorted(MEMBER_VIEWS)} or leave it out (rules on every feature)."
-            )
+        members = self._ensemble_params()["members"] or ()
+        if isinstance(linear, Mapping) and any(member_kind(m) == "linear" for m in members):
+            MEMBERS["linear"].params(linear, device="cpu", n_jobs=None)  # errors before any work
+        for key, otherwise in (
+            ("rule_view", "rules on every feature"),
+            ("own_view", "no context penalty"),
+        ):
+            view = linear.get(key) if isinstance(linear, Mapping) else None
+            if view is not None and view not in MEMBER_VIEWS:  # before any featurising
+                raise ValueError(
+                    f"linear_params[{key!r}] = {view!r} is not a view; choose one of "
+                    f"{sorted(MEMBER_VIEWS)} or leave it out ({otherwise})."
+                )
         frame = _without_leaks(frame)
         frame, image_columns = self._with_image_features(frame, fit=True)
         from ..features import LesionFeaturizer

@@ -86,8 +86,13 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
         # the rules' indicator value: each rule's L2 penalty is 1/rule_scale**2 times a
         # normal score's (unused in a configuration without rules)
         "rule_scale": _Range(0.2, 1.0, log=True),
+        # the scale of every column outside the raw ones: their L2 penalty is
+        # 1/context_scale**2 times a raw column's (1: no context penalty)
+        "context_scale": _Range(0.2, 1.0, log=True),
     },
 }
+#: The view whose columns keep their full weight when ``linear.context_scale`` < 1.
+_OWN_VIEW = "raw"
 
 #: Member parameters searched over a few named choices: member -> name -> {choice: value}.
 #: The linear member's hinge thresholds (none, +-1, or 0 and +-1), its rules (none,
@@ -175,7 +180,9 @@ class SearchSpace:
         ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``,
         hinge thresholds ``tails``: none, ``1`` or ``0,1``, ``rules``: none or
         50, ``rule_view``: the rules split on all columns or on the raw
-        columns only, and ``rule_scale``: how lightly the rules are penalised).
+        columns only, ``rule_scale``: how lightly the rules are penalised, and
+        ``context_scale``: how much more heavily than the raw columns the derived
+        and patient-relative columns are penalised).
         With ``"lightgbm"`` among them the ensemble may also hold
         ``"lightgbm:raw"``, a LightGBM on the raw metadata columns with the same
         parameters.
@@ -318,6 +325,9 @@ class SearchSpace:
         if raw_member and "lightgbm" in self.members:
             members = (*members, _RAW_MEMBER)
         config = {"members": members, **config}
+        linear = member_params.get("linear", {})
+        if linear.get("context_scale", 1.0) != 1.0 and linear.get("own_view") is None:
+            linear["own_view"] = _OWN_VIEW  # the penalty is relative to the raw columns
         for member, values in member_params.items():
             if values:
                 config[f"{member}_params"] = values

@@ -104,6 +104,10 @@ def test_json_round_trip_is_exact_and_malformed_json_is_refused():
         ({"rule_columns": ["a"]}, "non-empty list of distinct column indices"),
         ({"rule_view": ""}, "'rule_view'\\] must be the name of a view"),
         ({"rule_view": "raw", "rule_columns": [0]}, "both 'rule_view' and 'rule_columns'"),
+        ({"context_scale": 0.0, "own_columns": [0]}, "'context_scale'\\] must be a number > 0"),
+        ({"context_scale": 0.5}, "name those with 'own_view'"),
+        ({"own_columns": [2, 2]}, "distinct column indices >= 0 \\(the lesion's own columns"),
+        ({"own_view": "raw", "own_columns": [0]}, "both 'own_view' and 'own_columns'"),
     ],
 )
 def test_linear_params_errors_name_the_setting(params, message):
@@ -152,6 +156,9 @@ def test_linear_member_adapter_has_no_rounds_device_or_threads():
         "rule_scale": 0.3,
         "rule_view": None,
         "rule_columns": None,
+        "context_scale": 1.0,
+        "own_view": None,
+        "own_columns": None,
     }
     assert rounds == 1
 
@@ -507,4 +514,69 @@ def test_the_ensemble_turns_a_rule_view_into_the_member_s_rule_columns():
     with pytest.raises(ValueError, match="shares no column with the member 'linear:wide'"):
         GBDTEnsembleClassifier(
             members=("linear:wide",), linear_params={"rules": 4, "rule_view": "other"}, **common
+        ).fit(X, y)
+
+
+def _own_and_context_data(n=6000, seed=0):
+    """Column 0 carries the risk; column 1 is a noisy copy of it (a "context" feature)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    X[:, 1] = X[:, 0] + 0.5 * rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-3.0 + 1.2 * X[:, 0])))).astype(int)
+    return X, y
+
+
+def test_context_scale_moves_weight_to_the_own_columns_and_folds_into_the_coefficients():
+    X, y = _own_and_context_data()
+    plain = LinearScorer.fit(X, y, cat_idx=[], params={"C": 0.05})
+    scaled = LinearScorer.fit(
+        X, y, cat_idx=[], params={"C": 0.05, "context_scale": 0.3, "own_columns": [0]}
+    )
+    # the L2 penalty on the copy is 1/0.3**2 times the own column's: its share shrinks
+    assert scaled.coef[1] < 0.5 * plain.coef[1]
+    assert scaled.coef[0] > plain.coef[0]
+    # the same fit as an ordinary one on the scaled design, its scale folded back
+    from sklearn.linear_model import LogisticRegression
+
+    design = plain.design(X)
+    design[:, 1:] *= 0.3
+    reference = LogisticRegression(C=0.05, solver="newton-cholesky", max_iter=1000).fit(design, y)
+    np.testing.assert_allclose(scaled.coef, reference.coef_.ravel() * [1.0, 0.3, 0.3], rtol=1e-6)
+    # scoring, contributions and the JSON file are those of an ordinary fit
+    np.testing.assert_allclose(scaled.margin(X), scaled.design(X) @ scaled.coef + scaled.intercept)
+    np.testing.assert_allclose(scaled.baseline, plain.baseline)
+    again = LinearScorer.from_json(scaled.to_json())
+    np.testing.assert_array_equal(again.margin(X), scaled.margin(X))
+    # hinges of a context column are scaled with its score
+    hinged = LinearScorer.fit(
+        X, y, cat_idx=[], params={"tails": [1.0], "context_scale": 0.5, "own_columns": [0]}
+    )
+    assert hinged._context_mask([0]).tolist() == [False, True, True] * 3
+    with pytest.raises(ValueError, match="index 3, out of range for X with 3 columns"):
+        LinearScorer.fit(X, y, cat_idx=[], params={"context_scale": 0.5, "own_columns": [3]})
+    with pytest.raises(ValueError, match=r"'own_view'\] = 'raw' names a view of an ensemble"):
+        LinearScorer.fit(X, y, cat_idx=[], params={"context_scale": 0.5, "own_view": "raw"})
+
+
+def test_the_ensemble_turns_an_own_view_into_the_member_s_own_columns():
+    X, y = _own_and_context_data(n=8000)
+    views = {"own": [0], "other": [2]}
+    common = {"neg_ratio": 0.2, "n_jobs": 1, "random_state": 0, "views": views}
+    model = GBDTEnsembleClassifier(
+        members=("linear",), linear_params={"context_scale": 0.3, "own_view": "own"}, **common
+    ).fit(X, y)
+    direct = GBDTEnsembleClassifier(
+        members=("linear",), linear_params={"context_scale": 0.3, "own_columns": [0]}, **common
+    ).fit(X, y)
+    for a, b in zip(model.boosters_["linear"], direct.boosters_["linear"], strict=True):
+        np.testing.assert_array_equal(a.coef, b.coef)
+    with pytest.raises(ValueError, match="'own_view'\\] = 'nope' is not a view of the ensemble"):
+        GBDTEnsembleClassifier(
+            members=("linear",), linear_params={"context_scale": 0.5, "own_view": "nope"}, **common
+        ).fit(X, y)
+    with pytest.raises(ValueError, match="shares no column with the member 'linear:other'"):
+        GBDTEnsembleClassifier(
+            members=("linear:other",),
+            linear_params={"context_scale": 0.5, "own_view": "own"},
+            **common,
         ).fit(X, y)

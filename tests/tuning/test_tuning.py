@@ -139,12 +139,24 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
         "linear.tails": "0,1",
         "linear.rules": "50",
         "linear.rule_scale": 0.7,
+        "linear.context_scale": 0.4,
     }
     config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
-    # no n_estimators: it has no rounds
-    expected = {"C": 0.5, "tails": (0.0, 1.0), "rules": 50, "rule_view": "raw", "rule_scale": 0.7}
+    # no n_estimators: it has no rounds; a context penalty is relative to the raw columns
+    expected = {
+        "C": 0.5,
+        "tails": (0.0, 1.0),
+        "rules": 50,
+        "rule_view": "raw",
+        "rule_scale": 0.7,
+        "context_scale": 0.4,
+        "own_view": "raw",
+    }
     assert config["linear_params"] == expected
+    assert distributions["linear.context_scale"].log
+    unscaled = build_config(space, {**trial, "linear.context_scale": 1.0}, rounds=30)
+    assert "own_view" not in unscaled["linear_params"]  # no penalty: no own columns needed
     assert config["lightgbm_params"]["n_estimators"] == 30
     model = LesionBoostClassifier(**config)  # the estimator accepts what the space builds
     assert model.get_params()["linear_params"] == expected
