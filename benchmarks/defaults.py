@@ -301,6 +301,22 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
             own_view="raw",
         ),
     ),
+    "followup": (
+        "rules_ctx05 with the follow-up score (`followup` 'auto'): a logistic model of "
+        "which benign training lesions carry a `lesion_id` (cross-fitted over patients) "
+        "scores every lesion, and the score is one of its own columns (raw view), with "
+        "patient-relative features like every raw column",
+        {
+            **_with_linear_params(
+                _without(_with_rules(5.0), "xgboost"),
+                rule_view="raw",
+                rule_scale=0.45,
+                context_scale=0.5,
+                own_view="raw",
+            ),
+            "followup": "auto",
+        },
+    ),
     "linear_raw": (
         "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "
         "(`linear:raw`), at the weight of each booster",

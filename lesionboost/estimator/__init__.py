@@ -15,15 +15,18 @@ by patient (:func:`cross_val_oof`, or scikit-learn's ``cross_val_score`` with
 ``groups=patient_id``) so that no patient is scored by a model that saw it.
 
 The package's modules: ``_classifier`` (the estimator, its defaults and member
-views) and ``_cross_val`` (:func:`cross_val_oof` and :class:`OOFResult`).
+views), ``_followup`` (:class:`FollowupModel`, the follow-up score learned from
+``lesion_id``) and ``_cross_val`` (:func:`cross_val_oof` and :class:`OOFResult`).
 """
 
 from ._classifier import (
     DEFAULT_FEATURE_GROUPS,
     DEFAULT_LINEAR_PARAMS,
     DEFAULT_MEMBERS,
+    FOLLOWUP_COLUMN,
     LINEAR_MEMBER_WEIGHT,
     MEMBER_VIEWS,
+    MIN_FOLLOWED,
     VIEW_MEMBER_WEIGHT,
     LesionBoostClassifier,
     default_member_params,
@@ -31,12 +34,16 @@ from ._classifier import (
     default_weights,
 )
 from ._cross_val import OOFResult, cross_val_oof
+from ._followup import FollowupModel
 
 __all__ = [
     "DEFAULT_FEATURE_GROUPS",
     "DEFAULT_LINEAR_PARAMS",
     "DEFAULT_MEMBERS",
+    "FOLLOWUP_COLUMN",
+    "FollowupModel",
     "LINEAR_MEMBER_WEIGHT",
+    "MIN_FOLLOWED",
     "LesionBoostClassifier",
     "MEMBER_VIEWS",
     "OOFResult",

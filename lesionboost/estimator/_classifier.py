@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,9 +15,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._utils._frame import to_polars
 from ..calibration import ScoreCalibrator
-from ..ensemble import MEMBERS, GBDTEnsembleClassifier, member_kind
-from ..exceptions import OptionalDependencyError, SchemaError
+from ..ensemble import MEMBERS, GBDTEnsembleClassifier, member_kind, resolve_threads
+from ..exceptions import DataWarning, OptionalDependencyError, SchemaError
 from ..schema import CATEGORICAL_COLUMNS, LEAK_COLUMNS, NUMERIC_COLUMNS
+from ._followup import (
+    FOLLOWUP_COLUMN,
+    MIN_FOLLOWED,
+    FollowupModel,
+    cross_fitted_followup,
+    followed_up,
+    inner_folds,
+)
 
 __all__ = [
     "LesionBoostClassifier",
@@ -29,6 +38,8 @@ __all__ = [
     "default_member_weight",
     "default_member_params",
     "default_weights",
+    "FOLLOWUP_COLUMN",
+    "MIN_FOLLOWED",
 ]
 
 logger = logging.getLogger("lesionboost.estimator")
@@ -81,7 +92,8 @@ LINEAR_MEMBER_WEIGHT = 5.0
 
 #: The column subsets (views) a member ``"library:view"`` can be trained on:
 #: ``"raw"`` is the SLICE-3D metadata columns as read, without derived,
-#: patient-relative or image features.
+#: patient-relative or image features. A model with the follow-up score
+#: (:data:`FOLLOWUP_COLUMN`) adds it to every view: it is a lesion's own column.
 MEMBER_VIEWS: dict[str, tuple[str, ...]] = {"raw": (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)}
 
 # LesionBoostClassifier parameters forwarded unchanged to GBDTEnsembleClassifier.
@@ -137,6 +149,19 @@ def _frame_and_labels(X: Any, y: Any, *, what: str) -> tuple[pl.DataFrame, np.nd
             "lesions. Add patients with the missing class."
         )
     return frame, labels
+
+
+def _int_seed(random_state: Any) -> int:
+    """An integer seed for ``random_state`` (0 unless it is an integer)."""
+    return int(random_state) if isinstance(random_state, numbers.Integral) else 0
+
+
+def _check_no_followup_column(frame: pl.DataFrame) -> None:
+    if FOLLOWUP_COLUMN in frame.columns:
+        raise SchemaError(
+            f"X has a column {FOLLOWUP_COLUMN!r}, the name of the follow-up score this model "
+            "computes; rename or drop it, or fit with followup=False."
+        )
 
 
 def _without_leaks(frame: pl.DataFrame) -> pl.DataFrame:
@@ -263,6 +288,16 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         HDF5 crops keyed by ``isic_id``; when set, image features join the
         tabular ones by ``isic_id``, so every ``isic_id`` of ``X`` must then be
         unique (a repeated one raises :class:`~lesionboost.exceptions.SchemaError`).
+    followup : {"auto", True, False}, default=False
+        Add the follow-up score (:data:`FOLLOWUP_COLUMN`): the log-odds that
+        clinics follow a benign lesion up, learned at fit from which training
+        lesions carry a ``lesion_id`` (or from ``followed_up`` passed to
+        :meth:`fit`); it is one of the lesion's own columns (view ``"raw"``) and
+        gets patient-relative features. Training lesions are scored by models fitted
+        on other patients only; ``lesion_id`` itself never becomes a feature.
+        ``"auto"``: when the training data say which lesions were followed up, with
+        at least :data:`MIN_FOLLOWED` benign lesions of each kind; ``True``: always
+        (an error otherwise); ``False``: never.
 
     Attributes
     ----------
@@ -278,6 +313,8 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
     calibrator_ : dict or None
         The calibrator set by :meth:`calibrate` (JSON-ready); None until then, and
         again after a refit.
+    followup_ : FollowupModel or None
+        The fitted follow-up model; None when the model has no follow-up score.
 
     Examples
     --------
@@ -294,6 +331,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
     """
 
     image_state_: dict[str, Any] | None
+    followup_: FollowupModel | None
 
     def __init__(
         self,
@@ -315,6 +353,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         random_state: int | np.random.RandomState | None = 0,
         image_model: Any = None,
         images: Any = None,
+        followup: bool | str = False,
     ) -> None:
         self.feature_groups = feature_groups
         self.rank_columns = rank_columns
@@ -333,6 +372,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         self.random_state = random_state
         self.image_model = image_model
         self.images = images
+        self.followup = followup
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()
@@ -341,6 +381,63 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         tags.input_tags.string = True
         tags.classifier_tags.multi_class = False
         return tags
+
+    # ------------------------------------------------------------------ follow-up
+    def _checked_followup(
+        self, frame: pl.DataFrame, labels: np.ndarray, followed: Any
+    ) -> np.ndarray | None:
+        """Which lesions were followed up when the model gets the follow-up score, else
+        None; every error before any work."""
+        setting = self.followup
+        if not (setting == "auto" or setting is True or setting is False):
+            raise ValueError(f"followup must be 'auto', True or False, got {setting!r}.")
+        if setting is False:
+            return None
+        mask = followed_up(frame, followed, what=f"{type(self).__name__}.fit")
+        if mask is None:
+            if setting is True:
+                raise SchemaError(
+                    "followup=True needs to know which lesions clinics followed up: pass X "
+                    "with its lesion_id column, or followed_up=train['lesion_id'].is_not_null()."
+                )
+            return None
+        _check_no_followup_column(frame)
+        benign = labels == 0
+        counts = int((mask & benign).sum()), int((~mask & benign).sum())
+        if min(counts) < MIN_FOLLOWED:
+            if setting is True:
+                raise ValueError(
+                    f"followup=True needs at least {MIN_FOLLOWED} followed-up benign lesions and "
+                    f"as many others; X has {counts[0]} and {counts[1]}. Pass followup='auto' "
+                    "or False."
+                )
+            warnings.warn(
+                f"{type(self).__name__}(followup='auto') goes without the follow-up score: X has "
+                f"{counts[0]} followed-up benign lesions and {counts[1]} others (it needs "
+                f"{MIN_FOLLOWED} of each).",
+                DataWarning,
+                stacklevel=3,
+            )
+            return None
+        return mask
+
+    def _feasible_followup(
+        self, frame: pl.DataFrame, labels: np.ndarray, followed: np.ndarray, seed: int
+    ) -> np.ndarray | None:
+        """``followed``, or None (``"auto"``, with a warning) when the inner patient folds
+        leave a fold without both kinds of benign lesion to fit on."""
+        try:
+            inner_folds(frame, labels, followed, seed=seed)
+        except ValueError as exc:
+            if self.followup is True:
+                raise
+            warnings.warn(
+                f"{type(self).__name__}(followup='auto') goes without the follow-up score: {exc}",
+                DataWarning,
+                stacklevel=3,
+            )
+            return None
+        return followed
 
     # ------------------------------------------------------------------ images
     def _with_image_features(
@@ -397,7 +494,9 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             params["linear_params"] = dict(DEFAULT_LINEAR_PARAMS)
         return params
 
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> LesionBoostClassifier:
+    def fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None, followed_up: Any = None
+    ) -> LesionBoostClassifier:
         """Fit the featurizer and the ensemble on SLICE-3D training metadata.
 
         Parameters
@@ -413,6 +512,11 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             never depend on them.
             For example, compute them from a train-only column such as ``lesion_id``
             before it is dropped.
+        followed_up : array-like of bool of shape (n_samples,), optional
+            Which lesions clinics followed up, for the follow-up score (``followup``);
+            defaults to ``X["lesion_id"]`` being set when ``X`` has that column
+            (:func:`~lesionboost.split_xy` drops it: pass
+            ``train["lesion_id"].is_not_null()`` then).
 
         Returns
         -------
@@ -439,19 +543,38 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
                     f"linear_params[{key!r}] = {view!r} is not a view; choose one of "
                     f"{sorted(MEMBER_VIEWS)} or leave it out ({otherwise})."
                 )
+        followed = self._checked_followup(frame, labels, followed_up)
         frame = _without_leaks(frame)
         frame, image_columns = self._with_image_features(frame, fit=True)
+        inputs = [c for c in frame.columns if c not in image_columns]
         from ..features import LesionFeaturizer
 
+        followup: FollowupModel | None = None
+        extra = image_columns
+        seed = _int_seed(self.random_state)
+        if followed is not None:
+            # the metadata's own errors first, then the follow-up score's
+            LesionFeaturizer(extra_numeric=image_columns)._input_frame(
+                frame, image_columns, fitting=True
+            )
+            followed = self._feasible_followup(frame, labels, followed, seed)
+        if followed is not None:
+            followup, scores = cross_fitted_followup(
+                frame, labels, followed, seed=seed, threads=resolve_threads(self.n_jobs)
+            )
+            frame = frame.with_columns(pl.Series(FOLLOWUP_COLUMN, scores))
+            extra = (*image_columns, FOLLOWUP_COLUMN)
+
         self.calibrator_: dict[str, Any] | None = None  # a refit drops an old calibration
+        self.followup_ = followup
         self.featurizer_ = LesionFeaturizer(
             groups=self.feature_groups,
             rank_columns=self.rank_columns,
-            extra_numeric=image_columns,
+            extra_numeric=extra,
         ).fit(frame)
         features = self.featurizer_.transform(frame)
         views = {
-            name: [c for c in columns if c in features.columns]
+            name: [c for c in (*columns, FOLLOWUP_COLUMN) if c in features.columns]
             for name, columns in MEMBER_VIEWS.items()
         }
         self.ensemble_ = GBDTEnsembleClassifier(
@@ -460,9 +583,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             categorical_features=list(self.featurizer_.categorical_features_),
         ).fit(features, labels, sample_weight=sample_weight)
         self.classes_ = self.ensemble_.classes_
-        self.feature_names_in_ = np.asarray(
-            [c for c in frame.columns if c not in image_columns], dtype=object
-        )
+        self.feature_names_in_ = np.asarray(inputs, dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         logger.debug(
             "LesionBoostClassifier fitted on %d lesions, %d features",
@@ -476,6 +597,11 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         check_is_fitted(self, "ensemble_")
         frame = _without_leaks(to_polars(X, what="X"))
         frame, _ = self._with_image_features(frame, fit=False)
+        followup = getattr(self, "followup_", None)
+        if followup is not None:
+            _check_no_followup_column(frame)
+            scores = followup.score(frame, resolve_threads(self.n_jobs))
+            frame = frame.with_columns(pl.Series(FOLLOWUP_COLUMN, scores))
         return self.featurizer_.transform(frame)
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -611,10 +737,12 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
 
     # ------------------------------------------------------------------ persistence
     def _persistent_state(self) -> dict[str, Any]:
+        followup = getattr(self, "followup_", None)
         return {
             "feature_names_in": [str(c) for c in self.feature_names_in_],
             "image_state": getattr(self, "image_state_", None),
             "calibrator": getattr(self, "calibrator_", None),
+            "followup": None if followup is None else followup.to_dict(),
         }
 
     @classmethod
@@ -645,6 +773,8 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             model.image_state_ = state["image_state"]
         if state.get("calibrator") is not None:
             model.calibrator_ = ScoreCalibrator.from_dict(state["calibrator"]).to_dict()
+        followup = state.get("followup")
+        model.followup_ = None if followup is None else FollowupModel.from_dict(followup)
         if list(model.featurizer_.feature_names_out_) != [
             str(n) for n in ensemble.feature_names_in_
         ]:

@@ -88,6 +88,11 @@ def cross_val_oof(
 ) -> OOFResult:
     """Out-of-fold malignancy scores: fit a clone per fold, score the held-out patients.
 
+    With a ``lesion_id`` column in ``metadata`` and an estimator whose ``fit`` takes
+    ``followed_up`` (:class:`LesionBoostClassifier`, for its follow-up score), each
+    fold's fit also gets which of its training lesions were followed up; the held-out
+    lesions' ``lesion_id`` is never passed.
+
     Parameters
     ----------
     estimator : classifier
@@ -175,6 +180,12 @@ def cross_val_oof(
             DataWarning,
             stacklevel=2,
         )
+    # Which lesions were followed up (``lesion_id`` set) goes, as a label of the training
+    # rows only, to an estimator whose fit takes it (LesionBoostClassifier's follow-up
+    # score); the column itself is dropped with the other train-only ones.
+    followed = None
+    if "lesion_id" in frame.columns and has_fit_parameter(estimator, "followed_up"):
+        followed = frame.get_column("lesion_id").is_not_null().to_numpy()
     # Any estimator gets the metadata without the train-only columns, so none can
     # read the label (LesionBoostClassifier would drop them itself; others might not).
     frame = _without_leaks(frame)
@@ -192,6 +203,7 @@ def cross_val_oof(
             labels[~valid],
             None if weight is None else weight[~valid],
             frame.filter(pl.Series(valid)),
+            None if followed is None else followed[~valid],
         )
         for valid in masks
     )
@@ -246,15 +258,18 @@ def _fit_fold(
     y_train: np.ndarray,
     weight: np.ndarray | None,
     valid: pl.DataFrame,
+    followed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """Fit ``model`` (an unfitted clone) on one fold; malignancy scores of ``valid`` and fit time.
 
     Module level so that joblib's process and Dask backends can pickle it.
     """
     start = time.perf_counter()
-    if weight is None:
-        model.fit(train, y_train)
-    else:
-        model.fit(train, y_train, sample_weight=weight)
+    kwargs: dict[str, np.ndarray] = {}
+    if weight is not None:
+        kwargs["sample_weight"] = weight
+    if followed is not None:
+        kwargs["followed_up"] = followed
+    model.fit(train, y_train, **kwargs)
     seconds = time.perf_counter() - start
     return np.asarray(model.predict_proba(valid))[:, 1], seconds

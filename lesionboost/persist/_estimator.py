@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..estimator import FOLLOWUP_COLUMN
 from ..exceptions import ModelFileError
 from ..schema import CATEGORICAL_COLUMNS
 from ._ensemble import _check_levels
@@ -77,10 +78,13 @@ def _check_estimator_state(featurizer: Any, state: Any, ensemble: Any, root: Pat
     extra = params.get("extra_numeric") if isinstance(params, dict) else None
     image_state = state.get("image_state")
     columns = [] if image_state is None else _check_image_state(image_state, root)
+    if state.get("followup") is not None:
+        columns.append(FOLLOWUP_COLUMN)
     if extra != columns:
         raise ModelFileError(
             f"{root}: the featurizer's extra columns {extra} are not the image feature "
-            f"columns {columns} of the image state in {_MANIFEST}; {_MODIFIED}."
+            f"columns and follow-up score {columns} of the estimator state in {_MANIFEST}; "
+            f"{_MODIFIED}."
         )
 
 

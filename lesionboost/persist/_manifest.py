@@ -20,9 +20,9 @@ from ..exceptions import ModelFileError
 from ..schema import SCHEMA_VERSION
 
 #: Version of the directory layout and manifest; bumped on incompatible changes.
-#: Version 2 keeps the image models inside the folder (``image/``); version 1
-#: folders still load.
-FORMAT_VERSION = 2
+#: Version 2 keeps the image models inside the folder (``image/``); version 3 adds
+#: the follow-up model to the estimator state. Folders of versions 1 and 2 still load.
+FORMAT_VERSION = 3
 _FORMAT = "lesionboost-model"
 _MANIFEST = "manifest.json"
 #: The marker of a model folder.

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 import polars as pl
+from sklearn.utils.validation import has_fit_parameter
 
 from .._utils._atomic import atomic_path
 from .._utils._frame import to_polars
@@ -187,6 +188,10 @@ class PatientCVObjective:
     sample_weight : array-like of shape (n_rows,), optional
         Row weights for fitting each fold's model (sliced per fold, as in
         :func:`~lesionboost.cross_val_oof`); the pAUC itself is unweighted.
+
+    With a ``lesion_id`` column in ``metadata``, each fold's fit gets which of its
+    training lesions were followed up (``followed_up``, for the follow-up score), as
+    :func:`~lesionboost.cross_val_oof` passes it.
     """
 
     def __init__(
@@ -201,6 +206,12 @@ class PatientCVObjective:
         sample_weight: Any = None,
     ) -> None:
         self.X, self.y = _as_training_frame(metadata)
+        frame = to_polars(metadata, what="metadata")
+        self.followed = (
+            frame.get_column("lesion_id").is_not_null().to_numpy()
+            if "lesion_id" in frame.columns
+            else None
+        )
         self.folds = np.asarray(folds)
         if self.folds.shape[0] != self.X.height:
             raise ValueError(
@@ -238,11 +249,11 @@ class PatientCVObjective:
                 # the validation fold) are expected in CV; the data was validated on read.
                 warnings.simplefilter("ignore", DataWarning)
                 # Passed only when given, so estimators without sample_weight still tune.
-                fit_kwargs = (
-                    {}
-                    if self.sample_weight is None
-                    else {"sample_weight": self.sample_weight[train]}
-                )
+                fit_kwargs: dict[str, np.ndarray] = {}
+                if self.sample_weight is not None:
+                    fit_kwargs["sample_weight"] = self.sample_weight[train]
+                if self.followed is not None and has_fit_parameter(estimator, "followed_up"):
+                    fit_kwargs["followed_up"] = self.followed[train]
                 model = _clone(estimator).fit(
                     self.X.filter(pl.Series(train)), self.y[train], **fit_kwargs
                 )

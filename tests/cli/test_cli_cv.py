@@ -291,6 +291,17 @@ def test_the_linear_member_takes_no_rounds(sim, runs, capsys) -> None:
     assert pl.read_parquet(run / "oof.parquet")["score"].n_unique() > 1
 
 
+def test_cv_gives_each_fold_its_follow_up_labels(sim, single, tmp_path, capsys) -> None:
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"followup": True}))
+    run = tmp_path / "followup"
+    argv = ["cv", "--data", str(sim), "--out", str(run), "--params", str(params), *FOLDS, *FAST]
+    assert main(argv) == 0
+    assert json.loads((run / "cv.json").read_text())["configuration"]["followup"] is True
+    scores = [pl.read_parquet(r / "oof.parquet")["score"].to_numpy() for r in (run, single)]
+    assert not np.allclose(*scores)  # the follow-up score changed what the folds learned
+
+
 def test_evaluate_a_model_and_a_scores_file(sim, tmp_path, capsys) -> None:
     from lesionboost import LesionBoostClassifier, read_metadata, save_model
 

@@ -376,6 +376,32 @@ def test_tune_fits_every_fold_with_the_rows_weights(tiny, tmp_path, monkeypatch)
         tune(tiny, n_trials=1, sample_weight=no_cancer, **memory)
 
 
+def test_tune_fits_every_fold_with_its_training_lesions_follow_up(tiny, monkeypatch) -> None:
+    followed = tiny["lesion_id"].is_not_null().to_numpy()
+    seen: list[tuple[int, int]] = []
+    real_fit = LesionBoostClassifier.fit
+
+    def recording(self, X, y, sample_weight=None, followed_up=None):
+        seen.append((X.height, -1 if followed_up is None else int(np.sum(followed_up))))
+        return real_fit(self, X, y, sample_weight=sample_weight, followed_up=followed_up)
+
+    monkeypatch.setattr(LesionBoostClassifier, "fit", recording)
+    fixed = {**FAST, "followup": True}
+    tune(
+        tiny,
+        n_trials=1,
+        n_splits=2,
+        members=("lightgbm",),
+        rounds=8,
+        fixed_params=fixed,
+        progress=False,
+        seed=0,
+    )
+    folds = patient_folds(tiny, n_splits=2, seed=0)
+    expected = [(int((folds != k).sum()), int(followed[folds != k].sum())) for k in (0, 1)]
+    assert sorted(seen[:2]) == sorted(expected)
+
+
 def test_workers_fit_with_the_weights_too(tiny, tmp_path, monkeypatch) -> None:
     # The worker entry point run in this process (spawned workers are tested in
     # test_distributed.py): what tune() hands a worker must carry the weights.
