@@ -30,7 +30,9 @@ __all__ = ["PatientCVObjective", "check_training_data", "data_fingerprint"]
 logger = logging.getLogger(__name__)
 
 
-def _as_training_frame(metadata: Any) -> tuple[pl.DataFrame, np.ndarray]:
+def _as_training_frame(metadata: Any) -> tuple[pl.DataFrame, np.ndarray, np.ndarray | None]:
+    """``metadata`` without its train-only columns, the labels, and which lesions were
+    followed up (``lesion_id`` set; None without that column)."""
     frame = to_polars(metadata, what="metadata")
     if "target" not in frame.columns:
         raise ValueError(
@@ -40,8 +42,13 @@ def _as_training_frame(metadata: Any) -> tuple[pl.DataFrame, np.ndarray]:
     if "patient_id" not in frame.columns:
         raise ValueError("tune needs a 'patient_id' column to build patient-grouped folds.")
     y = frame.get_column("target").cast(pl.Int64).to_numpy()
+    followed = (
+        frame.get_column("lesion_id").is_not_null().to_numpy()
+        if "lesion_id" in frame.columns
+        else None
+    )
     X = frame.drop([c for c in LEAK_COLUMNS if c in frame.columns])
-    return X, y
+    return X, y, followed
 
 
 def check_training_data(metadata: Any, folds: Any) -> tuple[pl.DataFrame, np.ndarray]:
@@ -67,7 +74,7 @@ def check_training_data(metadata: Any, folds: Any) -> tuple[pl.DataFrame, np.nda
         No ``target``, a single class, folds that split a patient, or a fold
         whose training part holds no malignant lesion.
     """
-    X, y = _as_training_frame(metadata)
+    X, y, _ = _as_training_frame(metadata)
     positives = int(np.sum(y == 1))
     if positives == 0 or positives == len(y):
         raise ValueError(
@@ -205,13 +212,7 @@ class PatientCVObjective:
         oof_dir: str | os.PathLike[str] | None = None,
         sample_weight: Any = None,
     ) -> None:
-        self.X, self.y = _as_training_frame(metadata)
-        frame = to_polars(metadata, what="metadata")
-        self.followed = (
-            frame.get_column("lesion_id").is_not_null().to_numpy()
-            if "lesion_id" in frame.columns
-            else None
-        )
+        self.X, self.y, self.followed = _as_training_frame(metadata)
         self.folds = np.asarray(folds)
         if self.folds.shape[0] != self.X.height:
             raise ValueError(
