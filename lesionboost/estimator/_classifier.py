@@ -421,13 +421,13 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             return None
         return mask
 
-    def _feasible_followup(
+    def _followup_folds(
         self, frame: pl.DataFrame, labels: np.ndarray, followed: np.ndarray, seed: int
     ) -> np.ndarray | None:
-        """``followed``, or None (``"auto"``, with a warning) when the inner patient folds
-        leave a fold without both kinds of benign lesion to fit on."""
+        """The inner patient folds of the follow-up score, or None (``"auto"``, with a
+        warning) when they leave a fold without both kinds of benign lesion to fit on."""
         try:
-            inner_folds(frame, labels, followed, seed=seed)
+            return inner_folds(frame, labels, followed, seed=seed)
         except ValueError as exc:
             if self.followup is True:
                 raise
@@ -437,7 +437,6 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
                 stacklevel=3,
             )
             return None
-        return followed
 
     # ------------------------------------------------------------------ images
     def _with_image_features(
@@ -550,6 +549,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         from ..features import LesionFeaturizer
 
         followup: FollowupModel | None = None
+        folds: np.ndarray | None = None
         extra = image_columns
         seed = _int_seed(self.random_state)
         if followed is not None:
@@ -557,10 +557,17 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             LesionFeaturizer(extra_numeric=image_columns)._input_frame(
                 frame, image_columns, fitting=True
             )
-            followed = self._feasible_followup(frame, labels, followed, seed)
+            folds = self._followup_folds(frame, labels, followed, seed)
+            if folds is None:
+                followed = None
         if followed is not None:
             followup, scores = cross_fitted_followup(
-                frame, labels, followed, seed=seed, threads=resolve_threads(self.n_jobs)
+                frame,
+                labels,
+                followed,
+                seed=seed,
+                threads=resolve_threads(self.n_jobs),
+                folds=folds,
             )
             frame = frame.with_columns(pl.Series(FOLLOWUP_COLUMN, scores))
             extra = (*image_columns, FOLLOWUP_COLUMN)

@@ -255,13 +255,15 @@ def cross_fitted_followup(
     *,
     seed: int = 0,
     threads: int | None = None,
+    folds: np.ndarray | None = None,
 ) -> tuple[FollowupModel, np.ndarray]:
     """The follow-up model of ``frame``'s benign lesions, and every lesion's score.
 
     Each lesion of ``frame`` is scored by a model fitted on the benign lesions of
     other patients only (:data:`INNER_FOLDS` patient folds, scikit-learn's
     :class:`~sklearn.model_selection.GroupKFold` shuffled by ``seed``); the model
-    returned, fitted on all benign lesions, scores new lesions.
+    returned, fitted on all benign lesions, scores new lesions. ``folds``: those
+    patient folds when already drawn by :func:`inner_folds` with the same ``seed``.
 
     Raises
     ------
@@ -280,7 +282,8 @@ def cross_fitted_followup(
             "training data with its lesion_id column."
         )
     scores = np.empty(frame.height)
-    folds = inner_folds(frame, labels, followed, seed=seed)
+    if folds is None:
+        folds = inner_folds(frame, labels, followed, seed=seed)
     for fold in range(INNER_FOLDS):
         held = folds == fold
         model = FollowupModel.fit(frame, followed, benign & ~held, seed=seed + fold)
