@@ -105,6 +105,7 @@ def _config(
 ) -> dict[str, Any]:
     lightgbm, xgboost = leaves
     config = {"feature_groups": groups, "rank_columns": ranks, "members": members}
+    config["followup"] = other.pop("followup", False)  # no follow-up score unless named
     config["lightgbm_params"] = {**lightgbm, **other.pop("lightgbm_params", {})}
     config["xgboost_params"] = {**xgboost, **other.pop("xgboost_params", {})}
     return config | other
@@ -333,13 +334,15 @@ def resolved(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with every member's parameters merged over the library's defaults.
 
     The checkpoint key of a candidate: ``members`` equal to the three libraries (the
-    ensemble's own default) is left out of it, so the keys of cells recorded that way
-    stay valid; every candidate names its members.
+    ensemble's own default) and ``followup`` False are left out of it, so the keys of
+    cells recorded without those arguments stay valid; every candidate names both.
     """
     members = params.get("members", _LIBRARIES)
     out = {k: v for k, v in params.items() if not k.endswith("_params")}
     if tuple(members) == _LIBRARIES:
         out.pop("members", None)
+    if out.get("followup") is False:
+        out.pop("followup")
     if out.get("weights") is None:  # the library's default blend for these members
         weights = lb.estimator.default_weights(members)
         if weights is not None:

@@ -78,7 +78,7 @@ def run(n_patients: int, n_test_patients: int, n_splits: int, small: bool) -> di
     oof = lb.cross_val_oof(lb.LesionBoostClassifier(**params), sim.train, folds, progress=False)
     stage("cross-validated fit", t, pauc=round(oof.pauc, 4))
     t = time.perf_counter()
-    model = lb.LesionBoostClassifier(**params).fit(X, y)
+    model = lb.LesionBoostClassifier(**params).fit(sim.train)
     stage("final fit", t)
     t = time.perf_counter()
     scores = model.predict_proba(sim.test)[:, 1]

@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
 
     # 4. Fit on every training patient and save as native booster files + manifest.json.
-    X, y = lb.split_xy(train)  # leak columns off; X keeps patient_id
-    model.fit(X, y)
+    # The train-only columns never become features; lesion_id teaches the follow-up score.
+    model.fit(train)
     folder = Path(tempfile.mkdtemp()) if args.out is None else args.out.parent
     path = lb.save_model(
         model,

@@ -95,7 +95,8 @@ def test_the_score_is_an_own_column_of_the_lesion_and_lesion_id_never_a_feature(
     assert not np.allclose(fitted_on, model.followup_.score(train))
     # the score is the model's own column, not an input of X
     assert FOLLOWUP_COLUMN not in model.feature_names_in_
-    assert model.n_features_in_ == LesionBoostClassifier(**FAST).fit(train).n_features_in_
+    without = LesionBoostClassifier(followup=False, **FAST).fit(train)
+    assert without.followup_ is None and model.n_features_in_ == without.n_features_in_
     # the same labels given as followed_up (X without lesion_id) fit the same model
     X, y = lb.split_xy(train)
     followed = train["lesion_id"].is_not_null()  # a polars Series, as the docs show
@@ -119,6 +120,39 @@ def test_the_follow_up_model_is_saved_as_json_and_predicts_the_same(train, tmp_p
         load_model(tmp_path / "model")
 
 
+def test_the_score_is_on_by_default_and_ignores_the_simulators_oracle_columns():
+    sim = lb.simulate_slice3d(40, seed=3, n_test_patients=10)
+    model = LesionBoostClassifier(**FAST).fit(sim.train)
+    assert model.followup_ is not None and model.followup_.column == FOLLOWUP_COLUMN
+    # the oracle's own follow-up term (column followup_score) is no input of the model
+    test = sim.test.join(sim.test_oracle, on="isic_id", how="left", maintain_order="left")
+    assert "followup_score" in test.columns
+    np.testing.assert_array_equal(model.predict_proba(test), model.predict_proba(sim.test))
+
+
+def test_a_format_3_folder_loads_with_the_score_column_it_was_saved_with(
+    train, tmp_path, monkeypatch
+):
+    # format 3 stored no column name; its score column was called followup_score
+    monkeypatch.setattr("lesionboost.estimator._followup.FOLLOWUP_COLUMN", "followup_score")
+    model = LesionBoostClassifier(followup=True, **FAST).fit(train)
+    assert "followup_score__z_patient" in model.featurizer_.feature_names_out_
+    save_model(model, tmp_path / "model")
+    monkeypatch.undo()
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    del manifest["estimator"]["followup"]["column"]
+    manifest["format_version"] = 3
+    manifest["manifest_sha256"] = _sha256(_canonical(manifest))
+    (tmp_path / "model" / "manifest.json").write_text(json.dumps(manifest))
+    loaded = load_model(tmp_path / "model")
+    assert loaded.followup_.column == "followup_score"
+    np.testing.assert_array_equal(loaded.predict_proba(train), model.predict_proba(train))
+    # a fresh fit names the column FOLLOWUP_COLUMN
+    assert (
+        LesionBoostClassifier(followup=True, **FAST).fit(train).followup_.column == "followup_logit"
+    )
+
+
 def test_auto_goes_without_the_score_when_the_data_cannot_say(train):
     X, y = lb.split_xy(train)  # no lesion_id
     model = LesionBoostClassifier(followup="auto", **FAST).fit(X, y)
@@ -136,7 +170,6 @@ def test_auto_goes_without_the_score_when_the_data_cannot_say(train):
     assert fitted.followup_ is None
     with pytest.raises(ValueError, match="patients outside each of its 2 patient folds"):
         LesionBoostClassifier(followup=True, **FAST).fit(X, y, followed_up=one_patient)
-    assert LesionBoostClassifier(**FAST).fit(train).followup_ is None  # off by default
 
 
 def test_bad_follow_up_settings_are_refused_before_any_work(train):

@@ -156,10 +156,10 @@ def _int_seed(random_state: Any) -> int:
     return int(random_state) if isinstance(random_state, numbers.Integral) else 0
 
 
-def _check_no_followup_column(frame: pl.DataFrame) -> None:
-    if FOLLOWUP_COLUMN in frame.columns:
+def _check_no_followup_column(frame: pl.DataFrame, column: str = FOLLOWUP_COLUMN) -> None:
+    if column in frame.columns:
         raise SchemaError(
-            f"X has a column {FOLLOWUP_COLUMN!r}, the name of the follow-up score this model "
+            f"X has a column {column!r}, the name of the follow-up score this model "
             "computes; rename or drop it, or fit with followup=False."
         )
 
@@ -288,7 +288,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         HDF5 crops keyed by ``isic_id``; when set, image features join the
         tabular ones by ``isic_id``, so every ``isic_id`` of ``X`` must then be
         unique (a repeated one raises :class:`~lesionboost.exceptions.SchemaError`).
-    followup : {"auto", True, False}, default=False
+    followup : {"auto", True, False}, default="auto"
         Add the follow-up score (:data:`FOLLOWUP_COLUMN`): the log-odds that
         clinics follow a benign lesion up, learned at fit from which training
         lesions carry a ``lesion_id`` (or from ``followed_up`` passed to
@@ -297,7 +297,10 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         on other patients only; ``lesion_id`` itself never becomes a feature.
         ``"auto"``: when the training data say which lesions were followed up, with
         at least :data:`MIN_FOLLOWED` benign lesions of each kind; ``True``: always
-        (an error otherwise); ``False``: never.
+        (an error otherwise); ``False``: never. Fit on the training frame itself
+        (``fit(train)``): ``X`` from :func:`~lesionboost.split_xy` has no
+        ``lesion_id``, so ``"auto"`` then goes without the score unless
+        ``followed_up`` is passed.
 
     Attributes
     ----------
@@ -353,7 +356,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         random_state: int | np.random.RandomState | None = 0,
         image_model: Any = None,
         images: Any = None,
-        followup: bool | str = False,
+        followup: bool | str = "auto",
     ) -> None:
         self.feature_groups = feature_groups
         self.rank_columns = rank_columns
@@ -569,8 +572,8 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
                 threads=resolve_threads(self.n_jobs),
                 folds=folds,
             )
-            frame = frame.with_columns(pl.Series(FOLLOWUP_COLUMN, scores))
-            extra = (*image_columns, FOLLOWUP_COLUMN)
+            frame = frame.with_columns(pl.Series(followup.column, scores))
+            extra = (*image_columns, followup.column)
 
         self.calibrator_: dict[str, Any] | None = None  # a refit drops an old calibration
         self.followup_ = followup
@@ -580,8 +583,9 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             extra_numeric=extra,
         ).fit(frame)
         features = self.featurizer_.transform(frame)
+        own = () if followup is None else (followup.column,)
         views = {
-            name: [c for c in (*columns, FOLLOWUP_COLUMN) if c in features.columns]
+            name: [c for c in (*columns, *own) if c in features.columns]
             for name, columns in MEMBER_VIEWS.items()
         }
         self.ensemble_ = GBDTEnsembleClassifier(
@@ -606,9 +610,9 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         frame, _ = self._with_image_features(frame, fit=False)
         followup = getattr(self, "followup_", None)
         if followup is not None:
-            _check_no_followup_column(frame)
+            _check_no_followup_column(frame, followup.column)
             scores = followup.score(frame, resolve_threads(self.n_jobs))
-            frame = frame.with_columns(pl.Series(FOLLOWUP_COLUMN, scores))
+            frame = frame.with_columns(pl.Series(followup.column, scores))
         return self.featurizer_.transform(frame)
 
     def decision_function(self, X: Any) -> np.ndarray:

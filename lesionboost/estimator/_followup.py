@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 #: Name of the feature column that holds the follow-up score.
-FOLLOWUP_COLUMN = "followup_score"
+FOLLOWUP_COLUMN = "followup_logit"
+#: The score column's name in model folders that do not store it (format 3).
+_UNNAMED_COLUMN = "followup_score"
 #: Fewest followed-up benign lesions (and unfollowed ones) a follow-up model is
 #: fitted on; ``followup="auto"`` goes without the score below it.
 MIN_FOLLOWED = 20
@@ -90,7 +92,9 @@ def followed_up(frame: pl.DataFrame, followed: Any, *, what: str) -> np.ndarray 
 class FollowupModel:
     """A fitted follow-up model: which raw columns it reads and its logistic regression.
 
-    Build one with :meth:`fit`; :meth:`score` gives the log-odds of follow-up.
+    Build one with :meth:`fit`; :meth:`score` gives the log-odds of follow-up,
+    which the estimator adds to the lesion's columns as :attr:`column`
+    (:data:`FOLLOWUP_COLUMN`; model folders of format 3 named it ``followup_score``).
 
     Examples
     --------
@@ -115,7 +119,9 @@ class FollowupModel:
         zero_flags: Sequence[str],
         levels: Mapping[str, Sequence[str]],
         scorer: LinearScorer,
+        column: str | None = None,
     ) -> None:
+        self.column = FOLLOWUP_COLUMN if column is None else str(column)
         self.numeric = [str(c) for c in numeric]
         self.zero_flags = [str(c) for c in zero_flags]
         self.levels = {str(k): [str(v) for v in values] for k, values in levels.items()}
@@ -182,6 +188,7 @@ class FollowupModel:
         """The model as a JSON-ready mapping (what a model folder stores)."""
         return {
             "format": _FORMAT,
+            "column": self.column,
             "numeric": self.numeric,
             "zero_flags": self.zero_flags,
             "levels": self.levels,
@@ -198,6 +205,7 @@ class FollowupModel:
             zero_flags=state["zero_flags"],
             levels=state["levels"],
             scorer=LinearScorer.from_json(state["scorer"]),
+            column=state.get("column", _UNNAMED_COLUMN),
         )
 
 

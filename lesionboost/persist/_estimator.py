@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..estimator import FOLLOWUP_COLUMN
+from ..estimator import FollowupModel
 from ..exceptions import ModelFileError
 from ..schema import CATEGORICAL_COLUMNS
 from ._ensemble import _check_levels
@@ -78,8 +78,14 @@ def _check_estimator_state(featurizer: Any, state: Any, ensemble: Any, root: Pat
     extra = params.get("extra_numeric") if isinstance(params, dict) else None
     image_state = state.get("image_state")
     columns = [] if image_state is None else _check_image_state(image_state, root)
-    if state.get("followup") is not None:
-        columns.append(FOLLOWUP_COLUMN)
+    followup = state.get("followup")
+    if followup is not None:
+        try:
+            columns.append(FollowupModel.from_dict(followup).column)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelFileError(
+                f"{root}: the follow-up model in {_MANIFEST} cannot be read ({exc}); {_MODIFIED}."
+            ) from exc
     if extra != columns:
         raise ModelFileError(
             f"{root}: the featurizer's extra columns {extra} are not the image feature "

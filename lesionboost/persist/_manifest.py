@@ -21,8 +21,9 @@ from ..schema import SCHEMA_VERSION
 
 #: Version of the directory layout and manifest; bumped on incompatible changes.
 #: Version 2 keeps the image models inside the folder (``image/``); version 3 adds
-#: the follow-up model to the estimator state. Folders of versions 1 and 2 still load.
-FORMAT_VERSION = 3
+#: the follow-up model to the estimator state; version 4 stores the name of its
+#: score column with it. Folders of versions 1 to 3 still load.
+FORMAT_VERSION = 4
 _FORMAT = "lesionboost-model"
 _MANIFEST = "manifest.json"
 #: The marker of a model folder.

@@ -35,6 +35,8 @@ _OPTIONAL_GROUPS = ("region", "outlier", "counts")
 #: ``rank_columns`` choices searched: none, or the 16 key columns (``"all"``
 #: costs a sort per numeric column and group, for a few hundred more features).
 _RANK_CHOICES = ("none", "key")
+#: ``followup`` choices searched: the follow-up score when the data allow it, or never.
+_FOLLOWUP_CHOICES: tuple[bool | str, ...] = ("auto", False)
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,12 @@ class SearchSpace:
         estimator's default ``members`` hold it.
     feature_groups : bool, default=True
         Switch the optional feature groups (region, outlier, counts) on and off,
-        and choose the within-patient ranks (``rank_columns``: none or the key
-        columns).
+        choose the within-patient ranks (``rank_columns``: none or the key
+        columns), and whether the model learns the follow-up score (``followup``:
+        ``"auto"`` or False; only with ``followup``).
+    followup : bool, default=True
+        Search the ``followup`` switch with the feature groups. False leaves the
+        estimator's argument to ``fixed_params`` (or its default).
 
     Examples
     --------
@@ -211,6 +217,7 @@ class SearchSpace:
         members: Sequence[str] = TUNED_MEMBERS,
         ensemble: bool = True,
         feature_groups: bool = True,
+        followup: bool = True,
     ) -> None:
         members = (members,) if isinstance(members, str) else tuple(members)
         unknown = [m for m in members if m not in _MEMBER_RANGES]
@@ -221,6 +228,7 @@ class SearchSpace:
         self.members = members
         self.ensemble = ensemble
         self.feature_groups = feature_groups
+        self.followup = followup
 
     def _ensemble_members(self) -> tuple[str, ...]:
         """Every member a configuration can hold: the libraries, and the raw member."""
@@ -255,6 +263,11 @@ class SearchSpace:
             ranks = _estimator_defaults()["rank_columns"]
             choices = _RANK_CHOICES if ranks in _RANK_CHOICES else (*_RANK_CHOICES, ranks)
             out["features.ranks"] = CategoricalDistribution(choices)
+        if self.feature_groups and self.followup:
+            followup = _estimator_defaults()["followup"]
+            known = followup in _FOLLOWUP_CHOICES
+            switch = _FOLLOWUP_CHOICES if known else (*_FOLLOWUP_CHOICES, followup)
+            out["features.followup"] = CategoricalDistribution(switch)
         return out
 
     def defaults(self) -> dict[str, Any]:
@@ -277,6 +290,8 @@ class SearchSpace:
                 value = _default_weight(name)
             elif name == "ranks":
                 value = estimator["rank_columns"]
+            elif name == "followup":
+                value = estimator["followup"]
             else:  # features: on when the estimator uses the group by default
                 value = name in estimator["feature_groups"]
             if isinstance(value, float) and isinstance(distribution, IntDistribution):
@@ -319,6 +334,8 @@ class SearchSpace:
                 weights[name] = float(value)
             elif group == "features" and name == "ranks":
                 config["rank_columns"] = value
+            elif group == "features" and name == "followup":
+                config["followup"] = value
             elif group == "features" and value:
                 groups.append(name)
         members = self.members

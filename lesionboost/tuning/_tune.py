@@ -182,6 +182,24 @@ def trial_history(study: optuna.Study) -> list[dict[str, Any]]:
     return history
 
 
+def _check_fixed_not_searched(fixed: Mapping[str, Any], space: SearchSpace) -> None:
+    """Refuse ``fixed_params`` that the search would overwrite, before any work."""
+    searched = set(space.to_config(space.defaults()))
+    if any(key.startswith("weight.") for key in space.distributions()):
+        searched.add("weights")
+    clash = sorted(searched & set(fixed))
+    if clash:
+        hint = (
+            " (SearchSpace(followup=False) leaves followup out of the search)"
+            if "followup" in clash
+            else ""
+        )
+        raise ValueError(
+            f"fixed_params sets {clash}, which the search space tunes; drop them from "
+            f"fixed_params or pass a search_space that does not search them{hint}."
+        )
+
+
 def tune(
     metadata: Any,
     *,
@@ -265,7 +283,7 @@ def tune(
     >>> study, best = tune(sim.train, n_trials=2, n_splits=3, members=("lightgbm",),
     ...                    rounds=20, progress=False)
     >>> len(study.trials), sorted(best)[:2]
-    (2, ['feature_groups', 'lightgbm_params'])
+    (2, ['feature_groups', 'followup'])
     """
     if n_trials is None and timeout is None:
         n_trials = 20
@@ -289,7 +307,12 @@ def tune(
     folds = np.asarray(folds, dtype=np.int8)
     _, labels = check_training_data(frame, folds)
     weight = _checked_tuning_weights(sample_weight, labels, folds)
-    space = search_space if search_space is not None else SearchSpace(members=members)
+    fixed = dict(fixed_params or {})
+    if search_space is not None:
+        space = search_space
+    else:  # a fixed followup is left out of the search
+        space = SearchSpace(members=members, followup="followup" not in fixed)
+    _check_fixed_not_searched(fixed, space)
     # Everything that changes what a trial measures: a worker started with other
     # images, device or search space must not add its trials to this study
     # (n_jobs only changes the speed). Keys a study does not record are not compared.
@@ -302,9 +325,10 @@ def tune(
         "members": list(space.members),
         "rounds": rounds,
         "n_folds": int(len(np.unique(folds))),
-        "search_space": 1,
+        "search_space": 2,
         "search_space_ensemble": bool(space.ensemble),
         "search_space_feature_groups": bool(space.feature_groups),
+        "search_space_followup": bool(space.feature_groups and space.followup),
         "fixed_params": fixed_settings,
     }
     pruner = _wilcoxon(p_threshold)

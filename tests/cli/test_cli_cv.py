@@ -291,15 +291,21 @@ def test_the_linear_member_takes_no_rounds(sim, runs, capsys) -> None:
     assert pl.read_parquet(run / "oof.parquet")["score"].n_unique() > 1
 
 
-def test_cv_gives_each_fold_its_follow_up_labels(sim, single, tmp_path, capsys) -> None:
-    params = tmp_path / "params.json"
-    params.write_text(json.dumps({"followup": True}))
-    run = tmp_path / "followup"
-    argv = ["cv", "--data", str(sim), "--out", str(run), "--params", str(params), *FOLDS, *FAST]
-    assert main(argv) == 0
-    assert json.loads((run / "cv.json").read_text())["configuration"]["followup"] is True
-    scores = [pl.read_parquet(r / "oof.parquet")["score"].to_numpy() for r in (run, single)]
-    assert not np.allclose(*scores)  # the follow-up score changed what the folds learned
+def test_cv_learns_the_follow_up_score_unless_params_switch_it_off(
+    sim, single, tmp_path, capsys
+) -> None:
+    scores = {"default": pl.read_parquet(single / "oof.parquet")["score"].to_numpy()}
+    for name, setting in (("auto", "auto"), ("off", False)):
+        params = tmp_path / f"{name}.json"
+        params.write_text(json.dumps({"followup": setting}))
+        run = tmp_path / name
+        argv = ["cv", "--data", str(sim), "--out", str(run), "--params", str(params)]
+        assert main([*argv, *FOLDS, *FAST]) == 0
+        assert json.loads((run / "cv.json").read_text())["configuration"]["followup"] == setting
+        scores[name] = pl.read_parquet(run / "oof.parquet")["score"].to_numpy()
+    # "auto" is the default; without the follow-up score the folds learn something else
+    np.testing.assert_array_equal(scores["auto"], scores["default"])
+    assert not np.allclose(scores["off"], scores["default"])
 
 
 def test_evaluate_a_model_and_a_scores_file(sim, tmp_path, capsys) -> None:

@@ -70,7 +70,14 @@ def test_defaults_lie_in_the_space_and_map_to_the_estimator_defaults() -> None:
                 assert value is None, (member, name)
             else:
                 assert value == pytest.approx(expected), (member, name)
-    for name in ("neg_ratio", "pos_oversample", "n_bags", "feature_groups", "rank_columns"):
+    for name in (
+        "neg_ratio",
+        "pos_oversample",
+        "n_bags",
+        "feature_groups",
+        "rank_columns",
+        "followup",
+    ):
         assert tuple(np.atleast_1d(config[name])) == tuple(np.atleast_1d(estimator[name]))
     assert "weights" not in config  # equal weights = the estimator's default (None)
 
@@ -84,6 +91,7 @@ def test_config_normalises_weights_and_switches_feature_groups() -> None:
         "features.region": True,
         "features.outlier": False,
         "features.ranks": "key",
+        "features.followup": False,
         "ensemble.raw_member": False,
     }
     config = space.to_config(params)
@@ -91,6 +99,9 @@ def test_config_normalises_weights_and_switches_feature_groups() -> None:
     assert config["feature_groups"] == ("derived", "patient", "region", "counts")
     assert config["rank_columns"] == "key"
     assert space.distributions()["features.ranks"].choices == ("none", "key")
+    assert config["followup"] is False
+    assert space.to_config({**params, "features.followup": "auto"})["followup"] == "auto"
+    assert space.distributions()["features.followup"].choices == ("auto", False)
     assert "catboost_params" not in config and config["members"] == ("lightgbm", "xgboost")
     assert isinstance(space.distributions()["lightgbm.num_leaves"], IntDistribution)
 
@@ -311,7 +322,7 @@ def test_a_study_refuses_workers_with_other_fixed_settings(tiny, tmp_path) -> No
     tune(tiny, n_trials=1, fixed_params=FAST, **kwargs)
     tune(tiny, n_trials=1, fixed_params={**FAST, "n_jobs": 2}, **kwargs)  # speed only: fine
     with pytest.raises(ValueError, match="other data or settings.*fixed_params"):
-        tune(tiny, n_trials=2, fixed_params={**FAST, "neg_ratio": 0.05}, **kwargs)
+        tune(tiny, n_trials=2, fixed_params={**FAST, "catboost_params": {"depth": 4}}, **kwargs)
 
 
 def test_a_study_refuses_other_data(tiny, tmp_path) -> None:
@@ -400,6 +411,21 @@ def test_tune_fits_every_fold_with_its_training_lesions_follow_up(tiny, monkeypa
     folds = patient_folds(tiny, n_splits=2, seed=0)
     expected = [(int((folds != k).sum()), int(followed[folds != k].sum())) for k in (0, 1)]
     assert sorted(seen[:2]) == sorted(expected)
+
+
+def test_a_fixed_followup_is_left_out_of_the_search_and_a_clash_is_refused(tiny) -> None:
+    searched = SearchSpace(members=("lightgbm",))
+    assert "features.followup" in searched.distributions()
+    assert "features.followup" not in SearchSpace(followup=False).distributions()
+    assert "features.followup" not in SearchSpace(feature_groups=False).distributions()
+    run = dict(n_trials=1, n_splits=2, members=("lightgbm",), rounds=8, progress=False)
+    with pytest.raises(ValueError, match=r"fixed_params sets \['followup'\].*followup=False"):
+        tune(tiny, search_space=searched, fixed_params={"followup": False}, **run)
+    with pytest.raises(ValueError, match=r"fixed_params sets \['n_bags'\]"):
+        tune(tiny, fixed_params={"n_bags": 3}, **run)
+    result = tune(tiny, fixed_params={**FAST, "followup": False}, **run)
+    assert "followup" not in result.best_params  # fixed, so not a searched value
+    assert "features.followup" not in result.study.trials[0].params
 
 
 def test_workers_fit_with_the_weights_too(tiny, tmp_path, monkeypatch) -> None:
