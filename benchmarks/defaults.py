@@ -154,6 +154,23 @@ def _with_extra(config: dict[str, Any], weights: dict[str, float]) -> dict[str, 
     return {**config, "members": members, "weights": {**config["weights"], **weights}}
 
 
+def _rules_ctx05() -> dict[str, Any]:
+    """linear_rules_x5 without XGBoost, its rules on the raw columns at indicator value
+    0.45, and the other columns at half scale (candidate ``rules_ctx05``)."""
+    return _with_linear_params(
+        _without(_with_rules(5.0), "xgboost"),
+        rule_view="raw",
+        rule_scale=0.45,
+        context_scale=0.5,
+        own_view="raw",
+    )
+
+
+def _with_followup(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the follow-up score (``followup`` 'auto')."""
+    return {**config, "followup": "auto"}
+
+
 #: name -> (what it is, LesionBoostClassifier keyword arguments). Each pins what
 #: the candidates vary (members included), so a candidate means the same whatever
 #: the library's defaults are; the rest is the library's (2 bags, 1:100, rank blend).
@@ -294,29 +311,29 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "relative features carry 4 times a raw column's L2 penalty, so an effect stays in the "
         "lesion's own measurements unless the patient context explains the labels clearly "
         "better",
-        _with_linear_params(
-            _without(_with_rules(5.0), "xgboost"),
-            rule_view="raw",
-            rule_scale=0.45,
-            context_scale=0.5,
-            own_view="raw",
-        ),
+        _rules_ctx05(),
     ),
     "followup": (
         "rules_ctx05 with the follow-up score (`followup` 'auto'): a logistic model of "
         "which benign training lesions carry a `lesion_id` (cross-fitted over patients) "
         "scores every lesion, and the score is one of its own columns (raw view), with "
         "patient-relative features like every raw column",
-        {
-            **_with_linear_params(
-                _without(_with_rules(5.0), "xgboost"),
-                rule_view="raw",
-                rule_scale=0.45,
-                context_scale=0.5,
-                own_view="raw",
-            ),
-            "followup": "auto",
-        },
+        _with_followup(_rules_ctx05()),
+    ),
+    "followup_l1": (
+        "followup whose linear member is fitted with an L1 penalty (`l1_ratio` 1, the "
+        "lasso of RuleFit) instead of L2: most of its score and rule coefficients become "
+        "exactly 0, so the few that carry the risk keep their weight",
+        _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0)),
+    ),
+    "followup_l1_c0.3": (
+        "followup_l1 with a weaker L1 penalty (C 0.3): more columns and rules kept",
+        _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, C=0.3)),
+    ),
+    "followup_lin10": (
+        "followup with the linear member at twice its weight (10: 5/7 of the blend), "
+        "the boosters' ranks a correction to the regression's",
+        _with_extra(_with_followup(_rules_ctx05()), {"linear": 10.0}),
     ),
     "linear_raw": (
         "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "

@@ -4,7 +4,7 @@ linear one, blended.
 - :class:`GBDTEnsembleClassifier` -- downsampling, bagging and the rank blend
   (``_classifier.py``);
 - the member adapters, one per library, with their defaults (``_members.py``);
-- :class:`LinearScorer` -- the ``"linear"`` member's model, an L2 logistic
+- :class:`LinearScorer` -- the ``"linear"`` member's model, a penalised logistic
   regression on quantile-normalised columns stored as JSON (``_linear.py``);
 - the encoding of polars/pandas/numpy input into one numeric matrix (``_input.py``);
 - :func:`member_kind` -- the library of a member such as ``"lightgbm:raw"``;

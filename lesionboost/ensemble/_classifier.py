@@ -151,7 +151,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
     members : sequence of str, default=("lightgbm", "xgboost", "catboost")
         The ensemble's members; boosters are built inside :meth:`fit`. An entry
         is a library, ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` or
-        ``"linear"`` (an L2 logistic regression on quantile-normalised columns
+        ``"linear"`` (a penalised logistic regression on quantile-normalised columns
         and one-hot categoricals, see ``linear_params``), trained on every
         column, or ``"library:view"``, that library trained only on the
         columns of ``views[view]`` (e.g. ``"lightgbm:raw"``). A member that sees
@@ -165,7 +165,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         boosting rounds is ``n_estimators``. Seeds come from ``random_state`` and
         threads from ``n_jobs``; setting them here is an error.
     linear_params : dict, optional
-        The ``"linear"`` member's settings: ``C`` (inverse L2 strength, default
+        The ``"linear"`` member's settings: ``C`` (inverse penalty strength, default
         0.1), ``n_quantiles`` (200), ``max_iter`` (1000) and ``tails`` (hinge
         thresholds on the normal-score scale, e.g. ``[1.0]``; default none: one
         linear effect per column), and ``rules`` (default 0: none), the number of
@@ -180,8 +180,11 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         ``own_view`` (or ``own_columns``), a key of ``views`` holding the lesion's
         own columns: every other numeric column enters the regression at
         ``context_scale`` times its normal score, an L2 penalty
-        ``1 / context_scale**2`` times an own column's. It trains on the same
-        downsampled bags as the boosters, on the CPU.
+        ``1 / context_scale**2`` times an own column's; and ``l1_ratio`` (default
+        0: an L2 penalty), the L1 share of the penalty (1: the lasso, which sets
+        most coefficients, rules' included, exactly to 0; in between: the elastic
+        net), under which scales act on the penalty in proportion, not in their
+        square. It trains on the same downsampled bags as the boosters, on the CPU.
     neg_ratio : float or None, default=0.01
         Positive-to-negative ratio after per-bag negative downsampling
         (0.01 -> 100 negatives per positive row); ``None`` keeps every negative.

@@ -1,4 +1,4 @@
-"""The ``linear`` member's model: an L2 logistic regression on quantile-normalised columns.
+"""The ``linear`` member's model: a penalised logistic regression on quantile-normalised columns.
 
 Boosted trees with a few hundred positives learn a risk that adds up many small,
 smooth effects (one per column, or one per patient-relative feature) only in
@@ -24,7 +24,8 @@ as RuleFit (Friedman and Popescu, 2008, *Ann. Appl. Stat.* 2(3)) does: a LightGB
 of ``rules`` shallow trees (depth ``rule_depth``) is fitted to the same rows, each
 of its leaves -- a conjunction of up to ``rule_depth`` thresholds -- becomes one
 indicator column with the value ``rule_scale`` (so its L2 penalty is
-``1 / rule_scale**2`` times that of a normal score), and one logistic regression
+``1 / rule_scale**2`` times that of a normal score, its L1 penalty
+``1 / rule_scale`` times), and one logistic regression
 fits the scores and the rules together. Each rule's coefficient (times
 ``rule_scale``) is then written into its leaf, so the rules score as that
 LightGBM model's raw output, stored in LightGBM's own text format. With
@@ -41,8 +42,17 @@ unless a patient-relative feature explains the labels clearly better. The scale 
 folded into the coefficients after the fit, so scoring and the stored model are
 those of an ordinary fit.
 
+The member's penalty is L2 by default (``l1_ratio`` 0; ``LesionBoostClassifier``'s
+defaults set 1). With ``l1_ratio`` 1 it is L1, the
+lasso RuleFit itself uses: most coefficients become exactly 0, so from a few
+hundred positives the fit keeps the handful of columns and rules that carry the
+risk instead of spreading small weights over hundreds of them; in between it is
+the elastic net. Scales act on an L1 penalty in proportion (a column at half its
+normal score carries twice the penalty), on an L2 penalty in their square.
+
 :class:`~sklearn.linear_model.LogisticRegression` fits the coefficients
-(Newton-Cholesky; with rules, L-BFGS on a sparse design). Each column's share of
+(L2: Newton-Cholesky, or with rules L-BFGS on a sparse design; L1: liblinear's
+coordinate descent; the elastic net: SAGA). Each column's share of
 the log-odds is piecewise linear in the column, so scoring looks it up in one table
 (one ``numpy.interp`` per column for all the bags of a member, rows spread over
 threads) without building the design matrix. A fitted model
@@ -52,6 +62,7 @@ text), never as a pickle.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -104,22 +115,31 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "own_view": None,
     "own_columns": None,
 }
+#: The penalty of the ``linear`` member: the L1 share of the elastic net (0: L2, the
+#: default; 1: L1). Kept apart from :data:`LINEAR_DEFAULTS` as the rule options are.
+PENALTY_DEFAULTS: dict[str, Any] = {"l1_ratio": 0.0}
 
 
 def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults merged with ``params``; a clear error for an unknown or invalid entry."""
-    known = {**LINEAR_DEFAULTS, **RULE_DEFAULTS, **CONTEXT_DEFAULTS}
+    known = {**LINEAR_DEFAULTS, **RULE_DEFAULTS, **CONTEXT_DEFAULTS, **PENALTY_DEFAULTS}
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(
             f"linear_params accepts {sorted(known)}, got {unknown}; the linear "
-            "member is an L2 logistic regression (C: inverse regularisation strength)."
+            "member is a penalised logistic regression (C: inverse regularisation strength, "
+            "l1_ratio: the L1 share of its penalty)."
         )
     merged = {**known, **params}
     for key in ("C", "rule_scale", "context_scale"):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"linear_params[{key!r}] must be a number > 0, got {value!r}.")
+    ratio = merged["l1_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+        raise ValueError(
+            f"linear_params['l1_ratio'] must be a number in [0, 1] (0: L2, 1: L1), got {ratio!r}."
+        )
     for key, low, high in (
         ("n_quantiles", 10, None),
         ("max_iter", 1, None),
@@ -159,6 +179,7 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "context_scale": float(merged["context_scale"]),
         "own_view": own_view,
         "own_columns": own_columns,
+        "l1_ratio": float(ratio),
     }
 
 
@@ -276,7 +297,7 @@ def _normal_scores(values: np.ndarray, knots: tuple[np.ndarray, np.ndarray]) -> 
 
 class LinearScorer:
     """A fitted ``linear`` member: quantile-normal numeric columns and one-hot categoricals
-    into an L2 logistic regression.
+    into a penalised (by default L2) logistic regression.
 
     Build one with :meth:`fit`; :meth:`margin` gives the log-odds and
     :meth:`contributions` each column's share of it (coefficient times the
@@ -357,10 +378,9 @@ class LinearScorer:
     ) -> LinearScorer:
         """Fit on ``X`` (float, NaN = missing; ``cat_idx`` columns hold integer codes).
 
-        ``seed`` seeds the rule trees' row and column subsampling (unused without rules).
+        ``seed`` seeds the rule trees' row and column subsampling and the L1 and
+        elastic-net solvers' coordinate order (unused by an L2 fit without rules).
         """
-        from sklearn.linear_model import LogisticRegression
-
         settings = check_linear_params(params or {})
         X = np.asarray(X, dtype=np.float64)
         if settings["rules"] > 0:
@@ -400,14 +420,9 @@ class LinearScorer:
             # matrix for L-BFGS (which, unlike a Newton step, needs no dense Hessian)
             # costs a fraction of the dense one's products.
             inputs: Any = _stacked_design(design, leaves, n_leaves, settings["rule_scale"])
-            model = LogisticRegression(
-                C=settings["C"], max_iter=settings["max_iter"], solver="lbfgs", tol=1e-6
-            )
         else:
             inputs = design
-            model = LogisticRegression(
-                C=settings["C"], max_iter=settings["max_iter"], solver="newton-cholesky"
-            )
+        model = _logistic_regression(settings, sparse_rules=trees is not None, seed=seed)
         model.fit(inputs, y, sample_weight=weight)
         coef = model.coef_.ravel().astype(np.float64)
         shell.coef = coef[:width].copy()
@@ -682,6 +697,32 @@ def mean_margin(
         for rules in ruled:
             out += rules.predict(single, raw_score=True, num_threads=_threads(threads)) / count
     return out
+
+
+def _logistic_regression(settings: Mapping[str, Any], *, sparse_rules: bool, seed: int) -> Any:
+    """scikit-learn's ``LogisticRegression`` for the member's penalty.
+
+    L2 (``l1_ratio`` 0): Newton-Cholesky on the dense design, L-BFGS on the sparse one
+    with rules. L1: liblinear, whose penalty also reaches the intercept, so the
+    intercept's column is 100 (its penalty 1/100 of a coefficient's). Elastic net:
+    SAGA. scikit-learn 1.8 names the penalty by ``l1_ratio`` alone; earlier
+    versions also need ``penalty``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    ratio, C, max_iter = settings["l1_ratio"], settings["C"], settings["max_iter"]
+    if ratio == 0.0:
+        if sparse_rules:
+            return LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs", tol=1e-6)
+        return LogisticRegression(C=C, max_iter=max_iter, solver="newton-cholesky")
+    penalty: dict[str, Any] = {"l1_ratio": ratio}
+    if inspect.signature(LogisticRegression).parameters["penalty"].default != "deprecated":
+        penalty["penalty"] = "l1" if ratio == 1.0 else "elasticnet"
+    if ratio == 1.0:
+        solver: dict[str, Any] = {"solver": "liblinear", "intercept_scaling": 100.0, "tol": 1e-5}
+    else:
+        solver = {"solver": "saga", "tol": 1e-4}
+    return LogisticRegression(C=C, max_iter=max_iter, random_state=seed, **penalty, **solver)
 
 
 def _threads(threads: int | None) -> int:

@@ -31,6 +31,7 @@ from .._utils._imports import import_optional
 from ._linear import (
     CONTEXT_DEFAULTS,
     LINEAR_DEFAULTS,
+    PENALTY_DEFAULTS,
     RULE_DEFAULTS,
     LinearScorer,
     check_linear_params,
@@ -565,14 +566,14 @@ class _CatBoost(_Member):
 
 # --------------------------------------------------------------------------- linear
 class _Linear(_Member):
-    """scikit-learn's L2 logistic regression on quantile-normalised columns
+    """scikit-learn's penalised logistic regression on quantile-normalised columns
     (:class:`~lesionboost.ensemble._linear.LinearScorer`); always on the CPU, where
     it fits a bag in about a second (several with rules)."""
 
     kind = "linear"
     suffix = ".json"
     defaults = LINEAR_DEFAULTS
-    option_defaults = {**RULE_DEFAULTS, **CONTEXT_DEFAULTS}
+    option_defaults = {**RULE_DEFAULTS, **CONTEXT_DEFAULTS, **PENALTY_DEFAULTS}
 
     def params(
         self, user: Mapping[str, Any] | None, *, device: str, n_jobs: int | None

@@ -55,7 +55,7 @@ DEFAULT_FEATURE_GROUPS: tuple[str, ...] = ("derived", "patient", "outlier", "cou
 #: member. The raw-column LightGBM is a hedge: where the risk sits in the raw columns
 #: and the patient-context features mostly add noise, its rank pulls the blend towards
 #: raw-column LightGBM; where the context matters it is outvoted. The linear member (an
-#: L2 logistic regression on the quantile-normalised features, with rules) learns a risk
+#: L1 logistic regression on the quantile-normalised features, with rules) learns a risk
 #: that sums many smooth effects from few positives, which the trees learn only in
 #: coarse steps. XGBoost is left out: its fit time buys the linear member's rules
 #: (table ``defaults/candidates`` of ``benchmarks/defaults.py``).
@@ -66,11 +66,14 @@ DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "catboost", "lightgbm:raw", "lin
 #: (RuleFit), so the linear member also learns thresholded interactions. The trees
 #: split on the raw metadata columns only (view ``"raw"``): the rules are conjunctions
 #: of the lesion's own measurements and site, and the patient context enters through
-#: the regression's terms. Each rule's indicator is 0.45 (``rule_scale``), so its L2
-#: penalty is about 5 times a normal score's (11 times at the member's own 0.3): strong
-#: thresholded interactions keep more of their weight. Every column outside the raw ones
-#: (the derived and patient-relative features) enters at half its normal score
-#: (``context_scale`` 0.5, ``own_view`` ``"raw"``), so its L2 penalty is 4 times a raw
+#: the regression's terms. The penalty is L1 (``l1_ratio`` 1, RuleFit's lasso): most
+#: coefficients, rules' included, are exactly 0, so the few columns and rules that carry
+#: the risk keep their weight.
+#: Each rule's indicator is 0.45 (``rule_scale``), so its penalty is 1/0.45, about 2.2
+#: times a normal score's (3.3 times at the member's own 0.3): strong thresholded
+#: interactions keep more of their weight. Every column outside the raw ones (the
+#: derived and patient-relative features) enters at half its normal score
+#: (``context_scale`` 0.5, ``own_view`` ``"raw"``), so its penalty is twice a raw
 #: column's: an effect stays in the lesion's own measurements unless the patient context
 #: explains the labels clearly better (table ``defaults/candidates`` of
 #: ``benchmarks/defaults.py``).
@@ -80,6 +83,7 @@ DEFAULT_LINEAR_PARAMS: dict[str, Any] = {
     "rule_scale": 0.45,
     "context_scale": 0.5,
     "own_view": "raw",
+    "l1_ratio": 1.0,
 }
 
 #: Blend weight of a member on a view (``"lightgbm:raw"``) when ``weights`` is None;
@@ -267,11 +271,12 @@ class LesionBoostClassifier(ClassifierMixin, BaseEstimator):
         The linear member's parameters, as for
         :class:`~lesionboost.ensemble.GBDTEnsembleClassifier`. ``None``:
         :data:`DEFAULT_LINEAR_PARAMS` (50 rules on the raw columns, indicator
-        value 0.45, the other columns at half scale against the raw ones); a dict
-        replaces it, over the member's own defaults (no rules unless it sets
-        ``rules``; rules on every feature unless it sets ``rule_view``, e.g.
-        ``"raw"``: the raw metadata columns, :data:`MEMBER_VIEWS`; no context
-        penalty unless it sets ``context_scale`` and ``own_view``).
+        value 0.45, the other columns at half scale against the raw ones, an L1
+        penalty); a dict replaces it, over the member's own defaults (no rules
+        unless it sets ``rules``; rules on every feature unless it sets
+        ``rule_view``, e.g. ``"raw"``: the raw metadata columns,
+        :data:`MEMBER_VIEWS`; no context penalty unless it sets ``context_scale``
+        and ``own_view``; an L2 penalty unless it sets ``l1_ratio``).
     lightgbm_params, xgboost_params, catboost_params, neg_ratio, \
 pos_oversample, n_bags, blend, device, n_jobs, random_state
         Passed to :class:`~lesionboost.ensemble.GBDTEnsembleClassifier` (same

@@ -85,11 +85,11 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
     },
     "linear": {
         "C": _Range(0.01, 1.0, log=True),
-        # the rules' indicator value: each rule's L2 penalty is 1/rule_scale**2 times a
-        # normal score's (unused in a configuration without rules)
+        # the rules' indicator value: each rule's penalty is 1/rule_scale (L1) or
+        # 1/rule_scale**2 (L2) times a normal score's (unused without rules)
         "rule_scale": _Range(0.2, 1.0, log=True),
-        # the scale of every column outside the raw ones: their L2 penalty is
-        # 1/context_scale**2 times a raw column's (1: no context penalty)
+        # the scale of every column outside the raw ones: their penalty is 1/context_scale
+        # (L1) or 1/context_scale**2 (L2) times a raw column's (1: no context penalty)
         "context_scale": _Range(0.2, 1.0, log=True),
     },
 }
@@ -98,12 +98,14 @@ _OWN_VIEW = "raw"
 
 #: Member parameters searched over a few named choices: member -> name -> {choice: value}.
 #: The linear member's hinge thresholds (none, +-1, or 0 and +-1), its rules (none,
-#: or the leaves of 50 trees) and the columns they split on (all, or the raw columns).
+#: or the leaves of 50 trees), the columns they split on (all, or the raw columns) and
+#: its penalty (L2, or L1: ``l1_ratio`` 0 or 1).
 _MEMBER_CHOICES: dict[str, dict[str, dict[str, Any]]] = {
     "linear": {
         "tails": {"none": (), "1": (1.0,), "0,1": (0.0, 1.0)},
         "rules": {"none": 0, "50": 50},
         "rule_view": {"all": None, "raw": "raw"},
+        "l1_ratio": {"l2": 0.0, "l1": 1.0},
     },
 }
 

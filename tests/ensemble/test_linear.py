@@ -1,4 +1,4 @@
-"""The ``linear`` member: L2 logistic regression on quantile-normalised columns, kept as JSON."""
+"""The ``linear`` member: penalised logistic regression on quantile-normalised columns, as JSON."""
 
 from __future__ import annotations
 
@@ -108,6 +108,9 @@ def test_json_round_trip_is_exact_and_malformed_json_is_refused():
         ({"context_scale": 0.5}, "name those with 'own_view'"),
         ({"own_columns": [2, 2]}, "distinct column indices >= 0 \\(the lesion's own columns"),
         ({"own_view": "raw", "own_columns": [0]}, "both 'own_view' and 'own_columns'"),
+        ({"l1_ratio": 1.5}, "'l1_ratio'\\] must be a number in \\[0, 1\\] \\(0: L2, 1: L1\\)"),
+        ({"l1_ratio": True}, "'l1_ratio'\\] must be a number in \\[0, 1\\]"),
+        ({"l1_ratio": "l1"}, "'l1_ratio'\\] must be a number in \\[0, 1\\]"),
     ],
 )
 def test_linear_params_errors_name_the_setting(params, message):
@@ -159,6 +162,7 @@ def test_linear_member_adapter_has_no_rounds_device_or_threads():
         "context_scale": 1.0,
         "own_view": None,
         "own_columns": None,
+        "l1_ratio": 0.0,
     }
     assert rounds == 1
 
@@ -580,3 +584,68 @@ def test_the_ensemble_turns_an_own_view_into_the_member_s_own_columns():
             linear_params={"context_scale": 0.5, "own_view": "own"},
             **common,
         ).fit(X, y)
+
+
+def _sparse_data(n=6000, seed=0):
+    """Two columns carry the risk, eighteen are noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 20))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-3.5 + 1.0 * X[:, 0] - 0.8 * X[:, 1])))).astype(int)
+    return X, y
+
+
+def test_l1_penalty_keeps_the_columns_that_carry_the_risk():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _sparse_data()
+    l2 = LinearScorer.fit(X, y, cat_idx=[], params={"C": 0.02})
+    l1 = LinearScorer.fit(X, y, cat_idx=[], params={"C": 0.02, "l1_ratio": 1.0})
+    assert np.count_nonzero(l2.coef) == 20
+    assert np.flatnonzero(l1.coef)[:2].tolist() == [0, 1]  # the two risk columns stay
+    assert np.count_nonzero(l1.coef[2:]) <= 4  # most noise columns are exactly 0
+    assert l1.coef[0] > 0 > l1.coef[1]
+    # the fit is liblinear's L1 logistic regression on the design, intercept barely penalised
+    reference = LogisticRegression(
+        C=0.02, l1_ratio=1.0, solver="liblinear", intercept_scaling=100.0, tol=1e-5, random_state=0
+    ).fit(l1.design(X), y)
+    np.testing.assert_allclose(l1.coef, reference.coef_.ravel(), atol=1e-8)
+    # the elastic net lies in between: it keeps more than the lasso, less than L2
+    net = LinearScorer.fit(X, y, cat_idx=[], params={"C": 0.02, "l1_ratio": 0.5})
+    assert np.count_nonzero(l1.coef) <= np.count_nonzero(net.coef) < 20
+    assert net.coef[0] > 0 > net.coef[1]
+    # the penalty is a setting of the model, not of its file: it loads and scores the same
+    again = LinearScorer.from_json(l1.to_json())
+    np.testing.assert_array_equal(again.margin(X), l1.margin(X))
+
+
+def test_l1_penalty_drops_most_rules_and_follows_the_seed():
+    X, y = _interaction_data(n=20000)
+    params = {"C": 0.1, "rules": 20, "rule_depth": 2}
+    l2 = LinearScorer.fit(X, y, cat_idx=[4], params=params, seed=0)
+    l1 = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "l1_ratio": 1.0}, seed=0)
+
+    def leaf_values(scorer):
+        trees = scorer.rules.dump_model()["tree_info"]
+        out = []
+
+        def walk(node):
+            if "leaf_value" in node:
+                out.append(node["leaf_value"])
+            else:
+                walk(node["left_child"])
+                walk(node["right_child"])
+
+        for tree in trees:
+            walk(tree["tree_structure"])
+        return np.array(out)
+
+    assert np.count_nonzero(leaf_values(l2)) == leaf_values(l2).size
+    kept = np.count_nonzero(leaf_values(l1))
+    assert 0 < kept < 0.5 * leaf_values(l1).size
+    test_X, test_y = _interaction_data(n=20000, seed=1)
+    no_rules = LinearScorer.fit(X, y, cat_idx=[4], params={"C": 0.1, "l1_ratio": 1.0})
+    assert pauc_above_tpr(test_y, l1.margin(test_X)) > pauc_above_tpr(
+        test_y, no_rules.margin(test_X)
+    )
+    again = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "l1_ratio": 1.0}, seed=0)
+    np.testing.assert_array_equal(again.margin(test_X), l1.margin(test_X))

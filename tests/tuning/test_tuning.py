@@ -144,6 +144,8 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     assert space.defaults()["linear.rules"] == "50"  # the estimator's default: 50 rules
     assert distributions["linear.rule_view"].choices == ("all", "raw")
     assert space.defaults()["linear.rule_view"] == "raw"  # the default rules: raw columns
+    assert distributions["linear.l1_ratio"].choices == ("l2", "l1")
+    assert space.defaults()["linear.l1_ratio"] == "l1"  # the estimator's default: L1
     trial = {
         **space.defaults(),
         "linear.C": 0.5,
@@ -151,6 +153,7 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
         "linear.rules": "50",
         "linear.rule_scale": 0.7,
         "linear.context_scale": 0.4,
+        "linear.l1_ratio": "l1",
     }
     config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
@@ -162,6 +165,7 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
         "rule_view": "raw",
         "rule_scale": 0.7,
         "context_scale": 0.4,
+        "l1_ratio": 1.0,
         "own_view": "raw",
     }
     assert config["linear_params"] == expected
@@ -175,6 +179,8 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     assert plain["linear_params"]["rules"] == 0
     every = build_config(space, {**trial, "linear.rule_view": "all"}, rounds=30)
     assert every["linear_params"]["rule_view"] is None
+    ridge = build_config(space, {**trial, "linear.l1_ratio": "l2"}, rounds=30)
+    assert ridge["linear_params"]["l1_ratio"] == 0.0
 
 
 def test_a_tails_default_outside_the_choices_joins_them(monkeypatch) -> None:
@@ -195,6 +201,7 @@ def test_rule_options_the_estimator_leaves_unset_start_from_the_member_defaults(
     assert defaults["linear.rule_scale"] == pytest.approx(RULE_DEFAULTS["rule_scale"])
     assert defaults["linear.rules"] == "none"  # RULE_DEFAULTS: no rules
     assert defaults["linear.rule_view"] == "all"  # rules on every column
+    assert defaults["linear.l1_ratio"] == "l2"  # PENALTY_DEFAULTS: L2
 
 
 def test_ranges_widen_to_contain_a_default_outside_them(monkeypatch) -> None:
