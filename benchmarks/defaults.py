@@ -335,6 +335,12 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "the boosters' ranks a correction to the regression's",
         _with_extra(_with_followup(_rules_ctx05()), {"linear": 10.0}),
     ),
+    "followup_l1_lin10": (
+        "followup_l1 with the linear member at twice its weight (10: 5/7 of the blend)",
+        _with_extra(
+            _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0)), {"linear": 10.0}
+        ),
+    ),
     "linear_raw": (
         "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "
         "(`linear:raw`), at the weight of each booster",
