@@ -64,7 +64,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -753,6 +753,50 @@ def real_cells(settings: dict[str, Any]) -> Iterator[tuple[int, pl.DataFrame, np
     )
     for repeat, folds in enumerate(fold_sets):
         yield repeat, meta, folds
+
+
+def row_cells(
+    settings: dict[str, Any],
+    version: str,
+    row: str,
+    score_cell: Callable[..., dict[str, Any]],
+    args: Any,
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Every cell of a script that scores one ``row`` per data set (``second_stage.py``,
+    ``members.py``): ``(world -> runs, real-sample cells)``.
+
+    ``score_cell(frame, folds, real=..., args=args)`` scores a data set; each cell, and
+    raw-column LightGBM's pAUC on the same folds, is taken from the store when there and
+    put in it otherwise. A run is ``{"seed", "oracle", "raw", "cell"}``. ``version``
+    fingerprints what the cells ran, so cells of other code or settings are not reused.
+    """
+    store = settings["store"]
+    tag = f"p{settings['n_patients']}-k{settings['n_splits']}-{version}"
+
+    def cached(key: str, frame: pl.DataFrame, folds: np.ndarray, real: bool) -> dict[str, Any]:
+        cell = store.get(key, row)
+        if cell is None:
+            cell = score_cell(frame, folds, real=real, args=args)
+            store.put(key, row, cell)
+            log(f"[{key}] " + "  ".join(f"{k} {v:.4f}" for k, v in cell["pauc"].items()))
+        return cell
+
+    per_world: dict[str, list[dict[str, Any]]] = {w: [] for w in settings["worlds"]}
+    for world, seed, sim, folds, oracle in world_cells(settings):
+        key = f"{tag}/{world}/{seed}"
+        cell = cached(key, sim.train, folds, False)
+        raw = store.get(key, "raw")
+        if raw is None:
+            estimator = _rb._raw_model(args.small)
+            result = lb.cross_val_oof(estimator, sim.train, folds, progress=False)
+            raw = {"pauc": float(result.pauc)}
+            store.put(key, "raw", raw)
+        per_world[world].append({"seed": seed, "oracle": oracle, "raw": raw["pauc"], "cell": cell})
+    real = [
+        cached(f"k{settings['n_splits']}-{version}/real/{repeat}", meta, folds, True)
+        for repeat, meta, folds in real_cells(settings)
+    ]
+    return per_world, real
 
 
 def simulated_runs(

@@ -62,7 +62,7 @@ from sklearn.preprocessing import StandardScaler
 import lesionboost as lb
 import robustness as _rb
 from _common import Table, fingerprint, parser, write_results
-from defaults import add_cell_arguments, cell_settings, real_cells, world_cells
+from defaults import add_cell_arguments, cell_settings, row_cells
 
 #: The weight of the within-patient z-score in the ``shift`` row.
 GAMMA = 0.5
@@ -224,11 +224,6 @@ def score_cell(frame: pl.DataFrame, folds: np.ndarray, *, real: bool, args: Any)
     }
 
 
-def raw_pauc(frame: pl.DataFrame, folds: np.ndarray, args: Any) -> float:
-    estimator = _rb._raw_model(args.small)
-    return float(lb.cross_val_oof(estimator, frame, folds, progress=False).pauc)
-
-
 def summarise(report: dict[str, Any]) -> dict[str, Any]:
     """Per row: gap closed per world (mean over seeds), mean and worst; real-sample diff."""
     out: dict[str, Any] = {}
@@ -297,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.inner = args.inner or (2 if small else 4)
     args.inner_seed = 7
     settings = cell_settings(args, cli, "second-stage-cells.jsonl")
-    n_patients, n_splits, store = settings["n_patients"], settings["n_splits"], settings["store"]
+    n_patients, n_splits = settings["n_patients"], settings["n_splits"]
     # cells are keyed by what they run: the defaults (member defaults included) and this script
     version = fingerprint(
         {
@@ -310,30 +305,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "rows": list(ROWS),
         }
     )
-    tag = f"p{n_patients}-k{n_splits}-{version}"
-
-    def cached(key: str, frame: pl.DataFrame, folds: np.ndarray, real: bool) -> dict[str, Any]:
-        cell = store.get(key, "second_stage")
-        if cell is None:
-            cell = score_cell(frame, folds, real=real, args=args)
-            store.put(key, "second_stage", cell)
-            log(f"[{key}] " + "  ".join(f"{k} {v:.4f}" for k, v in cell["pauc"].items()))
-        return cell
-
-    per_world: dict[str, list[dict[str, Any]]] = {w: [] for w in settings["worlds"]}
-    for world, seed, sim, folds, oracle in world_cells(settings):
-        key = f"{tag}/{world}/{seed}"
-        cell = cached(key, sim.train, folds, False)
-        raw = store.get(key, "raw")
-        if raw is None:
-            raw = {"pauc": raw_pauc(sim.train, folds, args)}
-            store.put(key, "raw", raw)
-        per_world[world].append({"seed": seed, "oracle": oracle, "raw": raw["pauc"], "cell": cell})
-
-    real = [
-        cached(f"k{n_splits}-{version}/real/{repeat}", meta, folds, True)
-        for repeat, meta, folds in real_cells(settings)
-    ]
+    per_world, real = row_cells(settings, version, "second_stage", score_cell, args)
 
     report: dict[str, Any] = {
         "benchmark": "second_stage",
