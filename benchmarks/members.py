@@ -154,7 +154,7 @@ def _per_world(report: dict[str, Any], pauc_of: Any) -> dict[str, float]:
     return out
 
 
-def _row(report: dict[str, Any], pauc_of: Any, **extra: Any) -> dict[str, Any]:
+def _row(report: dict[str, Any], pauc_of: Any) -> dict[str, Any]:
     gaps = _per_world(report, pauc_of)
     worst = min(gaps, key=gaps.__getitem__)
     real = [pauc_of(cell) for cell in report["real_sample"]]
@@ -164,7 +164,6 @@ def _row(report: dict[str, Any], pauc_of: Any, **extra: Any) -> dict[str, Any]:
         "gap_worst": gaps[worst],
         "gap_worst_world": worst,
         "real_pauc": float(np.mean(real)) if real else None,
-        **extra,
     }
 
 
