@@ -25,9 +25,14 @@ The rule that picks the default:
    lower fit time;
 3. a race: one seed per world leaves differences of a few points of gap share to
    chance, so the ``--finalists`` candidates with the best worst-world gap after
-   the vetoes are scored again on ``--race-seeds`` more seeds of every world (the
-   seeds after the selection seeds: 101 with the default one), and rule 2 picks
-   again from their gaps averaged over all the seeds;
+   the vetoes -- and the incumbent, the candidate that is the library's current
+   default, when the vetoes let it through -- are scored again on ``--race-seeds``
+   more seeds of every world (the seeds after the selection seeds: 101 with the
+   default one), and rule 2 picks again from their gaps averaged over all the
+   seeds. The incumbent races by right so that a candidate added to the run
+   replaces the default only by beating it: otherwise a newcomer that merely
+   edges it out of the finalists on the selection seeds would change the pick
+   without having won anything;
 4. the cost at full size: the pick's 5-fold run on a full-size cohort
    (``--full-size`` patients, 1,042 by default: the ``default`` world, seed 0, as
    ``quality.py`` runs it) must finish within ``--full-size-budget`` (180 s of wall
@@ -341,6 +346,23 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
             _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0)), {"linear": 10.0}
         ),
     ),
+    "followup_l1_resid": (
+        "followup_l1 whose rule trees are grown from the margin of the regression on the "
+        "column terms alone (`rule_residual`), not from the base rate: their splits model "
+        "what the smooth terms leave, the thresholded interactions, instead of re-learning "
+        "the main effects",
+        _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, rule_residual=True)),
+    ),
+    "followup_resid": (
+        "followup (L2 linear member) with residual rule trees (`rule_residual`)",
+        _with_followup(_with_linear_params(_rules_ctx05(), rule_residual=True)),
+    ),
+    "followup_l1_s1": (
+        "followup_l1 with the rules' indicator value 1 (`rule_scale`): under the L1 penalty "
+        "a rule then carries a normal score's penalty instead of 2.2 times it, so the "
+        "thresholded interactions the trees propose keep more of their weight",
+        _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, rule_scale=1.0)),
+    ),
     "linear_raw": (
         "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "
         "(`linear:raw`), at the weight of each booster",
@@ -514,8 +536,14 @@ def select(report: dict[str, Any], tie: float) -> str | None:
     )
 
 
-def finalists(overall: dict[str, dict[str, Any]], k: int, budget: float | None = None) -> list[str]:
-    """The ``k`` candidates with the best worst-world gap (then mean) after the vetoes.
+def finalists(
+    overall: dict[str, dict[str, Any]],
+    k: int,
+    budget: float | None = None,
+    incumbent: str | None = None,
+) -> list[str]:
+    """The ``k`` candidates with the best worst-world gap (then mean) after the vetoes,
+    and the ``incumbent`` after them when the vetoes let it through.
 
     Examples
     --------
@@ -528,9 +556,59 @@ def finalists(overall: dict[str, dict[str, Any]], k: int, budget: float | None =
     ... }
     >>> finalists(overall, 2)
     ['d', 'b']
+    >>> finalists(overall, 2, incumbent="a"), finalists(overall, 2, incumbent="c")
+    (['d', 'b', 'a'], ['d', 'b'])
     """
     allowed = _allowed(overall, budget)
-    return sorted(allowed, key=lambda n: (-overall[n]["gap_worst"], -overall[n]["gap_mean"]))[:k]
+    ranked = sorted(allowed, key=lambda n: (-overall[n]["gap_worst"], -overall[n]["gap_mean"]))
+    best = ranked[:k]
+    if incumbent in allowed and incumbent not in best:
+        best.append(incumbent)
+    return best
+
+
+def is_library_default(params: dict[str, Any]) -> bool:
+    """Whether a candidate's ``LesionBoostClassifier`` arguments are the library's
+    current defaults: every argument it names, and every parameter of each member
+    library it configures (the member's own default where the candidate sets none).
+
+    Examples
+    --------
+    >>> is_library_default(CANDIDATES["base"][1])
+    False
+    """
+    estimator = lb.LesionBoostClassifier().get_params(deep=False)
+    if estimator["weights"] is None:  # None stands for the default blend of the members
+        estimator["weights"] = lb.estimator.default_weights(estimator["members"])
+    for name, value in params.items():
+        if name.endswith("_params"):  # every setting, those the candidate leaves out too
+            kind = name.removesuffix("_params")
+            options = lb.ensemble.MEMBERS[kind].option_defaults
+            library = {**options, **lb.estimator.default_member_params(kind)}
+            mine = {**options, **lb.ensemble.MEMBERS[kind].defaults, **value}
+            if set(mine) != set(library) or not all(_same(library[k], mine[k]) for k in mine):
+                return False
+        elif isinstance(value, dict) or isinstance(estimator[name], dict):
+            mine, theirs = estimator[name] or {}, value or {}
+            if set(mine) != set(theirs) or not all(_same(mine[m], theirs[m]) for m in mine):
+                return False
+        elif tuple(np.atleast_1d(estimator[name])) != tuple(np.atleast_1d(value)):
+            return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal settings: numbers within a relative 1e-9, lists and tuples item by item."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return bool(np.isclose(a, b, rtol=1e-9, atol=0.0))
+    return bool(a == b)
+
+
+def incumbent(names: Sequence[str]) -> str | None:
+    """The candidate among ``names`` that is the library's current default, if any."""
+    return next((n for n in names if is_library_default(CANDIDATES[n][1])), None)
 
 
 def summarise(
@@ -619,8 +697,15 @@ def make_table(report: dict[str, Any]) -> Table:
             )
             + ", then the best worst-world gap"
             + (
-                f"; the {len(race['finalists'])} best are raced on seed(s) "
-                f"{_seeds(race['race_seeds'])} too (table `defaults/race`), which picks again"
+                f"; the {race.get('size', len(race['finalists']))} best"
+                + (
+                    f" and the incumbent `{race['incumbent']}`"
+                    if race.get("incumbent") is not None
+                    and race["incumbent"] not in race["finalists"][: race.get("size")]
+                    else ""
+                )
+                + f" are raced on seed(s) {_seeds(race['race_seeds'])} too (table "
+                "`defaults/race`), which picks again"
                 if race
                 else ""
             )
@@ -633,6 +718,17 @@ def make_table(report: dict[str, Any]) -> Table:
     )
 
 
+def _named(name: str, marks: Sequence[str]) -> str:
+    """A candidate's table cell: its name and its marks.
+
+    Examples
+    --------
+    >>> _named("a", []), _named("a", ["incumbent", "chosen"])
+    ('`a`', '`a` (incumbent, chosen)')
+    """
+    return f"`{name}`" + (f" ({', '.join(marks)})" if marks else "")
+
+
 def make_race_table(report: dict[str, Any]) -> Table:
     """The finalists on the selection seeds and on every seed (selection + race)."""
     race = report["race"]
@@ -641,7 +737,11 @@ def make_race_table(report: dict[str, Any]) -> Table:
         first, pooled = report["overall"][name], race["overall"][name]
         rows.append(
             [
-                f"`{name}`" + (" (chosen)" if name == report["chosen"] else ""),
+                _named(
+                    name,
+                    ["incumbent"] * (name == race.get("incumbent"))
+                    + ["chosen"] * (name == report["chosen"]),
+                ),
                 _rb._pct(first["gap_mean"]),
                 f"{_rb._pct(first['gap_worst'])} ({first['gap_worst_world']})",
                 _rb._pct(pooled["gap_mean"]),
@@ -664,9 +764,16 @@ def make_race_table(report: dict[str, Any]) -> Table:
         ],
         rows,
         note=(
-            f"The {len(race['finalists'])} candidates with the best worst-world gap on seed(s) "
-            f"{first_seeds} (after the vetoes, applied to those seeds' figures), scored again on "
-            "seed(s) "
+            f"The {race.get('size', len(race['finalists']))} candidates with the best worst-world "
+            f"gap on seed(s) {first_seeds} (after the vetoes, applied to those seeds' figures)"
+            + (
+                f", and the incumbent `{race['incumbent']}` (the library's default when the run "
+                "was made), "
+                if race.get("incumbent") is not None
+                and race["incumbent"] not in race["finalists"][: race.get("size")]
+                else ", "
+            )
+            + "scored again on seed(s) "
             f"{_seeds(race['race_seeds'])} of every world: {report['n_patients']} simulated "
             "patients, the same patient-grouped 5-fold OOF pAUC; gap closed per world is the "
             "mean over the seeds. Rule 2 (the best worst world, ties within "
@@ -818,7 +925,8 @@ def race(report: dict[str, Any], settings: dict[str, Any], args: Any) -> dict[st
     The vetoes are applied once, to choose the finalists: the real-sample cells do
     not depend on the seed, and the race re-ranks on quality alone.
     """
-    names = finalists(report["overall"], args.finalists, report["fit_budget"])
+    holder = incumbent(report["candidates"])
+    names = finalists(report["overall"], args.finalists, report["fit_budget"], holder)
     if args.race_seeds < 1 or len(names) < 2:
         return None
     last = max(report["seeds"])
@@ -829,6 +937,8 @@ def race(report: dict[str, Any], settings: dict[str, Any], args: Any) -> dict[st
     overall = summarise(names, pooled, report["real_sample"])
     return {
         "finalists": names,
+        "size": args.finalists,
+        "incumbent": holder,
         "race_seeds": race_seeds,
         "seeds": [*report["seeds"], *race_seeds],
         "tie": args.tie,

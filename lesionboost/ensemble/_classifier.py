@@ -176,14 +176,16 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         trees split on (e.g. ``"raw"``: conjunctions of the lesion's own
         measurements, while the regression's terms still see every column), or
         ``rule_columns``, the same limit as positions among the member's columns
-        (one of the two at most); and ``context_scale`` (default 1: none) with
-        ``own_view`` (or ``own_columns``), a key of ``views`` holding the lesion's
-        own columns: every other numeric column enters the regression at
-        ``context_scale`` times its normal score, an L2 penalty
-        ``1 / context_scale**2`` times an own column's; and ``l1_ratio`` (default
-        0: an L2 penalty), the L1 share of the penalty (1: the lasso, which sets
-        most coefficients, rules' included, exactly to 0; in between: the elastic
-        net), under which scales act on the penalty in proportion, not in their
+        (one of the two at most), and ``rule_residual`` (default False: the trees
+        are boosted from the base rate; True: from the margin of the regression
+        without rules, so they split on what its terms leave); and
+        ``context_scale`` (default 1: none) with ``own_view`` (or ``own_columns``),
+        a key of ``views`` holding the lesion's own columns: every other numeric
+        column enters the regression at ``context_scale`` times its normal score,
+        an L2 penalty ``1 / context_scale**2`` times an own column's; and
+        ``l1_ratio`` (default 0: an L2 penalty), the L1 share of the penalty (1:
+        the lasso, which sets most coefficients, rules' included, exactly to 0; in
+        between: the elastic net), under which scales act on the penalty in proportion, not in their
         square. It trains on the same downsampled bags as the boosters, on the CPU.
     neg_ratio : float or None, default=0.01
         Positive-to-negative ratio after per-bag negative downsampling

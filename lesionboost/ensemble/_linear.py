@@ -32,6 +32,11 @@ LightGBM model's raw output, stored in LightGBM's own text format. With
 ``rule_columns`` the trees split only on those columns (the others are missing in
 their training data), so the rules can be conjunctions of a chosen set of columns,
 such as a lesion's own measurements, while the regression sees every column.
+With ``rule_residual`` the trees are grown from the margin of the regression on the
+column terms alone (LightGBM's ``init_score``) instead of from the base rate, so
+their splits model what the smooth terms leave -- the interactions -- rather than
+re-learning the main effects the terms already hold; the joint fit is then the
+same.
 
 With ``context_scale`` below 1 and ``own_columns`` (or, in an ensemble, ``own_view``)
 naming the lesion's own columns, every other numeric column -- the derived and
@@ -80,13 +85,15 @@ LINEAR_DEFAULTS: dict[str, Any] = {"C": 0.1, "n_quantiles": 200, "max_iter": 100
 #: configuration in recorded benchmark cells; with ``rules=0`` the others are unused.
 #: ``rule_columns`` (indices into the member's columns) limits the columns the rule
 #: trees split on; ``rule_view`` names an ensemble view that the ensemble turns into
-#: ``rule_columns`` (None: every column).
+#: ``rule_columns`` (None: every column); ``rule_residual`` grows the trees from the
+#: margin of the regression without rules instead of from the base rate.
 RULE_DEFAULTS: dict[str, Any] = {
     "rules": 0,
     "rule_depth": 3,
     "rule_scale": 0.3,
     "rule_view": None,
     "rule_columns": None,
+    "rule_residual": False,
 }
 
 # Settings of the rule trees besides their number and depth: shallow, fast-learning
@@ -158,6 +165,12 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"linear_params[{key!r}] must be an integer {limits}{hint}, got {value!r}."
             )
+    if not isinstance(merged["rule_residual"], (bool, np.bool_)):
+        raise ValueError(
+            "linear_params['rule_residual'] must be True (grow the rule trees from the "
+            "margin of the regression without rules) or False (from the base rate), got "
+            f"{merged['rule_residual']!r}."
+        )
     view, columns = _check_view("rule", merged["rule_view"], merged["rule_columns"])
     own_view, own_columns = _check_view("own", merged["own_view"], merged["own_columns"])
     if merged["context_scale"] != 1.0 and own_view is None and own_columns is None:
@@ -176,6 +189,7 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "rule_scale": float(merged["rule_scale"]),
         "rule_view": view,
         "rule_columns": columns,
+        "rule_residual": bool(merged["rule_residual"]),
         "context_scale": float(merged["context_scale"]),
         "own_view": own_view,
         "own_columns": own_columns,
@@ -415,7 +429,14 @@ class LinearScorer:
         y = np.asarray(y)
         trees = None
         if settings["rules"] > 0:
-            trees, leaves, n_leaves = _grow_rules(X, y, categorical, settings, seed, weight)
+            start = None
+            if settings["rule_residual"]:  # the trees model what the terms leave
+                terms = _logistic_regression(settings, sparse_rules=False, seed=seed)
+                terms.fit(design, y, sample_weight=weight)
+                start = terms.decision_function(design)
+            trees, leaves, n_leaves = _grow_rules(
+                X, y, categorical, settings, seed, weight, init_score=start
+            )
             # Hundreds of rule columns, one leaf per tree set in each row: a sparse
             # matrix for L-BFGS (which, unlike a Newton step, needs no dense Hessian)
             # costs a fraction of the dense one's products.
@@ -737,10 +758,16 @@ def _grow_rules(
     settings: Mapping[str, Any],
     seed: int,
     weight: np.ndarray | None,
+    init_score: np.ndarray | None = None,
 ) -> tuple[Any, np.ndarray, int]:
     """The rule trees fitted to ``X``, each row's leaf of every tree as a column index
     into the rules' indicators (one per leaf of every tree, in tree order), and the
-    number of indicators."""
+    number of indicators.
+
+    ``init_score``: each row's log-odds to boost from (None: the base rate). It only
+    shapes the trees' splits; the leaves' values are replaced by the rules'
+    coefficients after the joint fit.
+    """
     import lightgbm as lgb
 
     depth = settings["rule_depth"]
@@ -760,7 +787,13 @@ def _grow_rules(
         train = np.full_like(X32, np.nan)
         allowed = list(settings["rule_columns"])
         train[:, allowed] = X32[:, allowed]
-    data = lgb.Dataset(train, label=y, weight=weight, categorical_feature=list(categorical))
+    data = lgb.Dataset(
+        train,
+        label=y,
+        weight=weight,
+        init_score=init_score,
+        categorical_feature=list(categorical),
+    )
     trees = lgb.train(params, data, num_boost_round=settings["rules"])
     leaves = np.asarray(trees.predict(X32, pred_leaf=True), np.int64).reshape(X32.shape[0], -1)
     counts = [tree["num_leaves"] for tree in trees.dump_model()["tree_info"]]

@@ -98,13 +98,15 @@ _OWN_VIEW = "raw"
 
 #: Member parameters searched over a few named choices: member -> name -> {choice: value}.
 #: The linear member's hinge thresholds (none, +-1, or 0 and +-1), its rules (none,
-#: or the leaves of 50 trees), the columns they split on (all, or the raw columns) and
-#: its penalty (L2, or L1: ``l1_ratio`` 0 or 1).
+#: or the leaves of 50 trees), the columns they split on (all, or the raw columns),
+#: where the rule trees start (the base rate, or the margin of the regression without
+#: rules: ``rule_residual``) and its penalty (L2, or L1: ``l1_ratio`` 0 or 1).
 _MEMBER_CHOICES: dict[str, dict[str, dict[str, Any]]] = {
     "linear": {
         "tails": {"none": (), "1": (1.0,), "0,1": (0.0, 1.0)},
         "rules": {"none": 0, "50": 50},
         "rule_view": {"all": None, "raw": "raw"},
+        "rule_residual": {"off": False, "on": True},
         "l1_ratio": {"l2": 0.0, "l1": 1.0},
     },
 }
@@ -184,7 +186,9 @@ class SearchSpace:
         ``"lightgbm"``, ``"xgboost"``, ``"catboost"`` and ``"linear"`` (its ``C``,
         hinge thresholds ``tails``: none, ``1`` or ``0,1``, ``rules``: none or
         50, ``rule_view``: the rules split on all columns or on the raw
-        columns only, ``rule_scale``: how lightly the rules are penalised, and
+        columns only, ``rule_residual``: the rule trees grown from the base rate
+        or from the margin of the regression without rules,
+        ``rule_scale``: how lightly the rules are penalised, and
         ``context_scale``: how much more heavily than the raw columns the derived
         and patient-relative columns are penalised).
         With ``"lightgbm"`` among them the ensemble may also hold

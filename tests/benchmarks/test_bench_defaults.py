@@ -60,6 +60,7 @@ def test_the_finalists_race_on_another_seed_and_the_rule_picks_from_every_seed(s
     race = report["race"]
     assert race is not None, "the small candidates should leave two finalists"
     assert report["fit_budget"] is None  # toy models: the budget is for full-size fits
+    assert race["incumbent"] is None  # the small candidates do not hold the library defaults
     assert race["finalists"] == defaults.finalists(report["overall"], 2)
     assert race["race_seeds"] == [101] and race["seeds"] == [100, 101]
     assert race["chosen_first_seeds"] == defaults.select(report, 0.05)
@@ -329,6 +330,38 @@ def test_the_fit_budget_vetoes_the_choice_and_the_finalists() -> None:
     assert defaults.select({"overall": overall, "fit_budget": budget}, 0.05) == "a"
 
 
+def test_the_incumbent_races_by_right_unless_vetoed() -> None:
+    entry = {"gap_mean": 0.3, "real_diff": 0.001, "fit_seconds": 40.0}
+    overall = {
+        "new": {**entry, "gap_worst": 0.2},
+        "other": {**entry, "gap_worst": 0.1},
+        "held": {**entry, "gap_worst": 0.05},
+        "vetoed": {**entry, "gap_worst": 0.0, "real_diff": -0.001},
+    }
+    assert defaults.finalists(overall, 2) == ["new", "other"]
+    assert defaults.finalists(overall, 2, incumbent="held") == ["new", "other", "held"]
+    assert defaults.finalists(overall, 2, incumbent="other") == ["new", "other"]
+    assert defaults.finalists(overall, 2, incumbent="vetoed") == ["new", "other"]
+
+
+def test_the_incumbent_is_the_candidate_with_the_library_defaults(monkeypatch) -> None:
+    names = list(defaults.CANDIDATES)
+    holder = defaults.incumbent(names)
+    assert holder is not None, "no candidate in defaults.py is the library's defaults"
+    params = defaults.CANDIDATES[holder][1]
+    assert defaults.is_library_default(params)
+    assert sum(defaults.is_library_default(defaults.CANDIDATES[n][1]) for n in names) == 1
+    # one member setting, one weight or one switch away is another configuration
+    linear = params["linear_params"]
+    other_penalty = {**linear, "l1_ratio": 0.5}
+    assert not defaults.is_library_default({**params, "linear_params": other_penalty})
+    heavier = {**params["weights"], "linear": params["weights"]["linear"] + 1.0}
+    assert not defaults.is_library_default({**params, "weights": heavier})
+    assert not defaults.is_library_default({**params, "followup": False})
+    monkeypatch.setattr(lb.estimator._classifier, "LINEAR_MEMBER_WEIGHT", 1.5)
+    assert defaults.incumbent(names) is None  # the library moved: no candidate holds it
+
+
 def test_bad_race_options_are_refused_before_any_cell_runs(tmp_path) -> None:
     for option in (
         "--finalists",
@@ -402,8 +435,10 @@ def test_the_library_defaults_are_the_recorded_choice() -> None:
     if race:  # the race's pick, from the finalists' figures over every seed
         assert race["chosen"] == defaults.select(race, race["tie"])
         assert race["finalists"] == defaults.finalists(
-            report["overall"], len(race["finalists"]), report["fit_budget"]
+            report["overall"], race["size"], report["fit_budget"], race["incumbent"]
         )
+        # the incumbent is one of the recorded candidates, whatever the defaults are now
+        assert race["incumbent"] is None or race["incumbent"] in report["candidates"]
     if report.get("full_size"):  # rule 4: picks vetoed at full size until one fits
         source, budget = race or report, report["full_size"]["budget"]
         checked = report["full_size"]["checked"]
@@ -420,6 +455,9 @@ def test_the_library_defaults_are_the_recorded_choice() -> None:
     elif race:
         assert chosen == race["chosen"]
     params = report["configurations"][chosen]["params"]
+    assert defaults.is_library_default(params), (
+        f"the library defaults are not the recorded choice {chosen!r}: rerun defaults.py"
+    )
     estimator = lb.LesionBoostClassifier().get_params(deep=False)
     if estimator["weights"] is None:  # None stands for the default blend of the members
         estimator["weights"] = lb.estimator.default_weights(estimator["members"])

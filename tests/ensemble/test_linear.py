@@ -103,6 +103,8 @@ def test_json_round_trip_is_exact_and_malformed_json_is_refused():
         ({"rule_columns": [True]}, "non-empty list of distinct column indices"),
         ({"rule_columns": ["a"]}, "non-empty list of distinct column indices"),
         ({"rule_view": ""}, "'rule_view'\\] must be the name of a view"),
+        ({"rule_residual": "yes"}, "'rule_residual'\\] must be True"),
+        ({"rule_residual": 1}, "'rule_residual'\\] must be True"),
         ({"rule_view": "raw", "rule_columns": [0]}, "both 'rule_view' and 'rule_columns'"),
         ({"context_scale": 0.0, "own_columns": [0]}, "'context_scale'\\] must be a number > 0"),
         ({"context_scale": 0.5}, "name those with 'own_view'"),
@@ -159,6 +161,7 @@ def test_linear_member_adapter_has_no_rounds_device_or_threads():
         "rule_scale": 0.3,
         "rule_view": None,
         "rule_columns": None,
+        "rule_residual": False,
         "context_scale": 1.0,
         "own_view": None,
         "own_columns": None,
@@ -353,6 +356,46 @@ def test_rules_learn_a_thresholded_interaction_a_linear_model_cannot():
     assert np.diff(ruled.margin(probe))[0] < -1.0
 
 
+def _split_columns(scorer, n_columns):
+    """How often the rule trees of ``scorer`` split on each column."""
+    counts = np.zeros(n_columns, dtype=int)
+
+    def walk(node):
+        if "split_feature" in node:
+            counts[node["split_feature"]] += 1
+            walk(node["left_child"])
+            walk(node["right_child"])
+
+    for tree in scorer.rules.dump_model()["tree_info"]:
+        walk(tree["tree_structure"])
+    return counts
+
+
+def test_residual_rules_split_on_the_interaction_the_terms_leave():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40000, 5))
+    X[:, 4] = rng.integers(0, 3, 40000)
+    corner = (X[:, 1] > 1.0) & (X[:, 2] > 1.0)
+    logit = -5.5 + 1.5 * X[:, 0] + 2.5 * corner  # a strong smooth effect and a weak corner
+    y = (rng.random(40000) < 1 / (1 + np.exp(-logit))).astype(int)
+    X = X.astype(np.float32)
+    params = {"rules": 10, "rule_depth": 2}
+    from_base = LinearScorer.fit(X, y, cat_idx=[4], params=params, seed=0)
+    residual = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_residual": True})
+    # from the base rate the trees spend most splits re-learning column 0, which the
+    # regression's terms hold; from the terms' margin they split on the corner
+    base_splits, residual_splits = _split_columns(from_base, 5), _split_columns(residual, 5)
+    assert base_splits[0] > base_splits[1] + base_splits[2]  # measured: 21 vs 7
+    assert residual_splits[1] + residual_splits[2] > 2 * residual_splits[0]  # 24 vs 5
+    # the same model and file format: only the trees' splits differ
+    again = LinearScorer.from_json(residual.to_json())
+    np.testing.assert_array_equal(again.margin(X[:100]), residual.margin(X[:100]))
+    terms = LinearScorer.fit(X, y, cat_idx=[4])
+    corner_probe = np.zeros((2, 5), dtype=np.float32)
+    corner_probe[0, 1:3] = 2.0
+    assert np.diff(residual.margin(corner_probe))[0] < np.diff(terms.margin(corner_probe))[0]
+
+
 def test_rule_margin_is_the_joint_fit_and_contributions_still_add_up():
     X, y = _interaction_data(n=6000)
     ruled = LinearScorer.fit(X, y, cat_idx=[4], params={"C": 1.0, "rules": 10, "rule_depth": 2})
@@ -461,17 +504,7 @@ def test_linear_member_with_rules_saves_and_loads_in_the_ensemble(tmp_path):
 
 def _rule_split_columns(scorer):
     """The columns the rule trees of ``scorer`` split on."""
-    found = set()
-
-    def walk(node):
-        if "split_feature" in node:
-            found.add(node["split_feature"])
-            walk(node["left_child"])
-            walk(node["right_child"])
-
-    for tree in scorer.rules.dump_model()["tree_info"]:
-        walk(tree["tree_structure"])
-    return found
+    return {int(c) for c in np.flatnonzero(_split_columns(scorer, scorer.n_features))}
 
 
 def test_rule_columns_limit_what_the_rules_can_learn():

@@ -146,6 +146,7 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     assert space.defaults()["linear.rule_view"] == "raw"  # the default rules: raw columns
     assert distributions["linear.l1_ratio"].choices == ("l2", "l1")
     assert space.defaults()["linear.l1_ratio"] == "l1"  # the estimator's default: L1
+    assert distributions["linear.rule_residual"].choices == ("off", "on")
     trial = {
         **space.defaults(),
         "linear.C": 0.5,
@@ -154,6 +155,7 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
         "linear.rule_scale": 0.7,
         "linear.context_scale": 0.4,
         "linear.l1_ratio": "l1",
+        "linear.rule_residual": "on",
     }
     config = build_config(space, trial, rounds=30)
     assert config["members"] == ("lightgbm", "linear", "lightgbm:raw")
@@ -166,6 +168,7 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
         "rule_scale": 0.7,
         "context_scale": 0.4,
         "l1_ratio": 1.0,
+        "rule_residual": True,
         "own_view": "raw",
     }
     assert config["linear_params"] == expected
@@ -181,6 +184,8 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     assert every["linear_params"]["rule_view"] is None
     ridge = build_config(space, {**trial, "linear.l1_ratio": "l2"}, rounds=30)
     assert ridge["linear_params"]["l1_ratio"] == 0.0
+    from_base = build_config(space, {**trial, "linear.rule_residual": "off"}, rounds=30)
+    assert from_base["linear_params"]["rule_residual"] is False
 
 
 def test_a_tails_default_outside_the_choices_joins_them(monkeypatch) -> None:
@@ -202,6 +207,7 @@ def test_rule_options_the_estimator_leaves_unset_start_from_the_member_defaults(
     assert defaults["linear.rules"] == "none"  # RULE_DEFAULTS: no rules
     assert defaults["linear.rule_view"] == "all"  # rules on every column
     assert defaults["linear.l1_ratio"] == "l2"  # PENALTY_DEFAULTS: L2
+    assert defaults["linear.rule_residual"] == "off"  # RULE_DEFAULTS: from the base rate
 
 
 def test_ranges_widen_to_contain_a_default_outside_them(monkeypatch) -> None:
