@@ -210,7 +210,7 @@ class _TableEmbedder:
         joined = wanted.join(table, on="isic_id", how="left", maintain_order="left")
         present = joined.get_column("__in_table").fill_null(False).to_numpy()
         values = joined.select(self._columns).to_numpy().astype(np.float32)
-        failed = ~np.isfinite(values).all(axis=1)
+        failed = np.asarray(~np.isfinite(values).all(axis=1), dtype=bool)
         if "image_failed" in joined.columns:
             failed |= joined.get_column("image_failed").fill_null(True).to_numpy().astype(bool)
         absent = np.flatnonzero(~present)
