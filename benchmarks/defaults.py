@@ -363,6 +363,18 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "thresholded interactions the trees propose keep more of their weight",
         _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, rule_scale=1.0)),
     ),
+    "followup_l1_s07": (
+        "followup_l1 with the rules' indicator value 0.7 (`rule_scale`): under the L1 penalty "
+        "a rule carries 1.4 times a normal score's penalty, between the default's 2.2 and "
+        "followup_l1_s1's 1",
+        _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, rule_scale=0.7)),
+    ),
+    "followup_l1_scv": (
+        "followup_l1 whose linear member chooses the rules' indicator value per data set: "
+        "0.45 or 1 (`rule_scale` [0.45, 1.0]), whichever scores the better pAUC on three "
+        "inner folds of its training rows",
+        _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, rule_scale=[0.45, 1.0])),
+    ),
     "linear_raw": (
         "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "
         "(`linear:raw`), at the weight of each booster",

@@ -170,7 +170,8 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         thresholds on the normal-score scale, e.g. ``[1.0]``; default none: one
         linear effect per column), and ``rules`` (default 0: none), the number of
         shallow LightGBM trees (``rule_depth``, 3) whose leaves join the regression
-        as indicator columns of value ``rule_scale`` (0.3), so that it also fits
+        as indicator columns of value ``rule_scale`` (0.3; a list of values: the one
+        that scores best on three inner folds of the member's rows), so that it also fits
         thresholded interactions (RuleFit), and ``rule_view`` (default None: every
         column the member sees), a key of ``views`` whose columns alone the rule
         trees split on (e.g. ``"raw"``: conjunctions of the lesion's own

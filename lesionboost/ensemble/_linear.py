@@ -32,6 +32,10 @@ LightGBM model's raw output, stored in LightGBM's own text format. With
 ``rule_columns`` the trees split only on those columns (the others are missing in
 their training data), so the rules can be conjunctions of a chosen set of columns,
 such as a lesion's own measurements, while the regression sees every column.
+``rule_scale`` may also be a list of candidates: the member then fits each of them on
+three stratified folds of its training rows and keeps the one whose out-of-fold
+scores have the best pAUC above 80 % TPR (the first on a tie), before fitting all
+the rows with it, so how lightly the rules are penalised follows the data.
 With ``rule_residual`` the trees are grown from the margin of the regression on the
 column terms alone (LightGBM's ``init_score``) instead of from the base rate, so
 their splits model what the smooth terms leave -- the interactions -- rather than
@@ -138,6 +142,16 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
             "l1_ratio: the L1 share of its penalty)."
         )
     merged = {**known, **params}
+    scale = merged["rule_scale"]
+    if isinstance(scale, (list, tuple)):  # candidates, chosen by inner cross-validation
+        if not scale or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in scale
+        ):
+            raise ValueError(
+                "linear_params['rule_scale'] must be a number > 0 or a non-empty list of "
+                f"numbers > 0 (candidates chosen by inner cross-validation), got {scale!r}."
+            )
+        merged["rule_scale"] = scale[0]  # checked below like a single number
     for key in ("C", "rule_scale", "context_scale"):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -186,7 +200,9 @@ def check_linear_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "tails": _check_tails(merged["tails"]),
         "rules": int(merged["rules"]),
         "rule_depth": int(merged["rule_depth"]),
-        "rule_scale": float(merged["rule_scale"]),
+        "rule_scale": (
+            tuple(float(v) for v in scale) if isinstance(scale, (list, tuple)) else float(scale)
+        ),
         "rule_view": view,
         "rule_columns": columns,
         "rule_residual": bool(merged["rule_residual"]),
@@ -399,6 +415,13 @@ class LinearScorer:
         X = np.asarray(X, dtype=np.float64)
         if settings["rules"] > 0:
             _check_view_columns(settings, "rule", X.shape[1])
+        if isinstance(settings["rule_scale"], tuple):
+            chosen = (
+                _choose_rule_scale(cls, X, y, cat_idx, settings, weight, seed)
+                if settings["rules"] > 0
+                else settings["rule_scale"][0]  # unused without rules
+            )
+            settings = {**settings, "rule_scale": chosen}
         _check_view_columns(settings, "own", X.shape[1])
         own_columns = settings["own_columns"]
         categorical = sorted({int(i) for i in cat_idx})
@@ -830,6 +853,47 @@ def _stacked_design(design: np.ndarray, leaves: np.ndarray, n_leaves: int, scale
     return sparse.csr_matrix(
         (values[keep], columns[keep], indptr), shape=(n_rows, width + n_leaves)
     )
+
+
+#: Inner folds of the choice among several ``rule_scale`` candidates.
+_SCALE_FOLDS = 3
+
+
+def _choose_rule_scale(
+    cls: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    cat_idx: Sequence[int],
+    settings: Mapping[str, Any],
+    weight: np.ndarray | None,
+    seed: int,
+) -> float:
+    """The candidate ``rule_scale`` whose fits score the best pooled out-of-fold pAUC
+    (above 80 % TPR) over :data:`_SCALE_FOLDS` stratified folds of the rows; ties go to
+    the earlier candidate. Too few positives for the folds: the first candidate."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from ..metrics import pauc_above_tpr
+
+    y = np.asarray(y)
+    candidates = settings["rule_scale"]
+    if int(np.sum(y == 1)) < 2 * _SCALE_FOLDS or len(candidates) == 1:
+        return float(candidates[0])
+    folds = StratifiedKFold(_SCALE_FOLDS, shuffle=True, random_state=seed).split(X, y)
+    margins = np.zeros((len(candidates), len(y)))
+    for train, test in folds:
+        for k, scale in enumerate(candidates):
+            part = cls.fit(
+                X[train],
+                y[train],
+                cat_idx=cat_idx,
+                params={**settings, "rule_scale": scale},
+                weight=None if weight is None else np.asarray(weight)[train],
+                seed=seed,
+            )
+            margins[k, test] = part.margin(X[test])
+    scores = [pauc_above_tpr(y, m) for m in margins]
+    return float(candidates[int(np.argmax(scores))])
 
 
 def _write_rule_coefficients(trees: Any, values: np.ndarray) -> None:

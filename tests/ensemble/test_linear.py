@@ -103,6 +103,9 @@ def test_json_round_trip_is_exact_and_malformed_json_is_refused():
         ({"rule_columns": [True]}, "non-empty list of distinct column indices"),
         ({"rule_columns": ["a"]}, "non-empty list of distinct column indices"),
         ({"rule_view": ""}, "'rule_view'\\] must be the name of a view"),
+        ({"rule_scale": []}, "non-empty list of numbers > 0"),
+        ({"rule_scale": [0.5, -1.0]}, "non-empty list of numbers > 0"),
+        ({"rule_scale": [0.5, "a"]}, "non-empty list of numbers > 0"),
         ({"rule_residual": "yes"}, "'rule_residual'\\] must be True"),
         ({"rule_residual": 1}, "'rule_residual'\\] must be True"),
         ({"rule_view": "raw", "rule_columns": [0]}, "both 'rule_view' and 'rule_columns'"),
@@ -394,6 +397,26 @@ def test_residual_rules_split_on_the_interaction_the_terms_leave():
     corner_probe = np.zeros((2, 5), dtype=np.float32)
     corner_probe[0, 1:3] = 2.0
     assert np.diff(residual.margin(corner_probe))[0] < np.diff(terms.margin(corner_probe))[0]
+
+
+def test_a_list_of_rule_scales_is_chosen_by_inner_cross_validation():
+    X, y = _interaction_data(n=20000)
+    params = {"rules": 10, "rule_depth": 2}
+    # a scale of 0.02 prices every rule out (an L2 penalty 2,500 times a normal score's):
+    # on a thresholded interaction the folds prefer the rules at full scale
+    chosen = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": [0.02, 1.0]})
+    full = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": 1.0})
+    priced_out = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": 0.02})
+    np.testing.assert_array_equal(chosen.margin(X), full.margin(X))
+    assert not np.array_equal(priced_out.margin(X), full.margin(X))
+    either_order = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": [1.0, 0.02]})
+    np.testing.assert_array_equal(either_order.margin(X), full.margin(X))
+    # one candidate, or no rules: that scale without any inner fit
+    single = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": [0.02]})
+    np.testing.assert_array_equal(single.margin(X), priced_out.margin(X))
+    plain = LinearScorer.fit(X, y, cat_idx=[4], params={"rule_scale": [0.02, 1.0]})
+    assert plain.rules is None
+    assert check_linear_params({"rule_scale": [0.5, 1]})["rule_scale"] == (0.5, 1.0)
 
 
 def test_rule_margin_is_the_joint_fit_and_contributions_still_add_up():
