@@ -860,7 +860,7 @@ _SCALE_FOLDS = 3
 
 
 def _choose_rule_scale(
-    cls: Any,
+    cls: type[LinearScorer],
     X: np.ndarray,
     y: np.ndarray,
     cat_idx: Sequence[int],
