@@ -171,7 +171,8 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         linear effect per column), and ``rules`` (default 0: none), the number of
         shallow LightGBM trees (``rule_depth``, 3) whose leaves join the regression
         as indicator columns of value ``rule_scale`` (0.3; a list of values: the one
-        that scores best on three inner folds of the member's rows), so that it also fits
+        that scores best on two inner folds of the first bag's rows, then used by
+        every bag), so that it also fits
         thresholded interactions (RuleFit), and ``rule_view`` (default None: every
         column the member sees), a key of ``views`` whose columns alone the rule
         trees split on (e.g. ``"raw"``: conjunctions of the lesion's own
@@ -521,9 +522,10 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 columns, cat_idx = self._member_columns(member)
                 Xm = Xb if columns is None else np.ascontiguousarray(Xb[:, columns])
                 logger.debug("bag %d/%d: %s on %d rows", bag + 1, self.n_bags, member, rows.size)
-                self.boosters_[member].append(
-                    MEMBERS[kind].fit(params, rounds, Xm, yb, cat_idx, seed, wb)
-                )
+                booster = MEMBERS[kind].fit(params, rounds, Xm, yb, cat_idx, seed, wb)
+                self.boosters_[member].append(booster)
+                if bag == 0:  # a choice among candidates holds for every bag
+                    member_params[member] = MEMBERS[kind].settled(params, booster)
         n_pos = int(y01.sum())
         n_neg = int(y01.size - n_pos)
         self.members_ = tuple(members)

@@ -33,9 +33,12 @@ LightGBM model's raw output, stored in LightGBM's own text format. With
 their training data), so the rules can be conjunctions of a chosen set of columns,
 such as a lesion's own measurements, while the regression sees every column.
 ``rule_scale`` may also be a list of candidates: the member then fits each of them on
-three stratified folds of its training rows and keeps the one whose out-of-fold
+two stratified folds of its training rows and keeps the one whose out-of-fold
 scores have the best pAUC above 80 % TPR (the first on a tie), before fitting all
-the rows with it, so how lightly the rules are penalised follows the data.
+the rows with it, so how lightly the rules are penalised follows the data. The
+candidates of a fold share its design matrix and rule trees, which do not depend on
+the scale, and the fitted member records the scale it kept (``rule_scale``); an
+ensemble makes the choice on its first bag and fits the other bags with it.
 With ``rule_residual`` the trees are grown from the margin of the regression on the
 column terms alone (LightGBM's ``init_score``) instead of from the base rate, so
 their splits model what the smooth terms leave -- the interactions -- rather than
@@ -361,10 +364,14 @@ class LinearScorer:
         baseline: np.ndarray,
         tails: Sequence[float] = (),
         rules: Any = None,
+        rule_scale: float | None = None,
     ) -> None:
         self.n_features = int(n_features)
         #: The rules as a LightGBM ``Booster`` whose leaves hold their coefficients, or None.
         self.rules = rules
+        #: The ``rule_scale`` the rules were fitted with (the chosen one of several
+        #: candidates); None without rules or in a file that does not record it.
+        self.rule_scale = None if rule_scale is None else float(rule_scale)
         self.tails = _check_tails(list(tails))
         self.numeric = [int(i) for i in numeric]
         self.knots = [
@@ -415,69 +422,15 @@ class LinearScorer:
         X = np.asarray(X, dtype=np.float64)
         if settings["rules"] > 0:
             _check_view_columns(settings, "rule", X.shape[1])
-        if isinstance(settings["rule_scale"], tuple):
-            chosen = (
+        _check_view_columns(settings, "own", X.shape[1])
+        scale = settings["rule_scale"]
+        if isinstance(scale, tuple):
+            scale = (
                 _choose_rule_scale(cls, X, y, cat_idx, settings, weight, seed)
                 if settings["rules"] > 0
-                else settings["rule_scale"][0]  # unused without rules
+                else scale[0]  # unused without rules
             )
-            settings = {**settings, "rule_scale": chosen}
-        _check_view_columns(settings, "own", X.shape[1])
-        own_columns = settings["own_columns"]
-        categorical = sorted({int(i) for i in cat_idx})
-        numeric = [i for i in range(X.shape[1]) if i not in set(categorical)]
-        grid = np.linspace(0.0, 1.0, min(settings["n_quantiles"], X.shape[0]))
-        knots = [_column_knots(X[:, i], grid) for i in numeric]
-        levels = {}
-        for index in categorical:
-            codes = X[:, index]
-            levels[index] = np.unique(codes[~np.isnan(codes)]).tolist()
-        tails = settings["tails"]
-        width = _design_width(len(numeric), tails, levels)
-        shell = cls(
-            n_features=X.shape[1],
-            numeric=numeric,
-            knots=knots,
-            levels=levels,
-            coef=np.zeros(width),
-            intercept=0.0,
-            baseline=np.zeros(width),
-            tails=tails,
-        )
-        design = shell.design(X)
-        baseline = np.average(design, axis=0, weights=weight)
-        context = shell._context_mask(own_columns) if settings["context_scale"] != 1.0 else None
-        if context is not None:  # folded back into the coefficients after the fit
-            design[:, context] *= settings["context_scale"]
-        y = np.asarray(y)
-        trees = None
-        if settings["rules"] > 0:
-            start = None
-            if settings["rule_residual"]:  # the trees model what the terms leave
-                terms = _logistic_regression(settings, sparse_rules=False, seed=seed)
-                terms.fit(design, y, sample_weight=weight)
-                start = terms.decision_function(design)
-            trees, leaves, n_leaves = _grow_rules(
-                X, y, categorical, settings, seed, weight, init_score=start
-            )
-            # Hundreds of rule columns, one leaf per tree set in each row: a sparse
-            # matrix for L-BFGS (which, unlike a Newton step, needs no dense Hessian)
-            # costs a fraction of the dense one's products.
-            inputs: Any = _stacked_design(design, leaves, n_leaves, settings["rule_scale"])
-        else:
-            inputs = design
-        model = _logistic_regression(settings, sparse_rules=trees is not None, seed=seed)
-        model.fit(inputs, y, sample_weight=weight)
-        coef = model.coef_.ravel().astype(np.float64)
-        shell.coef = coef[:width].copy()
-        if context is not None:
-            shell.coef[context] *= settings["context_scale"]
-        shell.intercept = float(model.intercept_[0])
-        shell.baseline = baseline
-        if trees is not None:
-            _write_rule_coefficients(trees, settings["rule_scale"] * coef[width:])
-            shell.rules = trees
-        return shell
+        return _Problem(cls, X, y, cat_idx, settings, weight, seed).solve(scale)
 
     def _context_mask(self, own_columns: Sequence[int] | None) -> np.ndarray:
         """Design columns (scores and hinges) of the numerics outside ``own_columns``."""
@@ -627,6 +580,7 @@ class LinearScorer:
                 "intercept": self.intercept,
                 "baseline": self.baseline.tolist(),
                 "rules": None if self.rules is None else self.rules.model_to_string(),
+                "rule_scale": self.rule_scale,
             }
         )
 
@@ -648,7 +602,98 @@ class LinearScorer:
             baseline=np.asarray(state["baseline"], dtype=np.float64),
             tails=state.get("tails", []),
             rules=_load_rules(state.get("rules")),
+            rule_scale=state.get("rule_scale"),
         )
+
+
+class _Problem:
+    """What a linear member's fit builds before its regression: the columns' knots and
+    levels, the design matrix and, with rules, the trees and every row's leaves.
+
+    None of it depends on ``rule_scale``, so the candidates of an inner choice
+    share one per fold and differ only in :meth:`solve`.
+    """
+
+    def __init__(
+        self,
+        cls: type[LinearScorer],
+        X: np.ndarray,
+        y: np.ndarray,
+        cat_idx: Sequence[int],
+        settings: Mapping[str, Any],
+        weight: np.ndarray | None,
+        seed: int,
+    ) -> None:
+        self.cls, self.settings, self.weight, self.seed = cls, settings, weight, seed
+        self.y = np.asarray(y)
+        categorical = sorted({int(i) for i in cat_idx})
+        numeric = [i for i in range(X.shape[1]) if i not in set(categorical)]
+        grid = np.linspace(0.0, 1.0, min(settings["n_quantiles"], X.shape[0]))
+        levels = {}
+        for index in categorical:
+            codes = X[:, index]
+            levels[index] = np.unique(codes[~np.isnan(codes)]).tolist()
+        self.width = _design_width(len(numeric), settings["tails"], levels)
+        self.columns: dict[str, Any] = {
+            "n_features": X.shape[1],
+            "numeric": numeric,
+            "knots": [_column_knots(X[:, i], grid) for i in numeric],
+            "levels": levels,
+            "tails": settings["tails"],
+        }
+        shell = cls(
+            **self.columns, coef=np.zeros(self.width), intercept=0.0, baseline=np.zeros(self.width)
+        )
+        self.design = shell.design(X)
+        self.baseline = np.average(self.design, axis=0, weights=weight)
+        self.context = (
+            shell._context_mask(settings["own_columns"])
+            if settings["context_scale"] != 1.0
+            else None
+        )
+        if self.context is not None:  # folded back into the coefficients after the fit
+            self.design[:, self.context] *= settings["context_scale"]
+        self.trees: Any = None
+        if settings["rules"] > 0:
+            start = None
+            if settings["rule_residual"]:  # the trees model what the terms leave
+                terms = _logistic_regression(settings, sparse_rules=False, seed=seed)
+                terms.fit(self.design, self.y, sample_weight=weight)
+                start = terms.decision_function(self.design)
+            self.trees, self.leaves, self.n_leaves = _grow_rules(
+                X, self.y, categorical, settings, seed, weight, init_score=start
+            )
+
+    def solve(self, scale: float, *, copy_rules: bool = False) -> LinearScorer:
+        """The fitted member with rule indicators of value ``scale``. The rules' leaves
+        take its coefficients; ``copy_rules`` writes them into a copy of the trees, so
+        the problem can be solved again."""
+        if self.trees is not None:
+            # Hundreds of rule columns, one leaf per tree set in each row: a sparse
+            # matrix for L-BFGS (which, unlike a Newton step, needs no dense Hessian)
+            # costs a fraction of the dense one's products.
+            inputs: Any = _stacked_design(self.design, self.leaves, self.n_leaves, scale)
+        else:
+            inputs = self.design
+        settings = self.settings
+        model = _logistic_regression(settings, sparse_rules=self.trees is not None, seed=self.seed)
+        model.fit(inputs, self.y, sample_weight=self.weight)
+        coef = model.coef_.ravel().astype(np.float64)
+        own = coef[: self.width].copy()
+        if self.context is not None:
+            own[self.context] *= settings["context_scale"]
+        scorer = self.cls(
+            **self.columns, coef=own, intercept=float(model.intercept_[0]), baseline=self.baseline
+        )
+        if self.trees is not None:
+            trees = self.trees
+            if copy_rules:
+                import lightgbm as lgb
+
+                trees = lgb.Booster(model_str=trees.model_to_string())
+            _write_rule_coefficients(trees, scale * coef[self.width :])
+            scorer.rules, scorer.rule_scale = trees, float(scale)
+        return scorer
 
 
 def mean_margin(
@@ -856,7 +901,7 @@ def _stacked_design(design: np.ndarray, leaves: np.ndarray, n_leaves: int, scale
 
 
 #: Inner folds of the choice among several ``rule_scale`` candidates.
-_SCALE_FOLDS = 3
+_SCALE_FOLDS = 2
 
 
 def _choose_rule_scale(
@@ -870,7 +915,13 @@ def _choose_rule_scale(
 ) -> float:
     """The candidate ``rule_scale`` whose fits score the best pooled out-of-fold pAUC
     (above 80 % TPR) over :data:`_SCALE_FOLDS` stratified folds of the rows; ties go to
-    the earlier candidate. Too few positives for the folds: the first candidate."""
+    the earlier candidate. Too few positives for the folds: the first candidate.
+
+    The candidates of a fold share its design and rule trees (neither depends on
+    the scale). The fits run one after another: liblinear (the L1 solver) draws
+    its coordinate order from one process-wide generator, so fits on parallel
+    threads would not repeat.
+    """
     from sklearn.model_selection import StratifiedKFold
 
     from ..metrics import pauc_above_tpr
@@ -882,16 +933,10 @@ def _choose_rule_scale(
     folds = StratifiedKFold(_SCALE_FOLDS, shuffle=True, random_state=seed).split(X, y)
     margins = np.zeros((len(candidates), len(y)))
     for train, test in folds:
+        part = None if weight is None else np.asarray(weight)[train]
+        problem = _Problem(cls, X[train], y[train], cat_idx, settings, part, seed)
         for k, scale in enumerate(candidates):
-            part = cls.fit(
-                X[train],
-                y[train],
-                cat_idx=cat_idx,
-                params={**settings, "rule_scale": scale},
-                weight=None if weight is None else np.asarray(weight)[train],
-                seed=seed,
-            )
-            margins[k, test] = part.margin(X[test])
+            margins[k, test] = problem.solve(scale, copy_rules=True).margin(X[test])
     scores = [pauc_above_tpr(y, m) for m in margins]
     return float(candidates[int(np.argmax(scores))])
 

@@ -145,6 +145,11 @@ class _Member:
     ) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def settled(self, params: dict[str, Any], booster: Any) -> dict[str, Any]:
+        """``params`` for the later bags of a fit, with what the first bag's fit
+        (``booster``) chose among candidates fixed (the same ``params`` if nothing)."""
+        return params
+
     def prepare(
         self, X: Any, cat_idx: Sequence[int], threads: int | None
     ) -> Any:  # pragma: no cover - overridden
@@ -595,6 +600,12 @@ class _Linear(_Member):
     ) -> Any:
         # without rules the fit is deterministic; the seed only drives the rule trees
         return LinearScorer.fit(X, y, cat_idx=cat_idx, params=params, weight=weight, seed=seed)
+
+    def settled(self, params: dict[str, Any], booster: Any) -> dict[str, Any]:
+        # several rule_scale candidates: the first bag's inner folds choose for every bag
+        if isinstance(params["rule_scale"], tuple) and booster.rule_scale is not None:
+            return {**params, "rule_scale": booster.rule_scale}
+        return params
 
     def prepare(self, X: Any, cat_idx: Sequence[int], threads: int | None) -> Any:
         return X

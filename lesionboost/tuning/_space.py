@@ -85,9 +85,6 @@ _MEMBER_RANGES: dict[str, dict[str, _Range]] = {
     },
     "linear": {
         "C": _Range(0.01, 1.0, log=True),
-        # the rules' indicator value: each rule's penalty is 1/rule_scale (L1) or
-        # 1/rule_scale**2 (L2) times a normal score's (unused without rules)
-        "rule_scale": _Range(0.2, 1.0, log=True),
         # the scale of every column outside the raw ones: their penalty is 1/context_scale
         # (L1) or 1/context_scale**2 (L2) times a raw column's (1: no context penalty)
         "context_scale": _Range(0.2, 1.0, log=True),
@@ -100,13 +97,17 @@ _OWN_VIEW = "raw"
 #: The linear member's hinge thresholds (none, +-1, or 0 and +-1), its rules (none,
 #: or the leaves of 50 trees), the columns they split on (all, or the raw columns),
 #: where the rule trees start (the base rate, or the margin of the regression without
-#: rules: ``rule_residual``) and its penalty (L2, or L1: ``l1_ratio`` 0 or 1).
+#: rules: ``rule_residual``), the rules' indicator value (``rule_scale``: each rule's
+#: penalty is 1/rule_scale (L1) or 1/rule_scale**2 (L2) times a normal score's; "0.45,1"
+#: lets the member choose between the two on inner folds) and its penalty (L2, or L1:
+#: ``l1_ratio`` 0 or 1).
 _MEMBER_CHOICES: dict[str, dict[str, dict[str, Any]]] = {
     "linear": {
         "tails": {"none": (), "1": (1.0,), "0,1": (0.0, 1.0)},
         "rules": {"none": 0, "50": 50},
         "rule_view": {"all": None, "raw": "raw"},
         "rule_residual": {"off": False, "on": True},
+        "rule_scale": {"0.2": 0.2, "0.45": 0.45, "0.7": 0.7, "1": 1.0, "0.45,1": (0.45, 1.0)},
         "l1_ratio": {"l2": 0.0, "l1": 1.0},
     },
 }
@@ -131,9 +132,10 @@ def _choice_value(member: str, name: str, label: str) -> Any:
     choices = _MEMBER_CHOICES[member][name]
     if label in choices:
         return choices[label]
-    if isinstance(next(iter(choices.values())), tuple):
+    sample = next(iter(choices.values()))
+    if isinstance(sample, tuple) or "," in label:  # a default outside the listed choices
         return tuple(float(v) for v in label.split(","))
-    return int(label)
+    return int(label) if isinstance(sample, int) else float(label)
 
 
 # Library defaults of searched parameters the member adapters leave unset.

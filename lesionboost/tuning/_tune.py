@@ -325,7 +325,7 @@ def tune(
         "members": list(space.members),
         "rounds": rounds,
         "n_folds": int(len(np.unique(folds))),
-        "search_space": 4,
+        "search_space": 5,
         "search_space_ensemble": bool(space.ensemble),
         "search_space_feature_groups": bool(space.feature_groups),
         "search_space_followup": bool(space.feature_groups and space.followup),

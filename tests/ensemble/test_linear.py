@@ -10,7 +10,7 @@ import pytest
 
 import lesionboost as lb
 from lesionboost.ensemble import GBDTEnsembleClassifier
-from lesionboost.ensemble._linear import LinearScorer, check_linear_params
+from lesionboost.ensemble._linear import LinearScorer, _Problem, check_linear_params
 from lesionboost.ensemble._members import MEMBERS
 from lesionboost.exceptions import ModelFileError
 from lesionboost.metrics import pauc_above_tpr
@@ -409,14 +409,64 @@ def test_a_list_of_rule_scales_is_chosen_by_inner_cross_validation():
     priced_out = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": 0.02})
     np.testing.assert_array_equal(chosen.margin(X), full.margin(X))
     assert not np.array_equal(priced_out.margin(X), full.margin(X))
+    # the scorer records the scale it was fitted with, in its file too
+    assert (chosen.rule_scale, priced_out.rule_scale) == (1.0, 0.02)
+    assert LinearScorer.from_json(chosen.to_json()).rule_scale == 1.0
     either_order = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": [1.0, 0.02]})
     np.testing.assert_array_equal(either_order.margin(X), full.margin(X))
     # one candidate, or no rules: that scale without any inner fit
     single = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": [0.02]})
     np.testing.assert_array_equal(single.margin(X), priced_out.margin(X))
     plain = LinearScorer.fit(X, y, cat_idx=[4], params={"rule_scale": [0.02, 1.0]})
-    assert plain.rules is None
+    assert plain.rules is None and plain.rule_scale is None
     assert check_linear_params({"rule_scale": [0.5, 1]})["rule_scale"] == (0.5, 1.0)
+
+
+def test_the_candidates_of_a_choice_share_one_design_and_fit_as_if_alone():
+    X, y = _interaction_data(n=6000)
+    params = {"rules": 10, "rule_depth": 2, "l1_ratio": 1.0, "rule_scale": [0.3, 1.0]}
+    problem = _Problem(
+        LinearScorer, X.astype(np.float64), y, [4], check_linear_params(params), None, 0
+    )
+    solved = {scale: problem.solve(scale, copy_rules=True) for scale in (0.3, 1.0)}
+    for scale, shared in solved.items():  # each keeps its own rules after the other's solve
+        alone = LinearScorer.fit(X, y, cat_idx=[4], params={**params, "rule_scale": scale})
+        np.testing.assert_array_equal(shared.margin(X), alone.margin(X))
+        assert shared.rule_scale == scale
+    assert not np.array_equal(solved[0.3].margin(X), solved[1.0].margin(X))
+
+
+def test_an_ensemble_chooses_the_rule_scale_once_for_every_bag(monkeypatch):
+    from lesionboost.ensemble import _linear
+
+    X, y = _interaction_data(n=8000)
+    calls = []
+    choose = _linear._choose_rule_scale
+
+    def counted(*args, **kwargs):
+        calls.append(choose(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(_linear, "_choose_rule_scale", counted)
+    linear = {"rules": 10, "rule_depth": 2}
+    fitted = {}
+    for scale in ([0.02, 1.0], 1.0):
+        clf = GBDTEnsembleClassifier(
+            members=("linear",),
+            n_bags=3,
+            neg_ratio=0.1,
+            linear_params={**linear, "rule_scale": scale},
+            random_state=0,
+        )
+        fitted[str(scale)] = clf.fit(X, y, sample_weight=None)
+    # the first bag's inner folds choose; the other bags fit that scale directly
+    assert calls == [1.0]
+    bags = fitted[str([0.02, 1.0])].boosters_["linear"]
+    assert [bag.rule_scale for bag in bags] == [1.0, 1.0, 1.0]
+    np.testing.assert_array_equal(
+        fitted[str([0.02, 1.0])].predict_proba(X[:200]),
+        fitted["1.0"].predict_proba(X[:200]),
+    )
 
 
 def test_rule_margin_is_the_joint_fit_and_contributions_still_add_up():

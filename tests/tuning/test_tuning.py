@@ -133,11 +133,13 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
     space = SearchSpace(members=("lightgbm", "linear"))
     distributions = space.distributions()
     assert distributions["linear.C"].log and "weight.linear" in distributions
-    scale = distributions["linear.rule_scale"]
-    assert scale.log and scale.low <= space.defaults()["linear.rule_scale"] <= scale.high
+    assert distributions["linear.rule_scale"].choices == ("0.2", "0.45", "0.7", "1", "0.45,1")
+    # the default: the member chooses 0.45 or 1 on inner folds
     own = default_member_params("linear")
-    expected_scale = own.get("rule_scale", RULE_DEFAULTS["rule_scale"])
-    assert space.defaults()["linear.rule_scale"] == pytest.approx(expected_scale)
+    assert tuple(own["rule_scale"]) == (0.45, 1.0)
+    assert space.defaults()["linear.rule_scale"] == "0.45,1"
+    defaults_config = build_config(space, space.defaults(), rounds=30)
+    assert defaults_config["linear_params"]["rule_scale"] == (0.45, 1.0)
     assert distributions["linear.tails"].choices == ("none", "1", "0,1")
     assert space.defaults()["linear.tails"] == "none"  # the estimator's default: no hinges
     assert distributions["linear.rules"].choices == ("none", "50")
@@ -152,7 +154,7 @@ def test_the_linear_member_is_searched_by_its_strength_and_has_no_rounds() -> No
         "linear.C": 0.5,
         "linear.tails": "0,1",
         "linear.rules": "50",
-        "linear.rule_scale": 0.7,
+        "linear.rule_scale": "0.7",
         "linear.context_scale": 0.4,
         "linear.l1_ratio": "l1",
         "linear.rule_residual": "on",
@@ -202,8 +204,15 @@ def test_rule_options_the_estimator_leaves_unset_start_from_the_member_defaults(
     import lesionboost.estimator._classifier as estimator_module
 
     monkeypatch.setattr(estimator_module, "DEFAULT_LINEAR_PARAMS", {})
-    defaults = SearchSpace(members=("linear",)).defaults()
-    assert defaults["linear.rule_scale"] == pytest.approx(RULE_DEFAULTS["rule_scale"])
+    space = SearchSpace(members=("linear",))
+    defaults = space.defaults()
+    # the member's own scale (0.3) is not a listed choice: it joins them
+    assert defaults["linear.rule_scale"] == f"{RULE_DEFAULTS['rule_scale']:g}"
+    assert defaults["linear.rule_scale"] in space.distributions()["linear.rule_scale"].choices
+    scale = space.to_config(defaults)["linear_params"].get(
+        "rule_scale", RULE_DEFAULTS["rule_scale"]
+    )
+    assert scale == pytest.approx(RULE_DEFAULTS["rule_scale"])
     assert defaults["linear.rules"] == "none"  # RULE_DEFAULTS: no rules
     assert defaults["linear.rule_view"] == "all"  # rules on every column
     assert defaults["linear.l1_ratio"] == "l2"  # PENALTY_DEFAULTS: L2
