@@ -371,8 +371,8 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "followup_l1_scv": (
         "followup_l1 whose linear member chooses the rules' indicator value per data set: "
-        "0.45 or 1 (`rule_scale` [0.45, 1.0]), whichever scores the better pAUC on two "
-        "inner folds of the first bag's rows, for every bag",
+        "0.45 or 1 (`rule_scale` [0.45, 1.0]), whichever scores the better pAUC on three "
+        "inner folds of its training rows",
         _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, rule_scale=[0.45, 1.0])),
     ),
     "linear_raw": (

@@ -69,10 +69,9 @@ DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "catboost", "lightgbm:raw", "lin
 #: the regression's terms. The penalty is L1 (``l1_ratio`` 1, RuleFit's lasso): most
 #: coefficients, rules' included, are exactly 0, so the few columns and rules that carry
 #: the risk keep their weight.
-#: Each rule's indicator is 0.45 or 1 (``rule_scale``), whichever scores the better
-#: pAUC on two inner folds of the first bag's rows: a rule's penalty is then about 2.2
-#: times a normal score's (3.3 times at the member's own 0.3), or the same where the
-#: thresholded interactions pay for a lighter one. Every column outside the raw ones (the
+#: Each rule's indicator is 0.45 (``rule_scale``), so its penalty is 1/0.45, about 2.2
+#: times a normal score's (3.3 times at the member's own 0.3): strong thresholded
+#: interactions keep more of their weight. Every column outside the raw ones (the
 #: derived and patient-relative features) enters at half its normal score
 #: (``context_scale`` 0.5, ``own_view`` ``"raw"``), so its penalty is twice a raw
 #: column's: an effect stays in the lesion's own measurements unless the patient context
@@ -81,7 +80,7 @@ DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "catboost", "lightgbm:raw", "lin
 DEFAULT_LINEAR_PARAMS: dict[str, Any] = {
     "rules": 50,
     "rule_view": "raw",
-    "rule_scale": (0.45, 1.0),
+    "rule_scale": 0.45,
     "context_scale": 0.5,
     "own_view": "raw",
     "l1_ratio": 1.0,
