@@ -44,6 +44,15 @@ The rule that picks the default:
    rest (with a race, the other finalists on their figures over every seed;
    without one, the candidates rule 1 lets through), until one fits or none is
    left: then nothing is chosen.
+5. the check on ``robustness.py``'s grid: a pick that is not the incumbent is
+   scored again, with the incumbent, on ``--check-patients`` patients (600) and
+   ``--check-seeds`` seeds (3: seeds 0, 1, 2) of every world, the cells on which
+   ``robustness.py`` measures the defaults, and rule 2 chooses between the two
+   on those figures alone. The race's two seeds of 300 patients can favour a
+   configuration that a larger, independent grid does not (one world's gap moves
+   by 10-20 points between seeds), and the defaults are judged on that grid: the
+   pick replaces the default only if it also wins there. The incumbent's cost at
+   full size is the library's, which ``quality.py`` records.
 
 Cells are appended to a checkpoint (``--checkpoint``, default
 ``runs/defaults-cells.jsonl``) as they finish, so an interrupted run resumes
@@ -57,6 +66,7 @@ Usage::
                                   [--finalists 5] [--race-seeds 1] [--real-repeats 3]
                                   [--full-size 1042] [--full-size-budget 180]
                                   [--full-size-repeats 3]
+                                  [--check-patients 600] [--check-seeds 3]
                                   [--n-jobs N] [--reuse RESULT_JSON]
     python benchmarks/defaults.py --small    # seconds; what the test suite runs
 
@@ -371,8 +381,8 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "followup_l1_scv": (
         "followup_l1 whose linear member chooses the rules' indicator value per data set: "
-        "0.45 or 1 (`rule_scale` [0.45, 1.0]), whichever scores the better pAUC on three "
-        "inner folds of its training rows",
+        "0.45 or 1 (`rule_scale` [0.45, 1.0]), whichever scores the better pAUC on two "
+        "inner folds of the first bag's rows, for every bag",
         _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, rule_scale=[0.45, 1.0])),
     ),
     "linear_raw": (
@@ -424,6 +434,8 @@ FULL_SIZE_FIT_SECONDS, FULL_SIZE_PATIENTS = 180.0, 1042
 #: and scoring included, as ``quality.py`` times it), and that cohort's world and
 #: simulator seed (those of ``quality.py``'s first run).
 FULL_SIZE_WALL_SECONDS = 180.0
+#: Rule 5: the grid of ``robustness.py`` (patients, number of seeds from 0).
+CHECK_PATIENTS, CHECK_SEEDS = 600, 3
 FULL_SIZE_WORLD, FULL_SIZE_SEED = "default", 0
 SMALL_CANDIDATES = ("base", "linear_x2.5", "linear_x5")
 REFS = (_rb.RAW, _rb.LINEAGE)
@@ -722,8 +734,14 @@ def make_table(report: dict[str, Any]) -> Table:
                 else ""
             )
             + (
-                "; the pick's cost is checked at full size (table `defaults/full_size`)."
+                "; the pick's cost is checked at full size (table `defaults/full_size`)"
                 if report.get("full_size")
+                else ""
+            )
+            + (
+                f"; the pick `{report['check']['pick']}` is checked against the incumbent on "
+                "robustness.py's grid (table `defaults/check`), which chooses between them."
+                if report.get("check")
                 else "."
             )
         ),
@@ -1058,6 +1076,95 @@ def full_size_check(
     }
 
 
+def grid_check(
+    report: dict[str, Any], settings: dict[str, Any], args: Any
+) -> dict[str, Any] | None:
+    """Rule 5: the pick and the incumbent on ``robustness.py``'s grid, and rule 2 between them.
+
+    None when there is nothing to check: no pick, no incumbent among the
+    candidates (or one the vetoes stopped), the pick is the incumbent, or
+    ``--check-patients`` is 0.
+    """
+    pick = report["chosen"]
+    race_ = report["race"]
+    holder = race_["incumbent"] if race_ is not None else incumbent(report["candidates"])
+    if not args.check_patients or pick is None or holder is None or pick == holder:
+        return None
+    if holder not in _allowed(report["overall"], report["fit_budget"]):
+        return None
+    tie = race_["tie"] if race_ is not None else args.tie
+    seeds = list(range(args.check_seeds))
+    log(
+        f"check: {pick} against {holder} on {args.check_patients} patients, seed(s) {_seeds(seeds)}"
+    )
+    grid = {**settings, "n_patients": args.check_patients}
+    _lend_library_cells(grid, seeds, holder, args)
+    runs = simulated_runs(grid, seeds, [*REFS, pick, holder], args)
+    overall = summarise([pick, holder], runs, report["real_sample"])
+    return {
+        "patients": args.check_patients,
+        "seeds": seeds,
+        "pick": pick,
+        "incumbent": holder,
+        "tie": tie,
+        "simulator": runs,
+        "overall": overall,
+        "chosen": select({"overall": overall}, tie),
+    }
+
+
+def _lend_library_cells(grid: dict[str, Any], seeds: Sequence[int], holder: str, args: Any) -> None:
+    """Store the incumbent's cells of the check grid from ``robustness.py``'s ``default`` row.
+
+    The incumbent is the library's defaults, and ``robustness.py`` scores that row on
+    the same simulated cohorts and folds, so a store that reuses its result
+    (``--reuse benchmarks/results/robustness.json``) already holds them under the row
+    key of the library's defaults; they are stored under the incumbent's key too.
+    """
+    store, library = grid["store"], _rb.cell_key(_rb.DEFAULT, args)
+    tag = f"p{grid['n_patients']}-k{grid['n_splits']}" + ("-small" if args.small else "")
+    for world in grid["worlds"]:
+        for seed in seeds:
+            key = f"{tag}/{world}/{seed}"
+            cell = store.get(key, library)
+            if cell is not None and store.get(key, candidate_key(holder)) is None:
+                store.put(
+                    key, candidate_key(holder), {k: v for k, v in cell.items() if k != "cell_key"}
+                )
+
+
+def make_check_table(report: dict[str, Any]) -> Table:
+    """Rule 5: the pick and the incumbent on ``robustness.py``'s grid."""
+    check = report["check"]
+    rows = []
+    for name in (check["pick"], check["incumbent"]):
+        entry = check["overall"][name]
+        role = "pick" if name == check["pick"] else "incumbent"
+        rows.append(
+            [
+                _named(name, [role] + ["chosen"] * (name == check["chosen"])),
+                _rb._pct(entry["gap_mean"]),
+                f"{_rb._pct(entry['gap_worst'])} ({entry['gap_worst_world']})",
+                *(_rb._pct(entry["gap_per_world"][w]) for w in report["worlds"]),
+            ]
+        )
+    return Table(
+        "defaults/check",
+        [
+            "candidate",
+            "gap closed, mean",
+            "worst world",
+            *report["worlds"],
+        ],
+        rows,
+        note=(
+            f"Rule 5: the pick and the incumbent on {check['patients']} patients, seeds "
+            f"{_seeds(check['seeds'])} of every world (robustness.py's grid); rule 2 chooses "
+            f"between them (tie {check['tie']:.0%} of gap share)."
+        ),
+    )
+
+
 def make_full_size_table(report: dict[str, Any]) -> Table:
     """Rule 4: the picks fitted at full size, in the order rule 2 made them."""
     full = report["full_size"]
@@ -1122,6 +1229,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="patients of rule 4's cost check of the pick (default 1,042; small 60; 0: none)",
     )
     cli.add_argument(
+        "--check-patients",
+        type=int,
+        default=None,
+        help=f"patients of rule 5's check of a new pick (default {CHECK_PATIENTS}; small 0: none)",
+    )
+    cli.add_argument(
+        "--check-seeds",
+        type=int,
+        default=CHECK_SEEDS,
+        help=f"seeds 0, 1, ... of rule 5's check (default {CHECK_SEEDS})",
+    )
+    cli.add_argument(
         "--full-size-budget",
         type=float,
         default=None,
@@ -1143,6 +1262,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.finalists = 2 if small else 5
     if args.full_size is None:
         args.full_size = 60 if small else FULL_SIZE_PATIENTS
+    if args.check_patients is None:
+        args.check_patients = 0 if small else CHECK_PATIENTS
     if args.full_size_repeats is None:
         args.full_size_repeats = 1 if small else 3
     for option, value in (
@@ -1151,9 +1272,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("--fit-budget", args.fit_budget),
         ("--full-size", args.full_size),
         ("--full-size-budget", args.full_size_budget),
+        ("--check-patients", args.check_patients),
     ):
         if value is not None and value < 0:
             cli.error(f"{option} must be 0 or more, got {value}")
+    if args.check_seeds < 1:
+        cli.error(f"--check-seeds must be 1 or more, got {args.check_seeds}")
     if args.full_size_repeats < 1:
         cli.error(f"--full-size-repeats must be 1 or more, got {args.full_size_repeats}")
     names = _rb._names(args.candidates) or list(SMALL_CANDIDATES if small else CANDIDATES)
@@ -1203,11 +1327,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report["full_size"] = full_size_check(report, settings, args)
     if report["full_size"] is not None:
         report["chosen"] = report["full_size"]["chosen"]
+    report["check"] = grid_check(report, settings, args)
+    if report["check"] is not None:
+        report["chosen"] = report["check"]["chosen"]
     tables = [make_table(report)]
     if report["race"] is not None:
         tables.append(make_race_table(report))
     if report["full_size"] is not None:
         tables.append(make_full_size_table(report))
+    if report["check"] is not None:
+        tables.append(make_check_table(report))
     _rb.print_tables(tables)
     log(f"chosen: {report['chosen']}")
     written = write_results(args.out, report, tables)

@@ -53,6 +53,7 @@ COLUMNS: dict[str, int] = {
     "defaults/candidates": 7,
     "defaults/race": 7,
     "defaults/full_size": 6,
+    "defaults/check": 10,  # candidate, mean, worst world and the seven worlds
     "ceiling/pauc": 8,
     "ceiling/gap": 8,
     "devices/models": 6,

@@ -45,7 +45,9 @@ def test_small_run_scores_every_candidate_in_every_world(small) -> None:
         entry = report["overall"][name]
         assert set(entry["gap_per_world"]) == set(WORLDS)
         assert entry["gap_worst"] == min(entry["gap_per_world"].values())
-    check_tables(report, "defaults")
+    # no check on robustness.py's grid: the small candidates hold no incumbent
+    assert report["check"] is None
+    check_tables(report, "defaults", absent=["defaults/check"])
     stored = cells.read_text().splitlines()
     expected = len(WORLDS) * (2 + len(names)) + report["real_repeats"] * (2 + len(names))
     if report["race"]:  # the references and the finalists on one more seed
@@ -423,6 +425,69 @@ def test_robustness_keys_the_default_row_by_the_library_defaults(monkeypatch) ->
     assert robustness.cell_key("lineage_lgbm", args) == "lineage_lgbm:bags3"
 
 
+def test_the_grid_check_keeps_the_incumbent_unless_the_pick_wins_there(monkeypatch) -> None:
+    """Rule 5 scores only a new pick and the incumbent, and rule 2 chooses between them."""
+    pick, holder = "followup_l1_scv", "followup_l1"
+    gaps = {pick: (0.25, 0.50), holder: (0.32, 0.50)}  # worst world, mean
+
+    def summarise(names, runs, real):
+        return {
+            n: {
+                "gap_worst": gaps[n][0],
+                "gap_mean": gaps[n][1],
+                "gap_worst_world": "interactions",
+                "gap_per_world": {"interactions": gaps[n][0]},
+                "real_diff": 0.001,
+                "fit_seconds": 40.0,
+            }
+            for n in names
+        }
+
+    scored = []
+    monkeypatch.setattr(defaults, "summarise", summarise)
+    monkeypatch.setattr(
+        defaults,
+        "simulated_runs",
+        lambda grid, seeds, rows, args: scored.append((grid, seeds, rows)),
+    )
+    entry = {"gap_worst": 0.1, "gap_mean": 0.4, "real_diff": 0.001, "fit_seconds": 40.0}
+    report = {
+        "chosen": pick,
+        "candidates": [pick, holder],
+        "race": {"incumbent": holder, "tie": 0.05},
+        "overall": {pick: entry, holder: entry},
+        "fit_budget": 50.0,
+        "real_sample": [],
+        "worlds": ["interactions"],
+    }
+    store = common.CellStore(None)
+    # robustness.py's row of the library's defaults on the grid: lent to the incumbent
+    library = defaults._rb.cell_key(defaults._rb.DEFAULT, None)
+    store.put("p600-k5/interactions/1", library, {"pauc": 0.17})
+    settings = {"n_patients": 300, "n_splits": 5, "worlds": ["interactions"], "store": store}
+    args = SimpleNamespace(check_patients=600, check_seeds=3, tie=0.05, small=False)
+    check = defaults.grid_check(report, settings, args)
+    assert check is not None and check["chosen"] == holder  # 25 % against 32 %: out of the tie
+    ((grid, seeds, rows),) = scored
+    assert grid["n_patients"] == 600 and seeds == [0, 1, 2]
+    assert rows[-2:] == [pick, holder]
+    lent = store.get("p600-k5/interactions/1", defaults.candidate_key(holder))
+    assert lent is not None and lent["pauc"] == 0.17
+    assert store.get("p600-k5/interactions/0", defaults.candidate_key(holder)) is None
+    assert "(pick)" in defaults.make_check_table({**report, "check": check}).rows[0][0]
+    gaps[pick] = (0.35, 0.55)  # the pick wins on the grid too
+    assert defaults.grid_check(report, settings, args)["chosen"] == pick
+    # nothing to check: the pick is the incumbent, there is none, or the check is off
+    assert defaults.grid_check({**report, "chosen": holder}, settings, args) is None
+    no_holder = {**report, "race": {"incumbent": None, "tie": 0.05}}
+    assert defaults.grid_check(no_holder, settings, args) is None
+    off = SimpleNamespace(check_patients=0, check_seeds=3, tie=0.05, small=False)
+    assert defaults.grid_check(report, settings, off) is None
+    vetoed = {**report, "overall": {pick: entry, holder: {**entry, "real_diff": -0.001}}}
+    assert defaults.grid_check(vetoed, settings, args) is None
+    assert len(scored) == 2
+
+
 def test_the_library_defaults_are_the_recorded_choice() -> None:
     """The defaults are what ``defaults.py`` chose; change one and the choice must be rerun."""
     path = common.RESULTS / "defaults.json"
@@ -451,9 +516,15 @@ def test_the_library_defaults_are_the_recorded_choice() -> None:
             runs = check.get("runs", [check])  # a pick's repeated runs; the median decides
             assert len(runs) == report["full_size"].get("repeats", 1)
             assert check["wall_seconds"] == defaults.median_run(runs)["wall_seconds"]
-        assert chosen == checked[-1]["candidate"]
-    elif race:
-        assert chosen == race["chosen"]
+        pick = checked[-1]["candidate"]
+    else:
+        pick = race["chosen"] if race else chosen
+    grid = report.get("check")
+    if grid:  # rule 5: a new pick against the incumbent on robustness.py's grid
+        assert (grid["pick"], grid["incumbent"]) == (pick, race["incumbent"])
+        assert grid["chosen"] == defaults.select({"overall": grid["overall"]}, grid["tie"])
+        pick = grid["chosen"]
+    assert chosen == pick
     params = report["configurations"][chosen]["params"]
     assert defaults.is_library_default(params), (
         f"the library defaults are not the recorded choice {chosen!r}: rerun defaults.py"
