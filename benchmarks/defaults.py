@@ -121,6 +121,7 @@ def _config(
     lightgbm, xgboost = leaves
     config = {"feature_groups": groups, "rank_columns": ranks, "members": members}
     config["followup"] = other.pop("followup", False)  # no follow-up score unless named
+    config["followup_offset"] = other.pop("followup_offset", False)  # boosters from the base rate
     config["lightgbm_params"] = {**lightgbm, **other.pop("lightgbm_params", {})}
     config["xgboost_params"] = {**xgboost, **other.pop("xgboost_params", {})}
     return config | other
@@ -181,9 +182,9 @@ def _rules_ctx05() -> dict[str, Any]:
     )
 
 
-def _with_followup(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with the follow-up score (``followup`` 'auto')."""
-    return {**config, "followup": "auto"}
+def _with_followup(config: dict[str, Any], **other: Any) -> dict[str, Any]:
+    """``config`` with the follow-up score (``followup`` 'auto') and ``other`` arguments."""
+    return {**config, "followup": "auto", **other}
 
 
 #: name -> (what it is, LesionBoostClassifier keyword arguments). Each pins what
@@ -385,6 +386,12 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "inner folds of the first bag's rows, for every bag",
         _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0, rule_scale=[0.45, 1.0])),
     ),
+    "followup_l1_offset": (
+        "followup_l1 whose boosters start from the follow-up score's logistic fit "
+        "(`followup_offset`): each bag's LightGBM and CatBoost trees model what the score "
+        "leaves instead of rebuilding its additive effect from splits",
+        _with_followup(_with_linear_params(_rules_ctx05(), l1_ratio=1.0), followup_offset=True),
+    ),
     "linear_raw": (
         "linear_x2.5 + a sixth member, the linear model on the raw metadata columns only "
         "(`linear:raw`), at the weight of each booster",
@@ -401,15 +408,17 @@ def resolved(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with every member's parameters merged over the library's defaults.
 
     The checkpoint key of a candidate: ``members`` equal to the three libraries (the
-    ensemble's own default) and ``followup`` False are left out of it, so the keys of
-    cells recorded without those arguments stay valid; every candidate names both.
+    ensemble's own default), ``followup`` False and ``followup_offset`` False are left
+    out of it, so the keys of cells recorded without those arguments stay valid; every
+    candidate names all three.
     """
     members = params.get("members", _LIBRARIES)
     out = {k: v for k, v in params.items() if not k.endswith("_params")}
     if tuple(members) == _LIBRARIES:
         out.pop("members", None)
-    if out.get("followup") is False:
-        out.pop("followup")
+    for switch in ("followup", "followup_offset"):
+        if out.get(switch) is False:
+            out.pop(switch)
     if out.get("weights") is None:  # the library's default blend for these members
         weights = lb.estimator.default_weights(members)
         if weights is not None:

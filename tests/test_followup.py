@@ -207,3 +207,22 @@ def test_cross_validation_passes_each_fold_its_training_lesions_follow_up(train)
             folds,
             progress=False,
         )
+
+
+def test_followup_offset_makes_the_score_the_boosters_starting_margin(train):
+    model = LesionBoostClassifier(followup=True, followup_offset=True, **FAST).fit(train)
+    ensemble = model.ensemble_
+    assert ensemble.offset_column == FOLLOWUP_COLUMN
+    assert list(ensemble.feature_names_in_).index(FOLLOWUP_COLUMN) == ensemble.offset_column_
+    assert ensemble.offset_fits_[0][1] > 0  # followed-up lesions are the likelier cancers
+    plain = LesionBoostClassifier(followup=True, **FAST).fit(train)
+    assert plain.ensemble_.offset_column_ is None
+    assert not np.array_equal(model.predict_proba(train), plain.predict_proba(train))
+    # without the score there is nothing to start from
+    X, y = lb.split_xy(train)
+    assert (
+        LesionBoostClassifier(followup_offset=True, **FAST).fit(X, y).ensemble_.offset_column_
+        is None
+    )
+    with pytest.raises(ValueError, match="followup_offset must be True or False, got 'yes'"):
+        LesionBoostClassifier(followup_offset="yes", **FAST).fit(train)

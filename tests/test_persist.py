@@ -382,3 +382,30 @@ def test_a_loaded_model_keeps_its_fitted_blend(saved):
     before = loaded.predict_proba(frame)
     loaded.set_params(blend="mean")
     np.testing.assert_array_equal(loaded.predict_proba(frame), before)
+
+
+def test_a_model_with_an_offset_column_round_trips_and_a_damaged_offset_is_refused(tmp_path):
+    frame, y = _data()
+    model = GBDTEnsembleClassifier(**FAST, members=tuple(MEMBERS), offset_column="x0").fit(frame, y)
+    path = save_model(model, tmp_path / "offset")
+    loaded = load_model(path)
+    assert loaded.offset_column_ == 0 and loaded.offset_fits_ == model.offset_fits_
+    for method in ("decision_function", "feature_contributions"):
+        assert np.array_equal(getattr(loaded, method)(frame), getattr(model, method)(frame))
+    manifest = _manifest(path)
+    assert manifest["ensemble"]["offset"]["column"] == 0
+    manifest["ensemble"]["offset"]["fits"] = manifest["ensemble"]["offset"]["fits"][:1]
+    _write_manifest(path, manifest)
+    with pytest.raises(ModelFileError, match=r"offset .*1 bag fit\(s\).*\[2\] bag\(s\)"):
+        load_model(path)
+
+
+def test_a_manifest_without_an_offset_loads_without_one(saved):
+    path, model, frame = saved
+    manifest = _manifest(path)
+    assert manifest["ensemble"]["offset"] is None
+    del manifest["ensemble"]["offset"]
+    _write_manifest(path, manifest)
+    loaded = load_model(path)
+    assert loaded.offset_column_ is None
+    assert np.array_equal(loaded.predict_proba(frame), model.predict_proba(frame))

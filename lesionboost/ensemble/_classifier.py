@@ -121,6 +121,35 @@ def _mixture_logit(logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return log_p - log_q
 
 
+def _offset_center(column: np.ndarray, label: str) -> float:
+    """The training mean of the offset column (its stand-in for missing values)."""
+    finite = column[np.isfinite(column)]
+    if finite.size == 0:
+        raise ValueError(
+            f"{label} has no value in X (every row is missing); name a column with values "
+            "or pass None."
+        )
+    return float(np.mean(finite, dtype=np.float64))
+
+
+def _offset_fit(
+    column: np.ndarray, y: np.ndarray, weight: np.ndarray | None
+) -> tuple[float, float]:
+    """Intercept and slope of the unpenalised logistic regression of ``y`` on ``column``."""
+    from sklearn.linear_model import LogisticRegression
+
+    scale = float(np.std(column))
+    if not scale > 0:  # a constant column: the base rate alone
+        rate = float(np.average(y, weights=weight))
+        return float(np.log(rate / (1.0 - rate))), 0.0
+    centre = float(np.mean(column))
+    fit = LogisticRegression(C=np.inf).fit(
+        ((column - centre) / scale)[:, None], y, sample_weight=weight
+    )
+    slope = float(fit.coef_[0, 0]) / scale
+    return float(fit.intercept_[0]) - slope * centre, slope
+
+
 def _checked_weights(sample_weight: Any, X: np.ndarray, y01: np.ndarray) -> np.ndarray | None:
     """``sample_weight`` as floats, or None; each class must keep some weight."""
     if sample_weight is None:
@@ -212,6 +241,16 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         Columns passed to every library as native categoricals. ``"auto"``:
         string, categorical and enum columns of a polars or pandas frame; a list
         names or indexes columns, which may also hold integer codes.
+    offset_column : str or int, optional
+        A numeric column (name or index) with a strong additive effect on the
+        log-odds, such as a score from another model. In each bag a one-column
+        logistic regression of the labels on it gives every row a starting margin;
+        the boosters (LightGBM ``init_score``, XGBoost ``base_margin``, CatBoost
+        ``baseline``) are trained from that margin, and it is added to their scores.
+        The trees then model what the column leaves, instead of re-learning its
+        effect in coarse steps from the few positives, and may still split on it.
+        The linear member is unaffected (the column is one of its terms). Missing
+        values take the column's training mean. Default: none.
     device : {"cpu", "cuda"}, default="cpu"
         ``"cuda"`` sets LightGBM ``device_type="cuda"``, XGBoost
         ``device="cuda"`` and CatBoost ``task_type="GPU"``; prediction runs on
@@ -246,6 +285,13 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         ``set_params(blend=...)``, until the next ``fit``).
     weights_, offsets_ : dict of str -> float
         Normalised blend weights and the log-odds shift undoing the resampling.
+    offset_column_ : int or None
+        Index of ``offset_column`` in ``X`` (None without one).
+    offset_center_ : float
+        The column's training mean, which stands in for its missing values.
+    offset_fits_ : list of (float, float)
+        Intercept and slope of the column's logistic fit in each bag; the boosters'
+        scores add the mean of the bags' fits.
     rank_knots_ : dict of str -> (ndarray, ndarray)
         Each member's rank reference (``blend="rank"`` only).
     sampling_ : dict
@@ -280,6 +326,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         weights: Mapping[str, float] | Sequence[float] | None = None,
         views: Mapping[str, Sequence[str | int]] | None = None,
         categorical_features: str | Sequence[str | int] | None = "auto",
+        offset_column: str | int | None = None,
         device: str = "cpu",
         n_jobs: int | None = None,
         random_state: int | np.random.RandomState | None = 0,
@@ -296,6 +343,7 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.weights = weights
         self.views = views
         self.categorical_features = categorical_features
+        self.offset_column = offset_column
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -504,6 +552,11 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             member: self._member_params(member, resolved[member_kind(member)][0], linear_views)
             for member in members
         }
+        self.offset_column_ = self._offset_position()
+        self.offset_center_ = 0.0
+        self.offset_fits_: list[tuple[float, float]] = []
+        if self.offset_column_ is not None:
+            self.offset_center_ = _offset_center(X[:, self.offset_column_], self._offset_label())
         rng = check_random_state(self.random_state)
         self.boosters_: dict[str, list[Any]] = {member: [] for member in members}
         bag_sizes = []
@@ -516,16 +569,32 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             bag_sizes.append([int(yb.sum()), int(yb.size - yb.sum())])
             if wb is not None:
                 bag_weights.append([float(wb[yb == 1].sum()), float(wb[yb == 0].sum())])
+            init = None
+            if self.offset_column_ is not None:
+                column = self._offset_values(Xb)
+                intercept, slope = _offset_fit(column, yb, wb)
+                self.offset_fits_.append((intercept, slope))
+                init = intercept + slope * column
             for member in members:
                 kind = member_kind(member)
                 params, rounds = member_params[member], resolved[kind][1]
                 columns, cat_idx = self._member_columns(member)
                 Xm = Xb if columns is None else np.ascontiguousarray(Xb[:, columns])
                 logger.debug("bag %d/%d: %s on %d rows", bag + 1, self.n_bags, member, rows.size)
-                booster = MEMBERS[kind].fit(params, rounds, Xm, yb, cat_idx, seed, wb)
+                adapter = MEMBERS[kind]
+                booster = adapter.fit(
+                    params,
+                    rounds,
+                    Xm,
+                    yb,
+                    cat_idx,
+                    seed,
+                    wb,
+                    init_score=init if adapter.takes_init_score else None,
+                )
                 self.boosters_[member].append(booster)
                 if bag == 0:  # a choice among candidates holds for every bag
-                    member_params[member] = MEMBERS[kind].settled(params, booster)
+                    member_params[member] = adapter.settled(params, booster)
         n_pos = int(y01.sum())
         n_neg = int(y01.size - n_pos)
         self.members_ = tuple(members)
@@ -624,6 +693,51 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 )
         return sorted(columns)
 
+    def _offset_label(self) -> str:
+        return f"offset_column={self.offset_column!r}"
+
+    def _offset_position(self) -> int | None:
+        """The index of ``offset_column`` in X (None without one), checked numeric."""
+        if self.offset_column is None:
+            return None
+        names = (
+            [str(n) for n in self.feature_names_in_]
+            if hasattr(self, "feature_names_in_")
+            else [str(i) for i in range(self.n_features_in_)]
+        )
+        column = self.offset_column
+        if isinstance(column, numbers.Integral) and not isinstance(column, bool):
+            if not 0 <= int(column) < len(names):
+                raise ValueError(
+                    f"offset_column={column} is out of range for X with {len(names)} columns; "
+                    "pass a column index or name of X."
+                )
+            position = int(column)
+        elif isinstance(column, str) and column in names:
+            position = names.index(column)
+        else:
+            raise ValueError(
+                f"offset_column={column!r} is not a column of X (X has {names[:5]}"
+                f"{' ...' if len(names) > 5 else ''}); name a numeric column or pass None."
+            )
+        if position in self.categorical_features_:
+            raise ValueError(
+                f"offset_column={column!r} is categorical; the starting margin is a logistic "
+                "fit on a numeric column. Name a numeric column or pass None."
+            )
+        return position
+
+    def _offset_values(self, X: np.ndarray) -> np.ndarray:
+        """The offset column of ``X`` as float64, missing values at the training mean."""
+        column = np.asarray(X[:, self.offset_column_], dtype=np.float64)
+        return np.where(np.isnan(column), self.offset_center_, column)
+
+    def _offset_margin(self, X: np.ndarray) -> np.ndarray:
+        """The boosters' starting margin for ``X``: the mean of the bags' offset fits."""
+        fits = np.asarray(self.offset_fits_, dtype=np.float64)
+        intercept, slope = fits.mean(axis=0)
+        return intercept + slope * self._offset_values(X)
+
     def _member_params(
         self, member: str, params: dict[str, Any], linear_views: Mapping[str, Sequence[int]]
     ) -> dict[str, Any]:
@@ -665,6 +779,8 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
             Xm = X if columns is None else np.ascontiguousarray(X[:, columns])
             data = adapter.prepare(Xm, cat_idx, threads)
             out[member] = adapter.mean_margin(self.boosters_[member], data, threads)
+            if self.offset_column_ is not None and adapter.takes_init_score:
+                out[member] += self._offset_margin(X)
         return out
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -744,4 +860,9 @@ class GBDTEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 total += share
             else:  # a view's contributions land on its own columns
                 total[:, columns] += share
+            if self.offset_column_ is not None and adapter.takes_init_score:
+                # the starting margin is the offset column's, about its training mean
+                slope = float(np.mean([fit[1] for fit in self.offset_fits_]))
+                centred = self._offset_values(X) - self.offset_center_
+                total[:, self.offset_column_] += self.weights_[member] * slope * centred
         return total

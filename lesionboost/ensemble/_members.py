@@ -86,6 +86,8 @@ class _Member:
     round_keys: tuple[str, ...] = ()
     seed_keys: tuple[str, ...] = ()
     thread_keys: tuple[str, ...] = ()
+    #: Whether ``fit`` boosts from a starting margin (``init_score``) per row.
+    takes_init_score = True
 
     def params(
         self, user: Mapping[str, Any] | None, *, device: str, n_jobs: int | None
@@ -142,6 +144,7 @@ class _Member:
         cat_idx: Sequence[int],
         seed: int,
         weight: np.ndarray | None = None,
+        init_score: np.ndarray | None = None,
     ) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -276,6 +279,7 @@ class _LightGBM(_Member):
         cat_idx: Sequence[int],
         seed: int,
         weight: np.ndarray | None = None,
+        init_score: np.ndarray | None = None,
     ) -> Any:
         import lightgbm as lgb
 
@@ -286,6 +290,7 @@ class _LightGBM(_Member):
                 X,
                 label=y,
                 weight=weight,
+                init_score=init_score,
                 categorical_feature=list(cat_idx),
                 params=run_params,
                 free_raw_data=True,
@@ -409,11 +414,14 @@ class _XGBoost(_Member):
         cat_idx: Sequence[int],
         seed: int,
         weight: np.ndarray | None = None,
+        init_score: np.ndarray | None = None,
     ) -> Any:
         import xgboost as xgb
 
         threads = params.get("nthread")
         dtrain = self._dmatrix(X, y, cat_idx, threads, weight)
+        if init_score is not None:
+            dtrain.set_base_margin(init_score)
         try:
             booster = xgb.train({**params, "seed": int(seed)}, dtrain, num_boost_round=rounds)
         except xgb.core.XGBoostError as exc:
@@ -534,10 +542,14 @@ class _CatBoost(_Member):
         cat_idx: Sequence[int],
         seed: int,
         weight: np.ndarray | None = None,
+        init_score: np.ndarray | None = None,
     ) -> Any:
         catboost = import_optional("catboost", purpose="the CatBoost ensemble member")
         model = catboost.CatBoost({**params, "iterations": rounds, "random_seed": int(seed)})
-        model.fit(self._pool(X, y, cat_idx, weight))
+        pool = self._pool(X, y, cat_idx, weight)
+        if init_score is not None:
+            pool.set_baseline(init_score)
+        model.fit(pool)
         return model
 
     def prepare(self, X: Any, cat_idx: Sequence[int], threads: int | None) -> Any:
@@ -579,6 +591,8 @@ class _Linear(_Member):
     suffix = ".json"
     defaults = LINEAR_DEFAULTS
     option_defaults = {**RULE_DEFAULTS, **CONTEXT_DEFAULTS, **PENALTY_DEFAULTS}
+    # an additive column is one of its terms already
+    takes_init_score = False
 
     def params(
         self, user: Mapping[str, Any] | None, *, device: str, n_jobs: int | None
@@ -597,7 +611,10 @@ class _Linear(_Member):
         cat_idx: Sequence[int],
         seed: int,
         weight: np.ndarray | None = None,
+        init_score: np.ndarray | None = None,
     ) -> Any:
+        if init_score is not None:
+            raise ValueError("The linear member does not boost from a starting margin.")
         # without rules the fit is deterministic; the seed only drives the rule trees
         return LinearScorer.fit(X, y, cat_idx=cat_idx, params=params, weight=weight, seed=seed)
 

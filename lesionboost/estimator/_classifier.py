@@ -306,6 +306,10 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         (``fit(train)``): ``X`` from :func:`~lesionboost.split_xy` has no
         ``lesion_id``, so ``"auto"`` then goes without the score unless
         ``followed_up`` is passed.
+    followup_offset : bool, default=False
+        With the follow-up score, also train the boosters from its logistic fit:
+        the score is the ensemble's ``offset_column``, a starting margin the trees
+        correct rather than an effect they must rebuild from splits.
 
     Attributes
     ----------
@@ -362,6 +366,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         image_model: Any = None,
         images: Any = None,
         followup: bool | str = "auto",
+        followup_offset: bool = False,
     ) -> None:
         self.feature_groups = feature_groups
         self.rank_columns = rank_columns
@@ -381,6 +386,7 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         self.image_model = image_model
         self.images = images
         self.followup = followup
+        self.followup_offset = followup_offset
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()
@@ -399,6 +405,10 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
         setting = self.followup
         if not (setting == "auto" or setting is True or setting is False):
             raise ValueError(f"followup must be 'auto', True or False, got {setting!r}.")
+        if not isinstance(self.followup_offset, (bool, np.bool_)):
+            raise ValueError(
+                f"followup_offset must be True or False, got {self.followup_offset!r}."
+            )
         if setting is False:
             return None
         mask = followed_up(frame, followed, what=f"{type(self).__name__}.fit")
@@ -593,8 +603,10 @@ pos_oversample, n_bags, blend, device, n_jobs, random_state
             name: [c for c in (*columns, *own) if c in features.columns]
             for name, columns in MEMBER_VIEWS.items()
         }
+        offset = followup.column if followup is not None and self.followup_offset else None
         self.ensemble_ = GBDTEnsembleClassifier(
             **self._ensemble_params(),
+            offset_column=offset,
             views=views,
             categorical_features=list(self.featurizer_.categorical_features_),
         ).fit(features, labels, sample_weight=sample_weight)

@@ -56,6 +56,13 @@ def _ensemble_state(model: Any, folder: Path, prefix: str) -> dict[str, Any]:
             for kind, (x, y) in model.rank_knots_.items()
         },
         "sampling": _jsonable(model.sampling_, "sampling_"),
+        "offset": None
+        if getattr(model, "offset_column_", None) is None
+        else {
+            "column": int(model.offset_column_),
+            "center": _jsonable(model.offset_center_, "offset_center_"),
+            "fits": _jsonable([list(fit) for fit in model.offset_fits_], "offset_fits_"),
+        },
         "files": files,
     }
 
@@ -285,6 +292,37 @@ def _restore_ensemble(state: Mapping[str, Any], root: Path) -> Any:
     if model.blend_ == "rank" and sorted(model.rank_knots_) != sorted(members):
         raise ModelFileError(f"{root}: rank references are missing for some members.")
     model.sampling_ = dict(state["sampling"])
+    _restore_offset(root, model, state.get("offset"))
     if any(i < 0 or i >= model.n_features_in_ for i in model.categorical_features_):
         raise ModelFileError(f"{root}: categorical column indices are out of range.")
     return model
+
+
+def _restore_offset(root: Path, model: Any, offset: Any) -> None:
+    """The starting margin of the boosters (``offset_column``), checked like the offsets."""
+    model.offset_column_, model.offset_center_, model.offset_fits_ = None, 0.0, []
+    if offset is None:
+        return
+    try:
+        column = offset["column"]
+        center = float(offset["center"])
+        fits = [(float(a), float(b)) for a, b in offset["fits"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{root}: the offset in {_MANIFEST} is damaged ({exc}); {_MODIFIED}."
+        ) from exc
+    bags = {len(bags) for bags in model.boosters_.values()}
+    if (
+        not isinstance(column, int)
+        or isinstance(column, bool)
+        or not 0 <= column < model.n_features_in_
+        or column in model.categorical_features_
+        or not np.all(np.isfinite([center, *np.ravel(fits)]))
+        or bags != {len(fits)}
+    ):
+        raise ModelFileError(
+            f"{root}: the offset in {_MANIFEST} (column {column!r}, {len(fits)} bag fit(s)) "
+            f"does not fit the ensemble's {model.n_features_in_} columns and "
+            f"{sorted(bags)} bag(s); {_MODIFIED}."
+        )
+    model.offset_column_, model.offset_center_, model.offset_fits_ = column, center, fits

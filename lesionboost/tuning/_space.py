@@ -205,10 +205,12 @@ class SearchSpace:
         Switch the optional feature groups (region, outlier, counts) on and off,
         choose the within-patient ranks (``rank_columns``: none or the key
         columns), and whether the model learns the follow-up score (``followup``:
-        ``"auto"`` or False; only with ``followup``).
+        ``"auto"`` or False) and trains the boosters from it (``followup_offset``);
+        the last two only with ``followup``.
     followup : bool, default=True
-        Search the ``followup`` switch with the feature groups. False leaves the
-        estimator's argument to ``fixed_params`` (or its default).
+        Search the ``followup`` and ``followup_offset`` switches with the feature
+        groups. False leaves the estimator's arguments to ``fixed_params`` (or their
+        defaults).
 
     Examples
     --------
@@ -276,6 +278,7 @@ class SearchSpace:
             known = followup in _FOLLOWUP_CHOICES
             switch = _FOLLOWUP_CHOICES if known else (*_FOLLOWUP_CHOICES, followup)
             out["features.followup"] = CategoricalDistribution(switch)
+            out["features.followup_offset"] = CategoricalDistribution((True, False))
         return out
 
     def defaults(self) -> dict[str, Any]:
@@ -298,8 +301,8 @@ class SearchSpace:
                 value = _default_weight(name)
             elif name == "ranks":
                 value = estimator["rank_columns"]
-            elif name == "followup":
-                value = estimator["followup"]
+            elif name in ("followup", "followup_offset"):
+                value = estimator[name]
             else:  # features: on when the estimator uses the group by default
                 value = name in estimator["feature_groups"]
             if isinstance(value, float) and isinstance(distribution, IntDistribution):
@@ -342,8 +345,8 @@ class SearchSpace:
                 weights[name] = float(value)
             elif group == "features" and name == "ranks":
                 config["rank_columns"] = value
-            elif group == "features" and name == "followup":
-                config["followup"] = value
+            elif group == "features" and name in ("followup", "followup_offset"):
+                config[name] = value
             elif group == "features" and value:
                 groups.append(name)
         members = self.members

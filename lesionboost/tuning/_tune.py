@@ -190,8 +190,8 @@ def _check_fixed_not_searched(fixed: Mapping[str, Any], space: SearchSpace) -> N
     clash = sorted(searched & set(fixed))
     if clash:
         hint = (
-            " (SearchSpace(followup=False) leaves followup out of the search)"
-            if "followup" in clash
+            " (SearchSpace(followup=False) leaves followup and followup_offset out of the search)"
+            if {"followup", "followup_offset"} & set(clash)
             else ""
         )
         raise ValueError(
@@ -310,8 +310,10 @@ def tune(
     fixed = dict(fixed_params or {})
     if search_space is not None:
         space = search_space
-    else:  # a fixed followup is left out of the search
-        space = SearchSpace(members=members, followup="followup" not in fixed)
+    else:  # a fixed followup or followup_offset leaves both out of the search
+        space = SearchSpace(
+            members=members, followup=not {"followup", "followup_offset"} & set(fixed)
+        )
     _check_fixed_not_searched(fixed, space)
     # Everything that changes what a trial measures: a worker started with other
     # images, device or search space must not add its trials to this study
@@ -325,7 +327,7 @@ def tune(
         "members": list(space.members),
         "rounds": rounds,
         "n_folds": int(len(np.unique(folds))),
-        "search_space": 5,
+        "search_space": 6,
         "search_space_ensemble": bool(space.ensemble),
         "search_space_feature_groups": bool(space.feature_groups),
         "search_space_followup": bool(space.feature_groups and space.followup),

@@ -360,6 +360,7 @@ def test_the_incumbent_is_the_candidate_with_the_library_defaults(monkeypatch) -
     heavier = {**params["weights"], "linear": params["weights"]["linear"] + 1.0}
     assert not defaults.is_library_default({**params, "weights": heavier})
     assert not defaults.is_library_default({**params, "followup": False})
+    assert not defaults.is_library_default({**params, "followup_offset": True})
     monkeypatch.setattr(lb.estimator._classifier, "LINEAR_MEMBER_WEIGHT", 1.5)
     assert defaults.incumbent(names) is None  # the library moved: no candidate holds it
 

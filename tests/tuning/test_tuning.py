@@ -102,6 +102,9 @@ def test_config_normalises_weights_and_switches_feature_groups() -> None:
     assert config["followup"] is False
     assert space.to_config({**params, "features.followup": "auto"})["followup"] == "auto"
     assert space.distributions()["features.followup"].choices == ("auto", False)
+    assert space.distributions()["features.followup_offset"].choices == (True, False)
+    assert config["followup_offset"] is space.defaults()["features.followup_offset"]
+    assert space.to_config({**params, "features.followup_offset": True})["followup_offset"] is True
     assert "catboost_params" not in config and config["members"] == ("lightgbm", "xgboost")
     assert isinstance(space.distributions()["lightgbm.num_leaves"], IntDistribution)
 
@@ -449,6 +452,10 @@ def test_a_fixed_followup_is_left_out_of_the_search_and_a_clash_is_refused(tiny)
     result = tune(tiny, fixed_params={**FAST, "followup": False}, **run)
     assert "followup" not in result.best_params  # fixed, so not a searched value
     assert "features.followup" not in result.study.trials[0].params
+    assert "features.followup_offset" not in result.study.trials[0].params
+    clash = r"fixed_params sets \['followup_offset'\].*followup=False"
+    with pytest.raises(ValueError, match=clash):
+        tune(tiny, search_space=searched, fixed_params={"followup_offset": True}, **run)
 
 
 def test_workers_fit_with_the_weights_too(tiny, tmp_path, monkeypatch) -> None:
