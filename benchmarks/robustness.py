@@ -192,11 +192,20 @@ def _cell(result: Any, wall: float, cpu: float) -> dict[str, Any]:
     }
 
 
+#: Estimator switches younger than recorded cells, and the value that leaves a fit as
+#: it was before the switch existed: a default at that value is left out of the
+#: fingerprint, so cells recorded before the switch stay valid.
+_SWITCHES_OFF = {"followup_offset": False}
+
+
 def _defaults_fingerprint() -> str:
     """The estimator's default parameters, with the blend weights ``None`` stands for
     and the default parameters of every member library (what ``None`` stands for)."""
     estimator = lb.LesionBoostClassifier()
     params = estimator.get_params(deep=False)
+    for switch, off in _SWITCHES_OFF.items():
+        if params.get(switch) is off:
+            del params[switch]
     weights = lb.estimator.default_weights(params["members"])
     if weights is not None:
         params["weights"] = weights

@@ -424,6 +424,20 @@ def test_robustness_keys_the_default_row_by_the_library_defaults(monkeypatch) ->
     monkeypatch.undo()
     assert robustness.cell_key("default", args) == key
     assert robustness.cell_key("lineage_lgbm", args) == "lineage_lgbm:bags3"
+    # a switch at the value that leaves the fit as it was is no new default; on, it is
+    assert original["followup_offset"] is False
+    monkeypatch.setattr(
+        lb.LesionBoostClassifier.__init__, "__kwdefaults__", {**original, "followup_offset": True}
+    )
+    assert robustness.cell_key("default", args) != key
+    monkeypatch.undo()
+    params = lb.LesionBoostClassifier().get_params()
+    monkeypatch.setattr(
+        lb.LesionBoostClassifier,
+        "get_params",
+        lambda self, deep=True: {k: v for k, v in params.items() if k != "followup_offset"},
+    )
+    assert robustness.cell_key("default", args) == key  # as before the switch existed
 
 
 def test_the_grid_check_keeps_the_incumbent_unless_the_pick_wins_there(monkeypatch) -> None:
